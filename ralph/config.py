@@ -1,0 +1,326 @@
+"""RunConfig and its sources: defaults < ralph.yaml < front matter < RALPH_* env < flags."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+DEFAULT_MODEL = "claude-sonnet-5-5"
+CONFIG_FILE = "ralph.yaml"
+STATE_DIR = ".ralph"
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs, resolved from all sources. Plain data, JSON-able."""
+
+    prompt: str = ""  # the prompt text given to the agent
+    prompt_name: str = "inline"  # short name used in branch names and commits
+    prompt_source: str = ""  # path, built-in name, "-", or "inline"
+    completion_promise: str = ""
+    description: str = ""
+    repo: Path = field(default_factory=Path.cwd)
+    model: str = DEFAULT_MODEL
+    max_iterations: int = 10  # 0: no limit (needs max_cost or timeout)
+    max_turns: int = 50  # model calls within one iteration
+    max_output_tokens: int = 16000  # max_tokens of each model call
+    dry_run: bool = False
+    # the real agent
+    retry_window: float = 900.0  # seconds of retrying transient API failures
+    bash_timeout: float = 120.0
+    output_cap: int = 30_000  # bytes of tool output the model sees
+    pricing: dict[str, dict[str, float]] = field(default_factory=dict)
+    # git workspace
+    branch: str | None = None
+    in_place: bool = False
+    worktree: bool = False
+    allow_dirty: bool = False
+    no_commit: bool = False
+    # safety and guards
+    sandbox: str = "auto"  # auto | bwrap | none
+    network: str = "on"  # on | off
+    env: list[str] = field(default_factory=list)  # RALPH_* names passed to the agent
+    max_cost: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None  # seconds of wall time for the run
+    stall_limit: int = 5
+    max_failures: int = 3
+    # completion gate
+    verify: list[str] = field(default_factory=list)
+    artifacts: list[Any] = field(default_factory=list)
+    # seeing a run
+    log_format: str = "auto"  # auto | plain | json | rich
+    log_file: Path | None = None
+    quiet: bool = False
+    verbose: bool = False
+    show_text: bool = False
+    otel: bool = False
+    # pull requests
+    pr: bool = False
+    pr_draft: bool = False
+    pr_base: str | None = None
+    pr_labels: list[str] = field(default_factory=list)
+    remote: str = "origin"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, Path):
+                data[key] = str(value)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Rebuild a config stored by `to_dict` (the journal keeps one per run)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("repo", "log_file"):
+            if values.get(key) is not None:
+                values[key] = Path(values[key])
+        return cls(**values)
+
+
+# --- parsing of values from files, environment and flags -------------------------------
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from `90`, `90s`, `45m`, `8h` or `1h30m`."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(text)
+    raw = str(text).strip().lower()
+    match = _DURATION.match(raw)
+    if not raw or not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration; use e.g. 90, 90s, 45m, 8h or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if not re.fullmatch(r"[+-]?\d+", text):
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(text)
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    try:
+        return float(str(value).strip().lstrip("$"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number") from None
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, dict | list):
+        raise ValueError("expected a single value")
+    return str(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _str_list(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [_str(v) for v in value]
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    raise ValueError("expected a list")
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"{value!r} is not one of: {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _any_list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list")
+    return value
+
+
+def _pricing(value: Any) -> dict[str, dict[str, float]]:
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping of model id to prices")
+    out: dict[str, dict[str, float]] = {}
+    for model, prices in value.items():
+        if not isinstance(prices, dict):
+            raise ValueError(f"prices of {model!r} must be a mapping")
+        unknown = set(prices) - {"input", "output", "cache_write", "cache_read"}
+        if unknown or not {"input", "output"} <= set(prices):
+            raise ValueError(
+                f"prices of {model!r} need input and output (and may have cache_write, "
+                "cache_read), in USD per million tokens"
+            )
+        out[str(model)] = {k: _float(v) for k, v in prices.items()}
+    return out
+
+
+def _path(value: Any) -> Path:
+    return Path(_str(value)).expanduser()
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "completion_promise": _str,
+    "description": _str,
+    "model": _str,
+    "max_iterations": _int,
+    "max_turns": _int,
+    "max_output_tokens": _int,
+    "retry_window": parse_duration,
+    "bash_timeout": parse_duration,
+    "output_cap": _int,
+    "pricing": _pricing,
+    "branch": _opt_str,
+    "in_place": _bool,
+    "worktree": _bool,
+    "allow_dirty": _bool,
+    "no_commit": _bool,
+    "sandbox": _choice("auto", "bwrap", "none"),
+    "network": _choice("on", "off"),
+    "env": _str_list,
+    "max_cost": _float,
+    "max_tokens": _int,
+    "timeout": parse_duration,
+    "stall_limit": _int,
+    "max_failures": _int,
+    "verify": _str_list,
+    "artifacts": _any_list,
+    "log_format": _choice("auto", "plain", "json", "rich"),
+    "log_file": _path,
+    "quiet": _bool,
+    "verbose": _bool,
+    "show_text": _bool,
+    "otel": _bool,
+    "pr": _bool,
+    "pr_draft": _bool,
+    "pr_base": _opt_str,
+    "pr_labels": _str_list,
+    "remote": _str,
+}
+
+# Settings a file (ralph.yaml, front matter) may hold; the rest are per-invocation.
+FILE_KEYS = set(PARSERS) - {"dry_run", "log_file"}
+
+
+def parse_layer(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Validate one source's settings; `where` names it in error messages."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        parser = PARSERS.get(name)
+        if parser is None:
+            raise UsageError(f"{where}: unknown setting {key!r}; see `ralph init` for the list")
+        try:
+            out[name] = parser(value)
+        except ValueError as exc:
+            raise UsageError(f"{where}: {key}: {exc}") from None
+    return out
+
+
+def env_layer(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Settings from RALPH_<NAME> environment variables (e.g. RALPH_MAX_ITERATIONS=5)."""
+    environ = os.environ if environ is None else environ
+    raw = {}
+    for name in PARSERS:
+        var = "RALPH_" + name.upper()
+        if var in environ:
+            raw[name] = environ[var]
+    try:
+        return parse_layer(raw, "environment")
+    except UsageError as exc:
+        raise UsageError(exc.message.replace("environment: ", "environment: RALPH_", 1)) from None
+
+
+def load_yaml_mapping(text: str, where: str, line_offset: int = 0) -> dict[str, Any]:
+    """Parse YAML that must be a mapping; errors name the file and line."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1 + line_offset}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"{where}{line}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def file_layer(repo: Path) -> dict[str, Any]:
+    """Settings from `ralph.yaml` at the repository root, if it exists."""
+    path = repo / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read: {exc}") from None
+    return parse_layer(load_yaml_mapping(text, str(path)), str(path))
+
+
+def validate(cfg: RunConfig) -> None:
+    """Reject combinations that make no sense, with the fix in the message."""
+    if cfg.max_iterations < 0:
+        raise UsageError("--max-iterations cannot be negative; use 0 for no limit with a budget")
+    if cfg.max_iterations == 0 and cfg.max_cost is None and cfg.timeout is None:
+        raise UsageError(
+            "--max-iterations 0 (no limit) needs a budget: add --max-cost USD or --timeout DURATION"
+        )
+    checks: list[tuple[bool, str]] = [
+        (cfg.max_turns < 1, "--max-turns must be at least 1"),
+        (cfg.max_output_tokens < 1, "max_output_tokens must be at least 1"),
+        (cfg.stall_limit < 0, "--stall-limit cannot be negative; 0 turns it off"),
+        (cfg.max_failures < 1, "--max-failures must be at least 1"),
+        (cfg.max_cost is not None and cfg.max_cost <= 0, "--max-cost must be more than 0"),
+        (cfg.max_tokens is not None and cfg.max_tokens <= 0, "--max-tokens must be more than 0"),
+        (cfg.timeout is not None and cfg.timeout <= 0, "--timeout must be more than 0"),
+        (cfg.output_cap < 1000, "output_cap must be at least 1000 bytes"),
+        (cfg.bash_timeout <= 0, "bash_timeout must be more than 0"),
+        (cfg.in_place and cfg.worktree, "--in-place and --worktree exclude each other; pick one"),
+        (cfg.in_place and cfg.branch is not None, "--in-place and --branch exclude each other"),
+        (not cfg.prompt.strip(), "the prompt is empty; write the task in the prompt file"),
+    ]
+    for failed, message in checks:
+        if failed:
+            raise UsageError(message)
+    for name in cfg.env:
+        if not re.fullmatch(r"RALPH_[A-Z0-9_]+", name):
+            raise UsageError(
+                f"--env {name}: only RALPH_* variables can be passed to the agent; "
+                "rename it (e.g. RALPH_" + name.upper().removeprefix("RALPH_") + ")"
+            )
