@@ -40,7 +40,7 @@ class UsageError(RalphError):
     exit_code = ExitCode.USAGE
 
 
-class Interrupted(BaseException):  # noqa: N818 - a signal, not an error
+class Interrupted(BaseException):
     """Raised from a signal handler to abandon whatever is in flight.
 
     A BaseException on purpose: the anthropic SDK wraps ordinary exceptions raised during a

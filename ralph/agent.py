@@ -1,0 +1,193 @@
+"""One iteration: a fresh conversation between the model and the tools until the turn ends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .events import Bus
+from .models.base import (
+    Block,
+    Message,
+    Model,
+    ModelError,
+    ModelRequest,
+    ModelResponse,
+    StreamEvent,
+    Usage,
+)
+from .signals import STOP
+from .tools.base import ToolSet
+
+CONTINUE_AFTER_MAX_TOKENS = (
+    "[ralph] Your reply was cut off at the output token limit. Continue where you left off; "
+    "keep tool calls and messages shorter."
+)
+
+
+@dataclass
+class IterationOutcome:
+    """How an iteration's conversation ended.
+
+    outcome: ended (the model ended its turn) · max_turns · refused · context_exceeded ·
+    failed (an API error after retries) · stopped (a budget ran out mid-iteration).
+    """
+
+    outcome: str
+    final_text: str | None = None  # text of the message that ended the turn, if any
+    turns: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = 0.0
+    error: str | None = None
+    stop_reason: str | None = None
+    tool_calls: int = 0
+    tool_errors: int = 0
+
+
+def _add_cost(total: float | None, cost: float | None) -> float | None:
+    return None if total is None or cost is None else total + cost
+
+
+class Agent:
+    """Runs one iteration's model/tool conversation; knows nothing of loops or git."""
+
+    def __init__(
+        self,
+        model: Model,
+        tools: ToolSet,
+        bus: Bus,
+        *,
+        max_turns: int = 50,
+        max_output_tokens: int = 16000,
+        cost_of: Callable[[ModelResponse], float | None] = lambda r: None,
+        stop_check: Callable[[Usage, float | None], str | None] = lambda u, c: None,
+    ) -> None:
+        self.model = model
+        self.tools = tools
+        self.bus = bus
+        self.max_turns = max_turns
+        self.max_output_tokens = max_output_tokens
+        self.cost_of = cost_of
+        self.stop_check = stop_check  # called after every model call; a reason stops
+        self.current = IterationOutcome("interrupted")  # the iteration in progress, if cut off
+
+    def _on_stream(self, event: StreamEvent) -> None:
+        if event.kind == "text":
+            self.bus.emit("model_text", text=event.data)
+        elif event.kind == "retry":
+            self.bus.emit("model_retry", level="warning", wait_s=event.data, reason=event.reason)
+
+    def _call(self, request: ModelRequest) -> ModelResponse:
+        self.bus.emit("model_started", turn=request.turn)
+        with STOP.interruptible():
+            response = self.model.complete(request, self._on_stream)
+        self.bus.emit(
+            "model_call",
+            turn=request.turn,
+            model=response.model,
+            stop_reason=response.stop_reason,
+            usage=response.usage.as_dict(),
+            cost_usd=self.cost_of(response),
+            latency_s=round(response.latency_s, 4),
+            retries=response.retries,
+            request_id=response.request_id,
+        )
+        return response
+
+    def _run_tools(self, uses: list[Block], out: IterationOutcome) -> list[Block]:
+        results: list[Block] = []
+        for use in uses:
+            name, tool_input = use.get("name", ""), use.get("input")
+            self.bus.emit("tool_started", tool_use_id=use.get("id"), tool=name, input=tool_input)
+            started = time.monotonic()
+            with STOP.interruptible():
+                result = self.tools.run(name, tool_input)
+            out.tool_calls += 1
+            out.tool_errors += int(result.is_error)
+            self.bus.emit(
+                "tool_finished",
+                tool_use_id=use.get("id"),
+                tool=name,
+                input=tool_input,
+                is_error=result.is_error,
+                exit_code=result.exit_code,
+                duration_s=round(time.monotonic() - started, 4),
+                output=result.content,
+            )
+            block: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": use.get("id"),
+                "content": result.content or "(no output)",
+            }
+            if result.is_error:
+                block["is_error"] = True
+            results.append(block)
+        return results
+
+    def iterate(self, system: str, user_text: str, iteration: int) -> IterationOutcome:
+        """Run a fresh conversation until the model ends its turn (or a limit ends it).
+
+        Raises ModelError only when it is fatal (authentication): that ends the run.
+        """
+        messages: list[Message] = [
+            {"role": "user", "content": [{"type": "text", "text": user_text}]}
+        ]
+        out = self.current = IterationOutcome("max_turns")
+        tool_defs = self.tools.definitions()
+        for turn in range(1, self.max_turns + 1):
+            request = ModelRequest(
+                system, messages, tool_defs, self.max_output_tokens, iteration, turn
+            )
+            try:
+                response = self._call(request)
+            except ModelError as exc:
+                self.bus.emit(
+                    "model_error",
+                    level="error",
+                    message=exc.message,
+                    status=exc.status,
+                    fatal=exc.fatal,
+                )
+                if exc.fatal:
+                    raise
+                out.outcome, out.error = "failed", exc.message
+                return out
+            out.turns = turn
+            out.usage += response.usage
+            out.cost_usd = _add_cost(out.cost_usd, self.cost_of(response))
+            out.stop_reason = response.stop_reason
+            if response.stop_reason == "max_tokens":
+                # Keep what was said, drop a tool call that may be cut off, ask to go on.
+                kept = [b for b in response.content if b.get("type") != "tool_use"]
+                if kept:
+                    messages.append({"role": "assistant", "content": kept})
+                messages.append(
+                    {
+                        "role": "user",
+                        "content": [{"type": "text", "text": CONTINUE_AFTER_MAX_TOKENS}],
+                    }
+                )
+            elif response.content:
+                messages.append({"role": "assistant", "content": response.content})
+            reason = self.stop_check(out.usage, out.cost_usd)
+            if reason:
+                out.outcome, out.error = "stopped", reason
+                return out
+            if response.stop_reason == "tool_use" and response.tool_uses:
+                messages.append(
+                    {"role": "user", "content": self._run_tools(response.tool_uses, out)}
+                )
+            elif response.stop_reason in ("max_tokens", "pause_turn"):
+                continue
+            elif response.stop_reason == "refusal":
+                out.outcome, out.error = "refused", "the model refused to continue"
+                return out
+            elif response.stop_reason == "model_context_window_exceeded":
+                out.outcome = "context_exceeded"
+                return out
+            else:  # end_turn, stop_sequence, or tool_use without tool calls
+                out.outcome, out.final_text = "ended", response.text or None
+                return out
+        return out

@@ -1,0 +1,401 @@
+"""The command line: parse, build a RunConfig, call the runner, map the result to an exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .errors import EXIT_CODES_HELP, ExitCode, RalphError, UsageError
+
+RUN_HELP = (
+    "Run PROMPT against a git repository in a Ralph loop until the agent's final message "
+    "carries <promise>TOKEN</promise> (checked by the completion gate), --max-iterations is "
+    "reached, or a guard stops it. PROMPT is a prompt file, - for stdin, a built-in name "
+    "(security, observability, incident-response, reliability) or the prompt text itself."
+)
+
+app = typer.Typer(
+    name="ralph",
+    help="ralph-loop: hardening prompts run against a git repository in a Ralph loop.",
+    no_args_is_help=True,
+    add_completion=False,
+    epilog=EXIT_CODES_HELP,
+)
+
+
+def _fail(message: str, code: int = ExitCode.USAGE) -> typer.Exit:
+    """Print a one-line error on stderr (JSON in JSON log mode) and exit."""
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "ralph"
+    if (
+        os.environ.get("RALPH_LOG_FORMAT") == "json"
+        or "--log-format=json" in sys.argv
+        or (
+            "--log-format" in sys.argv
+            and sys.argv.index("--log-format") + 1 < len(sys.argv)
+            and sys.argv[sys.argv.index("--log-format") + 1] == "json"
+        )
+    ):
+        import json
+        import time
+
+        sys.stderr.write(
+            json.dumps({"ts": time.time(), "level": "error", "event": "error", "message": message})
+            + "\n"
+        )
+    else:
+        sys.stderr.write(f"{prog}: error: {message}\n")
+    return typer.Exit(code)
+
+
+def build_config(prompt: str, flags: dict[str, Any], repo: Path | None) -> Any:
+    """Merge defaults < ralph.yaml < front matter < RALPH_* env < flags into a RunConfig."""
+    from .config import RunConfig, env_layer, file_layer, validate
+    from .prompt import load_prompt
+
+    root = (repo or Path(os.environ.get("RALPH_REPO") or Path.cwd())).expanduser()
+    if not root.is_dir():
+        raise UsageError(f"--repo {root} does not exist or is not a directory")
+    root = root.resolve()
+    spec = load_prompt(prompt)
+    merged: dict[str, Any] = {}
+    merged.update(file_layer(root))
+    merged.update(spec.settings)
+    merged.update(env_layer())
+    merged.update({k: v for k, v in flags.items() if v is not None and v != [] and v is not False})
+    cfg = RunConfig(
+        **merged,
+        repo=root,
+        prompt=spec.text,
+        prompt_name=spec.name,
+        prompt_source=spec.source,
+    )
+    if not cfg.completion_promise:
+        found = spec.promises
+        if len(found) > 1:
+            raise UsageError(
+                f"the prompt asks for several promises ({', '.join(found)}); choose one with "
+                "--completion-promise TOKEN"
+            )
+        if not found:
+            raise UsageError(
+                "no completion promise: add --completion-promise TOKEN, or put "
+                "<promise>TOKEN</promise> in the prompt"
+            )
+        cfg.completion_promise = found[0]
+    validate(cfg)
+    return cfg
+
+
+def _exit_with(result_code: int) -> None:
+    raise typer.Exit(int(result_code))
+
+
+def run_command(
+    prompt: Annotated[
+        str | None,
+        typer.Argument(help="Prompt file, -, built-in name or text.", show_default=False),
+    ] = None,
+    max_iterations: Annotated[
+        int | None,
+        typer.Option(
+            help="Iterations at most (default 10); 0 = no limit, only with --max-cost or --timeout.",
+            show_default=False,
+        ),
+    ] = None,
+    completion_promise: Annotated[
+        str | None,
+        typer.Option(
+            help="The token the agent outputs as <promise>TOKEN</promise> when done (default: the one the prompt names).",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Anthropic model id, or script:PATH to replay a recorded session offline.",
+            show_default=False,
+        ),
+    ] = None,
+    repo: Annotated[
+        Path | None,
+        typer.Option(
+            help="The git repository to work on (default: current directory).", show_default=False
+        ),
+    ] = None,
+    max_turns: Annotated[
+        int | None,
+        typer.Option(help="Model calls within one iteration (default 50).", show_default=False),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the resolved config and the first request, then exit 0."
+        ),
+    ] = False,
+    retry_window: Annotated[
+        str | None,
+        typer.Option(
+            help="How long to keep retrying rate limits and overloads (default 15m).",
+            show_default=False,
+        ),
+    ] = None,
+    bash_timeout: Annotated[
+        str | None,
+        typer.Option(
+            help="Timeout of each bash command the agent runs (default 120s).", show_default=False
+        ),
+    ] = None,
+    branch: Annotated[
+        str | None,
+        typer.Option(
+            help="Branch to create for the run (default ralph/<prompt>-<UTC time>).",
+            show_default=False,
+        ),
+    ] = None,
+    in_place: Annotated[
+        bool, typer.Option("--in-place", help="Work on the current branch.")
+    ] = False,
+    worktree: Annotated[
+        bool,
+        typer.Option(
+            "--worktree",
+            help="Work in a git worktree under .ralph/worktrees; your checkout is never touched.",
+        ),
+    ] = False,
+    allow_dirty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-dirty", help="Run on a dirty tree; only paths ralph changed are committed."
+        ),
+    ] = False,
+    no_commit: Annotated[
+        bool, typer.Option("--no-commit", help="Leave changes uncommitted.")
+    ] = False,
+    sandbox: Annotated[
+        str | None,
+        typer.Option(
+            help="auto | bwrap | none (default auto: bubblewrap when it works).", show_default=False
+        ),
+    ] = None,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            help="on | off: network inside the sandbox (default on, audits need pip-audit/npm audit).",
+            show_default=False,
+        ),
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env", help="Pass a RALPH_* variable to the agent (repeatable).", show_default=False
+        ),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(help="Stop when the run has cost this many USD (exit 4).", show_default=False),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(help="Stop after this many billed tokens (exit 4).", show_default=False),
+    ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            help="Stop after this much wall time: 90, 90s, 45m, 8h, 1h30m (exit 4).",
+            show_default=False,
+        ),
+    ] = None,
+    stall_limit: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop after K iterations in a row without progress (default 5; 0 = off; exit 5).",
+            show_default=False,
+        ),
+    ] = None,
+    max_failures: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop after K failed iterations in a row (default 3; exit 5).", show_default=False
+        ),
+    ] = None,
+    verify: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--verify",
+            help="Command that must exit 0 before a promise is accepted (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            help="auto | plain | json | rich (default auto: live view on a terminal, plain lines otherwise).",
+            show_default=False,
+        ),
+    ] = None,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(help="Also write JSON log lines to this file.", show_default=False),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the final summary.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show tool outputs too.")
+    ] = False,
+    show_text: Annotated[
+        bool, typer.Option("--show-text", help="Show the agent's text in full.")
+    ] = False,
+    otel: Annotated[
+        bool, typer.Option("--otel", help="Export OpenTelemetry traces (needs ralph-loop[otel]).")
+    ] = False,
+    pr: Annotated[
+        bool, typer.Option("--pr", help="Push the run branch and open or update a pull request.")
+    ] = False,
+    pr_draft: Annotated[
+        bool, typer.Option("--pr-draft", help="Open the pull request as a draft.")
+    ] = False,
+    pr_base: Annotated[
+        str | None,
+        typer.Option(
+            help="Base branch of the pull request (default: the repository's default).",
+            show_default=False,
+        ),
+    ] = None,
+    pr_label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pr-label", help="Label for the pull request (repeatable).", show_default=False
+        ),
+    ] = None,
+    remote: Annotated[
+        str | None, typer.Option(help="Git remote to push to (default origin).", show_default=False)
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume", help="Resume run RUN instead of starting one.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    if resume:
+        resume_run(resume, repo)
+        return
+    if prompt is None:
+        raise _fail("missing PROMPT: give a prompt file, - for stdin, a built-in name or text")
+    flags: dict[str, Any] = {
+        "max_iterations": max_iterations,
+        "completion_promise": completion_promise,
+        "model": model,
+        "max_turns": max_turns,
+        "dry_run": dry_run,
+        "retry_window": retry_window,
+        "bash_timeout": bash_timeout,
+        "branch": branch,
+        "in_place": in_place,
+        "worktree": worktree,
+        "allow_dirty": allow_dirty,
+        "no_commit": no_commit,
+        "sandbox": sandbox,
+        "network": network,
+        "env": env,
+        "max_cost": max_cost,
+        "max_tokens": max_tokens,
+        "timeout": timeout,
+        "stall_limit": stall_limit,
+        "max_failures": max_failures,
+        "verify": verify,
+        "log_format": log_format,
+        "log_file": log_file,
+        "quiet": quiet,
+        "verbose": verbose,
+        "show_text": show_text,
+        "otel": otel,
+        "pr": pr,
+        "pr_draft": pr_draft,
+        "pr_base": pr_base,
+        "pr_labels": pr_label,
+        "remote": remote,
+    }
+    try:
+        from .config import parse_layer
+
+        given = {k: v for k, v in flags.items() if v is not None and v != [] and v is not False}
+        given.pop("dry_run", None)
+        log_path = given.pop("log_file", None)
+        parsed = parse_layer(given, "command line")
+        parsed["dry_run"] = dry_run
+        parsed["log_file"] = log_path
+        cfg = build_config(prompt, parsed, repo)
+        if cfg.dry_run:
+            from .runner import dry_run as print_dry_run
+
+            print_dry_run(cfg)
+            return
+        _exit_with(_execute(cfg))
+    except RalphError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+
+
+def _execute(cfg: Any, resume: Any = None) -> int:
+    from .runner import execute
+    from .ui import make_observers
+
+    result = execute(cfg, make_observers(cfg), resume)
+    return int(result.exit_code)
+
+
+def resume_run(run: str, repo: Path | None) -> None:
+    """Continue an interrupted, crashed or killed run."""
+    try:
+        from .resume import resume_config
+
+        root = (repo or Path.cwd()).expanduser().resolve()
+        cfg, point = resume_config(root, run)
+        _exit_with(_execute(cfg, point))
+    except RalphError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+
+
+app.command("run", help=RUN_HELP, epilog=EXIT_CODES_HELP)(run_command)
+
+
+@app.command("resume", epilog=EXIT_CODES_HELP)
+def resume_cmd(
+    run: Annotated[str, typer.Argument(help="Run id (or a unique prefix), from `ralph runs`.")],
+    repo: Annotated[
+        Path | None,
+        typer.Option(help="The repository (default: current directory).", show_default=False),
+    ] = None,
+) -> None:
+    """Resume an interrupted, crashed or killed run where it stopped."""
+    resume_run(run, repo)
+
+
+@app.command("prompts")
+def prompts_cmd() -> None:
+    """List the built-in prompts."""
+    from .prompt import builtin_names, builtin_path, split_front_matter
+
+    for name in builtin_names():
+        path = builtin_path(name)
+        assert path is not None
+        settings, _ = split_front_matter(path.read_text(encoding="utf-8"), str(path))
+        token = settings.get("completion_promise", "")
+        typer.echo(f"{name:<20} {token:<26} {settings.get('description', '')}")
+
+
+def loop_main() -> None:
+    """Entry point of `ralph-loop`: the run command on its own."""
+    single = typer.Typer(add_completion=False, no_args_is_help=True)
+    single.command(help=RUN_HELP, epilog=EXIT_CODES_HELP)(run_command)
+    single(prog_name="ralph-loop")
+
+
+def main() -> None:
+    """Entry point of `ralph`: the command group."""
+    app(prog_name="ralph")

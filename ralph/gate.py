@@ -1,0 +1,138 @@
+"""The completion gate: a promise is accepted only when artifacts and verify commands agree.
+
+Artifact entries (front matter or ralph.yaml `artifacts:`) are a path, or a mapping:
+
+    - path: sdlc/security-audit.md   # a file, or a glob that must match (at least `min`, default 1)
+      headings: [Findings]           # markdown headings that must be present (any level)
+      checklist: true                # every "- [ ]" box checked, or carrying "N/A: reason"
+      contains: ["OWASP"]            # literal text that must appear
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+_UNCHECKED = re.compile(r"^\s*[-*+]\s+\[ \]\s*(.*)$", re.M)
+_NA = re.compile(r"\bN/?A\b\s*[:—–-]\s*\S", re.I)
+VERIFY_TAIL_LINES = 15
+
+RunCommand = Callable[[str], tuple[int, str]]
+
+
+@dataclass
+class Artifact:
+    path: str
+    headings: list[str] = field(default_factory=list)
+    checklist: bool = False
+    contains: list[str] = field(default_factory=list)
+    min: int = 1
+
+
+def parse_artifacts(raw: list[Any], where: str = "artifacts") -> list[Artifact]:
+    """Validate artifact entries; errors say which entry is wrong."""
+    out: list[Artifact] = []
+    for n, entry in enumerate(raw, 1):
+        if isinstance(entry, str):
+            entry = {"path": entry}
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise UsageError(f"{where}: entry {n} needs a `path`")
+        unknown = set(entry) - {"path", "headings", "checklist", "contains", "min"}
+        if unknown:
+            raise UsageError(f"{where}: entry {n} has unknown keys {sorted(unknown)}")
+        path = entry["path"]
+        if path.startswith("/") or ".." in Path(path).parts:
+            raise UsageError(f"{where}: entry {n}: path {path!r} must be relative, inside the repo")
+        out.append(
+            Artifact(
+                path,
+                [str(h) for h in entry.get("headings") or []],
+                bool(entry.get("checklist", False)),
+                [str(c) for c in entry.get("contains") or []],
+                int(entry.get("min", 1)),
+            )
+        )
+    return out
+
+
+def unchecked_items(text: str) -> list[str]:
+    """Checklist items left open without an `N/A: reason`."""
+    return [m.group(1).strip() for m in _UNCHECKED.finditer(text) if not _NA.search(m.group(1))]
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def check_artifact(root: Path, art: Artifact) -> list[str]:
+    """Problems with one artifact, as short exact sentences (empty when it passes)."""
+    is_glob = any(c in art.path for c in "*?[")
+    files = sorted(p for p in root.glob(art.path) if p.is_file()) if is_glob else []
+    if not is_glob:
+        files = [root / art.path] if (root / art.path).is_file() else []
+    if len(files) < art.min:
+        if is_glob:
+            return [f"{art.path}: {len(files)} file(s) match, at least {art.min} needed"]
+        return [f"{art.path}: missing"]
+    problems: list[str] = []
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        text = path.read_text(encoding="utf-8", errors="replace")
+        present = {_norm(h) for h in _HEADING.findall(text)}
+        for heading in art.headings:
+            if not any(_norm(heading) in h for h in present):
+                problems.append(f"{rel}: no heading {heading!r}")
+        for needle in art.contains:
+            if needle not in text:
+                problems.append(f"{rel}: does not contain {needle!r}")
+        if art.checklist:
+            open_items = unchecked_items(text)
+            if open_items:
+                shown = "; ".join(i[:60] for i in open_items[:5])
+                more = f" (+{len(open_items) - 5} more)" if len(open_items) > 5 else ""
+                problems.append(
+                    f"{rel}: {len(open_items)} unchecked item(s) without 'N/A: reason': {shown}{more}"
+                )
+    return problems
+
+
+def _tail(output: str, lines: int = VERIFY_TAIL_LINES) -> str:
+    return "\n".join(output.rstrip().splitlines()[-lines:])
+
+
+@dataclass
+class Gate:
+    """Checks a promise against the configured artifacts and verify commands."""
+
+    root: Path
+    artifacts: list[Artifact]
+    verify: list[str]
+    run_command: RunCommand | None = None
+
+    def check(self) -> list[str]:
+        """Every reason to reject the promise; an empty list accepts it."""
+        problems: list[str] = []
+        for art in self.artifacts:
+            problems += check_artifact(self.root, art)
+        for cmd in self.verify:
+            if self.run_command is None:
+                raise RuntimeError("verify commands need a command runner")
+            code, output = self.run_command(cmd)
+            if code != 0:
+                problems.append(f"verify `{cmd}` exited {code}:\n{_tail(output)}")
+        return problems
+
+
+def rejection_feedback(problems: list[str]) -> str:
+    """The account of a rejected promise that the next iteration's prompt carries."""
+    lines = "\n".join(f"- {p}" for p in problems)
+    return (
+        "[ralph] Your previous iteration promised completion, but the completion gate "
+        f"rejected it:\n{lines}\nFix these before promising again."
+    )

@@ -1,0 +1,254 @@
+"""The outer Ralph loop: fresh iterations until an accepted promise, a limit or a guard."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from . import promise
+from .agent import Agent, IterationOutcome
+from .config import RunConfig
+from .errors import ExitCode, Interrupted
+from .events import Bus
+from .gate import Gate, rejection_feedback
+from .guards import Guards, IterationRecord, Stop
+from .models.base import ModelError, Usage
+from .signals import STOP
+
+STATUS_EXIT = {
+    "completed": ExitCode.COMPLETED,
+    "max_iterations": ExitCode.MAX_ITERATIONS,
+    "budget": ExitCode.BUDGET,
+    "stalled": ExitCode.GUARD,
+    "failed": ExitCode.GUARD,
+    "interrupted": ExitCode.INTERRUPTED,
+    "error": ExitCode.ERROR,
+}
+
+SYSTEM_PROMPT = """\
+You are an autonomous engineer working in the git repository at {root}. You run in a loop: \
+each iteration starts a fresh conversation with the same task, and nothing you say is \
+remembered; only the repository's files (progress notes, code, git history) carry over. \
+Nobody will answer questions: decide and act. Use the tools to read, run and change things; \
+do one solid piece of the task per iteration, record progress in the repository, then end \
+your turn. Your final message starts with a one-line summary of what this iteration did (it \
+becomes the commit message). The runner commits; do not run git commands that change history.
+When, and only when, the whole task is complete and verified, include \
+<promise>{token}</promise> in your final message. Never write that tag otherwise."""
+
+
+def system_prompt(root: Path, token: str) -> str:
+    """The runner's short system prompt; constant for a run, so it caches across iterations."""
+    return SYSTEM_PROMPT.format(root=root, token=token or "DONE")
+
+
+def iteration_message(prompt: str, i: int, max_iterations: int, feedback: str | None) -> str:
+    """The first (only) user message of an iteration: the prompt and where the loop stands."""
+    limit = str(max_iterations) if max_iterations else "unlimited"
+    parts = [prompt.rstrip(), f"[ralph] Iteration {i} of {limit}."]
+    if feedback:
+        parts.append(feedback)
+    return "\n\n".join(parts)
+
+
+def summary_line(outcome: IterationOutcome) -> str:
+    """One line for the commit message and report, from the agent's final message."""
+    for line in (outcome.final_text or "").splitlines():
+        line = re.sub(r"<promise>.*?</promise>", "", line)
+        line = line.strip().lstrip("#*->` ").strip().strip("*`").strip()
+        if line:
+            return line[:72] + ("…" if len(line) > 72 else "")
+    labels = {
+        "max_turns": "no final message (turn limit reached)",
+        "refused": "the model refused",
+        "context_exceeded": "context window exceeded",
+        "failed": "model call failed",
+        "stopped": "stopped by a budget",
+    }
+    return labels.get(outcome.outcome, "no summary")
+
+
+class Workspace(Protocol):
+    """What the loop needs from the git workspace."""
+
+    root: Path
+
+    def begin_iteration(self) -> None: ...
+
+    def changed_files(self) -> list[str]: ...
+
+    def commit(self, message: str) -> str | None: ...
+
+
+@dataclass
+class RunResult:
+    status: str
+    reason: str
+    iterations: int
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = 0.0
+    duration_s: float = 0.0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return STATUS_EXIT[self.status]
+
+
+@dataclass
+class Loop:
+    """Runs iterations; the caller builds the pieces and emits run_started/run_ended."""
+
+    cfg: RunConfig
+    run_id: str
+    agent: Agent
+    bus: Bus
+    workspace: Workspace
+    gate: Gate
+    guards: Guards
+    started: float = field(default_factory=time.monotonic)
+
+    def _commit(
+        self, i: int, summary: str, interrupted: bool = False
+    ) -> tuple[list[str], str | None]:
+        from .workspace import commit_message
+
+        files = self.workspace.changed_files()
+        if not files or self.cfg.no_commit:
+            return files, None
+        message = commit_message(
+            self.cfg.prompt_name, i, self.cfg.max_iterations, summary, self.run_id, interrupted
+        )
+        sha = self.workspace.commit(message)
+        if sha:
+            self.bus.emit("commit", sha=sha, files=files, message=message.splitlines()[0])
+        return files, sha
+
+    def _result(self, status: str, reason: str, i: int) -> RunResult:
+        return RunResult(
+            status,
+            reason,
+            i,
+            self.guards.usage,
+            self.guards.cost_usd,
+            time.monotonic() - self.started,
+        )
+
+    def _stop_check(self, usage: Usage, cost: float | None) -> str | None:
+        STOP.check()
+        stop = self.guards.budget_stop(usage, cost)
+        if stop:
+            self.bus.emit("guard_tripped", level="warning", guard=stop.guard, message=stop.reason)
+            return stop.reason
+        return None
+
+    def run(self, start: int = 1, feedback: str | None = None) -> RunResult:
+        """Iterate from `start` (later than 1 when resuming) until something ends the run."""
+        cfg = self.cfg
+        system = system_prompt(self.workspace.root, cfg.completion_promise)
+        self.agent.stop_check = self._stop_check
+        i = start
+        while cfg.max_iterations == 0 or i <= cfg.max_iterations:
+            stop = self.guards.budget_stop()
+            if stop:
+                self.bus.emit(
+                    "guard_tripped", level="warning", guard=stop.guard, message=stop.reason
+                )
+                return self._result(stop.status, stop.reason, i - 1)
+            self.bus.iteration = i
+            self.bus.emit("iteration_started", max_iterations=cfg.max_iterations)
+            began = time.monotonic()
+            try:
+                STOP.check()
+                self.workspace.begin_iteration()
+                outcome = self.agent.iterate(
+                    system, iteration_message(cfg.prompt, i, cfg.max_iterations, feedback), i
+                )
+            except Interrupted:
+                return self._interrupted(i, began)
+            except ModelError as exc:  # fatal: authentication
+                self._end_iteration(i, began, IterationOutcome("failed", error=exc.message), None)
+                return self._result("error", exc.message, i)
+
+            feedback, accepted = None, False
+            check = promise.check(outcome.final_text, cfg.completion_promise)
+            if check.found:
+                problems = self.gate.check()
+                accepted = not problems
+                self.bus.emit(
+                    "promise_seen",
+                    token=check.expected,
+                    accepted=accepted,
+                    reasons=problems,
+                    level="info" if accepted else "warning",
+                )
+                feedback = None if accepted else rejection_feedback(problems)
+            for other in check.other_tokens:
+                self.bus.emit(
+                    "promise_seen",
+                    token=other,
+                    accepted=False,
+                    level="warning",
+                    reasons=[f"not the completion promise ({check.expected})"],
+                )
+            files = self._end_iteration(i, began, outcome, accepted)
+            if accepted:
+                return self._result("completed", f"promise {check.expected} accepted", i)
+            if outcome.outcome == "stopped":
+                return self._result("budget", outcome.error or "budget", i)
+            outcome_stop = self.guards.after_iteration(
+                IterationRecord(
+                    outcome.outcome,
+                    len(files),
+                    accepted,
+                    outcome.final_text,
+                    outcome.tool_calls,
+                    outcome.tool_errors,
+                    outcome.error,
+                )
+            )
+            if outcome_stop:
+                return self._stopped(outcome_stop, i)
+            i += 1
+        return self._result(
+            "max_iterations",
+            f"reached --max-iterations {cfg.max_iterations} without the promise",
+            i - 1,
+        )
+
+    def _stopped(self, stop: Stop, i: int) -> RunResult:
+        self.bus.emit("guard_tripped", level="warning", guard=stop.guard, message=stop.reason)
+        return self._result(stop.status, stop.reason, i)
+
+    def _end_iteration(
+        self,
+        i: int,
+        began: float,
+        outcome: IterationOutcome,
+        accepted: bool | None,
+        interrupted: bool = False,
+    ) -> list[str]:
+        summary = "interrupted" if interrupted else summary_line(outcome)
+        files, sha = self._commit(i, summary, interrupted)
+        self.guards.add(outcome.usage, outcome.cost_usd)
+        self.bus.emit(
+            "iteration_ended",
+            outcome="interrupted" if interrupted else outcome.outcome,
+            summary=summary,
+            final_text=outcome.final_text,
+            promise=bool(accepted),
+            files_changed=files,
+            commit=sha,
+            usage=outcome.usage.as_dict(),
+            cost_usd=outcome.cost_usd,
+            duration_s=round(time.monotonic() - began, 3),
+            turns=outcome.turns,
+            error=outcome.error,
+        )
+        return files
+
+    def _interrupted(self, i: int, began: float) -> RunResult:
+        self._end_iteration(i, began, self.agent.current, None, interrupted=True)
+        return self._result("interrupted", "interrupted by a signal", i)

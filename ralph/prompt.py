@@ -1,0 +1,114 @@
+"""Prompt files: resolving the PROMPT argument, front matter, built-in prompts."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import load_yaml_mapping, parse_layer
+from .errors import UsageError
+from .promise import prompt_promises
+
+BUILTIN_DIR = Path(__file__).parent / "prompts"
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?", re.DOTALL | re.M)
+
+
+@dataclass
+class PromptSpec:
+    """A resolved prompt: its text (front matter removed), name, origin and settings."""
+
+    text: str
+    name: str
+    source: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def promises(self) -> list[str]:
+        return prompt_promises(self.text)
+
+
+def builtin_names() -> list[str]:
+    """Names of the prompts shipped with ralph (security, observability, ...)."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.md") if p.stem.lower() != "readme")
+
+
+def builtin_path(name: str) -> Path | None:
+    path = BUILTIN_DIR / f"{name}.md"
+    return path if name in builtin_names() else None
+
+
+def split_front_matter(text: str, where: str) -> tuple[dict[str, Any], str]:
+    """Separate YAML front matter (between `---` lines at the top) from the body."""
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        if text.startswith("---\n") or text.startswith("---\r\n"):
+            raise UsageError(f"{where}: front matter starts with --- but has no closing --- line")
+        return {}, text
+    raw = load_yaml_mapping(match.group(1), where, line_offset=1)
+    return parse_layer(raw, f"{where} front matter"), text[match.end() :]
+
+
+def _looks_like_path(arg: str) -> bool:
+    return "\n" not in arg and (
+        "/" in arg or arg.endswith((".md", ".txt", ".markdown", ".prompt", ".yaml"))
+    )
+
+
+def _slug(text: str, words: int = 3) -> str:
+    parts = re.findall(r"[a-z0-9]+", text.lower())[:words]
+    return "-".join(parts) or "inline"
+
+
+def _read_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"prompt file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read prompt file {path}: {exc.strerror}") from None
+
+
+def _from_text(text: str, name: str, source: str, path: Path | None) -> PromptSpec:
+    settings, body = split_front_matter(text, str(path) if path else source)
+    if not body.strip():
+        where = path or source
+        raise UsageError(f"the prompt in {where} is empty; write the task in it")
+    return PromptSpec(body.strip() + "\n", name, source, settings, path)
+
+
+def load_prompt(arg: str, stdin: TextIO | None = None, cwd: Path | None = None) -> PromptSpec:
+    """Resolve PROMPT: a file path, `-` for stdin, a built-in name, or inline text."""
+    cwd = cwd or Path.cwd()
+    if arg == "-":
+        text = (stdin or sys.stdin).read()
+        return _from_text(text, "stdin", "-", None)
+    if not arg.strip():
+        raise UsageError("the prompt is empty; give a prompt file, a built-in name or the text")
+    candidate = Path(arg).expanduser()
+    if not candidate.is_absolute():
+        candidate = cwd / candidate
+    if "\n" not in arg and len(arg) < 4096 and candidate.is_file():
+        return _from_text(_read_file(candidate), candidate.stem, str(candidate), candidate)
+    builtin = builtin_path(arg)
+    if builtin is not None:
+        return _from_text(_read_file(builtin), arg, f"builtin:{arg}", builtin)
+    if _looks_like_path(arg):
+        if candidate.is_dir():
+            raise UsageError(f"prompt {arg} is a directory; name a prompt file inside it")
+        raise UsageError(
+            f"prompt file {arg} does not exist; check the path, or run `ralph prompts` "
+            "for the built-in names"
+        )
+    if not re.search(r"\s", arg.strip()):
+        close = difflib.get_close_matches(arg, builtin_names(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UsageError(
+            f"{arg!r} is not a prompt file or built-in prompt; {hint}built-ins: "
+            f"{', '.join(builtin_names())} (inline prompts are sentences, quoted)"
+        )
+    return _from_text(arg, _slug(arg), "inline", None)

@@ -1,0 +1,163 @@
+"""Builds a run from its config (workspace, journal, observers, tools, model) and drives it."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from .agent import Agent
+from .config import RunConfig
+from .errors import UsageError
+from .events import Bus, Observer
+from .gate import Gate, parse_artifacts
+from .guards import Guards
+from .loop import Loop, RunResult, iteration_message, system_prompt
+from .models.base import Model, ModelResponse, Usage
+from .signals import STOP
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus a short random suffix."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+@dataclass
+class ResumePoint:
+    """Where a resumed run picks up, from the journal."""
+
+    run_id: str
+    start: int
+    usage: Usage
+    cost_usd: float | None
+    elapsed_s: float
+    branch: str
+    worktree: str | None
+    base_commit: str
+    feedback: str | None = None
+
+
+def dry_run(cfg: RunConfig, out: TextIO = sys.stdout) -> None:
+    """Print the resolved config and the first request that would be sent."""
+    from .tools import make_toolset
+
+    tools, warnings = make_toolset(cfg, cfg.repo)
+    request: dict[str, Any] = {
+        "model": cfg.model,
+        "max_tokens": cfg.max_output_tokens,
+        "system": system_prompt(cfg.repo, cfg.completion_promise),
+        "tools": tools.definitions(),
+        "messages": [
+            {
+                "role": "user",
+                "content": iteration_message(cfg.prompt, 1, cfg.max_iterations, None),
+            }
+        ],
+    }
+    json.dump({"config": cfg.to_dict(), "warnings": warnings, "request": request}, out, indent=2)
+    out.write("\n")
+
+
+def _check_pricing(cfg: RunConfig, model: Model) -> None:
+    from .models import model_pricing
+
+    if cfg.max_cost is not None and model_pricing(model.name, cfg) is None:
+        raise UsageError(
+            f"--max-cost needs a price for model {model.name!r}, and none is known; add one "
+            f"under `pricing:` in ralph.yaml ({model.name}: {{input: USD, output: USD}} per "
+            "million tokens) or use --max-tokens"
+        )
+
+
+def execute(
+    cfg: RunConfig,
+    observers: list[Observer] | None = None,
+    resume: ResumePoint | None = None,
+) -> RunResult:
+    """Run (or resume) the loop; raises UsageError for bad input before creating anything."""
+    from . import workspace as ws_mod
+    from .journal import Journal, acquire_run_lock
+    from .models import make_model, model_pricing
+    from .tools import make_toolset
+
+    model = make_model(cfg)
+    _check_pricing(cfg, model)
+    run_id = resume.run_id if resume else new_run_id()
+    if resume:
+        workspace = ws_mod.Workspace.reopen(cfg, resume.branch, resume.worktree, resume.base_commit)
+    else:
+        ws_mod.check(cfg)
+        workspace = ws_mod.Workspace.prepare(cfg, run_id, cfg.prompt_name)
+    lock = acquire_run_lock(workspace.main_repo, run_id)
+    journal = Journal.open(workspace.main_repo)
+    bus = Bus(run_id, [journal, *(observers or [])])
+    tools, warnings = make_toolset(cfg, workspace.root)
+    pricing = model_pricing(model.name, cfg)
+
+    def cost_of(response: ModelResponse) -> float | None:
+        return pricing.cost(response.usage) if pricing else None
+
+    guards = Guards(cfg)
+    if resume:
+        guards.usage, guards.cost_usd, guards.elapsed_before = (
+            resume.usage,
+            resume.cost_usd,
+            resume.elapsed_s,
+        )
+    agent = Agent(
+        model,
+        tools,
+        bus,
+        max_turns=cfg.max_turns,
+        max_output_tokens=cfg.max_output_tokens,
+        cost_of=cost_of,
+    )
+
+    def run_command(cmd: str) -> tuple[int, str]:
+        result = tools.run("bash", {"command": cmd})
+        return (result.exit_code if result.exit_code is not None else 1), result.content
+
+    gate = Gate(workspace.root, parse_artifacts(cfg.artifacts), cfg.verify, run_command)
+    loop = Loop(cfg, run_id, agent, bus, workspace, gate, guards)
+    STOP.install()
+    try:
+        bus.emit(
+            "run_started",
+            prompt=cfg.prompt_source,
+            prompt_name=cfg.prompt_name,
+            model=model.name,
+            max_iterations=cfg.max_iterations,
+            repo=str(cfg.repo),
+            root=str(workspace.root),
+            branch=workspace.branch,
+            base_commit=workspace.base_commit,
+            worktree=workspace.worktree,
+            resumed_at=resume.start if resume else None,
+            config=cfg.to_dict(),
+        )
+        for warning in warnings:
+            bus.emit("warning", level="warning", message=warning)
+        result = loop.run(
+            start=resume.start if resume else 1, feedback=resume.feedback if resume else None
+        )
+        bus.iteration = None
+        bus.emit(
+            "run_ended",
+            status=result.status,
+            exit_code=int(result.exit_code),
+            reason=result.reason,
+            iterations=result.iterations,
+            usage=result.usage.as_dict(),
+            cost_usd=result.cost_usd,
+            duration_s=round(result.duration_s, 3),
+            resume=f"ralph resume {run_id}" if result.status == "interrupted" else None,
+        )
+        return result
+    finally:
+        STOP.uninstall()
+        tools.close()
+        bus.close()
+        lock.release()

@@ -1,0 +1,71 @@
+"""SIGINT/SIGTERM handling: the first stops the run cleanly, the second at once.
+
+The first signal sets a flag; when it arrives inside an interruptible section (a model call
+or a tool run) it also raises `Interrupted` there so the in-flight work is abandoned. Outside
+such sections the loop sees the flag at its next check, so git and journal writes are never
+cut in half. A second SIGINT/SIGTERM exits at once with 130: the journal stays consistent
+because every event is one SQLite transaction, and the run stays resumable.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from .errors import Interrupted
+
+
+class StopSignal:
+    """Process-wide stop state, installed once by the CLI for a run."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._depth = 0
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            sys.stderr.write("ralph: second signal, stopping now (resume with `ralph resume`)\n")
+            sys.stderr.flush()
+            os._exit(130)
+        self.signum = signum
+        if self._depth:
+            raise Interrupted(signum)
+
+    def check(self) -> None:
+        """Raise Interrupted if a stop was requested (at a safe point)."""
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A section where a signal abandons the work in flight."""
+        self.check()
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+
+
+STOP = StopSignal()
