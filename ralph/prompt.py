@@ -54,9 +54,12 @@ def split_front_matter(text: str, where: str) -> tuple[dict[str, Any], str]:
 
 
 def _looks_like_path(arg: str) -> bool:
-    return "\n" not in arg and (
-        "/" in arg or arg.endswith((".md", ".txt", ".markdown", ".prompt", ".yaml"))
-    )
+    """A file name ending (even with spaces) or a slash without spaces; not a sentence."""
+    if "\n" in arg or len(arg) > 1024:
+        return False
+    if arg.rstrip().endswith((".md", ".txt", ".markdown", ".prompt", ".yaml")):
+        return True
+    return "/" in arg and not re.search(r"\s", arg.strip())
 
 
 def _slug(text: str, words: int = 3) -> str:

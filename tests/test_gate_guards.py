@@ -1,0 +1,140 @@
+"""The completion gate (artifacts, verify commands) and the guards (budgets, stall, failures)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from ralph.config import RunConfig
+from ralph.errors import UsageError
+from ralph.gate import Gate, check_artifact, parse_artifacts, rejection_feedback, unchecked_items
+from ralph.guards import Guards, IterationRecord
+from ralph.models.base import Usage
+
+AUDIT = """# Security audit
+## Findings
+- [x] SQL injection fixed
+- [ ] WAF enabled — N/A: no edge proxy in this repository
+- [ ] Rate limiting
+## Remediation
+"""
+
+
+def test_unchecked_items_respect_na_with_reason() -> None:
+    assert unchecked_items(AUDIT) == ["Rate limiting"]
+    assert unchecked_items("- [ ] thing N/A:\n") == ["thing N/A:"]  # N/A needs a reason
+    assert unchecked_items("* [ ] x — NA: not used\n- [X] y\n") == []
+
+
+def test_artifact_checks(tmp_path: Path) -> None:
+    (tmp_path / "sdlc").mkdir()
+    (tmp_path / "sdlc" / "security-audit.md").write_text(AUDIT)
+    [art] = parse_artifacts(
+        [
+            {
+                "path": "sdlc/security-audit.md",
+                "headings": ["findings", "Dependency scan"],
+                "checklist": True,
+                "contains": ["SQL"],
+            }
+        ]
+    )
+    problems = check_artifact(tmp_path, art)
+    assert problems == [
+        "sdlc/security-audit.md: no heading 'Dependency scan'",
+        "sdlc/security-audit.md: 1 unchecked item(s) without 'N/A: reason': Rate limiting",
+    ]
+    [missing] = parse_artifacts(["sdlc/observability.md"])
+    assert check_artifact(tmp_path, missing) == ["sdlc/observability.md: missing"]
+    [glob] = parse_artifacts([{"path": "sdlc/runbooks/*.md", "min": 2}])
+    assert check_artifact(tmp_path, glob) == ["sdlc/runbooks/*.md: 0 file(s) match, at least 2 needed"]
+    (tmp_path / "sdlc" / "runbooks").mkdir()
+    for name in ("db.md", "deploy.md"):
+        (tmp_path / "sdlc" / "runbooks" / name).write_text("# Runbook\n")
+    assert check_artifact(tmp_path, glob) == []
+
+
+@pytest.mark.parametrize(
+    "entry", [{"nopath": 1}, {"path": "/etc/passwd"}, {"path": "../x.md"}, {"path": "a", "x": 1}]
+)
+def test_bad_artifact_entries(entry: dict[str, object]) -> None:
+    with pytest.raises(UsageError):
+        parse_artifacts([entry])
+
+
+def test_verify_commands(tmp_path: Path) -> None:
+    ran: list[str] = []
+
+    def run(cmd: str) -> tuple[int, str]:
+        ran.append(cmd)
+        return (0, "ok") if cmd == "good" else (2, "\n".join(f"line {n}" for n in range(40)))
+
+    problems = Gate(tmp_path, [], ["good", "bad"], run).check()
+    assert ran == ["good", "bad"]
+    assert len(problems) == 1 and problems[0].startswith("verify `bad` exited 2:")
+    assert "line 39" in problems[0] and "line 10" not in problems[0]  # only the last lines
+    assert "bad" in rejection_feedback(problems)
+    assert Gate(tmp_path, [], ["good"], run).check() == []
+
+
+def test_cost_and_token_budgets() -> None:
+    g = Guards(RunConfig(max_cost=1.0, max_tokens=1000))
+    assert g.budget_stop(Usage(input_tokens=10), 0.5) is None
+    stop = g.budget_stop(Usage(input_tokens=10), 1.0)
+    assert stop and stop.status == "budget" and stop.guard == "max_cost"
+    g.add(Usage(input_tokens=600, cache_read_input_tokens=300, output_tokens=100), 0.1)
+    stop = g.budget_stop()
+    assert stop and stop.guard == "max_tokens"
+
+
+def test_unknown_cost_never_trips_cost_budget() -> None:
+    g = Guards(RunConfig(max_cost=0.01))
+    g.add(Usage(input_tokens=10), None)
+    assert g.cost_usd is None and g.budget_stop(Usage(), 5.0) is None
+
+
+def test_timeout_counts_earlier_processes() -> None:
+    g = Guards(RunConfig(timeout=10), elapsed_before=9.99)
+    time.sleep(0.02)
+    stop = g.budget_stop()
+    assert stop and stop.guard == "timeout"
+
+
+def rec(files: int = 0, outcome: str = "ended", final: str | None = "x", **kw: object) -> IterationRecord:
+    return IterationRecord(outcome, files, False, final, **kw)  # type: ignore[arg-type]
+
+
+def test_stall_limit_and_reset() -> None:
+    g = Guards(RunConfig(stall_limit=3))
+    assert g.after_iteration(rec(final="a")) is None
+    assert g.after_iteration(rec(final="b")) is None
+    assert g.after_iteration(rec(files=2, final="c")) is None  # progress resets
+    assert g.after_iteration(rec(final="d")) is None
+    assert g.after_iteration(rec(final="e")) is None
+    stop = g.after_iteration(rec(final="f"))
+    assert stop and stop.status == "stalled" and "--stall-limit" in stop.reason
+
+
+def test_stall_off() -> None:
+    g = Guards(RunConfig(stall_limit=0))
+    assert all(g.after_iteration(rec(final=str(n))) is None for n in range(20))
+
+
+def test_repeated_final_message_counts_as_stalled_even_with_changes() -> None:
+    g = Guards(RunConfig(stall_limit=2))
+    assert g.after_iteration(rec(files=1, final="same")) is None
+    assert g.after_iteration(rec(files=1, final="same")) is None
+    assert g.after_iteration(rec(files=1, final="same")) is None  # third: 1 stalled
+    stop = g.after_iteration(rec(files=1, final="same"))
+    assert stop and "repeated" in stop.reason
+
+
+def test_circuit_breaker() -> None:
+    g = Guards(RunConfig(max_failures=2, stall_limit=0))
+    assert g.after_iteration(rec(outcome="failed", error="HTTP 400")) is None
+    assert g.after_iteration(rec(files=1)) is None  # a good iteration resets
+    assert g.after_iteration(rec(outcome="refused", error="refusal")) is None
+    stop = g.after_iteration(rec(outcome="ended", tool_calls=6, tool_errors=6))
+    assert stop and stop.status == "failed" and "all 6 tool calls failed" in stop.reason
