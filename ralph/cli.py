@@ -389,6 +389,25 @@ def prompts_cmd() -> None:
         typer.echo(f"{name:<20} {token:<26} {settings.get('description', '')}")
 
 
+@app.command("init")
+def init_cmd(
+    repo: Annotated[Path | None, typer.Option(help="The repository (default: current directory).", show_default=False)] = None,
+    prompts: Annotated[bool, typer.Option("--prompts", help="Also copy the built-in prompts into prompts/ for editing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist.")] = False,
+) -> None:
+    """Write a commented ralph.yaml (every setting, its default, what it does)."""
+    from .init import init_repo
+
+    root = (repo or Path.cwd()).expanduser()
+    try:
+        if not root.is_dir():
+            raise UsageError(f"--repo {root} does not exist or is not a directory")
+        for path in init_repo(root.resolve(), prompts, force):
+            typer.echo(f"wrote {path}")
+    except RalphError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+
+
 def loop_main() -> None:
     """Entry point of `ralph-loop`: the run command on its own."""
     single = typer.Typer(add_completion=False, no_args_is_help=True)

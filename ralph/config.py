@@ -164,6 +164,13 @@ def _choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def _on_off(value: Any) -> str:
+    # YAML 1.1 reads a bare `on` / `off` as a boolean.
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return _choice("on", "off")(value)
+
+
 def _any_list(value: Any) -> list[Any]:
     if not isinstance(value, list):
         raise ValueError("expected a list")
@@ -208,7 +215,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "allow_dirty": _bool,
     "no_commit": _bool,
     "sandbox": _choice("auto", "bwrap", "none"),
-    "network": _choice("on", "off"),
+    "network": _on_off,
     "env": _str_list,
     "max_cost": _float,
     "max_tokens": _int,
@@ -230,6 +237,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "remote": _str,
 }
 
+# Settings whose "not set" value is null.
+NULLABLE = {"max_cost", "max_tokens", "timeout", "branch", "pr_base", "log_file"}
+
 # Settings a file (ralph.yaml, front matter) may hold; the rest are per-invocation.
 FILE_KEYS = set(PARSERS) - {"dry_run", "log_file"}
 
@@ -242,6 +252,9 @@ def parse_layer(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         parser = PARSERS.get(name)
         if parser is None:
             raise UsageError(f"{where}: unknown setting {key!r}; see `ralph init` for the list")
+        if value is None and name in NULLABLE:
+            out[name] = None
+            continue
         try:
             out[name] = parser(value)
         except ValueError as exc:

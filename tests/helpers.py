@@ -1,0 +1,84 @@
+"""Shared helpers for end-to-end tests: temporary git repositories and running the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BIN = Path(sys.executable).parent
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
+    """A real git repository with one commit."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.name", "Test User")
+    git(path, "config", "user.email", "test@example.com")
+    for name, text in (files or {"README.md": "# project\n"}).items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+def write_script(path: Path, iterations: list[Any], model: str | None = None) -> Path:
+    """A scripted-model session file (see ralph/models/script.py)."""
+    data: dict[str, Any] = {"iterations": [{"turns": turns} for turns in iterations]}
+    if model:
+        data["model"] = model
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without RALPH_* settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RALPH_")}
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    args: list[str],
+    cwd: Path,
+    *,
+    command: str = "ralph-loop",
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script in a subprocess, as a user would."""
+    return subprocess.run(
+        [str(BIN / command), *args],
+        cwd=cwd,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        check=False,
+    )
+
+
+def run_commits(repo: Path, branch: str = "HEAD") -> list[dict[str, str]]:
+    """Commits made by ralph on `branch`: subject, run and iteration trailers."""
+    fmt = "%H%x1f%s%x1f%(trailers:key=Ralph-Run,valueonly)%x1f%(trailers:key=Ralph-Iteration,valueonly)%x1e"
+    out = git(repo, "log", f"--format={fmt}", branch)
+    commits = []
+    for record in out.split("\x1e"):
+        parts = [p.strip() for p in record.strip().split("\x1f")]
+        if len(parts) == 4 and parts[2]:
+            commits.append({"sha": parts[0], "subject": parts[1], "run": parts[2], "iteration": parts[3]})
+    return list(reversed(commits))

@@ -1,0 +1,194 @@
+"""End to end: the real CLI, a scripted model, real tools and a real git repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import git, make_repo, run_cli, run_commits, write_script
+
+TOKEN = "HARDENED"
+PROMPT = f"Harden this repository. When everything is done, output <promise>{TOKEN}</promise>.\n"
+
+
+def work_turn(i: int) -> dict[str, Any]:
+    """A turn that changes the repository, so the iteration makes progress."""
+    return {
+        "text": f"Working on step {i}.",
+        "tools": [
+            {"bash": {"command": f"echo step {i} >> progress.txt"}},
+            {
+                "str_replace_based_edit_tool": {
+                    "command": "create",
+                    "path": f"notes/step-{i}.md",
+                    "file_text": f"# Step {i}\n",
+                }
+            },
+        ],
+    }
+
+
+def setup(tmp_path: Path, iterations: list[Any]) -> tuple[Path, Path, Path]:
+    repo = make_repo(tmp_path / "repo")
+    prompt = tmp_path / "harden.md"
+    prompt.write_text(PROMPT)
+    script = write_script(tmp_path / "session.yaml", iterations)
+    return repo, prompt, script
+
+
+def ralph(repo: Path, prompt: Path, script: Path, *extra: str) -> Any:
+    return run_cli(
+        [str(prompt), "--model", f"script:{script}", "--repo", str(repo), "--sandbox", "none", *extra],
+        cwd=repo,
+    )
+
+
+def branch_of(repo: Path) -> str:
+    branches = git(repo, "branch", "--list", "ralph/*", "--format=%(refname:short)").split()
+    assert len(branches) == 1, branches
+    return branches[0]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_promise_on_iteration_k(tmp_path: Path, k: int) -> None:
+    iterations = [[work_turn(i), f"Step {i} done."] for i in range(1, k)]
+    iterations.append([work_turn(k), f"All done.\n<promise>{TOKEN}</promise>"])
+    repo, prompt, script = setup(tmp_path, iterations)
+    proc = ralph(repo, prompt, script, "--max-iterations", "5")
+    assert proc.returncode == 0, proc.stderr
+    branch = branch_of(repo)
+    assert branch.startswith("ralph/harden-")
+    commits = run_commits(repo, branch)
+    assert [c["iteration"] for c in commits] == [str(i) for i in range(1, k + 1)]
+    assert commits[-1]["subject"].startswith(f"ralph(harden): iteration {k}/5 — ")
+    git(repo, "checkout", "-q", branch)
+    assert (repo / "progress.txt").read_text().splitlines() == [f"step {i}" for i in range(1, k + 1)]
+    assert (repo / "notes" / f"step-{k}.md").read_text() == f"# Step {k}\n"
+
+
+def test_never_promised_exits_3_after_max_iterations(tmp_path: Path) -> None:
+    repo, prompt, script = setup(tmp_path, [[work_turn(i), "Not done yet."] for i in range(1, 5)])
+    proc = ralph(repo, prompt, script, "--max-iterations", "4")
+    assert proc.returncode == 3, proc.stderr
+    assert len(run_commits(repo, branch_of(repo))) == 4
+
+
+NOT_DONE = {
+    "bare token": TOKEN,
+    "bare token in a sentence": f"I am finished: {TOKEN}",
+    "fenced code": f"The rule says:\n```\n<promise>{TOKEN}</promise>\n```\nNot yet.",
+    "inline code": f"I will say `<promise>{TOKEN}</promise>` when done.",
+    "echoed prompt in a quote block": f"```text\n{PROMPT}```",
+    "other token": "I am stuck. <promise>BLOCKED</promise>",
+}
+
+
+@pytest.mark.parametrize("final", list(NOT_DONE.values()), ids=list(NOT_DONE))
+def test_final_message_without_a_real_promise_is_not_done(tmp_path: Path, final: str) -> None:
+    repo, prompt, script = setup(tmp_path, [[work_turn(1), final], [work_turn(2), final]])
+    proc = ralph(repo, prompt, script, "--max-iterations", "2")
+    assert proc.returncode == 3, proc.stderr
+    assert len(run_commits(repo, branch_of(repo))) == 2
+    if "BLOCKED" in final:
+        assert "BLOCKED" in proc.stderr  # reported, but the loop goes on
+
+
+def test_promise_in_tool_input_or_earlier_message_is_not_done(tmp_path: Path) -> None:
+    iteration = [
+        {
+            "text": f"<promise>{TOKEN}</promise> (an earlier message of the iteration)",
+            "tools": [{"bash": {"command": f"echo '<promise>{TOKEN}</promise>' >> said.txt"}}],
+        },
+        "Finished this step; more to do.",
+    ]
+    repo, prompt, script = setup(tmp_path, [iteration, iteration])
+    proc = ralph(repo, prompt, script, "--max-iterations", "2")
+    assert proc.returncode == 3, proc.stderr
+
+
+def test_last_message_with_only_tool_calls_continues(tmp_path: Path) -> None:
+    # Every turn calls a tool, so --max-turns ends the iteration with no final text.
+    turns = [work_turn(1), work_turn(2)]
+    repo, prompt, script = setup(tmp_path, [turns, turns])
+    proc = ralph(repo, prompt, script, "--max-iterations", "2", "--max-turns", "2")
+    assert proc.returncode == 3, proc.stderr
+    assert len(run_commits(repo, branch_of(repo))) == 2
+
+
+def test_inline_prompt_and_completion_promise_flag(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    script = write_script(tmp_path / "s.yaml", [[work_turn(1), "done <promise>SHIP_IT</promise>"]])
+    proc = run_cli(
+        ["SECURITY HARDENING: audit everything.", "--completion-promise", "SHIP_IT",
+         "--model", f"script:{script}", "--sandbox", "none"],
+        cwd=repo,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_ralph_run_is_the_same_command(tmp_path: Path) -> None:
+    repo, prompt, script = setup(tmp_path, [[work_turn(1), f"<promise>{TOKEN}</promise>"]])
+    proc = run_cli(
+        ["run", str(prompt), "--model", f"script:{script}", "--sandbox", "none"],
+        cwd=repo,
+        command="ralph",
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing/prompt.md"], "does not exist"),
+        (["p.md", "--max-iterations", "-2"], "cannot be negative"),
+        (["p.md", "--max-iterations", "0"], "needs a budget"),
+        (["p.md", "--sandbox", "maybe"], "sandbox"),
+        (["p.md", "--repo", "/nonexistent/dir"], "does not exist"),
+        (["p.md", "--model", "script:/nonexistent.yaml"], "cannot read model script"),
+        (["bad.md"], "invalid YAML"),
+        (["empty.md"], "empty"),
+        (["p.md", "--timeout", "soon"], "not a duration"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "p.md").write_text(PROMPT)
+    (repo / "bad.md").write_text("---\nmax_turns: [\n---\nbody\n")
+    (repo / "empty.md").write_text("---\nmax_turns: 3\n---\n\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "prompts")
+    proc = run_cli(args, cwd=repo)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (repo / ".ralph").exists()
+    assert git(repo, "branch", "--format=%(refname:short)").split() == ["main"]
+
+
+def test_help_documents_options_and_exit_codes(tmp_path: Path) -> None:
+    proc = run_cli(["--help"], cwd=tmp_path, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0
+    for option in ("--max-iterations", "--completion-promise", "--model", "--repo", "--max-turns",
+                   "--dry-run", "--max-cost", "--timeout", "--worktree", "--sandbox", "--pr"):
+        assert option in proc.stdout
+    assert "130 interrupted" in " ".join(proc.stdout.split())
+
+
+def test_dry_run_prints_config_and_first_request(tmp_path: Path) -> None:
+    import json
+
+    repo = make_repo(tmp_path / "repo")
+    (repo / "p.md").write_text(PROMPT)
+    proc = run_cli(["p.md", "--dry-run", "--sandbox", "none"], cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["config"]["completion_promise"] == TOKEN
+    request = data["request"]
+    assert [t["name"] for t in request["tools"]] == ["bash", "str_replace_based_edit_tool"]
+    assert request["messages"][0]["content"].startswith("Harden this repository.")
+    assert TOKEN in request["system"]
+    assert not (repo / ".ralph").exists()
