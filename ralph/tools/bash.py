@@ -1,0 +1,229 @@
+"""Anthropic's bash tool: one fresh shell per command, in the repository, bounded in time and output.
+
+Each command is a new `bash -c` started by the sandbox; the working directory carries over
+from one command to the next (exported variables and background processes do not: a
+command's process group is killed when it ends). stdin is /dev/null: nobody answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import shlex
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..redact import redact
+from .base import ToolResult
+from .sandbox import Launch, Sandbox
+
+READ_CHUNK = 65536
+# After the shell exits, how long output from leftover background processes is still read.
+DRAIN_AFTER_EXIT = 0.25
+# Between SIGTERM and SIGKILL when a command is stopped.
+KILL_GRACE = 1.0
+
+
+class CappedOutput:
+    """Keeps the first and last bytes of a stream in bounded memory, counting the rest."""
+
+    def __init__(self, cap: int) -> None:
+        self.head_limit = cap // 2
+        self.tail_limit = cap - self.head_limit
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            # Trim in batches: bounded at twice the limit, without copying on every chunk.
+            if len(self.tail) > 2 * self.tail_limit:
+                del self.tail[: len(self.tail) - self.tail_limit]
+
+    def text(self) -> str:
+        tail = bytes(self.tail[-self.tail_limit :]) if self.tail_limit else b""
+        cut = self.total - len(self.head) - len(tail)
+        if cut <= 0:
+            return (bytes(self.head) + bytes(self.tail)).decode("utf-8", errors="replace")
+        marker = (
+            f"\n\n[... {cut} bytes cut from the middle: the output was {self.total} bytes; "
+            f"showing the first {len(self.head)} and the last {len(tail)}. Redirect to a file "
+            "and search it (grep, head, tail) to see the rest ...]\n\n"
+        )
+        return (
+            bytes(self.head).decode("utf-8", "replace") + marker + tail.decode("utf-8", "replace")
+        )
+
+
+@dataclass
+class CommandOutcome:
+    """What one command did."""
+
+    output: str
+    exit_code: int | None  # None when it timed out
+    timed_out: bool
+    bytes_total: int
+
+
+def terminate_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
+    """SIGTERM the process group of `proc`, SIGKILL it after `grace` seconds, reap `proc`."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def run_command(
+    launch: Launch, timeout: float, cap: int, pass_fds: tuple[int, ...] = ()
+) -> CommandOutcome:
+    """Run `launch` with stdout+stderr merged and capped, killing its group after `timeout`.
+
+    If an exception (e.g. `Interrupted` from a signal handler) arrives while waiting, the
+    process group is terminated before it propagates.
+    """
+    out = CappedOutput(cap)
+    proc = subprocess.Popen(
+        launch.argv,
+        env=launch.env,
+        cwd=launch.cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, and no controlling terminal
+        pass_fds=pass_fds,
+    )
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            eof, exited_at = False, None
+            while not eof:
+                now = time.monotonic()
+                if now >= deadline:
+                    timed_out = True
+                    break
+                if exited_at is None and proc.poll() is not None:
+                    exited_at = now
+                if exited_at is not None and now - exited_at > DRAIN_AFTER_EXIT:
+                    break  # background processes hold the pipe; they are killed below
+                for _ in selector.select(min(deadline - now, 0.1)):
+                    try:
+                        chunk = os.read(fd, READ_CHUNK)
+                    except BlockingIOError:
+                        continue
+                    if chunk:
+                        out.feed(chunk)
+                    else:
+                        eof = True
+            if eof and not timed_out:
+                try:
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+        if timed_out:
+            terminate_group(proc)
+        else:
+            # Leftover background processes do not outlive their command (as under bwrap).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    except BaseException:
+        terminate_group(proc)
+        raise
+    finally:
+        proc.stdout.close()
+    code = None if timed_out else proc.returncode
+    if code is not None and code < 0:
+        code = 128 - code  # killed by a signal: report it the way a shell would
+    return CommandOutcome(out.text(), code, timed_out, out.total)
+
+
+class BashTool:
+    """Anthropic's `bash` tool (`bash_20250124`) over a Sandbox."""
+
+    name = "bash"
+
+    def __init__(self, sandbox: Sandbox, *, timeout: float = 120.0, output_cap: int = 30_000):
+        self.sandbox = sandbox
+        self.timeout = timeout
+        self.output_cap = output_cap
+        self.cwd: Path = sandbox.root
+
+    def definition(self) -> dict[str, Any]:
+        return {"type": "bash_20250124", "name": "bash"}
+
+    def run(self, tool_input: dict[str, Any]) -> ToolResult:
+        command = tool_input.get("command")
+        restart = tool_input.get("restart", False)
+        if restart is True:
+            self.close()
+            if not command:
+                return ToolResult("The bash tool has been restarted (working directory reset).")
+        if not isinstance(command, str) or not command.strip():
+            return ToolResult(
+                'Error: bash needs {"command": "<shell command>"} (or {"restart": true}).', True
+            )
+        return self.execute(command)
+
+    def execute(self, command: str) -> ToolResult:
+        """Run one shell command in the current working directory; report, never raise."""
+        if not self.cwd.is_dir():
+            self.cwd = self.sandbox.root
+        with tempfile.TemporaryFile() as state:
+            fd = state.fileno()
+            # The EXIT trap reports the final directory even after `exit N` or an error.
+            script = (
+                f"trap 'pwd -P >&{fd} 2>/dev/null' EXIT\n"
+                f"cd -- {shlex.quote(str(self.cwd))} 2>/dev/null || "
+                f"cd -- {shlex.quote(str(self.sandbox.root))}\n{command}"
+            )
+            outcome = run_command(
+                self.sandbox.launch(script), self.timeout, self.output_cap, pass_fds=(fd,)
+            )
+            state.seek(0)
+            lines = state.read().decode("utf-8", "replace").splitlines()
+        if lines and Path(lines[-1]).is_dir():
+            self.cwd = Path(lines[-1])
+        return self._result(outcome)
+
+    def _result(self, outcome: CommandOutcome) -> ToolResult:
+        # The agent's environment holds no secret, but files it reads might hold the runner's.
+        text = redact(outcome.output.rstrip("\n"), shapes=False)
+        meta = {"bytes": outcome.bytes_total, "cwd": str(self.cwd)}
+        if outcome.timed_out:
+            note = (
+                f"[timed out after {self.timeout:g} s: the command and its process group were "
+                "killed; make it faster, split it, or give it a `timeout` of its own]"
+            )
+            return ToolResult(_join(text, note), True, 124, meta)
+        code = outcome.exit_code if outcome.exit_code is not None else 1
+        if code != 0:
+            return ToolResult(_join(text, f"[exit code {code}]"), False, code, meta)
+        return ToolResult(text or "(no output)", False, 0, meta)
+
+    def close(self) -> None:
+        """Reset: the next command starts in the repository root with a fresh private HOME."""
+        self.cwd = self.sandbox.root
+        self.sandbox.cleanup()
+
+
+def _join(text: str, note: str) -> str:
+    return f"{text}\n{note}" if text else note

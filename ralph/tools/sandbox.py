@@ -1,0 +1,199 @@
+"""Where the agent's commands start: the allow-listed environment and the bubblewrap sandbox.
+
+Every command of the agent (and every verify command) is started from `Sandbox.launch`, the
+one place that builds its argv and environment.
+
+With bwrap the whole filesystem is read-only, the repository (or worktree) is writable, its
+git data and the runner's `.ralph` state are read-only again (the runner commits, the agent
+does not: no hooks, no config, no history rewriting), `/tmp` is private, every namespace is
+unshared (the network too with `--network off`) and all capabilities are dropped: as root,
+bwrap otherwise keeps them and `/` could be remounted writable.
+
+Network trade-off: `on` (the default) lets audits run `pip-audit` / `npm audit` and install
+tools, but a prompt-injected agent could also send repository content out; `off` prevents
+that and anything that needs the network fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import UsageError
+
+# What the agent inherits from the runner's environment; nothing else reaches it.
+ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "TERM", "TZ")
+# Fixed values for a process nobody watches: never wait for a password or a pager.
+HEADLESS_ENV = {"GIT_TERMINAL_PROMPT": "0", "PAGER": "cat", "GIT_PAGER": "cat"}
+# The runner's state directory (journal, lock, worktrees): the agent may read it, not change it.
+STATE_DIR = ".ralph"
+
+
+def agent_env(
+    home: Path, passed: Sequence[str] = (), environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The agent's environment: the allow-list, a private HOME and the `--env` RALPH_* names."""
+    source = os.environ if environ is None else environ
+    env = {name: source[name] for name in ENV_ALLOW if name in source}
+    env.setdefault("PATH", os.defpath)
+    env.setdefault("LANG", "C.UTF-8")
+    env.update(HEADLESS_ENV)
+    env["HOME"] = str(home)
+    for name in passed:
+        # config.validate accepts only RALPH_* names; checked again because this is the gate.
+        if name.startswith("RALPH_") and name in source:
+            env[name] = source[name]
+    return env
+
+
+def git_paths(root: Path) -> list[Path]:
+    """The git data of `root` the agent must not change: `.git`, and for a worktree its
+    `.git` file plus the worktree's git dir and the main repository's common git dir."""
+    dot_git = root / ".git"
+    if dot_git.is_dir():
+        return [dot_git.resolve()]
+    if not dot_git.is_file():
+        return []
+    paths = [dot_git]
+    try:
+        text = dot_git.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return paths
+    if text.startswith("gitdir:"):
+        gitdir = (root / text.removeprefix("gitdir:").strip()).resolve()
+        paths.append(gitdir)
+        common_file = gitdir / "commondir"
+        if common_file.is_file():
+            common = (gitdir / common_file.read_text(encoding="utf-8").strip()).resolve()
+            paths.append(common)
+    return paths
+
+
+@lru_cache(maxsize=8)
+def bwrap_problem(bwrap: str | None = None) -> str | None:
+    """None when bubblewrap is installed and a trial sandbox runs, else what is wrong."""
+    path = bwrap or shutil.which("bwrap")
+    if path is None:
+        return "bwrap not found on PATH"
+    true = shutil.which("true") or "/bin/true"
+    argv = [path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    argv += ["--unshare-all", "--cap-drop", "ALL", "--die-with-parent", "--new-session"]
+    try:
+        proc = subprocess.run(
+            [*argv, "--", true],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=20,
+            env={"PATH": os.environ.get("PATH", os.defpath)},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap does not start: {exc}"
+    if proc.returncode != 0:
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        detail = lines[-1] if lines else f"exit code {proc.returncode}"
+        return f"bwrap does not work here: {detail}"
+    return None
+
+
+def choose_sandbox(mode: str, network: str) -> tuple[str, list[str]]:
+    """The sandbox kind to use ("bwrap" or "none") and warnings to show; UsageError if the
+    requested setting cannot be honoured."""
+    if mode not in ("auto", "bwrap", "none"):
+        raise UsageError(f"--sandbox {mode}: use auto, bwrap or none")
+    problem = None if mode == "none" else bwrap_problem()
+    if mode == "bwrap" and problem:
+        raise UsageError(
+            f"--sandbox bwrap: {problem}; install bubblewrap (Debian/Ubuntu: apt-get install "
+            "bubblewrap) or run with --sandbox none"
+        )
+    kind = "bwrap" if mode != "none" and problem is None else "none"
+    if kind == "none" and network == "off":
+        why = problem if problem else "--sandbox none"
+        raise UsageError(
+            f"--network off needs the bubblewrap sandbox, which is not in use ({why}); install "
+            "bubblewrap and use --sandbox auto|bwrap, or use --network on"
+        )
+    warnings = []
+    if mode == "auto" and problem:
+        warnings.append(
+            f"sandbox off: {problem}; the agent's commands run unsandboxed with only a "
+            "filtered environment (install bubblewrap, or pass --sandbox none to accept this)"
+        )
+    return kind, warnings
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A process to start: argv, environment and working directory."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+@dataclass
+class Sandbox:
+    """Builds the launch of a shell script for the agent, sandboxed or not."""
+
+    kind: str  # "bwrap" | "none"
+    root: Path
+    network: str = "on"
+    passed_env: tuple[str, ...] = ()
+    bwrap: str = "bwrap"
+    _home: Path | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.root = self.root.resolve()
+
+    @property
+    def home(self) -> Path:
+        """The agent's private HOME, created on first use (kept across commands of a run)."""
+        if self._home is None or not self._home.is_dir():
+            self._home = Path(tempfile.mkdtemp(prefix="ralph-home-")).resolve()
+        return self._home
+
+    def launch(self, script: str) -> Launch:
+        """The one place an agent process is defined: `bash -c script` in the repository root."""
+        env = agent_env(self.home, self.passed_env)
+        shell = [shutil.which("bash") or "/bin/bash", "--noprofile", "--norc", "-c", script]
+        if self.kind == "none":
+            return Launch(shell, env, self.root)
+        return Launch([*self.bwrap_args(), "--", *shell], env, self.root)
+
+    def bwrap_args(self) -> list[str]:
+        """bwrap's options (without the command) for this repository."""
+        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        args += ["--tmpfs", "/tmp"]
+        mounts: list[tuple[Path, bool]] = [(self.home, True), (self.root, True)]
+        mounts += [(p, False) for p in (*git_paths(self.root), self.root / STATE_DIR)]
+        # Parents before children, so a read-only path inside the writable root stays read-only
+        # (and a root inside a private /tmp is bound after the tmpfs hides it).
+        for path, writable in sorted(mounts, key=lambda m: len(m[0].parts)):
+            if writable:
+                args += ["--bind", str(path), str(path)]
+            elif path.exists():
+                args += ["--ro-bind", str(path), str(path)]
+        args += ["--unshare-all"]
+        if self.network == "on":
+            args += ["--share-net"]
+        args += ["--cap-drop", "ALL", "--die-with-parent", "--new-session"]
+        args += ["--chdir", str(self.root)]
+        return args
+
+    def cleanup(self) -> None:
+        """Remove the private HOME (end of run)."""
+        if self._home is not None:
+            shutil.rmtree(self._home, ignore_errors=True)
+            self._home = None
+
+
+def make_sandbox(kind: str, root: Path, network: str, passed_env: Sequence[str]) -> Sandbox:
+    """A Sandbox of `kind` for `root` (kind from `choose_sandbox`)."""
+    bwrap = shutil.which("bwrap") or "bwrap"
+    return Sandbox(kind, root, network, tuple(passed_env), bwrap)

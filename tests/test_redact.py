@@ -1,0 +1,157 @@
+"""The one redaction function: runner secrets by value, and common token shapes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ralph.redact import REDACTED, is_secret_name, redact, redact_obj, secret_values
+
+ANTHROPIC = "sk-ant-api03-" + "Ab1_-" * 18
+OPENAI = "sk-proj-" + "Zz9" * 16
+OPENAI_LEGACY = "sk-" + "A1b2C3d4E5" * 4
+GITHUB = {p: f"{p}_" + "a1B2c3D4e5" * 4 for p in ("ghp", "gho", "ghs", "ghu", "ghr")}
+GITHUB_PAT = "github_pat_11ABCDEFG0" + "x_Y" * 20
+AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+AWS_SESSION_ID = "ASIAY34FZKBOKMUTVV7A"
+PRIVATE_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+    "-----END OPENSSH PRIVATE KEY-----"
+)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [ANTHROPIC, OPENAI, OPENAI_LEGACY, *GITHUB.values(), GITHUB_PAT, AWS_KEY_ID, AWS_SESSION_ID],
+)
+def test_token_shapes_are_redacted_in_context(token: str) -> None:
+    text = f"export KEY={token}\nurl: https://x:{token}@host/ and ({token})."
+    out = redact(text, {})
+    assert token not in out
+    assert out == f"export KEY={REDACTED}\nurl: https://x:{REDACTED}@host/ and ({REDACTED})."
+
+
+def test_private_key_block_is_redacted_whole_and_surroundings_kept() -> None:
+    text = f"before\n{PRIVATE_KEY}\nafter"
+    assert redact(text, {}) == f"before\n{REDACTED}\nafter"
+    rsa = PRIVATE_KEY.replace("OPENSSH", "RSA")
+    assert redact(rsa, {}) == REDACTED
+
+
+def test_private_key_cut_off_by_an_output_cap_is_redacted_to_the_end() -> None:
+    cut = "log line\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC"
+    assert redact(cut, {}) == f"log line\n{REDACTED}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a risk-assessment-framework-document-for-the-team",
+        "task-runner-configuration-values-here-x",
+        "sk-short",
+        "ghp_tooShort",
+        "AKIA-not-a-key",
+        "BAKIAIOSFODNN7EXAMPLEX",
+        "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----",
+    ],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    assert redact(text, {}) == text
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("ANTHROPIC_API_KEY", True),
+        ("ANTHROPIC_AUTH_TOKEN", True),
+        ("GITHUB_TOKEN", True),
+        ("GH_TOKEN", True),
+        ("NPM_TOKEN", True),
+        ("STRIPE_SECRET", True),
+        ("SIGNING_KEY", True),
+        ("DB_PASSWORD", True),
+        ("PASSWORD_FILE_CONTENTS", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("AWS_SESSION_TOKEN", True),
+        ("AWS_ACCESS_KEY_ID", True),
+        ("AWS_REGION", False),
+        ("AWS_DEFAULT_REGION", False),
+        ("PATH", False),
+        ("HOME", False),
+        ("KEYBOARD", False),
+        ("TOKENIZER_PATH", False),
+    ],
+)
+def test_secret_names(name: str, secret: bool) -> None:
+    assert is_secret_name(name) is secret
+
+
+def test_values_of_secret_variables_are_redacted_and_others_kept() -> None:
+    env = {
+        "ANTHROPIC_API_KEY": "plain-looking-key-value",
+        "DB_PASSWORD": "hunter2hunter2",
+        "AWS_REGION": "eu-central-1",
+        "HOME": "/home/someone-long",
+        "SHORT_TOKEN": "abc1234",  # under 8 characters: too common to redact
+    }
+    text = (
+        "key=plain-looking-key-value pw=hunter2hunter2 region=eu-central-1 "
+        "home=/home/someone-long short=abc1234"
+    )
+    assert redact(text, env) == (
+        f"key={REDACTED} pw={REDACTED} region=eu-central-1 home=/home/someone-long short=abc1234"
+    )
+
+
+def test_a_secret_containing_another_is_replaced_whole() -> None:
+    env = {"A_TOKEN": "abcdefgh", "B_TOKEN": "abcdefgh-and-more"}
+    assert secret_values(env) == ("abcdefgh-and-more", "abcdefgh")
+    assert redact("x abcdefgh-and-more y abcdefgh", env) == f"x {REDACTED} y {REDACTED}"
+
+
+def test_values_with_regex_characters_are_matched_literally() -> None:
+    env = {"WEIRD_SECRET": "a.b*c+d?(e)[f]|g"}
+    assert redact("v=a.b*c+d?(e)[f]|g; aXbbc", env) == f"v={REDACTED}; aXbbc"
+
+
+def test_default_environment_is_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNNER_DEPLOY_TOKEN", "value-from-os-environ")
+    assert redact("got value-from-os-environ") == f"got {REDACTED}"
+    monkeypatch.setenv("RUNNER_DEPLOY_TOKEN", "a-changed-value-now")
+    assert redact("got a-changed-value-now and value-from-os-environ") == (
+        f"got {REDACTED} and value-from-os-environ"
+    )
+
+
+def test_shapes_off_keeps_token_shapes_but_still_hides_runner_secrets() -> None:
+    env = {"GITHUB_TOKEN": GITHUB["ghs"]}
+    text = f"runner {GITHUB['ghs']} hard-coded {AWS_KEY_ID}"
+    assert redact(text, env, shapes=False) == f"runner {REDACTED} hard-coded {AWS_KEY_ID}"
+    assert redact(text, env) == f"runner {REDACTED} hard-coded {REDACTED}"
+
+
+def test_redact_obj_walks_nested_data_and_keeps_other_types() -> None:
+    env = {"MY_API_KEY": "s3cr3t-value-123"}
+    data = {
+        "input": {"command": "curl -H 'x: s3cr3t-value-123'", "n": 3, "flag": True},
+        "rows": [f"token {GITHUB['ghp']}", None, 1.5, ("s3cr3t-value-123",)],
+        "s3cr3t-value-123": "key too",
+    }
+    assert redact_obj(data, env) == {
+        "input": {"command": f"curl -H 'x: {REDACTED}'", "n": 3, "flag": True},
+        "rows": [f"token {REDACTED}", None, 1.5, (REDACTED,)],
+        REDACTED: "key too",
+    }
+    assert data["input"]["command"] == "curl -H 'x: s3cr3t-value-123'"  # not changed in place
+
+
+def test_redaction_is_fast_enough_for_every_log_line() -> None:
+    env = {f"SERVICE_{i}_TOKEN": f"secret-value-number-{i:04}" for i in range(20)}
+    line = "2026-01-01 INFO tool_finished bash exit 0 output: " + "ordinary text " * 20
+    started = time.perf_counter()
+    for _ in range(5000):
+        redact(line, env)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 2.0, f"5000 log lines took {elapsed:.2f} s"
