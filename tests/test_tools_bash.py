@@ -1,0 +1,238 @@
+"""The bash tool without a sandbox: exit codes, caps, timeouts, interrupts, environment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from ralph.errors import Interrupted
+from ralph.tools.bash import BashTool, CappedOutput
+from ralph.tools.sandbox import make_sandbox
+
+
+def bash(
+    root: Path, *, timeout: float = 20, cap: int = 2000, env: tuple[str, ...] = ()
+) -> BashTool:
+    return BashTool(make_sandbox("none", root, "on", env), timeout=timeout, output_cap=cap)
+
+
+@pytest.fixture
+def tool(git_repo: Path) -> Iterator[BashTool]:
+    tool = bash(git_repo)
+    yield tool
+    tool.close()
+
+
+def gone(pid: int) -> bool:
+    """The process no longer runs (a zombie left for a non-reaping init counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_definition_is_anthropics_schema_less_tool(tool: BashTool) -> None:
+    assert tool.definition() == {"type": "bash_20250124", "name": "bash"}
+
+
+def test_runs_in_the_repository_root_with_stderr_merged(tool: BashTool, git_repo: Path) -> None:
+    result = tool.run({"command": "pwd; echo to-err >&2; echo to-out"})
+    assert result.content == f"{git_repo}\nto-err\nto-out"
+    assert (result.exit_code, result.is_error) == (0, False)
+
+
+def test_non_zero_exit_is_reported_not_raised(tool: BashTool) -> None:
+    result = tool.run({"command": "echo failing; exit 3"})
+    assert result.content == "failing\n[exit code 3]"
+    assert (result.exit_code, result.is_error) == (3, False)
+    assert tool.run({"command": "false"}).content == "[exit code 1]"
+
+
+def test_killed_by_a_signal_is_reported_like_a_shell(tool: BashTool) -> None:
+    result = tool.run({"command": "kill -9 $$"})
+    assert result.exit_code == 137 and "[exit code 137]" in result.content
+
+
+def test_empty_output_says_so(tool: BashTool) -> None:
+    assert tool.run({"command": "true"}).content == "(no output)"
+
+
+def test_stdin_is_dev_null(tool: BashTool) -> None:
+    started = time.monotonic()
+    result = tool.run({"command": "read answer; echo rc=$?"})
+    assert result.content == "rc=1" and time.monotonic() - started < 5
+
+
+def test_working_directory_carries_over_and_resets(tool: BashTool, git_repo: Path) -> None:
+    (git_repo / "sub" / "inner").mkdir(parents=True)
+    tool.run({"command": "cd sub"})
+    assert tool.run({"command": "cd inner && pwd"}).content == f"{git_repo}/sub/inner"
+    assert tool.run({"command": "pwd; exit 4"}).content == f"{git_repo}/sub/inner\n[exit code 4]"
+    assert tool.run({"command": "pwd", "restart": True}).content == str(git_repo)
+    tool.run({"command": "cd sub/inner"})
+    tool.close()
+    assert tool.run({"command": "pwd"}).content == str(git_repo)
+
+
+def test_a_removed_working_directory_falls_back_to_the_root(tool: BashTool, git_repo: Path) -> None:
+    (git_repo / "tmpdir").mkdir()
+    tool.run({"command": "cd tmpdir"})
+    (git_repo / "tmpdir").rmdir()
+    assert tool.run({"command": "pwd"}).content == str(git_repo)
+
+
+def test_restart_alone_and_malformed_input(tool: BashTool) -> None:
+    assert "restarted" in tool.run({"restart": True}).content
+    for bad in ({}, {"command": ""}, {"command": 5}, {"restart": "yes"}):
+        result = tool.run(bad)
+        assert result.is_error and '"command"' in result.content
+
+
+def test_output_cap_keeps_head_and_tail_with_a_marker(tool: BashTool) -> None:
+    script = "print('HEAD-START'); print('m' * 50000); print('TAIL-END')"
+    result = tool.run({"command": f'{sys.executable} -c "{script}"'})
+    total = len("HEAD-START\n") + 50001 + len("TAIL-END\n")
+    assert result.content.startswith("HEAD-START\nmmm")
+    assert result.content.endswith("mmm\nTAIL-END")
+    assert f"{total - 2000} bytes cut" in result.content and f"was {total} bytes" in result.content
+    assert len(result.content) < 2400
+    assert result.meta["bytes"] == total
+
+
+def test_output_under_the_cap_is_untouched(tool: BashTool) -> None:
+    result = tool.run({"command": "printf 'a%.0s' $(seq 2000)"})
+    assert result.content == "a" * 2000
+
+
+def test_100_mb_of_output_stays_bounded(git_repo: Path) -> None:
+    tool = bash(git_repo, cap=30_000)
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result = tool.run({"command": "head -c 100000000 /dev/zero | tr '\\0' x; echo; echo LAST"})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 20
+    assert result.meta["bytes"] == 100_000_006
+    assert result.content.startswith("xxx") and result.content.endswith("xxx\nLAST")
+    assert "99970006 bytes cut" in result.content
+    assert len(result.content) < 30_500
+    assert peak < 5_000_000, f"peak Python memory {peak} bytes"
+
+
+def test_capped_output_memory_is_bounded() -> None:
+    out = CappedOutput(1000)
+    for _ in range(10_000):
+        out.feed(b"y" * 4096)
+        assert len(out.head) + len(out.tail) <= 500 + 2 * 500 + 4096
+    assert out.total == 40_960_000 and len(out.text()) < 1300
+
+
+def test_timeout_kills_the_whole_process_group(git_repo: Path) -> None:
+    tool = bash(git_repo, timeout=0.5)
+    started = time.monotonic()
+    result = tool.run(
+        {"command": "sleep 30 & echo $! > bg.pid; (sleep 1.5; touch late.txt) & sleep 30"}
+    )
+    assert time.monotonic() - started < 5
+    assert result.is_error and result.exit_code == 124
+    assert "timed out after 0.5 s" in result.content and "process group" in result.content
+    pid = int((git_repo / "bg.pid").read_text())
+    deadline = time.monotonic() + 3
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(pid), "the background sleep survived the timeout"
+    time.sleep(1.5)
+    assert not (git_repo / "late.txt").exists()
+
+
+def test_background_processes_do_not_outlive_their_command(tool: BashTool, git_repo: Path) -> None:
+    started = time.monotonic()
+    result = tool.run({"command": "(sleep 1; touch late.txt) & echo started"})
+    assert result.content == "started" and time.monotonic() - started < 1
+    time.sleep(1.5)
+    assert not (git_repo / "late.txt").exists()
+
+
+def test_interrupt_while_waiting_kills_the_group_then_propagates(
+    tool: BashTool, git_repo: Path
+) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Interrupted):
+            tool.run({"command": "sleep 30 & echo $! > bg.pid; wait"})
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 5
+    pid = int((git_repo / "bg.pid").read_text())
+    assert gone(pid)
+
+
+def test_runner_secrets_do_not_reach_the_agent(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = {
+        "ANTHROPIC_API_KEY": "sk-ant-api03-fake-anthropic-key-000000",
+        "GITHUB_TOKEN": "ghs_fakefakefakefakefakefakefakefake0000",
+        "AWS_SECRET_ACCESS_KEY": "fake/aws/secret/access/key/000000",
+        "MY_SERVICE_SECRET": "fake-service-secret-000",
+        "NPM_TOKEN": "npm_fake_token_0000000",
+        "RALPH_NOT_PASSED": "not-passed-value",
+        "RALPH_PASSED": "passed-value",
+        "LANG": "C.UTF-8",
+        "TZ": "Europe/Paris",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HOME", str(git_repo.parent / "user-home"))
+    tool = bash(git_repo, env=("RALPH_PASSED", "NOT_RALPH"))
+    try:
+        result = tool.run({"command": "env; touch ~/written && echo home-ok"})
+        home = tool.run({"command": "echo $HOME"}).content
+    finally:
+        tool.close()
+    names = {line.split("=", 1)[0] for line in result.content.splitlines() if "=" in line}
+    for name in ("ANTHROPIC_API_KEY", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "NPM_TOKEN"):
+        assert name not in names
+    assert not any(value in result.content for value in secrets.values() if "fake" in value)
+    assert "[REDACTED]" not in result.content  # absent, not merely masked
+    assert "RALPH_PASSED=passed-value" in result.content and "RALPH_NOT_PASSED" not in names
+    assert {"PATH", "HOME", "LANG", "TZ"} <= names
+    assert names <= {"PATH", "HOME", "LANG", "LC_ALL", "TERM", "TZ", "RALPH_PASSED"} | {
+        "GIT_TERMINAL_PROMPT",
+        "PAGER",
+        "GIT_PAGER",
+        "PWD",
+        "OLDPWD",
+        "SHLVL",
+        "_",
+    }
+    assert "home-ok" in result.content
+    assert home != str(git_repo.parent / "user-home") and "ralph-home-" in home
+    assert not Path(home).exists(), "the private HOME is removed when the tool closes"
+    assert os.environ["ANTHROPIC_API_KEY"].startswith("sk-ant-")  # the runner keeps its own
+
+
+def test_runner_secret_values_in_output_are_redacted(
+    tool: BashTool, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPLOY_TOKEN", "runner-secret-value-42")
+    (git_repo / "config.ini").write_text("token=runner-secret-value-42\naws=AKIAIOSFODNN7EXAMPLE\n")
+    content = tool.run({"command": "cat config.ini"}).content
+    assert content == "token=[REDACTED]\naws=AKIAIOSFODNN7EXAMPLE"
