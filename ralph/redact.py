@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -49,6 +49,21 @@ _SHAPES = re.compile(
 )
 
 
+# Literal pieces every shape contains: a cheap test that skips the regex for most lines.
+_SHAPE_MARKERS = (
+    "sk-",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "AKIA",
+    "ASIA",
+    "PRIVATE KEY",
+)
+
+
 @lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
     """Whether an environment variable of this name holds a secret."""
@@ -58,8 +73,22 @@ def is_secret_name(name: str) -> bool:
 
 def secret_values(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The values of the secret-named variables in `environ` (default: os.environ)."""
-    env = os.environ if environ is None else environ
-    values = {v for k, v in env.items() if is_secret_name(k) and len(v) >= MIN_SECRET_LEN}
+    if environ is None or environ is os.environ:
+        # os.environ decodes every item on iteration; its raw bytes snapshot is a cheap key.
+        raw = getattr(os.environ, "_data", None)
+        if isinstance(raw, dict):
+            return _secret_values_of(tuple(raw.items()))
+        environ = os.environ
+    return _secret_values(environ.items())
+
+
+@lru_cache(maxsize=8)
+def _secret_values_of(snapshot: tuple[tuple[bytes, bytes], ...]) -> tuple[str, ...]:
+    return _secret_values((os.fsdecode(k), os.fsdecode(v)) for k, v in snapshot)
+
+
+def _secret_values(items: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    values = {v for k, v in items if is_secret_name(k) and len(v) >= MIN_SECRET_LEN}
     # Longest first, so a secret containing another is replaced whole.
     return tuple(sorted(values, key=lambda v: (-len(v), v)))
 
@@ -85,7 +114,7 @@ def redact(text: str, environ: Mapping[str, str] | None = None, *, shapes: bool 
 def _apply(text: str, values: re.Pattern[str] | None, shapes: bool) -> str:
     if values is not None:
         text = values.sub(REDACTED, text)
-    if shapes:
+    if shapes and any(marker in text for marker in _SHAPE_MARKERS):
         text = _SHAPES.sub(REDACTED, text)
     return text
 

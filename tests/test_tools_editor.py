@@ -337,3 +337,16 @@ def test_hard_linked_files_are_not_written(repo: Path, outside: Path) -> None:
     result = edit(repo, command="str_replace", path="hard.txt", old_str="outside", new_str="x")
     assert result.is_error and "hard link" in result.content
     assert (outside / "victim.txt").read_text() == "outside content\n"
+
+
+def test_view_of_a_large_directory_is_capped(repo: Path) -> None:
+    many = repo / "many"
+    many.mkdir()
+    for i in range(400):
+        (many / f"file_with_a_long_name_{i:04}.txt").write_text("")
+    result = edit(repo, command="view", path="many")
+    assert len(result.content) < 2200
+    assert (
+        "more entries not shown" in result.content
+        and "file_with_a_long_name_0000" in result.content
+    )

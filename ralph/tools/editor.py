@@ -151,10 +151,10 @@ class EditorTool:
 
     def _list_dir(self, path: Path) -> str:
         entries: list[str] = []
-        total = 0
+        total = size = 0
 
         def walk(directory: Path, depth: int) -> None:
-            nonlocal total
+            nonlocal total, size
             try:
                 items = sorted(os.scandir(directory), key=lambda e: e.name)
             except OSError as exc:
@@ -172,8 +172,9 @@ class EditorTool:
                     line = rel + "/"
                 else:
                     line = rel
-                if len(entries) < DIR_ENTRIES:
+                if len(entries) < DIR_ENTRIES and size + len(line) < self.output_cap:
                     entries.append(line)
+                    size += len(line) + 1
                 # Never descend through a symlink: it may point outside the repository.
                 if depth < 2 and item.is_dir(follow_symlinks=False):
                     walk(child, depth + 1)
