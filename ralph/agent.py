@@ -131,6 +131,12 @@ class Agent:
 
         Raises ModelError only when it is fatal (authentication): that ends the run.
         """
+        try:
+            return self._converse(system, user_text, iteration)
+        finally:
+            self.tools.close()  # the next iteration's shell starts fresh at the repo root
+
+    def _converse(self, system: str, user_text: str, iteration: int) -> IterationOutcome:
         messages: list[Message] = [
             {"role": "user", "content": [{"type": "text", "text": user_text}]}
         ]
