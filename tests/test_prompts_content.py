@@ -1,0 +1,398 @@
+"""The built-in hardening prompts: front matter, the one promise, gate artifacts, skeletons,
+and coverage of every item of the hardening checklists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ralph.gate import check_artifact, parse_artifacts, unchecked_items
+from ralph.prompt import BUILTIN_DIR, builtin_names, load_prompt, split_front_matter
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = REPO.parent / "shared" / "seed" / "hardening-mode.md"
+
+# name -> (completion token, max_iterations, progress file)
+PROMPTS: dict[str, tuple[str, int, str]] = {
+    "security": ("SECURITY_AUDIT_COMPLETE", 30, "sdlc/security-audit.md"),
+    "observability": ("OBSERVABILITY_COMPLETE", 30, "sdlc/observability.md"),
+    "incident-response": ("INCIDENT_RESPONSE_READY", 25, "sdlc/incident-response.md"),
+    "reliability": ("RELIABILITY_COMPLETE", 30, "sdlc/reliability.md"),
+}
+
+# The four checklists of the seed document ../shared/seed/hardening-mode.md, section
+# "Hardening Checklist", copied verbatim (tests must not depend on files outside the repo).
+# Each item: (item, the prompt that covers it, a keyword that must appear in that prompt's
+# progress-file Checklist, so the completion gate enforces it).
+CHECKLISTS: dict[str, list[tuple[str, str, str]]] = {
+    "Security Hardening": [
+        ("Penetration test completed", "security", "Penetration test"),
+        ("OWASP Top 10 addressed", "security", "OWASP Top 10"),
+        ("Dependency vulnerabilities patched", "security", "Dependency vulnerabilities"),
+        ("Secrets rotated and vaulted", "security", "Secrets rotated"),
+        ("WAF/DDoS protection enabled", "security", "WAF/DDoS"),
+        ("Security headers configured", "security", "Security headers"),
+        ("Input validation comprehensive", "security", "Input validation"),
+        ("Output encoding in place", "security", "Output encoding"),
+        ("CORS properly configured", "security", "CORS"),
+        ("Rate limiting implemented", "security", "Rate limiting"),
+    ],
+    "Reliability Hardening": [
+        ("99.9% uptime architecture designed", "reliability", "99.9% uptime"),
+        ("Auto-scaling configured", "reliability", "Auto-scaling"),
+        ("Database failover tested", "reliability", "Database failover"),
+        ("Backup/restore verified", "reliability", "Backup/restore"),
+        ("Disaster recovery plan documented", "reliability", "Disaster recovery plan"),
+        ("Load testing completed", "reliability", "Load testing"),
+        ("Circuit breakers implemented", "reliability", "Circuit breakers"),
+        ("Graceful degradation planned", "reliability", "Graceful degradation"),
+        ("Health checks comprehensive", "reliability", "Health checks"),
+        ("Connection pooling optimized", "reliability", "Connection pooling"),
+    ],
+    "Observability Hardening": [
+        ("APM with distributed tracing", "observability", "distributed tracing"),
+        ("Structured logging (JSON)", "observability", "Structured logging (JSON)"),
+        ("Log aggregation configured", "observability", "Log aggregation"),
+        ("Error tracking (Sentry, etc.)", "observability", "Error tracking"),
+        ("Real user monitoring", "observability", "Real user monitoring"),
+        ("Synthetic monitoring", "observability", "Synthetic monitoring"),
+        ("Custom dashboards created", "observability", "dashboards"),
+        ("SLOs/SLAs defined", "observability", "SLOs/SLAs"),
+        ("Alerting rules comprehensive", "observability", "Alerting rules"),
+        ("On-call rotation established", "incident-response", "On-call rotation"),
+    ],
+    "Operational Hardening": [
+        ("Runbooks for all critical paths", "incident-response", "all critical paths"),
+        ("Incident response plan tested", "incident-response", "plan tested"),
+        ("Post-mortem process defined", "incident-response", "Post-mortem process"),
+        ("Change management documented", "reliability", "Change management"),
+        ("Rollback procedures verified", "reliability", "Rollback procedures"),
+        ("Communication plan ready", "incident-response", "Communication plan"),
+        ("Status page configured", "incident-response", "Status page"),
+        ("Documentation complete", "reliability", "Documentation complete"),
+        ("Team trained", "incident-response", "Team trained"),
+        ("Compliance verified (if applicable)", "incident-response", "Compliance verified"),
+    ],
+}
+
+# The steps of the seed's three loops (and the reliability prompt's own), as phrases each
+# prompt body must mention (case-insensitive).
+LOOP_STEPS: dict[str, list[str]] = {
+    "security": [
+        "scanners",
+        "Injection",
+        "Broken authentication",
+        "Sensitive data exposure",
+        "XML external entities",
+        "Broken access control",
+        "Security misconfiguration",
+        "XSS",
+        "Insecure deserialization",
+        "known vulnerabilities",
+        "Insufficient logging",
+        "pip-audit",
+        "npm audit",
+        "bandit",
+        "semgrep",
+        "gitleaks",
+        "Update vulnerable packages",
+        "Security headers",
+        "CORS",
+        "Rate limiting",
+        "Input validation",
+        "sdlc/security-audit.md",
+        "Taskmaster",
+    ],
+    "observability": [
+        "/health",
+        "liveness",
+        "/ready",
+        "readiness",
+        "checks each dependency",
+        "Structured JSON",
+        "correlation id",
+        "Levels set by an environment variable",
+        "Log aggregation",
+        "Application metrics",
+        "Business metrics",
+        "Infrastructure metrics",
+        "threshold",
+        "notification channel",
+        "escalation policy",
+        "operational dashboard",
+        "business metrics dashboard",
+        "sdlc/observability.md",
+    ],
+    "incident-response": [
+        "P0",
+        "P1",
+        "P2",
+        "P3",
+        "Response procedures per severity",
+        "templates",
+        "Status page",
+        "Escalation paths",
+        "database.md",
+        "high-traffic.md",
+        "third-party-outage.md",
+        "deployment-failure.md",
+        "security-incident.md",
+        "Post-mortem process and template",
+        "sdlc/incident-response.md",
+        "sdlc/runbooks/",
+    ],
+    "reliability": [
+        "timeout",
+        "circuit breaker",
+        "fallback",
+        "load test",
+        "restore drill",
+        "RPO",
+        "rollback",
+        "sdlc/reliability.md",
+    ],
+}
+
+TASKMASTER_FIELDS = [
+    "id", "title", "description", "status", "priority", "dependencies", "details", "testStrategy",
+]  # fmt: skip
+ARTIFACT_KEYS = {"path", "headings", "checklist", "contains", "min"}
+MAX_WORDS = 1200  # the body is sent every iteration: keep it short
+_FRONT = re.compile(r"\A---\n(.*?)\n---\n(.*)\Z", re.DOTALL)
+
+
+def _read(name: str) -> tuple[dict[str, Any], str]:
+    """Front matter (parsed by plain yaml, independently of ralph) and body of a prompt."""
+    text = (BUILTIN_DIR / f"{name}.md").read_text(encoding="utf-8")
+    match = _FRONT.match(text)
+    assert match, f"{name}.md must start with --- front matter ---"
+    front = yaml.safe_load(match.group(1))
+    assert isinstance(front, dict)
+    return front, match.group(2)
+
+
+def _fenced_after(body: str, heading: str) -> tuple[str, str]:
+    """The `## heading ...` line's remainder and the ```markdown block right after it."""
+    match = re.search(
+        rf"^## {re.escape(heading)}([^\n]*)\n+```markdown\n(.*?)^```$", body, re.DOTALL | re.M
+    )
+    assert match, f"no '## {heading}' section followed by a ```markdown block"
+    return match.group(1).strip(), match.group(2)
+
+
+def _skeleton(name: str) -> str:
+    _, body = _read(name)
+    target, block = _fenced_after(body, "Skeleton for")
+    assert target == PROMPTS[name][2], "the skeleton is for the progress file"
+    return block
+
+
+def _section(markdown: str, heading: str) -> str:
+    """The text under `## heading` up to the next level-2 heading."""
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", markdown, re.DOTALL | re.M)
+    assert match, f"no '## {heading}' section"
+    return match.group(1)
+
+
+def test_the_four_prompts_are_the_builtins() -> None:
+    assert builtin_names() == sorted(PROMPTS)
+    assert (BUILTIN_DIR / "README.md").is_file()
+
+
+def test_checklists_are_the_seeds_forty_items() -> None:
+    assert [len(items) for items in CHECKLISTS.values()] == [10, 10, 10, 10]
+    names = [item for items in CHECKLISTS.values() for item, _, _ in items]
+    assert len(set(names)) == 40
+    assert {prompt for items in CHECKLISTS.values() for _, prompt, _ in items} == set(PROMPTS)
+
+
+@pytest.mark.skipif(not SEED.is_file(), reason="the seed document is not beside the repository")
+def test_checklist_copy_matches_the_seed() -> None:
+    text = SEED.read_text(encoding="utf-8")
+    for section, items in CHECKLISTS.items():
+        body = re.search(rf"^### {section}\n(.*?)(?=^#|\Z)", text, re.DOTALL | re.M)
+        assert body, section
+        seed_items = re.findall(r"^- \[ \] (.+)$", body.group(1), re.M)
+        assert seed_items == [item for item, _, _ in items], section
+
+
+@pytest.mark.parametrize(
+    ("item", "prompt", "keyword"),
+    [entry for items in CHECKLISTS.values() for entry in items],
+    ids=[item for items in CHECKLISTS.values() for item, _, _ in items],
+)
+def test_every_checklist_item_is_in_a_progress_checklist(
+    item: str, prompt: str, keyword: str
+) -> None:
+    """Covered means: a box (or group) in the progress file's Checklist, which the gate checks."""
+    checklist = _section(_skeleton(prompt), "Checklist")
+    assert keyword.lower() in checklist.lower(), f"{item!r}: {keyword!r} not in {prompt}"
+
+
+@pytest.mark.parametrize("name", sorted(PROMPTS))
+def test_front_matter(name: str) -> None:
+    token, iterations, progress = PROMPTS[name]
+    front, _ = _read(name)
+    assert set(front) == {"description", "completion_promise", "max_iterations", "artifacts"}
+    assert isinstance(front["description"], str)
+    assert front["description"].strip()
+    assert "\n" not in front["description"].strip()
+    assert front["completion_promise"] == token
+    assert front["max_iterations"] == iterations
+    # ralph's own loader agrees, and yields the same settings
+    spec = load_prompt(name)
+    assert spec.settings["completion_promise"] == token
+    assert spec.settings["max_iterations"] == iterations
+    assert spec.promises == [token]
+    assert spec.settings["artifacts"][0]["path"] == progress
+
+
+@pytest.mark.parametrize("name", sorted(PROMPTS))
+def test_body_has_exactly_one_promise_with_the_token(name: str) -> None:
+    token = PROMPTS[name][0]
+    front, body = _read(name)
+    tags = re.findall(r"<promise>(.*?)</promise>", body, re.DOTALL)
+    assert tags == [token]
+    assert body.count("<promise>") == 1
+    assert body.count("</promise>") == 1
+    assert front["completion_promise"] == tags[0]
+    # on a line of its own, outside code, so the agent copies it plainly
+    assert re.search(rf"^<promise>{token}</promise>$", body, re.M)
+
+
+@pytest.mark.parametrize("name", sorted(PROMPTS))
+def test_artifacts_shape(name: str) -> None:
+    front, _ = _read(name)
+    raw = front["artifacts"]
+    assert isinstance(raw, list)
+    assert raw
+    for entry in raw:
+        assert isinstance(entry, dict), "artifact entries are mappings with a path"
+        assert set(entry) <= ARTIFACT_KEYS
+        assert isinstance(entry["path"], str)
+        assert entry["path"].startswith("sdlc/")
+        for key in ("headings", "contains"):
+            value = entry.get(key, [])
+            assert isinstance(value, list)
+            assert all(isinstance(v, str) and v for v in value)
+        assert isinstance(entry.get("checklist", False), bool)
+        assert isinstance(entry.get("min", 1), int)
+        assert entry.get("min", 1) >= 1
+    first = parse_artifacts(raw, f"{name} artifacts")[0]
+    assert first.path == PROMPTS[name][2]
+    assert first.checklist, "the progress file's checklist is what the gate enforces"
+    assert "Checklist" in first.headings
+
+
+@pytest.mark.parametrize("name", sorted(PROMPTS))
+def test_skeleton_checkboxes_are_valid_and_only_in_the_checklist(name: str) -> None:
+    skeleton = _skeleton(name)
+    box_lines = [line for line in skeleton.splitlines() if re.match(r"\s*[-*+]\s*\[", line)]
+    assert len(box_lines) >= 9
+    for line in box_lines:
+        assert re.fullmatch(r"- \[ \] \S.*", line), f"not an open markdown checkbox: {line!r}"
+    assert len(unchecked_items(skeleton)) == len(box_lines)
+    checklist = _section(skeleton, "Checklist")
+    assert len(unchecked_items(checklist)) == len(box_lines), "boxes outside ## Checklist"
+
+
+@pytest.mark.parametrize("name", sorted(PROMPTS))
+def test_body_is_written_for_a_fresh_agent(name: str) -> None:
+    _, body = _read(name)
+    progress = PROMPTS[name][2]
+    orient = re.search(r"\*\*Orient\.\*\*(.*)", body)
+    assert orient
+    assert progress in orient.group(1)
+    assert "skeleton" in orient.group(1)
+    lowered = body.lower()
+    for phrase in ["no memory", "most important open", "n/a: reason", "needs a human"]:
+        assert phrase in lowered, phrase
+    for stack in ["Python", "Node", "Go"]:
+        assert stack in body
+    assert "sdlc/remediation-tasks.md" in body
+    assert ".taskmaster/tasks/tasks.json" in body
+    for field in TASKMASTER_FIELDS:
+        assert f'"{field}"' in body, field
+    assert "one-line summary" in body
+    assert len(body.split()) <= MAX_WORDS
+
+
+@pytest.mark.parametrize("name", sorted(PROMPTS))
+def test_loop_steps_are_in_the_body(name: str) -> None:
+    _, body = _read(name)
+    missing = [step for step in LOOP_STEPS[name] if step.lower() not in body.lower()]
+    assert not missing
+
+
+def _write(root: Path, rel: str, text: str) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _gate_problems(root: Path, name: str) -> list[str]:
+    front, _ = _read(name)
+    problems: list[str] = []
+    for art in parse_artifacts(front["artifacts"]):
+        problems += check_artifact(root, art)
+    return problems
+
+
+@pytest.mark.parametrize("name", sorted(PROMPTS))
+def test_gate_accepts_the_filled_skeleton_and_nothing_less(name: str, tmp_path: Path) -> None:
+    """The skeleton the prompt hands out satisfies its own artifacts once every box is done."""
+    progress = PROMPTS[name][2]
+    skeleton = _skeleton(name)
+    _, body = _read(name)
+    if name == "incident-response":
+        _, runbook = _fenced_after(body, "Runbook template")
+        for rb in ("database", "high-traffic", "third-party-outage", "deployment-failure"):
+            _write(tmp_path, f"sdlc/runbooks/{rb}.md", runbook)
+    _write(tmp_path, "sdlc/remediation-tasks.md", "# Remediation tasks\n")
+
+    before = _gate_problems(tmp_path, name)
+    assert f"{progress}: missing" in before
+
+    _write(tmp_path, progress, skeleton)
+    boxes = len(unchecked_items(skeleton))
+    problems = _gate_problems(tmp_path, name)
+    assert any(f"{boxes} unchecked item(s)" in p for p in problems), problems
+
+    done = skeleton.replace("- [ ] ", "- [x] ")
+    _write(tmp_path, progress, done)
+    if name == "incident-response":
+        assert _gate_problems(tmp_path, name) == [
+            "sdlc/runbooks/*.md: 4 file(s) match, at least 5 needed",
+            "sdlc/runbooks/security-incident.md: missing",
+        ]
+        _write(tmp_path, "sdlc/runbooks/security-incident.md", runbook)
+    assert _gate_problems(tmp_path, name) == []
+
+    # one box left open fails; the same box marked "N/A: reason" passes
+    first = re.search(r"^- \[ \] (.*)$", skeleton, re.M)
+    assert first
+    _write(tmp_path, progress, done.replace(f"- [x] {first.group(1)}", first.group(0), 1))
+    assert _gate_problems(tmp_path, name) == [
+        f"{progress}: 1 unchecked item(s) without 'N/A: reason': {first.group(1)[:60]}"
+    ]
+    na = f"{first.group(0)} N/A: not applicable to this service"
+    _write(tmp_path, progress, done.replace(f"- [x] {first.group(1)}", na, 1))
+    assert _gate_problems(tmp_path, name) == []
+
+    # dropping the whole checklist does not pass as "nothing left to do"
+    _write(tmp_path, progress, done.replace(_section(done, "Checklist"), "\n"))
+    assert _gate_problems(tmp_path, name)
+
+
+def test_front_matter_is_what_ralph_loads() -> None:
+    """split_front_matter (ralph's parser) and plain yaml read the same settings."""
+    for name in PROMPTS:
+        text = (BUILTIN_DIR / f"{name}.md").read_text(encoding="utf-8")
+        settings, body = split_front_matter(text, name)
+        front, plain_body = _read(name)
+        assert settings["artifacts"] == front["artifacts"]
+        assert body == plain_body
