@@ -3,7 +3,11 @@ and coverage of every item of the hardening checklists."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -396,3 +400,126 @@ def test_front_matter_is_what_ralph_loads() -> None:
         front, plain_body = _read(name)
         assert settings["artifacts"] == front["artifacts"]
         assert body == plain_body
+
+
+# --- the demo's vulnerable app -------------------------------------------------------------
+
+APP_DIR = Path(__file__).resolve().parents[1] / "ralph" / "demo" / "vulnerable-app"
+
+# The defects the demo and the prompts point at: (file, exact line text).
+DEFECTS = [
+    ("app.py", "DEBUG = True"),
+    ("app.py", 'SECRET_KEY = "dev-secret-please-change-1234"'),
+    (
+        "app.py",
+        "    query = f\"SELECT id, username, email FROM users WHERE username LIKE '%{name}%'"
+        ' ORDER BY username"',
+    ),
+    ("app.py", "            body = traceback.format_exc().encode()"),
+    ("app.py", '            ("Access-Control-Allow-Origin", "*"),'),
+    ("app.py", "            print(f\"login failed for {data.get('username')}\")"),
+    ("app.py", '    requests.post(LOGIN_WEBHOOK, json={"event": "login", "user": username})'),
+    ("requirements.txt", "requests==2.19.1"),
+]
+
+# The fixes `ralph demo` makes (parameterised SQL; the secret from the environment, refusing to
+# start without it): the app's own tests must pass before and after them.
+FIXES = [
+    (
+        DEFECTS[2][1] + "\n    return [dict(row) for row in conn.execute(query)]",
+        '    query = "SELECT id, username, email FROM users WHERE username LIKE ? ORDER BY username"'
+        '\n    return [dict(row) for row in conn.execute(query, (f"%{name}%",))]',
+    ),
+    (DEFECTS[1][1], 'SECRET_KEY = os.environ.get("APP_SECRET_KEY", "")'),
+    (
+        "def create_app(db_path=DB_PATH):\n",
+        "def create_app(db_path=DB_PATH):\n    if not SECRET_KEY:\n"
+        '        raise RuntimeError("APP_SECRET_KEY is not set; set it to a long random value")\n',
+    ),
+]
+
+
+def _run_app_tests(app_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+    clean.update(env, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run(
+        [sys.executable, "-m", "unittest", "-v"],
+        cwd=app_dir,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+# Injection through the search endpoint: dumps every password hash while the SQL is formatted.
+_EXPLOIT = """
+import contextlib, io, json, sys, tempfile
+from wsgiref.util import setup_testing_defaults
+from urllib.parse import quote
+import app
+with contextlib.redirect_stdout(io.StringIO()):
+    wsgi = app.create_app(tempfile.mkdtemp() + "/a.db")
+env = {}
+setup_testing_defaults(env)
+env["QUERY_STRING"] = "q=" + quote("zzz' UNION SELECT 1, password_hash, 3 FROM users --")
+env["PATH_INFO"] = "/users/search"
+with contextlib.redirect_stdout(io.StringIO()):
+    body = b"".join(wsgi(env, lambda status, headers, exc_info=None: None))
+print(len(json.loads(body)["users"]))
+"""
+
+
+def _leaked_rows(app_dir: Path) -> int:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+    env.update(APP_SECRET_KEY="probe-secret-value", PYTHONDONTWRITEBYTECODE="1")
+    done = subprocess.run(
+        [sys.executable, "-c", _EXPLOIT], cwd=app_dir, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.strip())
+
+
+def test_vulnerable_app_has_its_findable_defects() -> None:
+    for name, line in DEFECTS:
+        lines = (APP_DIR / name).read_text(encoding="utf-8").splitlines()
+        assert line in lines, f"{name}: {line!r}"
+    app = (APP_DIR / "app.py").read_text(encoding="utf-8")
+    assert "/health" not in app
+    assert "/ready" not in app
+    assert "import logging" not in app
+    assert "X-Content-Type-Options" not in app
+    assert "import requests" in app
+    assert not (APP_DIR / "sdlc").exists()
+    # the seeded secret is obviously fake and is not a token shape the redactor hides
+    from ralph.redact import redact
+
+    assert redact(DEFECTS[1][1], environ={}) == DEFECTS[1][1]
+
+
+def test_vulnerable_app_tests_pass_before_and_after_the_demo_fixes(tmp_path: Path) -> None:
+    copy = tmp_path / "app"
+    shutil.copytree(APP_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "*.db"))
+    before = _run_app_tests(copy)
+    assert before.returncode == 0, before.stderr
+    assert "Ran 7 tests" in before.stderr
+    assert _leaked_rows(copy) == 3, "the search endpoint is injectable"
+
+    source = copy / "app.py"
+    text = source.read_text(encoding="utf-8")
+    for old, new in FIXES:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    source.write_text(text, encoding="utf-8")
+    after = _run_app_tests(copy)
+    assert after.returncode == 0, after.stderr
+    assert "Ran 7 tests" in after.stderr
+    assert _leaked_rows(copy) == 0, "parameterised SQL treats the payload as a name"
+
+    # the fixed app refuses to start without its secret
+    probe = [sys.executable, "-c", "import app; app.create_app(':memory:')"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+    refused = subprocess.run(probe, cwd=copy, env=env, capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "APP_SECRET_KEY is not set" in refused.stderr
+    assert not list(copy.glob("*.db")), "the tests must not leave a database in the app"
