@@ -1,0 +1,596 @@
+"""Push the run branch and open or update its pull request through the GitHub REST API.
+
+The token reaches git only through `GIT_CONFIG_*` environment variables of the one push
+command (an `http.<url>.extraheader`), never the command line or `.git/config`, and only when
+the remote is on the same GitHub host as the API. httpx is imported lazily (off start-up).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from .errors import RalphError
+
+if TYPE_CHECKING:
+    import httpx
+    from tenacity import RetryCallState
+
+DEFAULT_API_URL = "https://api.github.com"
+API_VERSION = "2022-11-28"
+BODY_LIMIT = 65_536  # characters GitHub accepts in a pull request body
+LIST_LIMIT = 200  # files listed in the body; the rest are counted
+PUSH_TIMEOUT = 300.0
+REPO_OVERRIDE_VAR = "RALPH_GITHUB_REPO"
+BUILTIN_PROMPTS = frozenset({"security", "observability", "incident-response", "reliability"})
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
+
+
+class GitHubError(RalphError):
+    """A push or GitHub API failure, with a one-line message for the user."""
+
+    def __init__(
+        self, message: str, status: int | None = None, details: Sequence[str] = ()
+    ) -> None:
+        super().__init__(" ".join(message.split()))
+        self.status = status
+        self.details = list(details)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """The pull request a run was published to."""
+
+    url: str
+    number: int
+    created: bool  # False when an open pull request for the branch was updated
+    base: str
+    head_sha: str
+
+
+# --- remotes -------------------------------------------------------------------------------
+
+
+def safe_url(url: str) -> str:
+    """`url` with any credentials in it replaced by `***`, for messages."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1***@", url, flags=re.IGNORECASE)
+
+
+def parse_remote(url: str) -> tuple[str, str]:
+    """(owner, repo) of a GitHub remote URL: https, ssh:// or scp-like `git@host:owner/repo`."""
+    hint = f"set {REPO_OVERRIDE_VAR}=owner/name to name the GitHub repository"
+    if "://" in url:
+        parts = urlsplit(url)
+        if parts.scheme not in {"https", "http", "ssh", "git"} or not parts.hostname:
+            raise GitHubError(f"remote {safe_url(url)} is not a GitHub URL; {hint}")
+        path = parts.path
+    elif match := _SCP_LIKE.match(url):
+        path = match["path"]
+    else:
+        raise GitHubError(f"remote {safe_url(url)} is not a GitHub URL; {hint}")
+    segments = [s for s in path.split("/") if s]
+    if len(segments) != 2:
+        raise GitHubError(f"remote {safe_url(url)} does not end in owner/repo; {hint}")
+    owner, repo = segments[0], segments[1].removesuffix(".git")
+    if not (_NAME.fullmatch(owner) and _NAME.fullmatch(repo)):
+        raise GitHubError(f"remote {safe_url(url)} does not end in owner/repo; {hint}")
+    return owner, repo
+
+
+def resolve_repo(
+    url: str, environ: Mapping[str, str], override: str | None = None
+) -> tuple[str, str]:
+    """(owner, repo): the explicit override, else RALPH_GITHUB_REPO, else the remote URL."""
+    named = override or environ.get(REPO_OVERRIDE_VAR)
+    if not named:
+        return parse_remote(url)
+    owner, _, repo = named.partition("/")
+    if not (_NAME.fullmatch(owner) and _NAME.fullmatch(repo)):
+        raise GitHubError(f"{REPO_OVERRIDE_VAR}={named!r} is not owner/name (e.g. octo/app)")
+    return owner, repo
+
+
+def remote_url(repo_path: Path, remote: str) -> str:
+    """The URL git pushes to for `remote` (insteadOf rewrites applied)."""
+    proc = _git(repo_path, "remote", "get-url", "--push", remote)
+    if proc.returncode != 0:
+        raise GitHubError(
+            f"no git remote {remote!r} in {repo_path}; add one with "
+            f"`git remote add {remote} URL` or pass --remote NAME"
+        )
+    return proc.stdout.strip()
+
+
+# --- push ----------------------------------------------------------------------------------
+
+
+def git_host(api_url: str, environ: Mapping[str, str]) -> str:
+    """The host (and port) that serves git for this API: github.com for api.github.com."""
+    server = environ.get("GITHUB_SERVER_URL")
+    host = urlsplit(server or api_url).netloc.lower()
+    return host if server else host.removeprefix("api.")
+
+
+def auth_env(
+    url: str, token: str | None, api_url: str, environ: Mapping[str, str], start: int = 0
+) -> dict[str, str]:
+    """GIT_CONFIG_* variables that send `token` to `url`'s host, or {} when they must not.
+
+    Only for http(s) remotes on the API's own host without credentials of their own: a remote
+    the agent pointed elsewhere never sees the token.
+    """
+    parts = urlsplit(url)
+    if not token or parts.scheme not in {"https", "http"} or "@" in parts.netloc:
+        return {}
+    if parts.netloc.lower() != git_host(api_url, environ):
+        return {}
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return {
+        "GIT_CONFIG_COUNT": str(start + 1),
+        f"GIT_CONFIG_KEY_{start}": f"http.{parts.scheme}://{parts.netloc}/.extraheader",
+        f"GIT_CONFIG_VALUE_{start}": f"AUTHORIZATION: basic {basic}",
+    }
+
+
+def push_branch(
+    repo_path: Path,
+    remote: str,
+    branch: str,
+    *,
+    token: str | None = None,
+    api_url: str = DEFAULT_API_URL,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """Push `branch` to `remote` (never forced) and return the pushed commit."""
+    env_in = os.environ if environ is None else environ
+    sha = _git(repo_path, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
+    if sha.returncode != 0:
+        raise GitHubError(f"no local branch {branch!r} to push in {repo_path}")
+    url = remote_url(repo_path, remote)
+    # Secrets stay out of git's environment (hooks, helpers, ssh); only our header goes in.
+    from .redact import is_secret_name
+
+    env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
+    env.update(GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never")
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    auth = {}
+    if not _has_extraheader(repo_path):  # a second Authorization header makes GitHub fail
+        auth = auth_env(url, token, api_url, env_in, int(env.get("GIT_CONFIG_COUNT", "0")))
+    env.update(auth)
+    refspec = f"refs/heads/{branch}:refs/heads/{branch}"
+    args = ["-c", "core.hooksPath=/dev/null", "push", "--porcelain", "--no-verify"]
+    args += ["--no-follow-tags", "--recurse-submodules=no", remote, refspec]
+    try:
+        proc = _git(repo_path, *args, env=env, timeout=PUSH_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise GitHubError(f"git push to {safe_url(url)} took over {PUSH_TIMEOUT:.0f}s") from None
+    if proc.returncode != 0:
+        raise _push_error(proc.stdout + proc.stderr, url, remote, branch, bool(auth), env_in)
+    return sha.stdout.strip()
+
+
+def _push_error(
+    output: str, url: str, remote: str, branch: str, authed: bool, environ: Mapping[str, str]
+) -> GitHubError:
+    from .redact import redact
+
+    if "[rejected]" in output or "non-fast-forward" in output or "fetch first" in output:
+        return GitHubError(
+            f"push rejected: {remote}/{branch} has commits this run does not have "
+            "(it was not overwritten); merge or close its pull request and delete the "
+            "branch, or run with another --branch"
+        )
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    first = [ln for ln in lines if re.match(r"(fatal|error):|.*\[remote rejected\]", ln)]
+    why = redact((first or lines or ["no output"])[0], environ)
+    if "could not read Username" in why and not authed:
+        why += (
+            f"; ralph gives GITHUB_TOKEN only to remotes on {git_host(_api_url(environ), environ)}"
+            " (set GITHUB_SERVER_URL for another GitHub host), or use a credential helper"
+        )
+    elif re.search(r"Authentication failed|could not read Username|\b40[13]\b", why):
+        why += "; check that the token may push to the repository (contents: write)"
+    return GitHubError(f"git push to {safe_url(url)} failed: {why}")
+
+
+def _api_url(environ: Mapping[str, str]) -> str:
+    return (environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
+
+
+def _has_extraheader(repo_path: Path) -> bool:
+    proc = _git(repo_path, "config", "--get-regexp", r"^http\..*extraheader$")
+    return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
+def _git(
+    repo_path: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", *args],
+        cwd=repo_path,
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def changed_files(repo_path: Path, remote: str, base: str, branch: str) -> list[str]:
+    """Files the branch changed since it left `base` (remote-tracking ref first), or []."""
+    for ref in (f"refs/remotes/{remote}/{base}", f"refs/heads/{base}"):
+        if _git(repo_path, "rev-parse", "--verify", "--quiet", ref).returncode == 0:
+            proc = _git(repo_path, "diff", "--name-only", "-z", f"{ref}...refs/heads/{branch}")
+            if proc.returncode == 0:
+                return [p for p in proc.stdout.split("\0") if p]
+    return []
+
+
+# --- REST API ------------------------------------------------------------------------------
+
+
+class _Transient(Exception):
+    """A response or connection failure worth retrying, with the server's wait if it gave one."""
+
+    def __init__(self, what: str, wait: float | None, rate_limited: bool = False) -> None:
+        super().__init__(what)
+        self.what = what
+        self.wait = wait
+        self.rate_limited = rate_limited
+
+
+class GitHubAPI:
+    """A small GitHub REST client: auth headers, bounded retries, one-line errors."""
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        retry_seconds: float = 120.0,
+        timeout: float = 30.0,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        import httpx
+
+        self.retry_seconds = retry_seconds
+        self.environ = os.environ if environ is None else environ
+        self._client = httpx.Client(
+            base_url=api_url.rstrip("/"),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": API_VERSION,
+                "User-Agent": "ralph-loop",
+            },
+            timeout=timeout,
+            follow_redirects=True,  # renamed repositories answer 301/307
+        )
+
+    def __enter__(self) -> GitHubAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        what: str = "",
+    ) -> Any:
+        """The decoded JSON of `method path`, retrying 5xx, rate limits and dropped connections."""
+        from tenacity import Retrying, retry_if_exception_type
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Transient),
+            stop=self._out_of_time,
+            wait=self._wait,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._send(method, path, json, params, what or f"{method} {path}")
+        except _Transient as exc:
+            if exc.rate_limited and exc.wait is not None:
+                raise GitHubError(
+                    f"GitHub rate limit on {method} {path}: asked to wait {exc.wait:.0f}s "
+                    f"with {self.retry_seconds:.0f}s of retrying allowed; try again later"
+                ) from None
+            raise GitHubError(
+                f"GitHub API kept failing on {method} {path} ({exc.what}) "
+                f"for {self.retry_seconds:.0f}s; try again later"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(
+        self, method: str, path: str, body: Any, params: Mapping[str, str] | None, what: str
+    ) -> Any:
+        import httpx
+
+        try:
+            resp = self._client.request(method, path, json=body, params=params)
+        except httpx.TransportError as exc:
+            raise _Transient(type(exc).__name__, None) from exc
+        if resp.status_code < 400:
+            return resp.json() if resp.content else None
+        retry_after = _wait_hint(resp)
+        if resp.status_code in (403, 429) and retry_after is not None:
+            raise _Transient(f"{resp.status_code} rate limited", retry_after, rate_limited=True)
+        if resp.status_code >= 500:
+            raise _Transient(f"{resp.status_code} {resp.reason_phrase}", None)
+        raise _api_error(resp, what, self.environ)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.wait is not None:
+            return exc.wait
+        return float(min(0.5 * 2 ** (state.attempt_number - 1), 8.0))
+
+    def _out_of_time(self, state: RetryCallState) -> bool:
+        # Stop before a wait that would end past the budget, not after it.
+        return (state.seconds_since_start or 0.0) + self._wait(state) > self.retry_seconds
+
+
+def _wait_hint(resp: httpx.Response) -> float | None:
+    """Seconds GitHub asks us to wait (retry-after, or an exhausted quota's reset), or None."""
+    after = resp.headers.get("retry-after")
+    if after is not None:
+        return float(after) if after.strip().isdigit() else 60.0
+    if resp.headers.get("x-ratelimit-remaining") == "0":
+        reset = resp.headers.get("x-ratelimit-reset", "")
+        return max(0.0, float(reset) - time.time()) + 1.0 if reset.isdigit() else 60.0
+    if resp.status_code in (403, 429) and "secondary rate limit" in resp.text.lower():
+        return 60.0  # GitHub's advice when it gives no header: wait at least a minute
+    return None
+
+
+def _api_error(resp: httpx.Response, what: str, environ: Mapping[str, str]) -> GitHubError:
+    from .redact import redact
+
+    try:
+        data = resp.json()
+    except ValueError:
+        data = {}
+    data = data if isinstance(data, dict) else {}
+    message = str(data.get("message") or resp.reason_phrase)
+    details = [_error_text(e) for e in data.get("errors") or [] if _error_text(e)]
+    status = resp.status_code
+    if status == 401:
+        text = f"GitHub rejected the token (401 {message}): set a valid GITHUB_TOKEN or GH_TOKEN"
+    elif status == 403:
+        hint = (
+            "allow it in Settings > Actions > General > Workflow permissions"
+            if "not permitted to create" in message
+            else "the token needs contents: write and pull-requests: write"
+        )
+        text = f"GitHub refused to {what} (403 {message}): {hint}"
+    elif status == 404:
+        text = (
+            f"GitHub found nothing to {what} (404 {message}): check the repository name and "
+            "that the token can see it"
+        )
+    elif status == 422:
+        text = f"GitHub could not {what} (422 {message}): {'; '.join(details) or message}"
+    else:
+        text = f"GitHub could not {what} ({status} {message})"
+    return GitHubError(redact(text, environ), status, details)
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, str):
+        return error
+    if not isinstance(error, dict):
+        return ""
+    if error.get("message"):
+        return str(error["message"])
+    return " ".join(str(error[k]) for k in ("field", "code") if error.get(k))
+
+
+# --- pull requests -------------------------------------------------------------------------
+
+
+def open_or_update_pr(
+    api: GitHubAPI,
+    owner: str,
+    repo: str,
+    *,
+    branch: str,
+    base: str,
+    title: str,
+    body: str,
+    draft: bool = False,
+    labels: Sequence[str] = (),
+) -> tuple[dict[str, Any], bool]:
+    """Update the open pull request for `branch`, or open one; then add `labels`.
+
+    Returns the pull request as GitHub describes it and whether it was created.
+    """
+    pulls = f"/repos/{owner}/{repo}/pulls"
+    open_prs = api.request(
+        "GET", pulls, params={"head": f"{owner}:{branch}", "state": "open"}, what="list pulls"
+    )
+    pr: dict[str, Any] | None = open_prs[0] if open_prs else None
+    created = pr is None
+    if pr is None:
+        new = {"head": branch, "base": base, "title": title, "body": body, "draft": draft}
+        try:
+            pr = api.request("POST", pulls, json=new, what="create the pull request")
+        except GitHubError as exc:
+            # A retried POST whose first try did land, or a run racing ours: update that one.
+            if exc.status != 422 or not any("already exists" in d for d in exc.details):
+                raise
+            again = api.request("GET", pulls, params={"head": f"{owner}:{branch}", "state": "open"})
+            if not again:
+                raise
+            pr, created = again[0], False
+    if not created:
+        assert pr is not None
+        pr = api.request(
+            "PATCH",
+            f"{pulls}/{pr['number']}",
+            json={"title": title, "body": body},
+            what=f"update pull request #{pr['number']}",
+        )
+    assert pr is not None
+    if labels:
+        api.request(
+            "POST",
+            f"/repos/{owner}/{repo}/issues/{pr['number']}/labels",
+            json={"labels": list(labels)},
+            what=f"label pull request #{pr['number']}",
+        )
+    return pr, created
+
+
+OUTCOMES = {
+    "completed": "completed",
+    "budget": "budget ran out",
+    "stalled": "stalled",
+    "failed": "stopped after repeated failures",
+    "interrupted": "interrupted",
+    "error": "stopped by an error",
+}
+
+
+def pr_title(prompt_name: str, status: str, iterations: int = 0, max_iterations: int = 0) -> str:
+    """`ralph: security hardening — stopped at max iterations (12/30)` and the like."""
+    job = f"{prompt_name} hardening" if prompt_name in BUILTIN_PROMPTS else prompt_name
+    if status == "max_iterations":
+        outcome = f"stopped at max iterations ({iterations}/{max_iterations})"
+    else:
+        outcome = OUTCOMES.get(status, status.replace("_", " "))
+    return f"ralph: {job} — {outcome}"
+
+
+def pr_body(
+    report: str,
+    *,
+    branch: str,
+    web_url: str | None,
+    files: Sequence[str],
+    artifacts: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    limit: int = BODY_LIMIT,
+) -> str:
+    """The redacted run report, trimmed to `limit`, then the artifacts and changed files."""
+    from .redact import redact
+
+    def link(path: str) -> str:
+        if not web_url:
+            return f"- `{path}`"
+        return f"- [{path}]({web_url}/blob/{quote(branch)}/{quote(path)})"
+
+    def listing(heading: str, paths: Sequence[str]) -> str:
+        if not paths:
+            return ""
+        shown = [link(p) for p in paths[:LIST_LIMIT]]
+        more = [f"- … and {len(paths) - LIST_LIMIT} more"] if len(paths) > LIST_LIMIT else []
+        return f"\n\n### {heading}\n\n" + "\n".join(shown + more)
+
+    if artifacts is None:  # audits, runbooks and progress notes are the markdown files
+        artifacts = [f for f in files if f.lower().endswith(".md")]
+    tail = listing("Artifacts", artifacts) + listing(f"Changed files ({len(files)})", files)
+    tail = redact(tail + f"\n\n<sub>Branch `{branch}`, pushed by ralph-loop.</sub>\n", environ)
+    text = redact(report.rstrip(), environ)
+    room = limit - len(tail)
+    if len(text) > room:
+        note = (
+            "\n\n> [!NOTE]\n> The report was trimmed to fit GitHub's 65,536-character limit; "
+            "the full report is the run's `report.md`."
+        )
+        text = text[: max(0, room - len(note) - 4)]
+        text = text[: text.rfind("\n")] if "\n" in text else text
+        if text.count("```") % 2:  # close a code block the cut left open
+            text += "\n```"
+        text += note
+    return (text + tail)[:limit]
+
+
+# --- the whole step ------------------------------------------------------------------------
+
+
+def publish(
+    repo_path: Path,
+    branch: str,
+    *,
+    title: str,
+    body: str,
+    remote: str = "origin",
+    base: str | None = None,
+    labels: Sequence[str] = (),
+    draft: bool = False,
+    environ: Mapping[str, str] | None = None,
+    files: Sequence[str] | None = None,
+    artifacts: Sequence[str] | None = None,
+    github_repo: str | None = None,
+    retry_seconds: float = 120.0,
+) -> PublishResult:
+    """Push `branch` and open or update its pull request; raises GitHubError with the reason.
+
+    `body` is the run report (markdown); it is redacted, trimmed, and followed by the
+    artifacts and changed files linked on the branch. `files` defaults to the branch's diff
+    against `base`; `artifacts` to its markdown files.
+    """
+    env = os.environ if environ is None else environ
+    token = env.get("GITHUB_TOKEN") or env.get("GH_TOKEN")
+    if not token:
+        raise GitHubError(
+            "--pr needs a GitHub token: set GITHUB_TOKEN (or GH_TOKEN) to a token with "
+            "contents: write and pull-requests: write"
+        )
+    api_url = _api_url(env)
+    owner, repo = resolve_repo(remote_url(repo_path, remote), env, github_repo)
+    with GitHubAPI(api_url, token, retry_seconds=retry_seconds, environ=env) as api:
+        # Reading the repository first catches a bad token or name before anything is pushed.
+        info = api.request("GET", f"/repos/{owner}/{repo}", what=f"read {owner}/{repo}")
+        base = base or str(info.get("default_branch") or "main")
+        if base == branch:
+            raise GitHubError(
+                f"the run branch {branch!r} is the base branch; --pr needs a branch of its own "
+                "(drop --in-place, or check out another branch first)"
+            )
+        head_sha = push_branch(repo_path, remote, branch, token=token, api_url=api_url, environ=env)
+        if files is None:
+            files = changed_files(repo_path, remote, base, branch)
+        text = pr_body(
+            body,
+            branch=branch,
+            web_url=info.get("html_url"),
+            files=files,
+            artifacts=artifacts,
+            environ=env,
+        )
+        pr, created = open_or_update_pr(
+            api,
+            owner,
+            repo,
+            branch=branch,
+            base=base,
+            title=_redacted(title, env)[:256],
+            body=text,
+            draft=draft,
+            labels=labels,
+        )
+    return PublishResult(str(pr["html_url"]), int(pr["number"]), created, base, head_sha)
+
+
+def _redacted(text: str, environ: Mapping[str, str]) -> str:
+    from .redact import redact
+
+    return redact(text, environ)

@@ -1,0 +1,361 @@
+"""A local stand-in for the GitHub REST API (and git over HTTP) for tests.
+
+`FakeGitHub` runs a threaded stdlib HTTP server on 127.0.0.1 with a free port. It serves the
+endpoints ralph uses (read a repository, list/create/update pull requests, add labels) from
+in-memory state, records every request, and can inject failures. Given `repos_root`, it also
+serves the bare repositories `{repos_root}/{owner}/{repo}.git` over smart HTTP through
+`git http-backend`, checking the token as GitHub does, and validates a new pull request's head
+against them.
+
+    with FakeGitHub(token="ghp_...", repos_root=tmp_path / "remotes") as gh:
+        env = {"GITHUB_API_URL": gh.url, "GITHUB_TOKEN": "ghp_..."}
+        gh.fail("POST", r"/pulls$", 500)          # the next POST to a pulls URL fails once
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+BODY_LIMIT = 65_536
+
+
+@dataclass
+class Recorded:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    json: Any = None
+    text: str = ""  # the body as text (empty for git's binary bodies)
+
+
+@dataclass
+class Failure:
+    """An injected response for the next `times` requests matching `method` and `pattern`."""
+
+    method: str
+    pattern: str
+    status: int
+    json: Any
+    headers: dict[str, str]
+    times: int
+
+
+@dataclass
+class Repo:
+    """A repository's in-memory state."""
+
+    owner: str
+    name: str
+    default_branch: str = "main"
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+class FakeGitHub:
+    """The fake server; use as a context manager, or call start() and stop()."""
+
+    def __init__(
+        self,
+        owner: str = "octo",
+        repo: str = "app",
+        *,
+        default_branch: str = "main",
+        token: str | None = None,
+        repos_root: Path | None = None,
+    ) -> None:
+        self.token = token
+        self.repos_root = repos_root
+        self.repos: dict[str, Repo] = {f"{owner}/{repo}": Repo(owner, repo, default_branch)}
+        self.requests: list[Recorded] = []
+        self.failures: list[Failure] = []
+        self.lock = threading.Lock()
+        self.next_number = 1
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.server.fake = self  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> FakeGitHub:
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> FakeGitHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- test helpers ---------------------------------------------------------------------
+
+    def fail(
+        self,
+        method: str,
+        pattern: str,
+        status: int,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next `times` requests whose path matches `pattern` with `status`."""
+        body = json if json is not None else {"message": f"injected {status}"}
+        self.failures.append(Failure(method, pattern, status, body, headers or {}, times))
+
+    def calls(self, method: str, pattern: str = "") -> list[Recorded]:
+        """Recorded requests with this method whose path matches `pattern`."""
+        return [r for r in self.requests if r.method == method and re.search(pattern, r.path)]
+
+    def pulls(self, full_name: str | None = None) -> list[dict[str, Any]]:
+        """The pull requests of a repository (the first one by default)."""
+        repo = self.repos[full_name] if full_name else next(iter(self.repos.values()))
+        return list(repo.pulls.values())
+
+    def bare_repo(self, owner: str, name: str) -> Path:
+        """Where the bare repository served for owner/name lives."""
+        assert self.repos_root is not None, "FakeGitHub(repos_root=...) serves repositories"
+        return self.repos_root / owner / f"{name}.git"
+
+    # --- request handling (called from server threads) ----------------------------------
+
+    def handle(self, req: Recorded, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        with self.lock:
+            self.requests.append(req)
+            for failure in self.failures:
+                if failure.method == req.method and re.search(failure.pattern, req.path):
+                    failure.times -= 1
+                    if failure.times <= 0:
+                        self.failures.remove(failure)
+                    return _json(failure.status, failure.json, failure.headers)
+        if ".git/" in req.path:
+            return self._git(req, raw)
+        if self.token and req.headers.get("authorization") != f"Bearer {self.token}":
+            return _json(401, {"message": "Bad credentials"})
+        with self.lock:
+            return self._api(req)
+
+    def _api(self, req: Recorded) -> tuple[int, dict[str, str], bytes]:
+        m = re.fullmatch(r"/repos/([^/]+)/([^/]+)(/.*)?", req.path)
+        repo = self.repos.get(f"{m[1]}/{m[2]}") if m else None
+        if not m or repo is None:
+            return _json(404, {"message": "Not Found"})
+        rest, key = m[3] or "", (req.method, re.sub(r"\d+", "N", m[3] or ""))
+        number = int(re.sub(r"\D", "", rest) or 0)
+        if key == ("GET", ""):
+            return _json(200, self._repo_json(repo))
+        if key == ("GET", "/pulls"):
+            head, state = req.query.get("head", ""), req.query.get("state", "open")
+            found = [
+                p
+                for p in repo.pulls.values()
+                if (not head or p["head"]["label"] == head) and state in ("all", p["state"])
+            ]
+            return _json(200, found)
+        if key == ("POST", "/pulls"):
+            return self._create(repo, req.json or {})
+        if key == ("PATCH", "/pulls/N") and number in repo.pulls:
+            pr = repo.pulls[number]
+            data = req.json or {}
+            if len(data.get("body") or "") > BODY_LIMIT:
+                return _invalid("body is too long (maximum is 65536 characters)")
+            pr.update({k: data[k] for k in ("title", "body", "state") if k in data})
+            return _json(200, pr)
+        if key == ("POST", "/issues/N/labels") and number in repo.pulls:
+            names = (req.json or {}).get("labels") or []
+            labels = repo.pulls[number]["labels"]
+            labels += [{"name": n} for n in names if {"name": n} not in labels]
+            return _json(200, labels)
+        return _json(404, {"message": "Not Found"})
+
+    def _create(self, repo: Repo, data: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        missing = [k for k in ("head", "base", "title") if not data.get(k)]
+        if missing:
+            return _json(
+                422,
+                {
+                    "message": "Validation Failed",
+                    "errors": [
+                        {"resource": "PullRequest", "field": k, "code": "missing_field"}
+                        for k in missing
+                    ],
+                },
+            )
+        head = str(data["head"]).split(":")[-1]
+        label = f"{repo.owner}:{head}"
+        if len(data.get("body") or "") > BODY_LIMIT:
+            return _invalid("body is too long (maximum is 65536 characters)")
+        if any(p["head"]["label"] == label and p["state"] == "open" for p in repo.pulls.values()):
+            return _invalid(f"A pull request already exists for {label}.")
+        if self.repos_root is not None:
+            problem = self._check_branches(repo, head, str(data["base"]))
+            if problem:
+                return _json(422, {"message": "Validation Failed", "errors": [problem]})
+        number, self.next_number = self.next_number, self.next_number + 1
+        pr = {
+            "number": number,
+            "html_url": f"{self.url}/{repo.owner}/{repo.name}/pull/{number}",
+            "state": "open",
+            "title": data["title"],
+            "body": data.get("body") or "",
+            "draft": bool(data.get("draft")),
+            "head": {"ref": head, "label": label},
+            "base": {"ref": data["base"]},
+            "labels": [],
+        }
+        repo.pulls[number] = pr
+        return _json(201, pr)
+
+    def _check_branches(self, repo: Repo, head: str, base: str) -> dict[str, str] | None:
+        bare = self.bare_repo(repo.owner, repo.name)
+
+        def sha(ref: str) -> str | None:
+            proc = subprocess.run(
+                ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{ref}"],
+                cwd=bare,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            return proc.stdout.strip() or None
+
+        if sha(head) is None:
+            return {"resource": "PullRequest", "field": "head", "code": "invalid"}
+        if sha(base) is None:
+            return {"resource": "PullRequest", "field": "base", "code": "invalid"}
+        count = subprocess.run(
+            ["git", "rev-list", "--count", f"refs/heads/{base}..refs/heads/{head}"],
+            cwd=bare,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if count == "0":
+            return {
+                "resource": "PullRequest",
+                "code": "custom",
+                "message": f"No commits between {base} and {head}",
+            }
+        return None
+
+    def _repo_json(self, repo: Repo) -> dict[str, Any]:
+        return {
+            "full_name": f"{repo.owner}/{repo.name}",
+            "default_branch": repo.default_branch,
+            "html_url": f"{self.url}/{repo.owner}/{repo.name}",
+            "permissions": {"push": True, "pull": True},
+        }
+
+    def _git(self, req: Recorded, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        """Smart HTTP through `git http-backend`, with GitHub's token-as-password check."""
+        if self.repos_root is None:
+            return 404, {}, b"no repositories served\n"
+        if self.token:
+            expected = base64.b64encode(f"x-access-token:{self.token}".encode()).decode()
+            if (
+                req.headers.get("authorization", "") != f"basic {expected}"
+                and req.headers.get("authorization", "") != f"Basic {expected}"
+            ):
+                return 401, {"WWW-Authenticate": 'Basic realm="GitHub"'}, b"denied\n"
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": str(self.repos_root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REMOTE_USER": "x-access-token",  # lets http-backend accept pushes
+            "REMOTE_ADDR": "127.0.0.1",
+            "REQUEST_METHOD": req.method,
+            "PATH_INFO": req.path,
+            "QUERY_STRING": "&".join(f"{k}={v}" for k, v in req.query.items()),
+            "CONTENT_TYPE": req.headers.get("content-type", ""),
+            "CONTENT_LENGTH": str(len(raw)),
+        }
+        for name in ("content-encoding", "git-protocol"):
+            if name in req.headers:
+                env["HTTP_" + name.upper().replace("-", "_")] = req.headers[name]
+        proc = subprocess.run(
+            ["git", "http-backend"], input=raw, env=env, capture_output=True, check=False
+        )
+        head, _, body = proc.stdout.partition(b"\r\n\r\n")
+        status, headers = 200, {}
+        for line in head.decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            elif name:
+                headers[name] = value.strip()
+        return status, headers, body
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def _serve(self) -> None:
+        fake: FakeGitHub = self.server.fake  # type: ignore[attr-defined]
+        parts = urlsplit(self.path)
+        raw = self._body()
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        is_json = "json" in headers.get("content-type", "")
+        text = raw.decode("utf-8", "replace") if is_json else ""
+        req = Recorded(
+            self.command,
+            parts.path,
+            {k: v[-1] for k, v in parse_qs(parts.query).items()},
+            headers,
+            json.loads(raw) if is_json and raw else None,
+            text,
+        )
+        status, out_headers, body = fake.handle(req, raw)
+        self.send_response(status)
+        for name, value in out_headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+        pass
+
+
+def _json(
+    status: int, data: Any, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    return (
+        status,
+        {"Content-Type": "application/json", **(headers or {})},
+        json.dumps(data).encode(),
+    )
+
+
+def _invalid(message: str) -> tuple[int, dict[str, str], bytes]:
+    error = {"resource": "PullRequest", "code": "custom", "message": message}
+    return _json(422, {"message": "Validation Failed", "errors": [error]})

@@ -1,0 +1,378 @@
+"""Publishing a run: a real bare repository as the remote and a local fake GitHub API."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ralph.github import (
+    GitHubError,
+    PublishResult,
+    auth_env,
+    parse_remote,
+    pr_body,
+    pr_title,
+    publish,
+    resolve_repo,
+)
+from tests.fakegithub import FakeGitHub
+from tests.helpers import git, make_repo
+
+TOKEN = "ghp_" + "T0kenForTests" * 3  # the shape of a classic token: redact knows it
+BRANCH = "ralph/security"
+REPORT = "# Run report\n\nCompleted in 3 iterations.\n"
+
+
+@dataclass
+class World:
+    gh: FakeGitHub
+    work: Path  # the local repository the run worked in
+    bare: Path  # the remote
+    env: dict[str, str]
+
+    def commit(self, path: str, text: str) -> str:
+        target = self.work / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        git(self.work, "add", path)
+        git(self.work, "commit", "-q", "-m", f"edit {path}")
+        return git(self.work, "rev-parse", "HEAD")
+
+    def publish(self, **kwargs: Any) -> PublishResult:
+        args: dict[str, Any] = {"title": "ralph: security hardening — completed", "body": REPORT}
+        args.update(kwargs)
+        return publish(self.work, BRANCH, environ=self.env, **args)
+
+
+def make_world(tmp_path: Path, gh: FakeGitHub, *, http: bool) -> World:
+    bare = gh.bare_repo("octo", "app")
+    bare.parent.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    work = make_repo(tmp_path / "work")
+    env = {"GITHUB_API_URL": gh.url, "GITHUB_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
+    if http:
+        git(work, "remote", "add", "origin", f"{gh.url}/octo/app.git")
+    else:
+        git(work, "remote", "add", "origin", str(bare))
+        env["RALPH_GITHUB_REPO"] = "octo/app"
+    subprocess.run(["git", "push", "-q", str(bare), "main"], cwd=work, check=True)
+    git(work, "checkout", "-q", "-b", BRANCH)
+    world = World(gh, work, bare, env)
+    world.commit("sdlc/security-audit.md", "# Audit\n\nNo findings left.\n")
+    world.commit("src/app.py", "print('hardened')\n")
+    return world
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with FakeGitHub("octo", "app", token=TOKEN, repos_root=tmp_path / "remotes") as gh:
+        yield make_world(tmp_path, gh, http=False)
+
+
+def remote_sha(world: World, branch: str = BRANCH) -> str | None:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+        cwd=world.bare,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip() or None
+
+
+def assert_no_token_leak(world: World, *texts: str) -> None:
+    """The token appears nowhere but in the API's Authorization header."""
+    encoded = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+    for config in (world.work / ".git" / "config", world.bare / "config"):
+        content = config.read_text()
+        assert TOKEN not in content and encoded not in content
+    for req in world.gh.requests:
+        seen = [req.path, req.text, *req.query.values()]
+        seen += [v for k, v in req.headers.items() if k != "authorization"]
+        assert not any(TOKEN in s for s in seen), req
+    for text in texts:
+        assert TOKEN not in text
+
+
+def test_publish_pushes_the_branch_and_opens_a_pull_request(world: World) -> None:
+    head = git(world.work, "rev-parse", "HEAD")
+    result = world.publish(labels=["ralph", "security"], draft=True)
+
+    assert remote_sha(world) == head  # the push happened
+    assert result.created and result.number == 1 and result.base == "main"
+    assert result.url == f"{world.gh.url}/octo/app/pull/1"
+    [lookup] = world.gh.calls("GET", r"/pulls$")
+    assert lookup.query == {"head": f"octo:{BRANCH}", "state": "open"}
+    [create] = world.gh.calls("POST", r"/pulls$")
+    assert create.json["head"] == BRANCH and create.json["base"] == "main"
+    assert create.json["title"] == "ralph: security hardening — completed"
+    assert create.json["draft"] is True
+    body = create.json["body"]
+    assert body.startswith(REPORT.rstrip())
+    audit = f"{world.gh.url}/octo/app/blob/ralph/security/sdlc/security-audit.md"
+    assert f"[sdlc/security-audit.md]({audit})" in body
+    assert "### Changed files (2)" in body and "[src/app.py](" in body
+    [labels] = world.gh.calls("POST", r"/issues/1/labels$")
+    assert labels.json == {"labels": ["ralph", "security"]}
+    assert create.headers["authorization"] == f"Bearer {TOKEN}"
+    assert create.headers["accept"] == "application/vnd.github+json"
+    assert create.headers["x-github-api-version"] == "2022-11-28"
+    assert world.gh.pulls()[0]["labels"] == [{"name": "ralph"}, {"name": "security"}]
+    assert_no_token_leak(world)
+
+
+def test_a_second_publish_updates_the_same_pull_request(world: World) -> None:
+    first = world.publish()
+    head = world.commit("src/app.py", "print('hardened twice')\n")
+    second = world.publish(title="ralph: security hardening — stalled", body="# Again\n")
+
+    assert remote_sha(world) == head
+    assert not second.created and second.number == first.number
+    assert len(world.gh.calls("POST", r"/pulls$")) == 1
+    [patch] = world.gh.calls("PATCH", r"/pulls/1$")
+    assert patch.json["title"] == "ralph: security hardening — stalled"
+    assert patch.json["body"].startswith("# Again")
+    assert len(world.gh.pulls()) == 1 and world.gh.pulls()[0]["title"].endswith("stalled")
+
+
+def test_a_pull_request_opened_meanwhile_is_updated_not_duplicated(world: World) -> None:
+    world.publish()
+    # Our lookup misses it (a race, or a retried POST that had landed): the 422 leads to it.
+    world.gh.fail("GET", r"/pulls$", 200, json=[])
+    result = world.publish()
+    assert not result.created and result.number == 1
+    assert len(world.gh.pulls()) == 1
+    assert len(world.gh.calls("PATCH", r"/pulls/1$")) == 1
+
+
+def test_a_rejected_push_is_reported_and_the_remote_branch_kept(
+    world: World, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(world.bare), str(other)], check=True)
+    git(other, "config", "user.email", "o@example.com")
+    git(other, "config", "user.name", "Other")
+    git(other, "checkout", "-q", "-b", BRANCH)
+    (other / "theirs.txt").write_text("someone else's work\n")
+    git(other, "add", "theirs.txt")
+    git(other, "commit", "-q", "-m", "theirs")
+    git(other, "push", "-q", "origin", BRANCH)
+    theirs = git(other, "rev-parse", "HEAD")
+
+    with pytest.raises(GitHubError, match=r"push rejected: origin/ralph/security has commits"):
+        world.publish()
+    assert remote_sha(world) == theirs  # not overwritten
+    assert world.gh.calls("POST", r"/pulls$") == []
+
+
+def test_a_422_is_reported_with_githubs_reason(world: World) -> None:
+    git(world.work, "checkout", "-q", "-B", BRANCH, "main")  # a branch with nothing new
+    with pytest.raises(GitHubError) as caught:
+        world.publish()
+    message = caught.value.message
+    assert message == (
+        "GitHub could not create the pull request (422 Validation Failed): "
+        "No commits between main and ralph/security"
+    )
+    assert caught.value.status == 422
+    assert_no_token_leak(world, message)
+
+
+def test_a_500_once_is_retried(world: World) -> None:
+    world.gh.fail("POST", r"/pulls$", 500)
+    result = world.publish()
+    assert result.created
+    assert len(world.gh.calls("POST", r"/pulls$")) == 2
+    assert len(world.gh.pulls()) == 1
+
+
+def test_a_secondary_rate_limit_waits_as_told(world: World) -> None:
+    world.gh.fail(
+        "POST",
+        r"/pulls$",
+        403,
+        json={"message": "You have exceeded a secondary rate limit."},
+        headers={"retry-after": "1"},
+    )
+    started = time.monotonic()
+    assert world.publish().created
+    assert time.monotonic() - started >= 1.0
+    assert len(world.gh.calls("POST", r"/pulls$")) == 2
+
+
+def test_a_rate_limit_longer_than_the_budget_fails_at_once(world: World) -> None:
+    world.gh.fail(
+        "GET",
+        r"/repos/octo/app$",
+        429,
+        headers={"x-ratelimit-remaining": "0", "retry-after": "3600"},
+    )
+    started = time.monotonic()
+    with pytest.raises(
+        GitHubError, match=r"rate limit on GET /repos/octo/app: asked to wait 3600s"
+    ):
+        world.publish()
+    assert time.monotonic() - started < 5
+
+
+def test_retries_are_bounded_in_time(world: World) -> None:
+    world.gh.fail("GET", r"/repos/octo/app$", 502, times=1000)
+    started = time.monotonic()
+    with pytest.raises(
+        GitHubError, match=r"kept failing on GET /repos/octo/app \(502 Bad Gateway\)"
+    ):
+        world.publish(retry_seconds=2)
+    assert time.monotonic() - started < 4
+    assert 2 <= len(world.gh.calls("GET", r"/repos/octo/app$")) <= 5
+
+
+def test_a_bad_token_is_a_clear_error_before_anything_is_pushed(world: World) -> None:
+    world.env["GITHUB_TOKEN"] = "ghp_" + "W" * 36
+    with pytest.raises(GitHubError, match=r"^GitHub rejected the token \(401 Bad credentials\)"):
+        world.publish()
+    assert remote_sha(world) is None
+
+
+def test_a_forbidden_token_names_the_permissions(world: World) -> None:
+    world.gh.fail(
+        "POST", r"/pulls$", 403, json={"message": "Resource not accessible by integration"}
+    )
+    with pytest.raises(GitHubError) as caught:
+        world.publish()
+    assert caught.value.message == (
+        "GitHub refused to create the pull request (403 Resource not accessible by "
+        "integration): the token needs contents: write and pull-requests: write"
+    )
+
+
+def test_no_token_is_a_clear_error(world: World) -> None:
+    del world.env["GITHUB_TOKEN"]
+    with pytest.raises(GitHubError, match=r"set GITHUB_TOKEN \(or GH_TOKEN\)"):
+        world.publish()
+    world.env["GH_TOKEN"] = TOKEN  # the gh CLI's name works too
+    assert world.publish().created
+
+
+def test_the_base_branch_cannot_be_the_run_branch(world: World) -> None:
+    with pytest.raises(GitHubError, match=r"the run branch 'ralph/security' is the base branch"):
+        world.publish(base=BRANCH)
+
+
+def test_the_body_is_redacted_and_trimmed_to_githubs_limit(world: World) -> None:
+    report = f"# Report\n\ntoken {TOKEN} and sk-ant-{'a' * 30}\n\n```text\n" + "log line\n" * 9000
+    world.publish(body=report)
+    body = world.gh.pulls()[0]["body"]
+    assert len(body) <= 65_536 and len(report) > 65_536
+    assert TOKEN not in body and "sk-ant-" not in body and body.count("[REDACTED]") == 2
+    assert "trimmed to fit GitHub's 65,536-character limit" in body
+    assert body.count("```") % 2 == 0  # the cut code block was closed
+    assert "### Changed files (2)" in body  # the file list survives the trim
+
+
+def test_pushing_over_http_authenticates_without_storing_the_token(tmp_path: Path) -> None:
+    with FakeGitHub("octo", "app", token=TOKEN, repos_root=tmp_path / "remotes") as gh:
+        world = make_world(tmp_path, gh, http=True)
+        result = world.publish()
+        assert result.created and remote_sha(world) == git(world.work, "rev-parse", "HEAD")
+        pushes = gh.calls("POST", r"/git-receive-pack$")
+        assert len(pushes) == 1 and pushes[0].headers["authorization"].lower().startswith("basic ")
+        assert_no_token_leak(world)
+
+
+def test_the_token_is_not_sent_to_a_remote_on_another_host(tmp_path: Path) -> None:
+    with FakeGitHub("octo", "app", token=TOKEN, repos_root=tmp_path / "remotes") as gh:
+        world = make_world(tmp_path, gh, http=True)
+        other_host = gh.url.replace("127.0.0.1", "localhost")
+        git(world.work, "remote", "set-url", "origin", f"{other_host}/octo/app.git")
+        with pytest.raises(
+            GitHubError, match=r"git push to http://localhost:\d+/octo/app.git failed"
+        ):
+            world.publish()
+        git_requests = [r for r in gh.requests if ".git/" in r.path]
+        assert git_requests and all("authorization" not in r.headers for r in git_requests)
+        assert remote_sha(world) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://github.com/octo/app.git", ("octo", "app")),
+        ("https://github.com/octo/app", ("octo", "app")),
+        ("https://github.com/octo/app/", ("octo", "app")),
+        ("https://x-access-token:secret@github.com/octo/app.git", ("octo", "app")),
+        ("https://ghe.example.com/team-a/my.service.git", ("team-a", "my.service")),
+        ("git@github.com:octo/app.git", ("octo", "app")),
+        ("github.com:octo/app", ("octo", "app")),
+        ("ssh://git@github.com/octo/app.git", ("octo", "app")),
+        ("ssh://git@ghe.example.com:2222/octo/app", ("octo", "app")),
+    ],
+)
+def test_parse_remote(url: str, expected: tuple[str, str]) -> None:
+    assert parse_remote(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/srv/git/app.git",
+        "file:///srv/git/app.git",
+        "https://github.com/octo",
+        "../app.git",
+        "https://github.com/octo/app/tree/main",
+    ],
+)
+def test_parse_remote_rejects_what_is_not_a_github_repository(url: str) -> None:
+    with pytest.raises(GitHubError, match=r"set RALPH_GITHUB_REPO=owner/name"):
+        parse_remote(url)
+
+
+def test_parse_remote_never_repeats_credentials() -> None:
+    with pytest.raises(GitHubError) as caught:
+        parse_remote("https://user:hunter2hunter2@github.com/octo")
+    assert "hunter2" not in caught.value.message and "***@github.com" in caught.value.message
+
+
+def test_resolve_repo_prefers_the_override() -> None:
+    assert resolve_repo("/srv/app.git", {"RALPH_GITHUB_REPO": "octo/app"}) == ("octo", "app")
+    assert resolve_repo("/srv/app.git", {}, "o/r") == ("o", "r")
+    with pytest.raises(GitHubError, match=r"RALPH_GITHUB_REPO='octo' is not owner/name"):
+        resolve_repo("/srv/app.git", {"RALPH_GITHUB_REPO": "octo"})
+
+
+def test_auth_env_only_for_the_apis_own_host() -> None:
+    env = auth_env("https://github.com/octo/app.git", TOKEN, "https://api.github.com", {})
+    assert env["GIT_CONFIG_KEY_0"] == "http.https://github.com/.extraheader"
+    encoded = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+    assert env["GIT_CONFIG_VALUE_0"] == f"AUTHORIZATION: basic {encoded}"
+    assert auth_env("https://evil.example/octo/app.git", TOKEN, "https://api.github.com", {}) == {}
+    assert auth_env("git@github.com:octo/app.git", TOKEN, "https://api.github.com", {}) == {}
+    assert auth_env("https://u:p@github.com/octo/app", TOKEN, "https://api.github.com", {}) == {}
+    assert auth_env("https://github.com/octo/app", None, "https://api.github.com", {}) == {}
+    ghe = {"GITHUB_SERVER_URL": "https://ghe.example.com"}
+    assert auth_env("https://ghe.example.com/o/r", TOKEN, "https://ghe.example.com/api/v3", ghe)
+    assert auth_env("https://ghe.example.com/o/r", TOKEN, "https://ghe.example.com/api/v3", {})
+
+
+def test_pr_title_says_the_outcome() -> None:
+    assert pr_title("security", "completed") == "ralph: security hardening — completed"
+    assert (
+        pr_title("reliability", "max_iterations", 12, 30)
+        == "ralph: reliability hardening — stopped at max iterations (12/30)"
+    )
+    assert pr_title("incident-response", "budget") == (
+        "ralph: incident-response hardening — budget ran out"
+    )
+    assert pr_title("my-task", "stalled") == "ralph: my-task — stalled"
+
+
+def test_pr_body_without_a_web_url_lists_plain_paths() -> None:
+    body = pr_body("# R", branch="b", web_url=None, files=["a.py", "docs/runbook.md"])
+    assert "### Artifacts\n\n- `docs/runbook.md`" in body
+    assert "### Changed files (2)\n\n- `a.py`\n- `docs/runbook.md`" in body
