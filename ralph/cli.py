@@ -408,6 +408,21 @@ def init_cmd(
         raise _fail(exc.message, exc.exit_code) from None
 
 
+@app.command("demo", epilog=EXIT_CODES_HELP)
+def demo_cmd(
+    dir: Annotated[Path | None, typer.Option("--dir", help="Where to create the demo repository (default: a new temporary directory).", show_default=False)] = None,
+    sandbox: Annotated[str, typer.Option(help="auto | bwrap | none.")] = "auto",
+) -> None:
+    """Offline demo: a recorded session hardens a small vulnerable app through the real loop."""
+    from .demo_run import run_demo
+
+    try:
+        code = run_demo(dir, sandbox, typer.echo)
+    except RalphError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+    _exit_with(code)
+
+
 def loop_main() -> None:
     """Entry point of `ralph-loop`: the run command on its own."""
     single = typer.Typer(add_completion=False, no_args_is_help=True)

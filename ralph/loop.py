@@ -91,6 +91,7 @@ class RunResult:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float | None = 0.0
     duration_s: float = 0.0
+    run_id: str = ""
 
     @property
     def exit_code(self) -> ExitCode:
@@ -134,6 +135,7 @@ class Loop:
             self.guards.usage,
             self.guards.cost_usd,
             time.monotonic() - self.started,
+            self.run_id,
         )
 
     def _stop_check(self, usage: Usage, cost: float | None) -> str | None:

@@ -1,0 +1,89 @@
+"""`ralph demo`: the security prompt, offline, on a small vulnerable app in a fresh git repo."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import RunConfig
+from .errors import UsageError
+
+DEMO_DIR = Path(__file__).parent / "demo"
+APP_DIR = DEMO_DIR / "vulnerable-app"
+SESSION = DEMO_DIR / "session.yaml"
+
+BANNER = (
+    "ralph demo: a RECORDED session stands in for the model (no API key, no network); the "
+    "loop, tools, sandbox, completion gate, journal and git are the real ones."
+)
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True)
+
+
+def prepare_repo(target: Path | None) -> Path:
+    """Copy the vulnerable app into a new git repository (a temporary one by default)."""
+    if target is None:
+        repo = Path(tempfile.mkdtemp(prefix="ralph-demo-")) / "vulnerable-app"
+    else:
+        repo = target.expanduser().resolve()
+        if repo.exists() and any(repo.iterdir()):
+            raise UsageError(f"--dir {repo} is not empty; name a new or empty directory")
+    shutil.copytree(
+        APP_DIR, repo, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.name", "ralph demo")
+    _git(repo, "config", "user.email", "demo@ralph-loop.invalid")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "Vulnerable app: the starting point of the demo")
+    return repo
+
+
+def demo_config(repo: Path, sandbox: str = "auto") -> RunConfig:
+    """The run the demo makes: the built-in security prompt and the recorded session."""
+    from .config import validate
+    from .prompt import load_prompt
+
+    spec = load_prompt("security")
+    cfg = RunConfig(
+        prompt=spec.text,
+        prompt_name=spec.name,
+        prompt_source=spec.source,
+        repo=repo,
+        model=f"script:{SESSION}",
+        sandbox=sandbox,
+        stall_limit=3,
+    )
+    for key, value in spec.settings.items():
+        setattr(cfg, key, value)
+    cfg.max_iterations = 6
+    validate(cfg)
+    return cfg
+
+
+def run_demo(target: Path | None, sandbox: str, echo: Callable[[str], None]) -> int:
+    """Prepare the repository, run the loop, say where the result is; returns the exit code."""
+    from .runner import execute
+    from .ui import make_observers
+
+    echo(BANNER)
+    repo = prepare_repo(target)
+    cfg = demo_config(repo, sandbox)
+    cfg.verify = ["PYTHONDONTWRITEBYTECODE=1 python3 -m unittest -q"]
+    echo(f"repository: {repo}")
+    result = execute(cfg, make_observers(cfg))
+    branch = subprocess.run(
+        ["git", "branch", "--show-current"], cwd=repo, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    echo(
+        f"\nThe hardened repository is {repo} (branch {branch}). See what each iteration did:\n"
+        f"  git -C {repo} log --stat main..{branch}\n"
+        f"  cat {repo}/sdlc/security-audit.md\n"
+        f"  ralph show --repo {repo} {result.run_id} --report"
+    )
+    return int(result.exit_code)
