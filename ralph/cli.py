@@ -376,6 +376,50 @@ def resume_cmd(
     resume_run(run, repo)
 
 
+@app.command("runs")
+def runs_cmd(
+    repo: Annotated[
+        Path | None,
+        typer.Option(help="The repository (default: current directory).", show_default=False),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array of runs, each with an id.")
+    ] = False,
+) -> None:
+    """List the runs recorded in this repository's journal (.ralph/ralph.db)."""
+    from .history import runs_command
+
+    try:
+        runs_command((repo or Path.cwd()).expanduser().resolve(), as_json, sys.stdout)
+    except RalphError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+
+
+@app.command("show")
+def show_cmd(
+    run: Annotated[str, typer.Argument(help="Run id (or a unique prefix), from `ralph runs`.")],
+    repo: Annotated[
+        Path | None,
+        typer.Option(help="The repository (default: current directory).", show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Print the run's report.md.")] = False,
+) -> None:
+    """Show one run: its iterations and totals, or its report."""
+    from .history import show_command
+
+    root = (repo or Path.cwd()).expanduser().resolve()
+    try:
+        if report:
+            from .report import load_report
+
+            sys.stdout.write(load_report(root, run))
+            return
+        show_command(root, run, as_json, sys.stdout)
+    except RalphError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+
+
 @app.command("prompts")
 def prompts_cmd() -> None:
     """List the built-in prompts."""
@@ -391,8 +435,14 @@ def prompts_cmd() -> None:
 
 @app.command("init")
 def init_cmd(
-    repo: Annotated[Path | None, typer.Option(help="The repository (default: current directory).", show_default=False)] = None,
-    prompts: Annotated[bool, typer.Option("--prompts", help="Also copy the built-in prompts into prompts/ for editing.")] = False,
+    repo: Annotated[
+        Path | None,
+        typer.Option(help="The repository (default: current directory).", show_default=False),
+    ] = None,
+    prompts: Annotated[
+        bool,
+        typer.Option("--prompts", help="Also copy the built-in prompts into prompts/ for editing."),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist.")] = False,
 ) -> None:
     """Write a commented ralph.yaml (every setting, its default, what it does)."""
@@ -410,7 +460,14 @@ def init_cmd(
 
 @app.command("demo", epilog=EXIT_CODES_HELP)
 def demo_cmd(
-    dir: Annotated[Path | None, typer.Option("--dir", help="Where to create the demo repository (default: a new temporary directory).", show_default=False)] = None,
+    dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Where to create the demo repository (default: a new temporary directory).",
+            show_default=False,
+        ),
+    ] = None,
     sandbox: Annotated[str, typer.Option(help="auto | bwrap | none.")] = "auto",
 ) -> None:
     """Offline demo: a recorded session hardens a small vulnerable app through the real loop."""

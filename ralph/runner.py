@@ -72,6 +72,22 @@ def _check_pricing(cfg: RunConfig, model: Model) -> None:
         )
 
 
+def _commit_left_over(
+    cfg: RunConfig, workspace: Any, bus: Bus, run_id: str, iteration: int
+) -> None:
+    """Commit what a killed iteration left in the tree, so nothing is lost; it runs again."""
+    from .workspace import commit_message
+
+    files = workspace.changed_files()
+    if files and not cfg.no_commit:
+        message = commit_message(cfg.prompt_name, iteration, cfg.max_iterations, "", run_id, True)
+        sha = workspace.commit(message)
+        if sha:
+            bus.iteration = iteration
+            bus.emit("commit", sha=sha, files=files, message=message.splitlines()[0])
+            bus.iteration = None
+
+
 def execute(
     cfg: RunConfig,
     observers: list[Observer] | None = None,
@@ -87,7 +103,9 @@ def execute(
     _check_pricing(cfg, model)
     run_id = resume.run_id if resume else new_run_id()
     if resume:
-        workspace = ws_mod.Workspace.reopen(cfg, resume.branch, resume.worktree, resume.base_commit)
+        workspace = ws_mod.Workspace.reopen(
+            cfg, resume.branch, resume.worktree, resume.base_commit, run_id
+        )
     else:
         ws_mod.check(cfg)
         workspace = ws_mod.Workspace.prepare(cfg, run_id, cfg.prompt_name)
@@ -141,6 +159,8 @@ def execute(
         )
         for warning in warnings:
             bus.emit("warning", level="warning", message=warning)
+        if resume:
+            _commit_left_over(cfg, workspace, bus, run_id, resume.start)
         result = loop.run(
             start=resume.start if resume else 1, feedback=resume.feedback if resume else None
         )
