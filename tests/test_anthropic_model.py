@@ -1,0 +1,462 @@
+"""AnthropicModel through the real `anthropic` SDK over HTTP to the local FakeAPI server:
+streaming, usage, stop reasons, retries and failures, prompt caching; and the price table."""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import subprocess
+import sys
+import time
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ralph.errors import Interrupted, UsageError
+from ralph.models.anthropic import AnthropicModel, check_credentials, with_moving_breakpoint
+from ralph.models.base import ModelError, ModelRequest, Pricing, StreamEvent, Usage
+from ralph.models.pricing import builtin_prices, lookup
+from tests.fakeapi import Drop, FakeAPI, HTTPError, Message, Stall, text, thinking, tool_use
+
+KEY = "sk-ant-test-key"
+MODEL = "claude-sonnet-5-5"
+TOOLS = [
+    {"type": "bash_20250124", "name": "bash"},
+    {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"},
+]
+USAGE = {
+    "input_tokens": 120,
+    "output_tokens": 35,
+    "cache_creation_input_tokens": 900,
+    "cache_read_input_tokens": 4000,
+}
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAPI]:
+    """A FakeAPI that only accepts KEY, with the SDK pointed at it through the environment."""
+    with FakeAPI(api_key=KEY) as server:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+        monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+        yield server
+
+
+def make_model(retry_window: float = 10.0, timeout: float = 5.0) -> AnthropicModel:
+    return AnthropicModel(
+        MODEL, retry_window=retry_window, timeout=timeout, backoff_base=0.02, backoff_max=0.1
+    )
+
+
+def make_request(messages: list[dict[str, Any]] | None = None) -> ModelRequest:
+    return ModelRequest(
+        system="You harden repositories. " * 20,
+        messages=messages or [{"role": "user", "content": "Fix the bug in app.py."}],
+        tools=TOOLS,
+        max_tokens=2000,
+    )
+
+
+def call(
+    model: AnthropicModel, request: ModelRequest | None = None
+) -> tuple[Any, list[StreamEvent]]:
+    events: list[StreamEvent] = []
+    response = model.complete(request or make_request(), events.append)
+    return response, events
+
+
+# --- streaming, content, usage --------------------------------------------------------------
+
+
+def test_streams_text_and_tool_use_with_split_json_input(api: FakeAPI) -> None:
+    tool_input = {"command": "ls -la && python -m pytest -q tests/", "restart": False}
+    api.add(
+        Message(
+            [text("Let me look at the code first."), tool_use("bash", tool_input, id="toolu_1")],
+            usage=USAGE,
+        )
+    )
+    response, events = call(make_model())
+
+    assert response.content == [
+        {"type": "text", "text": "Let me look at the code first."},
+        {"type": "tool_use", "id": "toolu_1", "name": "bash", "input": tool_input},
+    ]
+    assert response.stop_reason == "tool_use"
+    assert response.usage == Usage(**USAGE)
+    assert response.model == MODEL and response.retries == 0
+    assert response.request_id and response.request_id.startswith("req_")
+    assert response.latency_s > 0
+    texts = [e.data for e in events if e.kind == "text"]
+    partial = [e.data for e in events if e.kind == "tool_input"]
+    assert "".join(texts) == "Let me look at the code first." and len(texts) > 1
+    assert len(partial) > 3 and json.loads("".join(partial)) == tool_input
+    (sent,) = api.requests
+    assert sent.json["stream"] is True and sent.json["model"] == MODEL
+    assert "temperature" not in sent.json
+
+
+def test_thinking_blocks_are_kept_as_dicts(api: FakeAPI) -> None:
+    api.add(Message([thinking("Consider the input.", "sig-1"), text("Done.")]))
+    response, _ = call(make_model())
+    assert response.content == [
+        {"type": "thinking", "thinking": "Consider the input.", "signature": "sig-1"},
+        {"type": "text", "text": "Done."},
+    ]
+    assert response.text == "Done."
+
+
+def test_usage_of_several_calls_sums_to_what_the_server_reported(api: FakeAPI) -> None:
+    api.add(
+        Message("one", usage=USAGE), Message("two"), Message("three", usage={"input_tokens": 7})
+    )
+    model = make_model()
+    total = Usage()
+    for _ in range(3):
+        total = total + model.complete(make_request()).usage
+    expected = Usage()
+    for reported in api.usages:
+        expected = expected + Usage(**reported)
+    assert total == expected and total.cache_read_input_tokens == 4000
+
+
+@pytest.mark.parametrize(
+    "stop_reason",
+    [
+        "end_turn",
+        "tool_use",
+        "max_tokens",
+        "stop_sequence",
+        "pause_turn",
+        "refusal",
+        "model_context_window_exceeded",
+    ],
+)
+def test_every_stop_reason_passes_through(api: FakeAPI, stop_reason: str) -> None:
+    api.add(Message("partial answer", stop_reason=stop_reason))
+    response, _ = call(make_model())
+    assert response.stop_reason == stop_reason
+    assert response.text == "partial answer"
+
+
+# --- retries ---------------------------------------------------------------------------------
+
+
+def test_429_waits_as_long_as_retry_after_says_and_reports_it(api: FakeAPI) -> None:
+    api.add(HTTPError(429, retry_after=1), Message("ok"))
+    response, events = call(make_model())
+    assert response.text == "ok" and response.retries == 1
+    first, second = api.requests
+    assert 1.0 <= second.at - first.at < 2.0
+    (retry,) = [e for e in events if e.kind == "retry"]
+    assert retry.data == pytest.approx(1.0) and "429" in retry.reason
+
+
+def test_retry_after_ms_is_honoured(api: FakeAPI) -> None:
+    api.add(HTTPError(529, retry_after_ms=400), Message("ok"))
+    response, events = call(make_model())
+    first, second = api.requests
+    assert 0.4 <= second.at - first.at < 1.4
+    assert [e.data for e in events if e.kind == "retry"] == [pytest.approx(0.4)]
+    assert response.retries == 1
+
+
+def test_529_storm_then_success(api: FakeAPI) -> None:
+    api.add(*[HTTPError(529, message="Overloaded") for _ in range(6)], Message("finally"))
+    response, events = call(make_model())
+    assert response.text == "finally" and response.retries == 6
+    assert len(api.requests) == 7
+    retries = [e for e in events if e.kind == "retry"]
+    assert len(retries) == 6 and all("529 overloaded_error" in e.reason for e in retries)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        HTTPError(500),
+        HTTPError(503),
+        Drop(),
+        Message("half of it", error_after=4),
+        Message("half of it", drop_after=4),
+    ],
+    ids=["500", "503", "dropped-connection", "stream-error-event", "dropped-mid-stream"],
+)
+def test_transient_failure_then_success(api: FakeAPI, failure: Any) -> None:
+    api.add(failure, Message("recovered"))
+    response, events = call(make_model())
+    assert response.text == "recovered" and response.retries == 1
+    assert len(api.requests) == 2
+    assert [e.kind for e in events].count("retry") == 1
+
+
+@pytest.mark.parametrize(
+    "stall",
+    [Stall(10, then=Message("late")), Message("slow", stall_after=3, stall=10)],
+    ids=["before-response", "mid-stream"],
+)
+def test_stall_past_the_timeout_is_retried(api: FakeAPI, stall: Any) -> None:
+    api.add(stall, Message("fresh"))
+    started = time.monotonic()
+    response, events = call(make_model(timeout=0.5))
+    assert response.text == "fresh" and response.retries == 1
+    assert time.monotonic() - started < 5
+    (retry,) = [e for e in events if e.kind == "retry"]
+    assert "0.5 s" in retry.reason
+
+
+def test_a_retry_resends_the_identical_body(api: FakeAPI) -> None:
+    api.add(HTTPError(529), Drop(), Message("x", error_after=2), Message("ok"))
+    call(make_model())
+    bodies = [r.body for r in api.requests]
+    assert len(bodies) == 4 and len(set(bodies)) == 1
+
+
+def test_retry_window_exhausted_is_a_non_fatal_error(api: FakeAPI) -> None:
+    api.default = HTTPError(529, message="Overloaded")
+    started = time.monotonic()
+    with pytest.raises(ModelError) as caught:
+        call(make_model(retry_window=0.6))
+    elapsed = time.monotonic() - started
+    assert not caught.value.fatal and caught.value.status == 529
+    assert "retry window" in caught.value.message and "\n" not in caught.value.message
+    assert 0.6 <= elapsed < 3 and len(api.requests) > 2
+
+
+def test_retry_after_is_capped_to_the_remaining_window(api: FakeAPI) -> None:
+    api.default = HTTPError(429, retry_after=60)
+    events: list[StreamEvent] = []
+    started = time.monotonic()
+    with pytest.raises(ModelError) as caught:
+        make_model(retry_window=0.5).complete(make_request(), events.append)
+    assert time.monotonic() - started < 3
+    assert caught.value.status == 429 and not caught.value.fatal
+    assert events and all(e.kind == "retry" and e.data <= 0.5 for e in events)
+
+
+def test_zero_retry_window_never_retries(api: FakeAPI) -> None:
+    api.default = HTTPError(529)
+    with pytest.raises(ModelError):
+        make_model(retry_window=0).complete(make_request())
+    assert len(api.requests) == 1
+
+
+# --- errors that are not retried ---------------------------------------------------------------
+
+
+def test_401_is_fatal_with_a_one_line_message(
+    api: FakeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-wrong")
+    with pytest.raises(ModelError) as caught:
+        make_model().complete(make_request())
+    error = caught.value
+    assert error.fatal and error.status == 401
+    assert "ANTHROPIC_API_KEY" in error.message and "\n" not in error.message
+    assert len(api.requests) == 1
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 413])
+def test_client_errors_end_the_call_without_retry(api: FakeAPI, status: int) -> None:
+    # a retry-after header must not tempt the client into retrying these
+    api.add(HTTPError(status, message=f"nope {status}", retry_after=0), Message("never sent"))
+    events: list[StreamEvent] = []
+    with pytest.raises(ModelError) as caught:
+        make_model().complete(make_request(), events.append)
+    error = caught.value
+    assert not error.fatal and error.status == status
+    assert f"nope {status}" in error.message and "\n" not in error.message
+    assert len(api.requests) == 1 and not events
+
+
+def test_interrupted_propagates_at_once_from_a_hung_request(api: FakeAPI) -> None:
+    api.add(Stall(None))
+    _interrupt_after(0.3, lambda: make_model(timeout=30).complete(make_request()))
+    assert len(api.requests) == 1
+
+
+def test_interrupted_propagates_from_a_retry_wait(api: FakeAPI) -> None:
+    api.add(HTTPError(429, retry_after=30), Message("never"))
+    _interrupt_after(0.3, lambda: make_model(retry_window=60).complete(make_request()))
+    assert len(api.requests) == 1
+
+
+def _interrupt_after(seconds: float, work: typing.Callable[[], object]) -> None:
+    """Run `work` while a SIGALRM handler raises Interrupted, as ralph's handler does."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    started = time.monotonic()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        with pytest.raises(Interrupted):
+            work()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < seconds + 1.5
+
+
+# --- prompt caching ----------------------------------------------------------------------------
+
+
+def conversation() -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": "Fix the bug in app.py."},
+        {
+            "role": "assistant",
+            "content": [
+                text("Looking."),
+                tool_use("bash", {"command": "cat app.py"}, id="toolu_9"),
+            ],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "print(1)"}],
+        },
+    ]
+
+
+def test_cache_breakpoints_on_tools_system_and_last_block(api: FakeAPI) -> None:
+    api.add(Message("ok"))
+    request = make_request(conversation())
+    before = copy.deepcopy(request)
+    make_model().complete(request)
+    assert request == before  # the caller's messages, tools and system are untouched
+
+    body = api.requests[0].json
+    ephemeral = {"type": "ephemeral"}
+    assert [t.get("cache_control") for t in body["tools"]] == [None, ephemeral]
+    assert body["system"] == [{"type": "text", "text": request.system, "cache_control": ephemeral}]
+    marked = [
+        (i, j)
+        for i, m in enumerate(body["messages"])
+        for j, b in enumerate(m["content"] if isinstance(m["content"], list) else [])
+        if "cache_control" in b
+    ]
+    assert marked == [(2, 0)]
+    assert body["messages"][:2] == request.messages[:2]
+
+
+def test_a_string_prompt_becomes_a_cached_text_block() -> None:
+    messages = [{"role": "user", "content": "Do it."}]
+    out = with_moving_breakpoint(messages)
+    assert out == [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Do it.", "cache_control": {"type": "ephemeral"}}],
+        }
+    ]
+    assert messages == [{"role": "user", "content": "Do it."}]
+
+
+def test_the_breakpoint_skips_thinking_and_empty_text() -> None:
+    blocks = [text("keep me"), text(""), thinking("hmm")]
+    out = with_moving_breakpoint([{"role": "assistant", "content": blocks}])
+    assert out[0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+    assert all("cache_control" not in b for b in out[0]["content"][1:])
+    assert all("cache_control" not in b for b in blocks)
+
+
+def test_from_the_second_call_most_input_is_read_from_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with FakeAPI(auto_cache=True, default=Message("ok")) as server:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+        model = make_model()
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "Fix the bug."}]
+        usages = []
+        for turn in range(4):
+            response = model.complete(make_request(messages))
+            usages.append(response.usage)
+            messages = [
+                *messages,
+                {"role": "assistant", "content": response.content},
+                {"role": "user", "content": [text(f"tool output {turn} " * 10)]},
+            ]
+    first, *later = usages
+    assert first.cache_read_input_tokens == 0 and first.cache_creation_input_tokens > 0
+    for usage in later:
+        prompt = usage.input_tokens + usage.cache_creation_input_tokens
+        assert usage.cache_read_input_tokens > 2 * prompt
+
+
+# --- credentials and lazy imports --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [{}, {"ANTHROPIC_API_KEY": ""}, {"OPENAI_API_KEY": "x"}],
+)
+def test_missing_credentials_are_a_usage_error(environ: dict[str, str]) -> None:
+    with pytest.raises(UsageError) as caught:
+        check_credentials(environ)
+    assert "ANTHROPIC_API_KEY" in caught.value.message and "\n" not in caught.value.message
+
+
+@pytest.mark.parametrize("name", ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"])
+def test_either_credential_is_enough(name: str) -> None:
+    check_credentials({name: "secret"})
+
+
+def test_importing_the_backend_does_not_import_the_sdk() -> None:
+    code = (
+        "import sys, ralph.models, ralph.models.anthropic, ralph.models.pricing\n"
+        "heavy = [m for m in ('anthropic', 'httpx2', 'tenacity') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+# --- pricing -------------------------------------------------------------------------------------
+
+
+def test_known_model_prices() -> None:
+    assert lookup("claude-sonnet-4-6") == Pricing(3.0, 15.0, 3.75, 0.30)
+    assert lookup("claude-opus-4-5") == Pricing(5.0, 25.0, 6.25, 0.50)
+    assert lookup("claude-haiku-4-5-20251001") == Pricing(1.0, 5.0, 1.25, 0.10)
+
+
+def test_unknown_models_have_no_price() -> None:
+    assert lookup("claude-imaginary-9") is None
+    assert lookup("script") is None
+
+
+def test_overrides_replace_and_extend_the_table() -> None:
+    overrides = {
+        "claude-sonnet-4-6": {"input": 1.0, "output": 2.0, "cache_write": 3.0, "cache_read": 4.0},
+        "my-proxy-model": {"input": 2.0, "output": 8.0},
+    }
+    assert lookup("claude-sonnet-4-6", overrides) == Pricing(1.0, 2.0, 3.0, 4.0)
+    extended = lookup("my-proxy-model", overrides)
+    assert extended is not None and (extended.input, extended.output) == (2.0, 8.0)
+    assert (extended.cache_write, extended.cache_read) == pytest.approx((2.5, 0.2))
+    assert lookup("claude-opus-4-5", overrides) == Pricing(5.0, 25.0, 6.25, 0.50)
+
+
+def test_cost_of_usage() -> None:
+    pricing = lookup("claude-sonnet-4-6")
+    assert pricing is not None
+    usage = Usage(1_000_000, 100_000, 200_000, 2_000_000)
+    assert pricing.cost(usage) == pytest.approx(3.0 + 1.5 + 0.75 + 0.6)
+
+
+def test_every_priced_id_is_a_model_the_sdk_knows_and_prices_are_coherent() -> None:
+    from anthropic.types.model_param import ModelParam
+
+    literal = typing.get_args(ModelParam)[0]
+    known = set(typing.get_args(literal))
+    table = builtin_prices()
+    assert table and set(table) <= known
+    for model, p in table.items():
+        assert 0 < p.cache_read < p.input < p.cache_write and p.input < p.output, model
