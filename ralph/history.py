@@ -1,0 +1,143 @@
+"""`ralph runs` and `ralph show RUN`: the journal as plain-text tables or JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import UsageError
+from .journal import FINISHED, Journal, db_path
+
+
+def _money(cost: float | None) -> str:
+    return "?" if cost is None else f"${cost:.4f}"
+
+
+def _when(iso: str | None) -> str:
+    return (iso or "-").replace("T", " ").removesuffix("Z")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (
+        f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+    )
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(r[c]) for r in [headers, *rows]) for c in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        parts = [
+            cell.rjust(widths[c]) if c in right else cell.ljust(widths[c])
+            for c, cell in enumerate(cells)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return [line(headers), *(line(r) for r in rows)]
+
+
+def format_runs(runs: list[dict[str, Any]]) -> str:
+    """The `ralph runs` table: id, prompt, started, status, iterations, cost."""
+    if not runs:
+        return "no runs yet"
+    rows = [
+        [
+            r["id"],
+            r["prompt"] or "-",
+            _when(r["started"]),
+            r["status"],
+            str(r["iterations"]),
+            _money(r["cost_usd"]),
+        ]
+        for r in runs
+    ]
+    return "\n".join(
+        _table(["ID", "PROMPT", "STARTED (UTC)", "STATUS", "ITERATIONS", "COST"], rows, {4, 5})
+    )
+
+
+def format_run(run: dict[str, Any]) -> str:
+    """The `ralph show RUN` text: the run's totals, then one line per iteration."""
+    usage = run["usage"]
+    status = run["status"] + (f" (exit {run['exit_code']})" if run["exit_code"] is not None else "")
+    lines = [
+        f"run       {run['id']}",
+        f"prompt    {run['prompt']}"
+        + (f" ({run['prompt_source']})" if run["prompt_source"] else "")
+        + f" with {run['model']}",
+        f"status    {status}" + (f": {run['reason']}" if run["reason"] else ""),
+        f"branch    {run['branch']} from {(run['base_commit'] or '')[:10]}"
+        + (f" in worktree {run['worktree']}" if run["worktree"] else ""),
+        f"started   {_when(run['started'])} UTC, ran {_duration(run['duration_s'])}"
+        + (f" in {run['sessions']} sessions" if run["sessions"] > 1 else ""),
+        f"tokens    {run['tokens']:,} (input {usage['input_tokens']:,}, output "
+        f"{usage['output_tokens']:,}, cache write {usage['cache_creation_input_tokens']:,}, "
+        f"cache read {usage['cache_read_input_tokens']:,}), cost {_money(run['cost_usd'])}",
+        f"calls     {run['model_calls']} model, {run['tool_calls']} tool",
+    ]
+    if run["status"] not in FINISHED:
+        lines.append(f"resume    ralph resume {run['id']}")
+    rows = []
+    for it in run["iterations_detail"]:
+        tokens = sum(it["usage"].values())
+        summary = it["summary"] or it["error"] or ""
+        if it["promise_seen"]:
+            summary = (
+                "[promise accepted] " if it["promise_accepted"] else "[promise rejected] "
+            ) + summary
+        rows.append(
+            [
+                str(it["number"]) + (f" (x{it['attempts']})" if it["attempts"] > 1 else ""),
+                it["outcome"],
+                (it["commit"] or "-")[:8],
+                str(len(it["files_changed"])),
+                f"{tokens:,}",
+                "-" if it["cost_usd"] is None else f"${it['cost_usd']:.4f}",
+                _duration(it["duration_s"]),
+                summary[:80],
+            ]
+        )
+    if rows:
+        lines.append("")
+        headers = ["#", "OUTCOME", "COMMIT", "FILES", "TOKENS", "COST", "TIME", "SUMMARY"]
+        lines.extend(_table(headers, rows, {3, 4, 5, 6}))
+    return "\n".join(lines)
+
+
+def _journal(start: Path) -> Journal | None:
+    from .workspace import find_main_repo
+
+    main = find_main_repo(start)
+    if main is None:
+        raise UsageError(f"{start} is not inside a git repository; pass --repo DIR")
+    if not db_path(main).exists():
+        return None
+    return Journal.open(main, create=False)
+
+
+def runs_command(start: Path, as_json: bool, out: TextIO) -> None:
+    """Print the runs recorded in the repository containing `start`."""
+    journal = _journal(start)
+    runs = [] if journal is None else journal.list_runs()
+    if journal is not None:
+        journal.close()
+    out.write((json.dumps(runs, indent=2) if as_json else format_runs(runs)) + "\n")
+
+
+def show_command(start: Path, run: str, as_json: bool, out: TextIO) -> None:
+    """Print one run (id or unique prefix); a UsageError when there is no such run."""
+    journal = _journal(start)
+    found = None
+    if journal is not None:
+        try:
+            found = journal.get_run(run)
+        finally:
+            journal.close()
+    if found is None:
+        raise UsageError(f"no run {run!r} in this repository; `ralph runs` lists them")
+    out.write((json.dumps(found, indent=2) if as_json else format_run(found)) + "\n")

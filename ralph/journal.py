@@ -1,0 +1,552 @@
+"""The run journal: an embedded SQLite store (`.ralph/ralph.db`) of runs, iterations, model and
+tool calls, written from the event stream, read by `ralph runs`, `ralph show` and resume.
+
+Durability: WAL mode and one transaction per event, so a kill at any instant leaves every
+event either fully recorded or absent. `synchronous=NORMAL`: in WAL mode a committed
+transaction survives the death of the process (SIGKILL, OOM, a crash) because it is already
+in the OS's page cache; only a power loss or kernel crash can drop the last few events, and
+the store is still consistent afterwards. FULL would add an fsync to every event (tens per
+iteration, milliseconds each on ordinary disks) to guard against that last case, which git
+itself does not guard against either (it does not fsync objects by default).
+
+Secrets are redacted (`ralph.redact`) before anything is written.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import socket
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import STATE_DIR
+from .errors import RalphError, UsageError
+from .events import Event
+from .models.base import Usage
+
+DB_NAME = "ralph.db"
+FINISHED = ("completed", "max_iterations", "budget", "stalled")
+TOKENS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+OUTPUT_KEEP = 8000  # characters of a tool's output kept (head and tail)
+STRING_KEEP = 4000  # characters of any one string inside a tool's input
+
+_TOKEN_COLS = ", ".join(f"{t} INTEGER NOT NULL DEFAULT 0" for t in TOKENS)
+
+# Schema migrations, applied in order; version N means the first N steps have been applied.
+# Never edit a released step: append a new one.
+MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        f"""CREATE TABLE runs (
+            id TEXT PRIMARY KEY, prompt_name TEXT, prompt_source TEXT, model TEXT,
+            config TEXT, status TEXT NOT NULL DEFAULT 'running', exit_code INTEGER,
+            exit_reason TEXT, {_TOKEN_COLS}, cost_usd REAL NOT NULL DEFAULT 0,
+            cost_known INTEGER NOT NULL DEFAULT 1, branch TEXT, base_commit TEXT,
+            worktree TEXT, root TEXT, repo TEXT, started REAL, ended REAL,
+            elapsed_s REAL NOT NULL DEFAULT 0, session_started REAL, last_seen REAL,
+            pid INTEGER, host TEXT, sessions INTEGER NOT NULL DEFAULT 1)""",
+        f"""CREATE TABLE iterations (
+            run_id TEXT NOT NULL, number INTEGER NOT NULL, attempt INTEGER NOT NULL,
+            started REAL, ended REAL, outcome TEXT,
+            promise_seen INTEGER NOT NULL DEFAULT 0, promise_accepted INTEGER NOT NULL DEFAULT 0,
+            summary TEXT, final_text TEXT, commit_sha TEXT, files_changed TEXT,
+            {_TOKEN_COLS}, cost_usd REAL, turns INTEGER, duration_s REAL, error TEXT,
+            PRIMARY KEY (run_id, number, attempt))""",
+        f"""CREATE TABLE model_calls (
+            id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, iteration INTEGER, attempt INTEGER,
+            turn INTEGER, ts REAL, model TEXT, stop_reason TEXT, {_TOKEN_COLS}, cost_usd REAL,
+            latency_s REAL, retries INTEGER, request_id TEXT, request_summary TEXT,
+            response_summary TEXT)""",
+        """CREATE TABLE tool_calls (
+            id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, iteration INTEGER, attempt INTEGER,
+            ts REAL, tool_use_id TEXT, tool TEXT, input TEXT, output TEXT, output_chars INTEGER,
+            is_error INTEGER, exit_code INTEGER, duration_s REAL)""",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, iteration INTEGER, ts REAL,
+            name TEXT NOT NULL, level TEXT, data TEXT)""",
+        "CREATE INDEX model_calls_run ON model_calls (run_id, iteration)",
+        "CREATE INDEX tool_calls_run ON tool_calls (run_id, iteration)",
+        "CREATE INDEX events_run ON events (run_id, iteration)",
+    ),
+]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection, steps: list[tuple[str, ...]] | None = None) -> int:
+    """Bring the schema up to date, one transaction per step; returns the version."""
+    steps = MIGRATIONS if steps is None else steps
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied REAL)"
+    )
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # re-read under the lock: another process may migrate
+            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            version = row[0] or 0
+            if version > len(steps):
+                raise UsageError(
+                    f"the journal was written by a newer ralph (schema {version}, this one "
+                    f"knows {len(steps)}); upgrade ralph-loop"
+                )
+            if version == len(steps):
+                conn.execute("COMMIT")
+                return version
+            for statement in steps[version]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (?, ?)", (version + 1, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+def db_path(main_repo: Path) -> Path:
+    return main_repo / STATE_DIR / DB_NAME
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _clip(text: str, keep: int) -> str:
+    if len(text) <= keep:
+        return text
+    head, tail = keep * 3 // 4, keep // 4
+    return f"{text[:head]}\n[… {len(text) - head - tail} characters cut …]\n{text[-tail:]}"
+
+
+def _clip_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return _clip(value, STRING_KEEP)
+    if isinstance(value, dict):
+        return {k: _clip_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clip_strings(v) for v in value]
+    return value
+
+
+def _tokens(usage: Any) -> list[int]:
+    usage = usage if isinstance(usage, dict) else {}
+    return [int(usage.get(t) or 0) for t in TOKENS]
+
+
+@dataclass
+class ResumeState:
+    """What `ralph resume` needs from the journal."""
+
+    run_id: str
+    status: str
+    config: dict[str, Any]
+    branch: str
+    worktree: str | None
+    base_commit: str
+    last_iteration: int  # the last iteration that ended; resume runs the next one
+    usage: Usage
+    cost_usd: float | None
+    elapsed_s: float
+    # The completion gate's reasons for rejecting the last iteration's promise, if it did:
+    # the resumed iteration gets them as feedback, as it would have without the interruption.
+    rejected: list[str] | None = None
+
+
+class Journal:
+    """An event observer that records a run in SQLite, and the queries over the records."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self._attempts: dict[tuple[str, int], int] = {}
+
+    @classmethod
+    def open(cls, main_repo: Path, create: bool = True) -> Journal:
+        """Open (and create, migrate) `<main_repo>/.ralph/ralph.db`."""
+        path = db_path(main_repo)
+        if not path.exists():
+            if not create:
+                raise UsageError(f"no runs recorded in {main_repo} (no {STATE_DIR}/{DB_NAME})")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = _connect(path)
+            migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            raise RalphError(f"cannot open the journal {path}: {exc}") from None
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _transaction(self, write: Callable[[sqlite3.Connection], None]) -> None:
+        # A signal handler may raise Interrupted between any two of these calls: roll back
+        # only what is still open, so an event is either fully written or absent.
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            write(self.conn)
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise RalphError(f"cannot write the journal {self.path}: {exc}") from None
+            raise
+
+    def handle(self, event: Event) -> None:
+        """Record one event, in one transaction."""
+        if event.name == "model_text":
+            return
+        from .redact import redact_obj
+
+        data: dict[str, Any] = redact_obj(event.data)
+        writer = getattr(self, "_on_" + event.name, None)
+
+        def write(db: sqlite3.Connection) -> None:
+            if writer is not None:
+                writer(db, event, data)
+            if event.name not in _STRUCTURED:
+                db.execute(
+                    "INSERT INTO events (run_id, iteration, ts, name, level, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        event.run_id,
+                        event.iteration,
+                        event.ts,
+                        event.name,
+                        event.level,
+                        _dumps(data),
+                    ),
+                )
+            if event.name != "run_ended":
+                db.execute("UPDATE runs SET last_seen = ? WHERE id = ?", (event.ts, event.run_id))
+
+        self._transaction(write)
+
+    def _on_run_started(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
+        worktree = d.get("root") if d.get("worktree") else None
+        common = (
+            d.get("model"), _dumps(d.get("config", {})), d.get("branch"), d.get("base_commit"),
+            worktree, d.get("root"), d.get("repo"), e.ts, e.ts, os.getpid(), socket.gethostname(),
+        )  # fmt: skip
+        found = db.execute("SELECT 1 FROM runs WHERE id = ?", (e.run_id,)).fetchone()
+        if found is None:
+            db.execute(
+                "INSERT INTO runs (model, config, branch, base_commit, worktree, root, repo, "
+                "session_started, last_seen, pid, host, id, prompt_name, prompt_source, started) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*common, e.run_id, d.get("prompt_name"), d.get("prompt"), e.ts),
+            )
+            return
+        # A resumed run: close the session a dead process left open, start a new one.
+        db.execute(
+            "UPDATE runs SET elapsed_s = elapsed_s + COALESCE(last_seen - session_started, 0), "
+            "status = 'running', exit_code = NULL, exit_reason = NULL, ended = NULL, "
+            "sessions = sessions + 1, model = ?, config = ?, branch = ?, base_commit = ?, "
+            "worktree = ?, root = ?, repo = ?, session_started = ?, last_seen = ?, pid = ?, "
+            "host = ? WHERE id = ?",
+            (*common, e.run_id),
+        )
+        db.execute(
+            "UPDATE iterations SET outcome = 'interrupted', ended = COALESCE(ended, ?), "
+            "error = COALESCE(error, 'the process ended during the iteration') "
+            "WHERE run_id = ? AND outcome IS NULL",
+            (e.ts, e.run_id),
+        )
+
+    def _on_iteration_started(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
+        number = e.iteration or 0
+        row = db.execute(
+            "SELECT COALESCE(MAX(attempt), 0) FROM iterations WHERE run_id = ? AND number = ?",
+            (e.run_id, number),
+        ).fetchone()
+        attempt = row[0] + 1
+        db.execute(
+            "INSERT INTO iterations (run_id, number, attempt, started) VALUES (?, ?, ?, ?)",
+            (e.run_id, number, attempt, e.ts),
+        )
+        self._attempts[(e.run_id, number)] = attempt
+
+    def _attempt(self, e: Event) -> int:
+        return self._attempts.get((e.run_id, e.iteration or 0), 1)
+
+    def _on_model_call(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
+        tokens, cost = _tokens(d.get("usage")), d.get("cost_usd")
+        db.execute(
+            "INSERT INTO model_calls (run_id, iteration, attempt, turn, ts, model, stop_reason, "
+            f"{', '.join(TOKENS)}, cost_usd, latency_s, retries, request_id, request_summary, "
+            "response_summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                e.run_id, e.iteration, self._attempt(e), d.get("turn"), e.ts, d.get("model"),
+                d.get("stop_reason"), *tokens, cost, d.get("latency_s"), d.get("retries"),
+                d.get("request_id"), _summary(d.get("request_summary")),
+                _summary(d.get("response_summary")),
+            ),
+        )  # fmt: skip
+        db.execute(
+            f"UPDATE runs SET {', '.join(f'{t} = {t} + ?' for t in TOKENS)}, "
+            "cost_usd = cost_usd + ?, cost_known = cost_known AND ? WHERE id = ?",
+            (*tokens, cost or 0.0, cost is not None, e.run_id),
+        )
+
+    def _on_tool_finished(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
+        output = str(d.get("output") or "")
+        db.execute(
+            "INSERT INTO tool_calls (run_id, iteration, attempt, ts, tool_use_id, tool, input, "
+            "output, output_chars, is_error, exit_code, duration_s) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                e.run_id, e.iteration, self._attempt(e), e.ts, d.get("tool_use_id"), d.get("tool"),
+                _dumps(_clip_strings(d.get("input"))), _clip(output, OUTPUT_KEEP), len(output),
+                bool(d.get("is_error")), d.get("exit_code"), d.get("duration_s"),
+            ),
+        )  # fmt: skip
+
+    def _on_promise_seen(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
+        db.execute(
+            "UPDATE iterations SET promise_seen = 1, promise_accepted = promise_accepted OR ? "
+            "WHERE run_id = ? AND number = ? AND attempt = ?",
+            (bool(d.get("accepted")), e.run_id, e.iteration, self._attempt(e)),
+        )
+
+    def _on_commit(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
+        db.execute(
+            "UPDATE iterations SET commit_sha = ? WHERE run_id = ? AND number = ? AND attempt = ?",
+            (d.get("sha"), e.run_id, e.iteration, self._attempt(e)),
+        )
+
+    def _on_iteration_ended(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
+        db.execute(
+            "UPDATE iterations SET ended = ?, outcome = ?, promise_accepted = ?, summary = ?, "
+            "final_text = ?, commit_sha = COALESCE(?, commit_sha), files_changed = ?, "
+            f"{', '.join(f'{t} = ?' for t in TOKENS)}, cost_usd = ?, turns = ?, duration_s = ?, "
+            "error = ? WHERE run_id = ? AND number = ? AND attempt = ?",
+            (
+                e.ts, d.get("outcome"), bool(d.get("promise")), d.get("summary"),
+                d.get("final_text"), d.get("commit"), _dumps(d.get("files_changed") or []),
+                *_tokens(d.get("usage")), d.get("cost_usd"), d.get("turns"), d.get("duration_s"),
+                d.get("error"), e.run_id, e.iteration, self._attempt(e),
+            ),
+        )  # fmt: skip
+
+    def _on_run_ended(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
+        db.execute(
+            "UPDATE runs SET status = ?, exit_code = ?, exit_reason = ?, ended = ?, "
+            "elapsed_s = elapsed_s + COALESCE(? - session_started, 0), "
+            "session_started = NULL, last_seen = ? WHERE id = ?",
+            (d.get("status"), d.get("exit_code"), d.get("reason"), e.ts, e.ts, e.ts, e.run_id),
+        )
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def resolve(self, run: str) -> str | None:
+        """The full id of the run `run` names (an id or a unique prefix), or None."""
+        rows = self.conn.execute(
+            "SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id", (len(run), run)
+        ).fetchall()
+        ids = [r["id"] for r in rows]
+        if run in ids:
+            return run
+        if len(ids) > 1:
+            shown = ", ".join(ids[:5]) + (" …" if len(ids) > 5 else "")
+            raise UsageError(f"run {run!r} is ambiguous ({shown}); give more of the id")
+        return ids[0] if ids else None
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first: id, prompt, started, status, iterations, cost and more."""
+        rows = self.conn.execute(
+            "SELECT r.*, (SELECT COUNT(DISTINCT number) FROM iterations i WHERE i.run_id = r.id) "
+            "AS iterations FROM runs r ORDER BY r.started DESC, r.id DESC"
+        ).fetchall()
+        return [_run_summary(row) for row in rows]
+
+    def get_run(self, run: str) -> dict[str, Any] | None:
+        """One run (id or unique prefix) with its iterations (final attempts) and totals."""
+        run_id = self.resolve(run)
+        if run_id is None:
+            return None
+        found = [r for r in self.list_runs() if r["id"] == run_id]
+        if not found:
+            return None
+        summary = found[0]
+        rows = self.conn.execute(
+            "SELECT i.*, (SELECT COUNT(*) FROM iterations a WHERE a.run_id = i.run_id AND "
+            "a.number = i.number) AS attempts FROM iterations i WHERE i.run_id = ? AND "
+            "i.attempt = (SELECT MAX(attempt) FROM iterations a WHERE a.run_id = i.run_id AND "
+            "a.number = i.number) ORDER BY i.number",
+            (run_id,),
+        ).fetchall()
+        counts = self.conn.execute(
+            "SELECT (SELECT COUNT(*) FROM model_calls WHERE run_id = ?) AS model_calls, "
+            "(SELECT COUNT(*) FROM tool_calls WHERE run_id = ?) AS tool_calls",
+            (run_id, run_id),
+        ).fetchone()
+        summary["iterations_detail"] = [_iteration(row) for row in rows]
+        summary["model_calls"], summary["tool_calls"] = counts[0], counts[1]
+        return summary
+
+    def resume_state(self, run: str) -> ResumeState:
+        """What resuming `run` needs; a UsageError when it does not exist or has finished."""
+        run_id = self.resolve(run)
+        row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UsageError(f"no run {run!r} in {self.path}; `ralph runs` lists them")
+        if row["status"] in FINISHED:
+            raise UsageError(
+                f"run {run_id} already finished ({row['status']}: {row['exit_reason']}); "
+                "only an interrupted, crashed or failed run can be resumed: start a new run"
+            )
+        done = self.conn.execute(
+            "SELECT COALESCE(MAX(number), 0) FROM iterations i WHERE run_id = ? AND "
+            "outcome IS NOT NULL AND outcome != 'interrupted' AND attempt = (SELECT MAX(attempt) "
+            "FROM iterations a WHERE a.run_id = i.run_id AND a.number = i.number)",
+            (run_id,),
+        ).fetchone()[0]
+        rejected = None
+        config = json.loads(row["config"] or "{}")
+        seen = self.conn.execute(
+            "SELECT data FROM events WHERE run_id = ? AND iteration = ? AND name = 'promise_seen' "
+            "ORDER BY id",
+            (run_id, done),
+        ).fetchall()
+        for event in (json.loads(s["data"]) for s in seen):
+            if event.get("token") == config.get("completion_promise") and not event.get("accepted"):
+                rejected = list(event.get("reasons") or [])
+        open_session = (
+            row["last_seen"] - row["session_started"] if row["session_started"] is not None else 0
+        )
+        return ResumeState(
+            run_id=row["id"],
+            status=row["status"],
+            config=config,
+            branch=row["branch"],
+            worktree=row["worktree"],
+            base_commit=row["base_commit"],
+            last_iteration=done,
+            usage=Usage(*(row[t] for t in TOKENS)),
+            cost_usd=row["cost_usd"] if row["cost_known"] else None,
+            elapsed_s=row["elapsed_s"] + max(0.0, open_session),
+            rejected=rejected,
+        )
+
+
+_STRUCTURED = {
+    "run_started", "iteration_started", "model_started", "model_call", "tool_started",
+    "tool_finished", "iteration_ended", "run_ended",
+}  # fmt: skip
+
+
+def _summary(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else _dumps(value)
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _run_summary(row: sqlite3.Row) -> dict[str, Any]:
+    elapsed = row["elapsed_s"]
+    if row["session_started"] is not None and row["last_seen"] is not None:
+        elapsed += max(0.0, row["last_seen"] - row["session_started"])
+    return {
+        "id": row["id"],
+        "prompt": row["prompt_name"],
+        "prompt_source": row["prompt_source"],
+        "model": row["model"],
+        "started": _iso(row["started"]),
+        "ended": _iso(row["ended"]),
+        "status": row["status"],
+        "exit_code": row["exit_code"],
+        "reason": row["exit_reason"],
+        "iterations": row["iterations"],
+        "usage": {t: row[t] for t in TOKENS},
+        "tokens": sum(row[t] for t in TOKENS),
+        "cost_usd": round(row["cost_usd"], 6) if row["cost_known"] else None,
+        "duration_s": round(elapsed, 3),
+        "branch": row["branch"],
+        "base_commit": row["base_commit"],
+        "worktree": row["worktree"],
+        "sessions": row["sessions"],
+        "pid": row["pid"],
+        "host": row["host"],
+    }
+
+
+def _iteration(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "number": row["number"],
+        "attempts": row["attempts"],
+        "started": _iso(row["started"]),
+        "outcome": row["outcome"] or "running",
+        "promise_seen": bool(row["promise_seen"]),
+        "promise_accepted": bool(row["promise_accepted"]),
+        "summary": row["summary"],
+        "commit": row["commit_sha"],
+        "files_changed": json.loads(row["files_changed"] or "[]"),
+        "usage": {t: row[t] for t in TOKENS},
+        "cost_usd": row["cost_usd"],
+        "turns": row["turns"],
+        "duration_s": row["duration_s"],
+        "error": row["error"],
+    }
+
+
+# --- one process per run -------------------------------------------------------------------
+
+
+class RunLock:
+    """An exclusive `flock` on `.ralph/runs/<id>/lock`, held while a process runs the run.
+
+    The kernel drops it when the process dies, however it dies, so a crash never leaves a run
+    locked; the descriptor is not inherited by the agent's tool processes (O_CLOEXEC).
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def acquire_run_lock(main_repo: Path, run_id: str) -> RunLock:
+    """Lock run `run_id` for this process; a UsageError naming the holder if it is taken."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run_id):
+        raise UsageError(f"{run_id!r} is not a run id")
+    path = main_repo / STATE_DIR / "runs" / run_id / "lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+        os.close(fd)
+        raise UsageError(
+            f"run {run_id} is already running ({holder}); wait for it to end or stop it first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    return RunLock(path, fd)
