@@ -460,8 +460,10 @@ class Workspace:
             "--pathspec-file-nul",
             stdin=_nul(paths),
         )
-        if any(code[0] not in " ?" for code, _ in self._start.values()):
-            sha = self._commit_only(paths, message)  # the user has staged changes of their own
+        chosen = set(paths)
+        if any(code[0] not in " ?" and p not in chosen for p, (code, _) in self._now.items()):
+            # Other staged changes (the user's) must stay staged and out of this commit.
+            sha = self._commit_only(paths, message)
         else:
             tree = _out(self.root, "write-tree")
             if tree == head_tree:

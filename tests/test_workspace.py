@@ -274,6 +274,17 @@ def test_allow_dirty_keeps_the_users_staged_changes_staged_and_uncommitted(git_r
     assert porcelain(git_repo) == ["A  staged.txt"]
 
 
+def test_allow_dirty_never_commits_a_users_file_the_agent_staged(git_repo: Path) -> None:
+    (git_repo / "README.md").write_text("the user's edit\n")
+    ws = start(git_repo, allow_dirty=True)
+    git(git_repo, "add", "-A")  # an agent without the sandbox can run git itself
+    (git_repo / "agent.py").write_text("x = 1\n")
+    ws.changed_files()
+    sha = ws.commit("ralph(x): iteration 1/1 — agent")
+    assert sha and committed_files(git_repo, sha) == ["agent.py"]
+    assert porcelain(git_repo) == ["M  README.md"]
+
+
 def test_commits_run_no_hooks_and_use_a_fixed_identity_without_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -385,3 +396,21 @@ def test_reopen_recreates_a_removed_worktree(git_repo: Path) -> None:
     again = Workspace.reopen(cfg_for(git_repo, worktree=True), ws.branch, ws.root, ws.base_commit)
     assert (again.root / "a.py").read_text() == "a\n"
     assert git(again.root, "rev-parse", "HEAD") == sha
+
+
+def test_reopen_and_a_git_lock_left_by_a_killed_git(git_repo: Path) -> None:
+    ws = start(git_repo, run_id="r-7")
+    lock = git_repo / ".git" / "index.lock"
+    lock.write_text("")  # someone's git may be running: the user decides
+    with pytest.raises(UsageError, match=r"index\.lock exists"):
+        Workspace.reopen(cfg_for(git_repo), ws.branch, None, ws.base_commit, "r-7")
+    lock.unlink()
+    git(git_repo, "checkout", "-q", "main")
+    wt = start(git_repo, run_id="r-8", worktree=True)
+    wt_lock = Path(git(wt.root, "rev-parse", "--path-format=absolute", "--git-path", "index.lock"))
+    wt_lock.write_text("")  # ralph's own worktree, and we hold the run lock: stale
+    again = Workspace.reopen(cfg_for(git_repo, worktree=True), wt.branch, wt.root, wt.base_commit)
+    assert not wt_lock.exists()
+    (again.root / "a.py").write_text("a\n")
+    again.changed_files()
+    assert again.commit("ralph(x): iteration 1/1 — a")
