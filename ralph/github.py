@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from .errors import RalphError
+from .redact import is_secret_name, redact
 
 if TYPE_CHECKING:
     import httpx
@@ -158,8 +159,6 @@ def push_branch(
         raise GitHubError(f"no local branch {branch!r} to push in {repo_path}")
     url = remote_url(repo_path, remote)
     # Secrets stay out of git's environment (hooks, helpers, ssh); only our header goes in.
-    from .redact import is_secret_name
-
     env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
     env.update(GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never")
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
@@ -182,8 +181,6 @@ def push_branch(
 def _push_error(
     output: str, url: str, remote: str, branch: str, authed: bool, environ: Mapping[str, str]
 ) -> GitHubError:
-    from .redact import redact
-
     if "[rejected]" in output or "non-fast-forward" in output or "fetch first" in output:
         return GitHubError(
             f"push rejected: {remote}/{branch} has commits this run does not have "
@@ -355,14 +352,14 @@ def _wait_hint(resp: httpx.Response) -> float | None:
     if resp.headers.get("x-ratelimit-remaining") == "0":
         reset = resp.headers.get("x-ratelimit-reset", "")
         return max(0.0, float(reset) - time.time()) + 1.0 if reset.isdigit() else 60.0
-    if resp.status_code in (403, 429) and "secondary rate limit" in resp.text.lower():
+    if resp.status_code == 429 or (
+        resp.status_code == 403 and "secondary rate limit" in resp.text.lower()
+    ):
         return 60.0  # GitHub's advice when it gives no header: wait at least a minute
     return None
 
 
 def _api_error(resp: httpx.Response, what: str, environ: Mapping[str, str]) -> GitHubError:
-    from .redact import redact
-
     try:
         data = resp.json()
     except ValueError:
@@ -489,7 +486,6 @@ def pr_body(
     limit: int = BODY_LIMIT,
 ) -> str:
     """The redacted run report, trimmed to `limit`, then the artifacts and changed files."""
-    from .redact import redact
 
     def link(path: str) -> str:
         if not web_url:
@@ -582,15 +578,9 @@ def publish(
             repo,
             branch=branch,
             base=base,
-            title=_redacted(title, env)[:256],
+            title=redact(title, env)[:256],
             body=text,
             draft=draft,
             labels=labels,
         )
     return PublishResult(str(pr["html_url"]), int(pr["number"]), created, base, head_sha)
-
-
-def _redacted(text: str, environ: Mapping[str, str]) -> str:
-    from .redact import redact
-
-    return redact(text, environ)

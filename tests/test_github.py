@@ -286,11 +286,15 @@ def test_pushing_over_http_authenticates_without_storing_the_token(tmp_path: Pat
         assert_no_token_leak(world)
 
 
-def test_the_token_is_not_sent_to_a_remote_on_another_host(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["remote url", "pushInsteadOf"])
+def test_the_token_is_not_sent_to_a_remote_on_another_host(tmp_path: Path, how: str) -> None:
     with FakeGitHub("octo", "app", token=TOKEN, repos_root=tmp_path / "remotes") as gh:
         world = make_world(tmp_path, gh, http=True)
         other_host = gh.url.replace("127.0.0.1", "localhost")
-        git(world.work, "remote", "set-url", "origin", f"{other_host}/octo/app.git")
+        if how == "remote url":
+            git(world.work, "remote", "set-url", "origin", f"{other_host}/octo/app.git")
+        else:  # what an agent with write access to .git/config might try
+            git(world.work, "config", f"url.{other_host}/.pushInsteadOf", f"{gh.url}/")
         with pytest.raises(
             GitHubError, match=r"git push to http://localhost:\d+/octo/app.git failed"
         ):
@@ -298,6 +302,19 @@ def test_the_token_is_not_sent_to_a_remote_on_another_host(tmp_path: Path) -> No
         git_requests = [r for r in gh.requests if ".git/" in r.path]
         assert git_requests and all("authorization" not in r.headers for r in git_requests)
         assert remote_sha(world) is None
+
+
+def test_repository_hooks_do_not_run_during_the_push(tmp_path: Path) -> None:
+    with FakeGitHub("octo", "app", token=TOKEN, repos_root=tmp_path / "remotes") as gh:
+        world = make_world(tmp_path, gh, http=True)
+        spy = tmp_path / "hook-saw-env"
+        for hook in ("pre-push", "reference-transaction"):
+            script = world.work / ".git" / "hooks" / hook
+            script.write_text(f"#!/bin/sh\nenv >> {spy}\n")
+            script.chmod(0o755)
+        world.publish()
+        assert remote_sha(world) == git(world.work, "rev-parse", "HEAD")
+        assert not spy.exists()
 
 
 @pytest.mark.parametrize(
