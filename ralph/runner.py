@@ -99,17 +99,26 @@ def execute(
     from .models import make_model, model_pricing
     from .tools import make_toolset
 
+    from .tools.sandbox import choose_sandbox
+
     model = make_model(cfg)
     _check_pricing(cfg, model)
+    choose_sandbox(cfg.sandbox, cfg.network)  # a sandbox that cannot work: error before git
     run_id = resume.run_id if resume else new_run_id()
     if resume:
-        workspace = ws_mod.Workspace.reopen(
-            cfg, resume.branch, resume.worktree, resume.base_commit, run_id
-        )
+        # Take the run before touching its branch, so a second process cannot switch it.
+        lock = acquire_run_lock(cfg.repo, run_id)
+        try:
+            workspace = ws_mod.Workspace.reopen(
+                cfg, resume.branch, resume.worktree, resume.base_commit, run_id
+            )
+        except BaseException:
+            lock.release()
+            raise
     else:
         ws_mod.check(cfg)
         workspace = ws_mod.Workspace.prepare(cfg, run_id, cfg.prompt_name)
-    lock = acquire_run_lock(workspace.main_repo, run_id)
+        lock = acquire_run_lock(workspace.main_repo, run_id)
     journal = Journal.open(workspace.main_repo)
     bus = Bus(run_id, [journal, *(observers or [])])
     tools, warnings = make_toolset(cfg, workspace.root)
