@@ -163,7 +163,11 @@ class Sandbox:
         env = agent_env(self.home, self.passed_env)
         shell = [shutil.which("bash") or "/bin/bash", "--noprofile", "--norc", "-c", script]
         if self.kind == "none":
-            return Launch(shell, env, self.root)
+            # bwrap has --die-with-parent; unsandboxed, setpriv gives the shell the same fate,
+            # so a killed runner leaves no agent command running on in the repository.
+            setpriv = shutil.which("setpriv")
+            prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+            return Launch([*prefix, *shell], env, self.root)
         return Launch([*self.bwrap_args(), "--", *shell], env, self.root)
 
     def bwrap_args(self) -> list[str]:

@@ -1,0 +1,124 @@
+"""Resume: a run killed mid-iteration (SIGKILL) continues with nothing lost or duplicated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.helpers import BIN, clean_env, git, make_repo, run_cli, run_commits, write_script
+
+TOKEN = "RESILIENT"
+
+
+def wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def create(path: str, text: str) -> dict[str, object]:
+    return {"str_replace_based_edit_tool": {"command": "create", "path": path, "file_text": text}}
+
+
+def test_sigkill_mid_iteration_then_resume(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    waiting, go = tmp_path / "waiting", tmp_path / "go"
+    # Iteration 2 writes a file, then blocks in a tool until the test says go: it is killed there.
+    script = write_script(
+        tmp_path / "s.yaml",
+        [
+            [{"text": "one", "tools": [create("one.md", "1\n")]}, "Did step one."],
+            [
+                {"text": "two", "tools": [create("two.md", "2\n")]},
+                {
+                    "text": "waiting",
+                    "tools": [
+                        {
+                            "bash": {
+                                "command": f"touch {waiting}; until [ -f {go} ]; do sleep 0.05; done; "
+                                "echo finished >> two.log"
+                            }
+                        }
+                    ],
+                },
+                "Did step two.",
+            ],
+            [{"text": "three", "tools": [create("three.md", "3\n")]}, f"Done. <promise>{TOKEN}</promise>"],
+        ],
+    )
+    (tmp_path / "p.md").write_text(f"Do three steps. <promise>{TOKEN}</promise>\n")
+    args = [str(tmp_path / "p.md"), "--model", f"script:{script}", "--sandbox", "none", "--max-iterations", "5"]
+    proc = subprocess.Popen(
+        [str(BIN / "ralph-loop"), *args], cwd=repo, env=clean_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(waiting, proc)
+    proc.kill()  # SIGKILL: no handler runs
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+    branch = git(repo, "branch", "--show-current")
+    first = run_commits(repo, branch)
+    assert [c["iteration"] for c in first] == ["1"]
+    assert (repo / "two.md").exists()  # the dead iteration's work, uncommitted
+
+    runs = json.loads(run_cli(["runs", "--json"], cwd=repo, command="ralph").stdout)
+    assert len(runs) == 1 and runs[0]["status"] == "running"
+    run_id = runs[0]["id"]
+
+    # A finished lock holder is gone, so resume may take the run.
+    go.touch()
+    resumed = run_cli(["resume", run_id[:12]], cwd=repo, command="ralph")
+    assert resumed.returncode == 0, resumed.stderr
+
+    commits = run_commits(repo, branch)
+    assert commits[0] == first[0]  # earlier history intact
+    subjects = [c["subject"] for c in commits]
+    assert subjects[1] == "ralph(p): iteration 2 (interrupted)"
+    assert git(repo, "show", "--name-only", "--format=", commits[1]["sha"]) == "two.md"
+    assert [c["iteration"] for c in commits] == ["1", "2", "2", "3"]  # iteration 2 ran again
+    assert (repo / "two.log").read_text() == "finished\n"
+    assert (repo / "three.md").read_text() == "3\n"
+
+    shown = json.loads(run_cli(["show", run_id, "--json"], cwd=repo, command="ralph").stdout)
+    assert shown["status"] == "completed"
+    numbers = [it["number"] for it in shown["iterations_detail"]]
+    assert numbers == [1, 2, 3]  # no duplicated or missing iteration
+
+    again = run_cli(["resume", run_id], cwd=repo, command="ralph")
+    assert again.returncode == 2 and "already finished" in again.stderr
+
+
+def test_resume_unknown_run_is_a_usage_error(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    proc = run_cli(["--resume", "nope"], cwd=repo)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_two_processes_never_run_the_same_run(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    waiting, go = tmp_path / "waiting", tmp_path / "go"
+    script = write_script(
+        tmp_path / "s.yaml",
+        [[{"text": "w", "tools": [{"bash": {"command": f"touch {waiting}; until [ -f {go} ]; do sleep 0.05; done"}}]}, "x"]],
+    )
+    proc = subprocess.Popen(
+        [str(BIN / "ralph-loop"), "go <promise>X</promise>", "--model", f"script:{script}",
+         "--sandbox", "none", "--max-iterations", "1"],
+        cwd=repo, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(waiting, proc)
+        run_id = json.loads(run_cli(["runs", "--json"], cwd=repo, command="ralph").stdout)[0]["id"]
+        clash = run_cli(["resume", run_id], cwd=repo, command="ralph")
+        assert clash.returncode == 2 and "already running" in clash.stderr
+    finally:
+        go.touch()
+        proc.wait(timeout=30)
+    assert os.path.exists(repo / ".ralph")
