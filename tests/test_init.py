@@ -38,3 +38,11 @@ def test_init_command(tmp_path: Path) -> None:
     assert (repo / "prompts" / "security.md").is_file()
     again = run_cli(["init"], cwd=repo, command="ralph")
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_example_ralph_yaml_loads(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "ralph.yaml"
+    (tmp_path / "ralph.yaml").write_text(example.read_text())
+    layer = file_layer(tmp_path)
+    assert layer["worktree"] is True and layer["timeout"] == 8 * 3600
+    assert layer["verify"] == ["python -m pytest -q", "ruff check ."]
