@@ -29,25 +29,15 @@ app = typer.Typer(
 
 def _fail(message: str, code: int = ExitCode.USAGE) -> typer.Exit:
     """Print a one-line error on stderr (JSON in JSON log mode) and exit."""
-    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "ralph"
-    if (
-        os.environ.get("RALPH_LOG_FORMAT") == "json"
-        or "--log-format=json" in sys.argv
-        or (
-            "--log-format" in sys.argv
-            and sys.argv.index("--log-format") + 1 < len(sys.argv)
-            and sys.argv[sys.argv.index("--log-format") + 1] == "json"
-        )
-    ):
-        import json
-        import time
+    from . import logs
 
-        sys.stderr.write(
-            json.dumps({"ts": time.time(), "level": "error", "event": "error", "message": message})
-            + "\n"
-        )
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "ralph"
+    if logs.json_active():
+        logs.error_line(message, int(code))
     else:
-        sys.stderr.write(f"{prog}: error: {message}\n")
+        from .redact import redact
+
+        sys.stderr.write(f"{prog}: error: {redact(message)}\n")
     return typer.Exit(code)
 
 
@@ -345,6 +335,10 @@ def _execute(cfg: Any, resume: Any = None) -> int:
     from .runner import execute
     from .ui import make_observers
 
+    if cfg.log_format == "json":
+        from .logs import install_json_stderr
+
+        install_json_stderr()  # warnings, library logs and tracebacks as JSON lines too
     result = execute(cfg, make_observers(cfg), resume)
     return int(result.exit_code)
 

@@ -120,7 +120,10 @@ def execute(
         workspace = ws_mod.Workspace.prepare(cfg, run_id, cfg.prompt_name)
         lock = acquire_run_lock(workspace.main_repo, run_id)
     journal = Journal.open(workspace.main_repo)
-    bus = Bus(run_id, [journal, *(observers or [])])
+    from .report import ReportCollector
+
+    report = ReportCollector()  # writes the report at the end, however the run ends
+    bus = Bus(run_id, [journal, *(observers or []), report])
     tools, warnings = make_toolset(cfg, workspace.root)
     pricing = model_pricing(model.name, cfg)
 
@@ -151,6 +154,7 @@ def execute(
     gate = Gate(workspace.root, parse_artifacts(cfg.artifacts), cfg.verify, run_command)
     loop = Loop(cfg, run_id, agent, bus, workspace, gate, guards)
     STOP.install()
+    report_error: BaseException | None = None
     try:
         bus.emit(
             "run_started",
@@ -186,8 +190,12 @@ def execute(
             resume=f"ralph resume {run_id}" if result.status == "interrupted" else None,
         )
         return result
+    except BaseException as exc:
+        report_error = exc
+        raise
     finally:
         STOP.uninstall()
         tools.close()
         bus.close()
+        report.finish(cfg, workspace.main_repo, workspace.root, report_error)
         lock.release()

@@ -1,77 +1,333 @@
-"""Showing a run: plain timestamped lines (non-TTY). The live view and JSON logs build on this."""
+"""Showing a run: picks the observers a run's settings ask for; plain timestamped lines.
+
+The live view (ralph/live.py, rich), JSON logs (ralph/logs.py) and traces (ralph/telemetry.py)
+are separate modules, imported only when chosen, so a plain run never loads rich or
+OpenTelemetry. The small formatting helpers here are shared by all of them and the report.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
-from typing import TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .config import RunConfig
 from .events import Event, Observer
 
+if TYPE_CHECKING:
+    from .report import RunSummary
 
-def _short(value: object, width: int = 80) -> str:
-    text = " ".join(str(value).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+# ANSI escape sequences and other C0/C1 control characters except newline and tab: tool output
+# (pytest colours, progress bars with \r) must never reach the terminal raw.
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def clean(text: object) -> str:
+    """`text` as a string without escape sequences or control characters (keeps \\n and \\t)."""
+    return _CONTROL.sub("", str(text).replace("\r\n", "\n"))
+
+
+def short(text: object, width: int = 80) -> str:
+    """One line of at most `width` characters: whitespace collapsed, ellipsized."""
+    line = " ".join(clean(text).split())
+    return line if len(line) <= width else line[: max(0, width - 1)] + "…"
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of `text` (what a compact view shows of streamed text)."""
+    for line in reversed(clean(text).splitlines()):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """`4s`, `2m05s`, `1h02m`: short wall-clock durations."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    total = int(seconds)
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def fmt_tokens(count: int | None) -> str:
+    """`950`, `12.3k`, `1.20M`."""
+    if count is None:
+        return "-"
+    if count < 1000:
+        return str(count)
+    if count < 1_000_000:
+        return f"{count / 1000:.1f}k"
+    return f"{count / 1_000_000:.2f}M"
+
+
+def fmt_cost(cost: float | None) -> str:
+    """`$0.0123` below a dollar, `$4.20` above; `?` when the price is unknown."""
+    if cost is None:
+        return "?"
+    return f"${cost:.4f}" if cost < 1 else f"${cost:.2f}"
+
+
+def usage_total(usage: Any) -> int:
+    """All billed tokens of a usage dict (input, output, cache writes and reads)."""
+    if not isinstance(usage, dict):
+        return 0
+    return sum(int(v or 0) for v in usage.values() if isinstance(v, int | float))
+
+
+def tool_label(tool: str, tool_input: Any, width: int = 60) -> str:
+    """`bash: pytest -q`, `edit: create notes/a.md`: what a tool call does, on one line."""
+    data = tool_input if isinstance(tool_input, dict) else {}
+    if tool == "bash":
+        if data.get("restart"):
+            return "bash: (restart)"
+        return "bash: " + short(data.get("command", ""), width)
+    if tool == "str_replace_based_edit_tool":
+        return short(f"edit: {data.get('command', '?')} {data.get('path', '')}", width + 6)
+    return short(f"{tool}: {' '.join(f'{k}={v}' for k, v in data.items())}", width + 6)
+
+
+def tool_outcome(data: dict[str, Any]) -> str:
+    """`ok`, `exit 1`, `error`: how a tool call ended."""
+    code = data.get("exit_code")
+    if data.get("is_error"):
+        return f"exit {code}" if code not in (None, 0) else "error"
+    return "ok" if code in (None, 0) else f"exit {code}"
 
 
 class PlainLines:
     """One timestamped line per event, no control codes: for CI, pipes and nohup."""
 
-    def __init__(self, out: TextIO | None = None, verbose: bool = False) -> None:
+    def __init__(
+        self, out: TextIO | None = None, *, verbose: bool = False, show_text: bool = False
+    ) -> None:
         self.out = out or sys.stderr
         self.verbose = verbose
+        self.show_text = show_text
+        self._text: list[str] = []  # the streamed text of the model call in flight
 
     def line(self, event: Event) -> str | None:
+        """The line (or lines) an event prints, or None for events not shown."""
         d = event.data
         it = f"[{event.iteration}] " if event.iteration else ""
         match event.name:
             case "run_started":
-                return f"run {event.run_id}: {d['prompt_name']} with {d['model']} on branch {d['branch']}"
-            case "iteration_started":
-                return f"{it}iteration started"
-            case "tool_finished":
-                detail = d["input"].get("command") if isinstance(d["input"], dict) else ""
-                status = "error" if d["is_error"] else "ok"
-                line = f"{it}{d['tool']} {_short(detail or '', 60)} -> {status}"
-                if self.verbose:
-                    line += "\n" + str(d["output"])
-                return line
-            case "model_retry":
-                return f"{it}model busy ({d['reason']}); retrying in {d['wait_s']:.1f}s"
-            case "promise_seen":
-                verdict = "accepted" if d["accepted"] else "rejected"
-                reasons = "; ".join(d.get("reasons") or [])
-                return f"{it}promise {d['token']} {verdict}" + (
-                    f": {_short(reasons, 200)}" if reasons else ""
+                resumed = (
+                    f" (resumed at iteration {d['resumed_at']})" if d.get("resumed_at") else ""
                 )
+                return (
+                    f"run {event.run_id}: {d.get('prompt_name')} with {d.get('model')} "
+                    f"on branch {d.get('branch')}{resumed}"
+                )
+            case "iteration_started":
+                limit = d.get("max_iterations") or "∞"
+                return f"{it}iteration {event.iteration}/{limit} started"
+            case "model_call":
+                return self._model_line(it, d)
+            case "model_retry":
+                return f"{it}model unavailable ({short(d.get('reason'), 80)}); retrying in {d.get('wait_s', 0):.1f}s"
+            case "tool_finished":
+                line = (
+                    f"{it}{tool_label(d.get('tool', ''), d.get('input'))} -> "
+                    f"{tool_outcome(d)} in {fmt_duration(d.get('duration_s'))}"
+                )
+                if self.verbose and d.get("output"):
+                    line += "\n" + clean(d["output"]).rstrip()
+                return line
+            case "promise_seen":
+                verdict = "accepted" if d.get("accepted") else "rejected"
+                reasons = "; ".join(d.get("reasons") or [])
+                return f"{it}promise {d.get('token')} {verdict}" + (
+                    f": {short(reasons, 300)}" if reasons else ""
+                )
+            case "commit":
+                return f"{it}commit {str(d.get('sha'))[:8]}: {len(d.get('files') or [])} file(s)"
             case "guard_tripped":
-                return f"{it}guard {d['guard']}: {d['message']}"
+                return f"{it}guard {d.get('guard')}: {short(d.get('message'), 300)}"
             case "warning" | "model_error":
-                return f"{it}{event.level}: {d['message']}"
+                return f"{it}{event.level}: {short(d.get('message'), 500)}"
             case "iteration_ended":
-                commit = f" commit {d['commit'][:8]}" if d.get("commit") else ""
-                return f"{it}iteration {d['outcome']}: {_short(d['summary'])}{commit}"
+                return (
+                    f"{it}iteration {d.get('outcome')}: {short(d.get('summary'))} · "
+                    f"{len(d.get('files_changed') or [])} file(s) · "
+                    f"{fmt_tokens(usage_total(d.get('usage')))} tokens · "
+                    f"{fmt_cost(d.get('cost_usd'))} · {fmt_duration(d.get('duration_s'))}"
+                )
             case "run_ended":
-                line = f"run {d['status']} after {d['iterations']} iteration(s): {d['reason']}"
+                line = (
+                    f"run {d.get('status')} after {d.get('iterations')} iteration(s): "
+                    f"{d.get('reason')}"
+                )
                 if d.get("resume"):
                     line += f"\nresume with: {d['resume']}"
                 return line
         return None
 
+    def _model_line(self, it: str, d: dict[str, Any]) -> str:
+        text, self._text = "".join(self._text), []
+        usage = d.get("usage") or {}
+        cached = int(usage.get("cache_read_input_tokens") or 0)
+        line = (
+            f"{it}model turn {d.get('turn')}: {d.get('stop_reason')} · "
+            f"{fmt_tokens(usage.get('input_tokens'))} in / {fmt_tokens(usage.get('output_tokens'))} out"
+            + (f" / {fmt_tokens(cached)} cached" if cached else "")
+            + f" · {fmt_duration(d.get('latency_s'))}"
+        )
+        if text.strip() and self.show_text:
+            return line + "\n" + clean(text).rstrip()
+        if text.strip():
+            return line + f' · "{short(last_line(text), 60)}"'
+        return line
+
     def handle(self, event: Event) -> None:
+        if event.name == "model_text":
+            self._text.append(str(event.data.get("text") or ""))
+            return
+        if event.name == "model_started":
+            self._text = []
         text = self.line(event)
         if text is not None:
+            from .redact import redact
+
             stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
-            self.out.write(f"{stamp} {text}\n")
+            self.out.write(f"{stamp} {redact(text)}\n")
             self.out.flush()
 
     def close(self) -> None:
         pass
 
 
-def make_observers(cfg: RunConfig) -> list[Observer]:
-    """The observers a run's settings ask for."""
+# --- the end-of-run summary table ------------------------------------------------------------
+
+NARROW = 60  # below this many columns the summary is lines, not a table
+MIN_SUMMARY = 16  # narrowest summary column worth showing; optional columns go first
+OPTIONAL = ("commit", "files", "cost", "time")  # dropped in this order when space is short
+
+
+def _columns(s: RunSummary) -> list[tuple[str, list[str], str]]:
+    """(name, cells, footer) of the summary table, summary column excluded."""
+    its = s.iterations
+    return [
+        ("#", [str(i.number) for i in its], "total"),
+        ("outcome", [i.outcome for i in its], ""),
+        (
+            "files",
+            [str(len(i.files_changed)) for i in its],
+            str(sum(len(i.files_changed) for i in its)),
+        ),
+        ("commit", [(i.commit or "-")[:8] for i in its], ""),
+        ("tokens", [f"{i.tokens:,}" for i in its], f"{s.tokens:,}"),
+        ("cost", [fmt_cost(i.cost_usd) for i in its], fmt_cost(s.cost_usd)),
+        ("time", [fmt_duration(i.duration_s) for i in its], fmt_duration(s.duration_s)),
+    ]
+
+
+def _table(s: RunSummary, width: int) -> Any:
+    """The iterations table, fitted to `width`: optional columns dropped, summary ellipsized."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from .redact import redact
+
+    columns = _columns(s)
+
+    def fixed(cols: list[tuple[str, list[str], str]]) -> int:
+        natural = sum(max(len(c) for c in [name, footer, *cells]) for name, cells, footer in cols)
+        return natural + 3 * (len(cols) + 1) + 1  # padding and borders, summary included
+
+    for name in OPTIONAL:
+        if width - fixed(columns) >= MIN_SUMMARY:
+            break
+        columns = [c for c in columns if c[0] != name]
+    room = max(MIN_SUMMARY, width - fixed(columns))
+    table = Table(title=f"ralph run {s.run_id}", title_justify="left", show_footer=True)
+    for name, _, footer in columns[:2]:
+        table.add_column(
+            name, footer=footer, no_wrap=True, justify="right" if name == "#" else "left"
+        )
+    table.add_column("summary", width=room, no_wrap=True, overflow="ellipsis")
+    for name, _, footer in columns[2:]:
+        table.add_column(name, footer=footer, no_wrap=True, justify="right")
+    for row, it in enumerate(s.iterations):
+        cells = [cells[row] for _, cells, _ in columns]
+        summary = Text(redact(" ".join(it.summary.split())), no_wrap=True, overflow="ellipsis")
+        table.add_row(*cells[:2], summary, *cells[2:])
+    return table
+
+
+def print_summary(summary: RunSummary, out: TextIO, report_path: Path | None = None) -> None:
+    """The summary table on a terminal (or plain text when `out` is not one)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from .redact import redact
+    from .report import budget_rows
+
+    s = summary
+    console = Console(file=out, highlight=False)
+    if console.width >= NARROW:
+        console.print(_table(s, console.width))
+    else:
+        console.print(Text(f"ralph run {s.run_id}", style="bold"))
+        for it in s.iterations:
+            line = f"{it.number} {it.outcome} · {it.tokens:,} tok · {redact(' '.join(it.summary.split()))}"
+            console.print(Text(line), no_wrap=True, overflow="ellipsis")
+    console.print(Text(f"{s.status}: {redact(s.reason)}", style="bold"))
+    used = [
+        f"{name} {u}" + ("" if lim == "no limit" else f"/{lim}") for name, u, lim in budget_rows(s)
+    ]
+    console.print(Text("budgets: " + " · ".join(used)))
+    # Paths and commands are printed whole (soft wrap) so they can be copied.
+    if report_path is not None:
+        console.print(f"report: {report_path}", soft_wrap=True, markup=False)
+    if s.resume:
+        console.print(f"resume with: {s.resume}", soft_wrap=True, markup=False)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    import os
+
+    try:
+        return stream.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
+
+
+def make_observers(cfg: RunConfig, stderr: TextIO | None = None) -> list[Observer]:
+    """The observers a run's settings ask for (screen, --log-file, OpenTelemetry).
+
+    The final summary is not an observer: the runner writes it at the end of every run.
+    """
+    err = stderr or sys.stderr
+    observers: list[Observer] = []
     if cfg.quiet:
-        return []
-    return [PlainLines(verbose=cfg.verbose)]
+        pass
+    elif cfg.log_format == "json":
+        from .logs import JsonLines
+
+        observers.append(JsonLines(err, verbose=cfg.verbose, show_text=cfg.show_text))
+    elif cfg.log_format == "rich" or (cfg.log_format == "auto" and _is_terminal(err)):
+        from .live import LiveView
+
+        observers.append(LiveView.for_config(cfg, err))
+    else:
+        observers.append(PlainLines(err, verbose=cfg.verbose, show_text=cfg.show_text))
+    if cfg.log_file is not None:
+        from .logs import JsonLines
+
+        observers.append(
+            JsonLines.to_file(cfg.log_file, verbose=cfg.verbose, show_text=cfg.show_text)
+        )
+    from .telemetry import otel_observer
+
+    tracer = otel_observer(cfg)
+    if tracer is not None:
+        observers.append(tracer)
+    return observers

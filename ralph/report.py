@@ -1,0 +1,428 @@
+"""The end-of-run report: a summary table on stdout, `.ralph/runs/<id>/report.md`, the PR body.
+
+The data comes from the journal (every iteration of the run, including those of earlier
+processes of a resumed run, and the totals it holds); when the journal cannot be read, from
+the events this process saw (`ReportCollector`). One renderer, `render_markdown`, makes both
+report.md and the pull-request body.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import STATE_DIR, RunConfig
+from .errors import ExitCode, Interrupted, UsageError
+from .events import Event
+from .ui import fmt_cost, fmt_duration, usage_total
+
+REPORT_NAME = "report.md"
+RESUMABLE = {"interrupted", "error", "failed", "running"}
+EXIT_OF = {"interrupted": int(ExitCode.INTERRUPTED), "error": int(ExitCode.ERROR)}
+
+
+@dataclass
+class IterationRow:
+    """One iteration of the report."""
+
+    number: int
+    outcome: str
+    summary: str = ""
+    files_changed: list[str] = field(default_factory=list)
+    commit: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    cost_usd: float | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    promise: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return usage_total(self.usage)
+
+
+@dataclass
+class RunSummary:
+    """Everything the report shows about a run; plain data."""
+
+    run_id: str
+    status: str = "running"
+    exit_code: int | None = None
+    reason: str = ""
+    prompt: str = ""
+    model: str = ""
+    branch: str | None = None
+    base_commit: str | None = None
+    started: str | None = None  # ISO 8601 UTC
+    duration_s: float = 0.0
+    usage: dict[str, int] = field(default_factory=dict)
+    cost_usd: float | None = 0.0
+    iterations: list[IterationRow] = field(default_factory=list)
+    promises: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # iteration, token, accepted, reasons
+    guards: list[dict[str, Any]] = field(default_factory=list)  # iteration, guard, message
+    warnings: list[str] = field(default_factory=list)
+    limits: dict[str, Any] = field(default_factory=dict)  # max_iterations, max_cost, ...
+    artifacts: list[str] = field(default_factory=list)  # artifact files that exist
+    resume: str | None = None
+
+    @property
+    def tokens(self) -> int:
+        return usage_total(self.usage)
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _limits(config: dict[str, Any]) -> dict[str, Any]:
+    keys = ("max_iterations", "max_cost", "max_tokens", "timeout")
+    return {k: config.get(k) for k in keys}
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+class ReportCollector:
+    """An observer keeping what the report needs from this process's events."""
+
+    def __init__(self) -> None:
+        self.summary = RunSummary(run_id="")
+        self.ended = False
+        self._started_ts: float | None = None
+
+    def handle(self, event: Event) -> None:
+        s, d = self.summary, event.data
+        s.run_id = event.run_id
+        match event.name:
+            case "run_started":
+                self._started_ts = event.ts
+                s.prompt, s.model = str(d.get("prompt_name") or ""), str(d.get("model") or "")
+                s.branch, s.base_commit = d.get("branch"), d.get("base_commit")
+                s.started = _iso(event.ts)
+                config = d.get("config")
+                s.limits = _limits(config if isinstance(config, dict) else {})
+            case "iteration_ended":
+                s.iterations.append(_row(int(event.iteration or 0), d))
+            case "promise_seen" | "guard_tripped" | "warning":
+                _note(s, event.name, event.iteration, d)
+            case "run_ended":
+                self.ended = True
+                s.status, s.exit_code = str(d.get("status")), d.get("exit_code")
+                s.reason = str(d.get("reason") or "")
+                s.usage, s.cost_usd = dict(d.get("usage") or {}), d.get("cost_usd")
+                s.duration_s = float(d.get("duration_s") or 0)
+
+    def close(self) -> None:
+        pass
+
+    def collected(self) -> RunSummary:
+        """The summary so far; totals summed from the iterations if the run did not end."""
+        s = self.summary
+        if not self.ended:
+            usage: dict[str, int] = {}
+            cost: float | None = 0.0
+            for row in s.iterations:
+                for key, value in row.usage.items():
+                    usage[key] = usage.get(key, 0) + int(value or 0)
+                cost = None if cost is None or row.cost_usd is None else cost + row.cost_usd
+            s.usage, s.cost_usd = usage, cost
+            s.duration_s = time.time() - self._started_ts if self._started_ts else 0.0
+        return s
+
+    def finish(
+        self,
+        cfg: RunConfig,
+        main_repo: Path,
+        root: Path,
+        error: BaseException | None = None,
+        out: TextIO | None = None,
+    ) -> Path | None:
+        """Write report.md and print the summary table; never raises (the run is over)."""
+        try:
+            summary = None
+            try:
+                summary = summary_from_journal(main_repo, self.summary.run_id)
+            except Exception:  # a broken journal must not cost the report: use the events
+                summary = None
+            summary = summary or self.collected()
+            complete(summary, cfg, root, error)
+            path = write_report(main_repo, summary)
+            from .ui import print_summary
+
+            print_summary(summary, out or sys.stdout, path)
+            return path
+        except Exception as exc:
+            sys.stderr.write(f"ralph: could not write the run report: {exc!r}\n")
+            return None
+
+
+def _row(number: int, d: dict[str, Any]) -> IterationRow:
+    """An iteration row from an iteration_ended event or a journal iteration."""
+    return IterationRow(
+        number=number,
+        outcome=str(d.get("outcome")),
+        summary=str(d.get("summary") or ""),
+        files_changed=list(d.get("files_changed") or []),
+        commit=d.get("commit"),
+        usage=dict(d.get("usage") or {}),
+        cost_usd=d.get("cost_usd"),
+        duration_s=d.get("duration_s"),
+        error=d.get("error"),
+        promise=bool(d.get("promise", d.get("promise_accepted"))),
+    )
+
+
+def _note(s: RunSummary, name: str, iteration: int | None, d: dict[str, Any]) -> None:
+    """Keep a promise verdict, a guard or a warning."""
+    if name == "promise_seen":
+        reasons = list(d.get("reasons") or [])
+        accepted = bool(d.get("accepted"))
+        s.promises.append(
+            {
+                "iteration": iteration,
+                "token": d.get("token"),
+                "accepted": accepted,
+                "reasons": reasons,
+            }
+        )
+    elif name == "guard_tripped":
+        s.guards.append(
+            {"iteration": iteration, "guard": d.get("guard"), "message": d.get("message")}
+        )
+    else:
+        s.warnings.append(str(d.get("message")))
+
+
+def summary_from_journal(main_repo: Path, run_id: str) -> RunSummary | None:
+    """The run's summary as the journal holds it (all sessions of a resumed run), or None."""
+    from .journal import Journal, db_path
+
+    if not run_id or not db_path(main_repo).exists():
+        return None
+    journal = Journal.open(main_repo, create=False)
+    try:
+        run = journal.get_run(run_id)
+        if run is None:
+            return None
+        # Promise verdicts, guards and warnings are kept as raw events; the config holds limits.
+        conn = journal.conn
+        rows = conn.execute(
+            "SELECT iteration, name, data FROM events WHERE run_id = ? AND name IN "
+            "('promise_seen', 'guard_tripped', 'warning') ORDER BY id",
+            (run["id"],),
+        ).fetchall()
+        config_row = conn.execute("SELECT config FROM runs WHERE id = ?", (run["id"],)).fetchone()
+    finally:
+        journal.close()
+    summary = RunSummary(
+        run_id=run["id"],
+        status=str(run.get("status") or "running"),
+        exit_code=run.get("exit_code"),
+        reason=str(run.get("reason") or ""),
+        prompt=str(run.get("prompt") or ""),
+        model=str(run.get("model") or ""),
+        branch=run.get("branch"),
+        base_commit=run.get("base_commit"),
+        started=run.get("started"),
+        duration_s=float(run.get("duration_s") or 0),
+        usage=dict(run.get("usage") or {}),
+        cost_usd=run.get("cost_usd"),
+        limits=_limits(json.loads(config_row[0] or "{}") if config_row else {}),
+    )
+    summary.iterations = [_row(int(it["number"]), it) for it in run.get("iterations_detail") or []]
+    for row in rows:
+        _note(summary, row["name"], row["iteration"], json.loads(row["data"] or "{}"))
+    return summary
+
+
+def complete(
+    summary: RunSummary, cfg: RunConfig | None, root: Path | None, error: BaseException | None
+) -> RunSummary:
+    """Fill in what only the ending process knows: a crash, the limits, artifacts, resume."""
+    if error is not None:
+        interrupted = isinstance(error, Interrupted | KeyboardInterrupt)
+        summary.status = "interrupted" if interrupted else "error"
+        summary.exit_code = EXIT_OF[summary.status]
+        summary.reason = (
+            "interrupted by a signal" if interrupted else f"{type(error).__name__}: {error}"
+        )
+    if cfg is not None:
+        summary.limits = _limits(cfg.to_dict())
+        if root is not None:
+            summary.artifacts = existing_artifacts(cfg.artifacts, root)
+    if summary.status in RESUMABLE and summary.run_id:
+        summary.resume = f"ralph resume {summary.run_id}"
+    return summary
+
+
+def existing_artifacts(entries: list[Any], root: Path) -> list[str]:
+    """The artifact files (config `artifacts:` paths and globs) that exist under `root`."""
+    from .gate import parse_artifacts
+
+    found: list[str] = []
+    for art in parse_artifacts(entries):
+        if any(c in art.path for c in "*?["):
+            paths = sorted(p for p in root.glob(art.path) if p.is_file())
+        else:
+            paths = [root / art.path] if (root / art.path).is_file() else []
+        found.extend(p.relative_to(root).as_posix() for p in paths)
+    return list(dict.fromkeys(found))
+
+
+def build_summary(main_repo: Path, run_id: str, cfg: RunConfig | None = None) -> RunSummary | None:
+    """A finished run's summary from the journal (for `ralph show` and the PR body)."""
+    summary = summary_from_journal(main_repo, run_id)
+    if summary is None:
+        return None
+    return complete(summary, cfg, cfg.repo if cfg else None, None)
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def _cell(text: Any, width: int = 0) -> str:
+    """A markdown table cell: one line, pipes escaped, optionally shortened."""
+    line = " ".join(str(text if text is not None else "").split()).replace("|", "\\|")
+    if width and len(line) > width:
+        line = line[: width - 1] + "…"
+    return line
+
+
+def _files(files: list[str], shown: int = 3) -> str:
+    if not files:
+        return "0"
+    names = ", ".join(f"`{f}`" for f in files[:shown])
+    more = f" +{len(files) - shown}" if len(files) > shown else ""
+    return f"{len(files)}: {names}{more}"
+
+
+def _outcome_line(s: RunSummary) -> str:
+    code = f" (exit {s.exit_code})" if s.exit_code is not None else ""
+    return f"**{s.status}**{code} — {s.reason or 'no reason recorded'}"
+
+
+def _limit(value: Any, fmt: Any) -> str:
+    return "no limit" if value in (None, 0) else str(fmt(value))
+
+
+def budget_rows(s: RunSummary) -> list[tuple[str, str, str]]:
+    """(budget, used, limit) rows: iterations, tokens, cost, time."""
+    lim = s.limits
+    return [
+        ("iterations", str(len(s.iterations)), _limit(lim.get("max_iterations"), str)),
+        ("tokens", f"{s.tokens:,}", _limit(lim.get("max_tokens"), lambda v: f"{int(v):,}")),
+        ("cost", fmt_cost(s.cost_usd), _limit(lim.get("max_cost"), lambda v: f"${float(v):.2f}")),
+        ("time", fmt_duration(s.duration_s), _limit(lim.get("timeout"), fmt_duration)),
+    ]
+
+
+def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
+    """The report as markdown (report.md), or as a pull-request body when `for_pr`.
+
+    The PR body leaves out what only makes sense on this machine (resume command, local
+    paths) and the artifact list (the PR step links the artifacts on the branch itself).
+    """
+    from .redact import redact
+
+    s = summary
+    lines = [
+        f"## ralph-loop run `{s.run_id}`" if for_pr else f"# ralph-loop run {s.run_id}",
+        "",
+        f"- Outcome: {_outcome_line(s)}",
+        f"- Prompt: `{s.prompt}` · model `{s.model}`",
+    ]
+    if s.branch:
+        base = f" (from `{s.base_commit[:8]}`)" if s.base_commit else ""
+        lines.append(f"- Branch: `{s.branch}`{base}")
+    lines.append(
+        f"- Started: {s.started or '?'} · duration {fmt_duration(s.duration_s)} · "
+        f"{s.tokens:,} tokens · cost {fmt_cost(s.cost_usd)}"
+    )
+    lines += ["", "### Iterations", ""]
+    if s.iterations:
+        lines += [
+            "| # | Outcome | Summary | Files changed | Commit | Tokens | Cost | Duration |",
+            "|---:|---|---|---|---|---:|---:|---:|",
+        ]
+        for it in s.iterations:
+            summary_text = _cell(it.summary, 100)
+            if it.error and it.error not in it.summary:
+                summary_text += f" ({_cell(it.error, 100)})"
+            lines.append(
+                f"| {it.number} | {_cell(it.outcome)} | {summary_text} | "
+                f"{_cell(_files(it.files_changed))} | {f'`{it.commit[:8]}`' if it.commit else '-'} | "
+                f"{it.tokens:,} | {fmt_cost(it.cost_usd)} | {fmt_duration(it.duration_s)} |"
+            )
+        files = sum(len(it.files_changed) for it in s.iterations)
+        lines.append(
+            f"| **total** | | | {files} | | **{s.tokens:,}** | **{fmt_cost(s.cost_usd)}** | "
+            f"**{fmt_duration(s.duration_s)}** |"
+        )
+    else:
+        lines.append("No iteration finished.")
+    lines += ["", "### Promises", ""]
+    if s.promises:
+        for p in s.promises:
+            verdict = "accepted" if p["accepted"] else "rejected"
+            lines.append(f"- iteration {p['iteration']}: `{p['token']}` {verdict}")
+            lines.extend(f"  - {_cell(reason, 300)}" for reason in p["reasons"])
+    else:
+        lines.append("No promise was made.")
+    lines += ["", "### Budgets", "", "| Budget | Used | Limit |", "|---|---:|---:|"]
+    lines += [f"| {name} | {used} | {limit} |" for name, used, limit in budget_rows(s)]
+    if s.guards:
+        lines += ["", "### Guards", ""]
+        lines += [
+            f"- iteration {g['iteration'] or '-'}: {g['guard']} — {_cell(g['message'], 300)}"
+            for g in s.guards
+        ]
+    if s.warnings:
+        lines += ["", "### Warnings", ""]
+        lines += [f"- {_cell(w, 300)}" for w in s.warnings]
+    if not for_pr:
+        lines += ["", "### Artifacts", ""]
+        lines += [f"- `{a}`" for a in s.artifacts] or [
+            "None of the configured artifact files exist."
+        ]
+        if s.resume:
+            lines += ["", "### Resume", "", f"    {s.resume}"]
+    return redact("\n".join(lines) + "\n")
+
+
+def report_path(main_repo: Path, run_id: str) -> Path:
+    return main_repo / STATE_DIR / "runs" / run_id / REPORT_NAME
+
+
+def write_report(main_repo: Path, summary: RunSummary) -> Path:
+    """Write `.ralph/runs/<run-id>/report.md` (redacted) and return its path."""
+    path = report_path(main_repo, summary.run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(render_markdown(summary), encoding="utf-8")
+    tmp.replace(path)  # a reader never sees half a report
+    return path
+
+
+def load_report(main_repo: Path, run_id: str) -> str:
+    """The saved report.md of run `run_id` (or a unique prefix), for `ralph show --report`."""
+    runs = main_repo / STATE_DIR / "runs"
+    path = report_path(main_repo, run_id)
+    if not path.is_file() and runs.is_dir() and "/" not in run_id:
+        matches = sorted(p for p in runs.glob(f"{run_id}*/{REPORT_NAME}") if p.is_file())
+        if len(matches) > 1:
+            shown = ", ".join(p.parent.name for p in matches[:5])
+            raise UsageError(f"run {run_id!r} is ambiguous ({shown}); give more of the id")
+        if matches:
+            path = matches[0]
+    if not path.is_file():
+        raise UsageError(
+            f"no report for run {run_id!r} in {runs}; `ralph runs` lists the runs "
+            "(a run writes its report when it ends)"
+        )
+    return path.read_text(encoding="utf-8")

@@ -1,0 +1,267 @@
+"""JSON lines: every event a parseable record with the stable envelope; everything on stderr
+is JSON in json mode (usage errors, warnings, library logs, tracebacks); --log-file."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ralph.events import Event
+from ralph.logs import OUTPUT_KEEP, TEXT_KEEP, JsonLines, iso_ts, json_mode_requested
+from tests.helpers import clean_env, make_repo, run_cli, write_script
+from tests.test_ui import LONG, RUN_ID, recorded_events
+
+ENVELOPE = ["ts", "level", "event", "run_id", "iteration"]
+
+
+def _records(text: str) -> list[dict[str, Any]]:
+    lines = text.splitlines()
+    assert lines, "no output"
+    return [json.loads(line) for line in lines]  # every line parses, or this raises
+
+
+def test_iso_timestamps_are_utc_with_milliseconds() -> None:
+    assert iso_ts(0) == "1970-01-01T00:00:00.000Z"
+    assert iso_ts(1735732800.1234) == "2025-01-01T12:00:00.123Z"
+
+
+def test_every_event_is_one_json_record_with_the_envelope() -> None:
+    out = io.StringIO()
+    logger = JsonLines(out)
+    events = recorded_events()
+    for event in events:
+        logger.handle(event)
+    records = _records(out.getvalue())
+    for rec in records:
+        assert list(rec)[:5] == ENVELOPE
+        assert rec["run_id"] == RUN_ID
+        assert rec["ts"].endswith("Z") and rec["level"] in {"debug", "info", "warning", "error"}
+    names = [r["event"] for r in records]
+    # model_text deltas are aggregated: one record per model call that streamed text.
+    assert names.count("model_text") == 3
+    assert len(records) == len([e for e in events if e.name != "model_text"]) + 3
+    first_text = next(r for r in records if r["event"] == "model_text")
+    assert first_text["text"].startswith("I will run the tests.\nThen fix the login handler.")
+    assert first_text["chars"] == len("I will run the tests.\nThen fix the login handler. " + LONG)
+    assert first_text["turn"] == 1 and first_text["iteration"] == 1
+    call = next(r for r in records if r["event"] == "model_call")
+    assert call["usage"]["cache_read_input_tokens"] == 9000 and call["latency_s"] == 2.5
+    tool = next(r for r in records if r["event"] == "tool_finished")
+    assert tool["exit_code"] == 1 and tool["duration_s"] == 3.2 and tool["is_error"] is True
+    assert tool["output_chars"] == len(tool["output"])
+    started = next(r for r in records if r["event"] == "run_started")
+    assert "prompt" not in started["config"] and started["iteration"] is None
+    ended = records[-1]
+    assert ended["event"] == "run_ended" and ended["status"] == "completed"
+
+
+def test_long_fields_are_clipped_unless_asked_for() -> None:
+    big = "y" * (OUTPUT_KEEP * 3)
+    event = Event(
+        "tool_finished",
+        RUN_ID,
+        1,
+        {"tool": "bash", "input": {"command": "cat big"}, "output": big, "is_error": False},
+    )
+    text_events = [
+        Event("model_started", RUN_ID, 1, {"turn": 1}),
+        Event("model_text", RUN_ID, 1, {"text": "z" * (TEXT_KEEP * 2)}),
+        Event("model_call", RUN_ID, 1, {"turn": 1}),
+    ]
+    out = io.StringIO()
+    logger = JsonLines(out)
+    for e in [event, *text_events]:
+        logger.handle(e)
+    clipped, _, text, _ = _records(out.getvalue())
+    assert len(clipped["output"]) < OUTPUT_KEEP + 100 and clipped["output_chars"] == len(big)
+    assert "characters cut" in clipped["output"]
+    assert len(text["text"]) < TEXT_KEEP + 100 and text["chars"] == TEXT_KEEP * 2
+    out = io.StringIO()
+    logger = JsonLines(out, verbose=True, show_text=True)
+    for e in [event, *text_events]:
+        logger.handle(e)
+    full, _, text, _ = _records(out.getvalue())
+    assert full["output"] == big and text["text"] == "z" * (TEXT_KEEP * 2)
+
+
+def test_records_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_API_KEY", "value-of-the-service-key")
+    out = io.StringIO()
+    JsonLines(out).handle(
+        Event(
+            "tool_finished",
+            RUN_ID,
+            1,
+            {"tool": "bash", "input": {"command": "env"}, "output": "KEY=value-of-the-service-key"},
+        )
+    )
+    assert "value-of-the-service-key" not in out.getvalue()
+    assert _records(out.getvalue())[0]["output"] == "KEY=[REDACTED]"
+
+
+def test_an_event_field_never_overrides_the_envelope() -> None:
+    out = io.StringIO()
+    JsonLines(out).handle(Event("warning", RUN_ID, 2, {"message": "m", "level": "x", "event": "y"}))
+    rec = _records(out.getvalue())[0]
+    assert rec["event"] == "warning" and rec["level"] == "info" and rec["iteration"] == 2
+    assert rec["data_level"] == "x" and rec["data_event"] == "y"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        (["x.md", "--log-format", "json"], {}, True),
+        (["x.md", "--log-format=JSON"], {}, True),
+        (["x.md", "--log-format", "plain"], {"RALPH_LOG_FORMAT": "json"}, False),
+        (["x.md"], {"RALPH_LOG_FORMAT": "json"}, True),
+        (["x.md", "--", "--log-format", "json"], {}, False),
+        (["x.md"], {}, False),
+    ],
+)
+def test_json_mode_is_seen_before_parsing(
+    argv: list[str], env: dict[str, str], expected: bool
+) -> None:
+    assert json_mode_requested(argv, env) is expected
+
+
+def test_log_file_cannot_be_written_is_a_clear_usage_error(tmp_path: Path) -> None:
+    from ralph.errors import UsageError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UsageError, match=r"cannot write --log-file .*choose a writable path"):
+        JsonLines.to_file(blocker / "log.jsonl")
+
+
+# --- json mode: everything on stderr ----------------------------------------------------------
+
+CHATTY = """
+import logging, sys, warnings
+from ralph.logs import install_json_stderr
+install_json_stderr()
+warnings.simplefilter("always")
+warnings.warn("old API", DeprecationWarning)
+logging.getLogger("httpx").warning("connection reset by %s", "peer")
+logging.getLogger("httpx").info("not shown: below WARNING")
+import threading
+t = threading.Thread(target=lambda: 1 / 0)
+t.start(); t.join()
+raise RuntimeError("boom with secret-value-12345")
+"""
+
+
+def test_warnings_logs_and_tracebacks_are_json_in_json_mode() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHATTY],
+        capture_output=True,
+        text=True,
+        env=clean_env(RUNNER_TOKEN="secret-value-12345"),
+        check=False,
+    )
+    assert proc.returncode == 1
+    records = _records(proc.stderr)
+    assert [r["event"] for r in records] == ["warning", "log", "exception", "exception"]
+    warning, log, thread_error, crash = records
+    assert warning["message"] == "old API" and warning["category"] == "DeprecationWarning"
+    assert warning["source"].startswith("<string>:")
+    assert log["logger"] == "httpx" and log["message"] == "connection reset by peer"
+    assert thread_error["type"] == "ZeroDivisionError"
+    assert crash["type"] == "RuntimeError" and crash["level"] == "critical"
+    assert "Traceback (most recent call last)" in crash["traceback"]
+    assert "secret-value-12345" not in proc.stderr and "[REDACTED]" in crash["message"]
+    assert all("run_id" in r for r in records)
+
+
+def _project(tmp_path: Path, iterations: list[Any]) -> tuple[Path, Path, Path]:
+    repo = make_repo(tmp_path / "repo")
+    prompt = tmp_path / "task.md"
+    prompt.write_text("Harden it. Output <promise>DONE</promise> when done.\n")
+    return repo, prompt, write_script(tmp_path / "s.yaml", iterations)
+
+
+WORK = {
+    "text": "Looking.\nRunning the tests.",
+    "tools": [{"bash": {"command": "echo hi > a.txt; ls"}}],
+}
+
+
+def test_a_json_run_writes_only_json_lines_on_stderr(tmp_path: Path) -> None:
+    repo, prompt, script = _project(
+        tmp_path, [[WORK, "Step done."], [WORK, "Done. <promise>DONE</promise>"]]
+    )
+    proc = run_cli(
+        [str(prompt), "--model", f"script:{script}", "--repo", str(repo), "--sandbox", "none",
+         "--log-format", "json", "--max-iterations", "3"],
+        cwd=repo,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    records = _records(proc.stderr)
+    run_id = records[0]["run_id"]
+    assert run_id and all(r["run_id"] == run_id for r in records)
+    names = [r["event"] for r in records]
+    assert names[0] == "run_started" and names[-1] == "run_ended"
+    for name in ("iteration_started", "model_call", "tool_finished", "promise_seen", "commit"):
+        assert name in names
+    assert names.count("iteration_ended") == 2
+    assert {r["iteration"] for r in records if r["event"] == "tool_finished"} == {1, 2}
+    # The summary table is on stdout, not mixed into the JSON on stderr.
+    assert "ralph run " + run_id in proc.stdout
+
+
+def test_a_usage_error_in_json_mode_is_a_json_line(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    proc = run_cli(["--log-format", "json", "--repo", str(repo)], cwd=repo)
+    assert proc.returncode == 2
+    (rec,) = _records(proc.stderr)
+    assert rec["event"] == "error" and rec["level"] == "error" and rec["run_id"] is None
+    assert rec["message"].startswith("missing PROMPT") and rec["exit_code"] == 2
+    prompt = tmp_path / "task.md"
+    prompt.write_text("Harden it. Output <promise>DONE</promise> when done.\n")
+    proc = run_cli([str(prompt), "--max-iterations", "-1", "--repo", str(repo)], cwd=repo,
+                   env=clean_env(RALPH_LOG_FORMAT="json"))  # fmt: skip
+    assert proc.returncode == 2
+    (rec,) = _records(proc.stderr)
+    assert rec["event"] == "error" and "max-iterations" in rec["message"]
+
+
+RUN_APP = """
+import sys
+from ralph.cli import app
+from ralph.logs import run_app
+sys.argv = ["ralph", "run", "--no-such-option", "--log-format", "json"]
+run_app(app, "ralph")
+"""
+
+
+def test_command_line_errors_are_json_through_run_app() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_APP],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        check=False,
+    )
+    assert proc.returncode == 2
+    (rec,) = _records(proc.stderr)
+    assert rec["event"] == "error" and "--no-such-option" in rec["message"]
+
+
+def test_log_file_gets_json_lines_while_the_screen_gets_plain_lines(tmp_path: Path) -> None:
+    repo, prompt, script = _project(tmp_path, [[WORK, "Done. <promise>DONE</promise>"]])
+    log = tmp_path / "logs" / "run.jsonl"
+    proc = run_cli(
+        [str(prompt), "--model", f"script:{script}", "--repo", str(repo), "--sandbox", "none",
+         "--log-file", str(log)],
+        cwd=repo,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert not proc.stderr.lstrip().startswith("{")
+    records = _records(log.read_text())
+    assert records[0]["event"] == "run_started" and records[-1]["event"] == "run_ended"
+    assert all(r["run_id"] == records[0]["run_id"] for r in records)
