@@ -352,6 +352,8 @@ class LiveView:
     def _now_text(self, now: float) -> Any:
         from rich.text import Text
 
+        from .redact import redact
+
         s = self.state
         if s.ended:
             return Text(short(s.ended, 300), style="bold", no_wrap=True, overflow="ellipsis")
@@ -361,7 +363,7 @@ class LiveView:
             detail = f"{s.activity}: retrying in {max(0.0, s.retry_until - now):.0f}s"
         elif s.activity == "streaming":
             tail = last_line(s.stream)
-            detail = f"streaming ({since})" + (f": {short(tail, 300)}" if tail else "")
+            detail = f"streaming ({since})" + (f": {short(redact(tail), 300)}" if tail else "")
         else:
             detail = f"{s.activity} ({since})" if since else s.activity
         return Text(f"{spin} {detail}", style="cyan", no_wrap=True, overflow="ellipsis")

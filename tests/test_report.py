@@ -206,9 +206,11 @@ def test_a_finished_run_reports_each_iteration_and_the_journal_totals(tmp_path: 
     assert git(repo, "rev-parse", "--short=8", branch) in text
 
 
-def test_an_interrupted_run_reports_how_to_resume(tmp_path: Path) -> None:
-    iterations = [[{"text": "Thinking slowly.", "sleep": 30}]]
-    repo, prompt, script = _project(tmp_path, iterations)
+def test_an_interrupted_run_reports_how_to_resume_and_the_resumed_run_reports_all(
+    tmp_path: Path,
+) -> None:
+    first = [_turn(1), "First step done."]
+    repo, prompt, script = _project(tmp_path, [first, [{"text": "Thinking slowly.", "sleep": 30}]])
     proc = subprocess.Popen(
         [str(BIN / "ralph-loop"), str(prompt), "--model", f"script:{script}", "--repo", str(repo),
          "--sandbox", "none", "--log-format", "plain"],
@@ -216,7 +218,7 @@ def test_an_interrupted_run_reports_how_to_resume(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.stderr is not None
     deadline = time.monotonic() + 60
-    while "iteration 1/" not in proc.stderr.readline():
+    while "iteration 2/" not in proc.stderr.readline():
         assert time.monotonic() < deadline and proc.poll() is None
     time.sleep(0.3)
     os.kill(proc.pid, signal.SIGINT)
@@ -227,3 +229,13 @@ def test_an_interrupted_run_reports_how_to_resume(tmp_path: Path) -> None:
     assert "**interrupted** (exit 130)" in text
     assert f"    ralph resume {report.parent.name}" in text
     assert f"resume with: ralph resume {report.parent.name}" in stdout
+    # Resume (the model no longer stalls): the report holds both sessions' iterations.
+    write_script(script, [first, [_turn(2), f"Finished. <promise>{TOKEN}</promise>"]])
+    run_id = report.parent.name
+    resumed = run_cli(["resume", run_id], cwd=repo, command="ralph")
+    assert resumed.returncode == 0, resumed.stderr
+    text = report.read_text()
+    assert "**completed** (exit 0)" in text and "ralph resume" not in text
+    assert "| 1 | ended | First step done. |" in text
+    assert "| 2 | ended | Finished. |" in text
+    assert f"ralph run {run_id}" in resumed.stdout

@@ -312,6 +312,26 @@ def test_live_view_compact_text_is_not_printed_in_full() -> None:
     assert LONG not in screen.getvalue()  # neither the text nor the tool output
 
 
+def test_live_view_redacts_what_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEPLOY_TOKEN", "s3cr3t-deploy-value")
+    screen = io.StringIO()
+    view = LiveView(_console(100, screen), verbose=True, auto_refresh=False)
+    events = recorded_events()
+    view.handle(events[0])
+    view.handle(Event("model_started", RUN_ID, 1, {"turn": 1}))
+    view.handle(Event("model_text", RUN_ID, 1, {"text": "the token is s3cr3t-deploy-value"}))
+    assert "the token is [REDACTED]" in "\n".join(_panel_lines(view, 100))
+    cmd = {"command": "echo s3cr3t-deploy-value"}
+    view.handle(
+        Event("tool_started", RUN_ID, 1, {"tool_use_id": "t", "tool": "bash", "input": cmd})
+    )
+    assert "echo [REDACTED]" in "\n".join(_panel_lines(view, 100))
+    done = {"tool_use_id": "t", "tool": "bash", "input": cmd, "output": "s3cr3t-deploy-value"}
+    view.handle(Event("tool_finished", RUN_ID, 1, done))
+    view.close()
+    assert "s3cr3t" not in screen.getvalue() + "\n".join(_panel_lines(view, 100))
+
+
 def test_live_view_ticks_with_its_refresh_thread() -> None:
     screen = io.StringIO()
     view = LiveView(_console(80, screen))
