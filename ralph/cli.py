@@ -406,8 +406,12 @@ def show_cmd(
     try:
         if report:
             from .report import load_report
+            from .workspace import find_main_repo
 
-            sys.stdout.write(load_report(root, run))
+            main_repo = find_main_repo(root)
+            if main_repo is None:
+                raise UsageError(f"{root} is not inside a git repository; pass --repo DIR")
+            sys.stdout.write(load_report(main_repo, run))
             return
         show_command(root, run, as_json, sys.stdout)
     except RalphError as exc:
@@ -478,9 +482,13 @@ def loop_main() -> None:
     """Entry point of `ralph-loop`: the run command on its own."""
     single = typer.Typer(add_completion=False, no_args_is_help=True)
     single.command(help=RUN_HELP, epilog=EXIT_CODES_HELP)(run_command)
-    single(prog_name="ralph-loop")
+    from .logs import run_app
+
+    run_app(single, "ralph-loop")
 
 
 def main() -> None:
     """Entry point of `ralph`: the command group."""
-    app(prog_name="ralph")
+    from .logs import run_app
+
+    run_app(app, "ralph")

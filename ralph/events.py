@@ -19,7 +19,9 @@ README ("Structured logs"):
 - iteration_ended: outcome, summary, promise, files_changed, commit, usage{...}, cost_usd,
   duration_s, error
 - warning: message
-- run_ended: status, exit_code, reason, iterations, usage{...}, cost_usd, duration_s
+- run_ended: status, exit_code, reason, iterations, usage{...}, cost_usd, duration_s, resume
+- pull_request: url, number, created, base (after run_ended, with --pr)
+- pull_request_failed: message (level error)
 """
 
 from __future__ import annotations

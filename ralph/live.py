@@ -199,8 +199,15 @@ class LiveView:
                 out.append(self._line("✓" if ok else "✗", text, "green" if ok else "yellow"))
             case "guard_tripped":
                 out.append(self._line("■", f"guard {d.get('guard')}: {d.get('message')}", "red"))
-            case "warning":
-                out.append(self._line("!", f"warning: {d.get('message')}", "yellow"))
+            case "warning" | "pull_request_failed":
+                out.append(self._line("!", f"{event.level}: {d.get('message')}", "yellow"))
+            case "pull_request":
+                verb = "opened" if d.get("created") else "updated"
+                out.append(
+                    self._line(
+                        "↑", f"pull request #{d.get('number')} {verb}: {d.get('url')}", "green"
+                    )
+                )
             case "iteration_ended":
                 out.append(self._iteration_line(event))
                 self._activity("between iterations", now)

@@ -92,9 +92,12 @@ class RunResult:
     cost_usd: float | None = 0.0
     duration_s: float = 0.0
     run_id: str = ""
+    pr_failed: bool = False  # --pr could not push or open the pull request
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.pr_failed and self.status == "completed":
+            return ExitCode.ERROR  # otherwise the run's own non-zero code says more
         return STATUS_EXIT[self.status]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 import time
@@ -72,6 +73,55 @@ def _check_pricing(cfg: RunConfig, model: Model) -> None:
         )
 
 
+def _check_pr(cfg: RunConfig) -> None:
+    """--pr problems that would only show at the end of a long run: report them now."""
+    if not cfg.pr:
+        return
+    if cfg.no_commit:
+        raise UsageError("--pr needs commits to push; drop --no-commit")
+    if not (os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")):
+        raise UsageError(
+            "--pr needs a GitHub token: set GITHUB_TOKEN (or GH_TOKEN) to a token with "
+            "contents: write and pull-requests: write"
+        )
+
+
+def _publish(cfg: RunConfig, workspace: Any, result: RunResult, bus: Bus) -> bool:
+    """Push the run branch and open or update its pull request; False when that failed."""
+    import subprocess
+
+    from .github import GitHubError, pr_title, publish
+    from .report import build_summary, render_markdown
+
+    count = subprocess.run(
+        ["git", "rev-list", "--count", f"{workspace.base_commit}..{workspace.branch}"],
+        cwd=workspace.root, capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    if count in ("", "0"):
+        bus.emit(
+            "warning", level="warning", message="--pr: the run made no commit; no pull request"
+        )
+        return True
+    summary = build_summary(workspace.main_repo, result.run_id, cfg)
+    body = render_markdown(summary, for_pr=True) if summary else result.reason
+    try:
+        pr = publish(
+            workspace.root,
+            workspace.branch,
+            title=pr_title(cfg.prompt_name, result.status, result.iterations, cfg.max_iterations),
+            body=body,
+            remote=cfg.remote,
+            base=cfg.pr_base,
+            labels=cfg.pr_labels,
+            draft=cfg.pr_draft,
+        )
+    except GitHubError as exc:
+        bus.emit("pull_request_failed", level="error", message=exc.message)
+        return False
+    bus.emit("pull_request", url=pr.url, number=pr.number, created=pr.created, base=pr.base)
+    return True
+
+
 def _commit_left_over(
     cfg: RunConfig, workspace: Any, bus: Bus, run_id: str, iteration: int
 ) -> None:
@@ -98,12 +148,12 @@ def execute(
     from .journal import Journal, acquire_run_lock
     from .models import make_model, model_pricing
     from .tools import make_toolset
-
     from .tools.sandbox import choose_sandbox
 
     model = make_model(cfg)
     _check_pricing(cfg, model)
     choose_sandbox(cfg.sandbox, cfg.network)  # a sandbox that cannot work: error before git
+    _check_pr(cfg)
     run_id = resume.run_id if resume else new_run_id()
     if resume:
         # Take the run before touching its branch, so a second process cannot switch it.
@@ -189,6 +239,8 @@ def execute(
             duration_s=round(result.duration_s, 3),
             resume=f"ralph resume {run_id}" if result.status == "interrupted" else None,
         )
+        if cfg.pr and result.status != "interrupted":
+            result.pr_failed = not _publish(cfg, workspace, result, bus)
         return result
     except BaseException as exc:
         report_error = exc

@@ -151,8 +151,11 @@ class PlainLines:
                 return f"{it}commit {str(d.get('sha'))[:8]}: {len(d.get('files') or [])} file(s)"
             case "guard_tripped":
                 return f"{it}guard {d.get('guard')}: {short(d.get('message'), 300)}"
-            case "warning" | "model_error":
+            case "warning" | "model_error" | "pull_request_failed":
                 return f"{it}{event.level}: {short(d.get('message'), 500)}"
+            case "pull_request":
+                verb = "opened" if d.get("created") else "updated"
+                return f"pull request #{d.get('number')} {verb}: {d.get('url')}"
             case "iteration_ended":
                 return (
                     f"{it}iteration {d.get('outcome')}: {short(d.get('summary'))} · "

@@ -1,0 +1,138 @@
+"""`--pr` through the real CLI: push to a real bare remote, open then update a pull request
+on a local stand-in for the GitHub API, and keep the token out of the agent and the journal."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakegithub import FakeGitHub
+from tests.helpers import clean_env, git, make_repo, run_cli, write_script
+
+TOKEN = "ghp_" + "PrE2eT0ken" * 4
+TOKEN_VAR = "ANOTHER_" + "TOKEN"
+
+
+@pytest.fixture
+def gh(tmp_path: Path) -> Iterator[FakeGitHub]:
+    with FakeGitHub("octo", "app", token=TOKEN, repos_root=tmp_path / "remotes") as server:
+        yield server
+
+
+def setup(tmp_path: Path, gh: FakeGitHub, final: str) -> tuple[Path, dict[str, str], Path]:
+    bare = gh.bare_repo("octo", "app")
+    bare.parent.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    repo = make_repo(tmp_path / "work")
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "origin", "main")
+    turns = [
+        {
+            "text": "audit",
+            "tools": [
+                {
+                    "bash": {
+                        "command": 'env > agent-env.txt; echo "[$GITHUB_TOKEN]" >> agent-env.txt'
+                    }
+                },
+                {
+                    "str_replace_based_edit_tool": {
+                        "command": "create",
+                        "path": "sdlc/audit.md",
+                        "file_text": "# Audit\n",
+                    }
+                },
+            ],
+        },
+        final,
+    ]
+    script = write_script(tmp_path / "s.yaml", [turns])
+    env = clean_env(
+        GITHUB_API_URL=gh.url,
+        GITHUB_TOKEN=TOKEN,
+        RALPH_GITHUB_REPO="octo/app",
+        **{TOKEN_VAR: TOKEN},
+    )
+    return repo, env, script
+
+
+def ralph(
+    repo: Path, env: dict[str, str], script: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    args = ["Audit it. <promise>DONE</promise>", "--model", f"script:{script}", "--sandbox", "none",
+            "--max-iterations", "1", "--pr", "--pr-label", "security", "--branch", "ralph/audit", *extra]  # fmt: skip
+    return run_cli(args, cwd=repo, env=env)
+
+
+def test_pr_opened_then_updated_and_token_kept_out(tmp_path: Path, gh: FakeGitHub) -> None:
+    repo, env, script = setup(tmp_path, gh, "Audited. <promise>DONE</promise>")
+    proc = ralph(repo, env, script)
+    assert proc.returncode == 0, proc.stderr
+    [pr] = gh.pulls()
+    assert pr["head"]["ref"] == "ralph/audit" and pr["base"]["ref"] == "main"
+    assert pr["title"].endswith("completed")
+    assert "Audited" in pr["body"] and "sdlc/audit.md" in pr["body"]
+    assert [label["name"] for label in pr["labels"]] == ["security"]
+    assert git(gh.bare_repo("octo", "app"), "rev-parse", "ralph/audit") == git(
+        repo, "rev-parse", "ralph/audit"
+    )
+    assert "pull request #" in proc.stderr
+
+    # The agent saw no token, and nothing ralph stored holds it.
+    agent_env = (repo / "agent-env.txt").read_text()
+    assert TOKEN not in agent_env and "GITHUB_TOKEN" not in agent_env and TOKEN_VAR not in agent_env
+    for path in (repo / ".ralph").rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+    assert TOKEN not in (repo / ".git" / "config").read_text()
+
+    # A second run on the same branch updates the same pull request.
+    git(repo, "checkout", "-q", "ralph/audit")
+    again = run_cli(
+        ["Audit again. <promise>DONE</promise>", "--model", f"script:{script}", "--sandbox", "none",
+         "--max-iterations", "1", "--pr", "--in-place", "--pr-base", "main"],
+        cwd=repo, env=env,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert len(gh.pulls()) == 1
+    assert len(gh.calls("POST", r"/pulls$")) == 1 and gh.calls("PATCH", r"/pulls/\d+$")
+
+
+def test_rejected_pr_is_exit_1_when_the_run_completed(tmp_path: Path, gh: FakeGitHub) -> None:
+    repo, env, script = setup(tmp_path, gh, "Audited. <promise>DONE</promise>")
+    gh.fail(
+        "POST",
+        r"/pulls$",
+        422,
+        {
+            "message": "Validation Failed",
+            "errors": [{"message": "No commits between main and ralph/audit"}],
+        },
+    )
+    proc = ralph(repo, env, script)
+    assert proc.returncode == 1
+    assert "No commits between main and ralph/audit" in proc.stderr
+
+
+def test_pr_failure_keeps_the_runs_own_exit_code(tmp_path: Path, gh: FakeGitHub) -> None:
+    repo, env, script = setup(tmp_path, gh, "Not done yet.")
+    # The remote branch has moved on: the push is rejected, never forced.
+    other = make_repo(tmp_path / "other", {"OTHER.md": "someone else's work\n"})
+    git(other, "push", "-q", str(gh.bare_repo("octo", "app")), "main:ralph/audit", "--force")
+    proc = ralph(repo, env, script)
+    assert proc.returncode == 3  # max iterations, not overwritten by the PR failure
+    assert "rejected" in proc.stderr
+    assert not gh.pulls()
+
+
+def test_pr_without_token_is_a_usage_error_before_anything_is_created(
+    tmp_path: Path, gh: FakeGitHub
+) -> None:
+    repo, env, script = setup(tmp_path, gh, "x")
+    del env["GITHUB_TOKEN"]
+    proc = ralph(repo, env, script)
+    assert proc.returncode == 2 and "GITHUB_TOKEN" in proc.stderr
+    assert not (repo / ".ralph").exists()
