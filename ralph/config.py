@@ -258,22 +258,20 @@ def parse_layer(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         try:
             out[name] = parser(value)
         except ValueError as exc:
-            raise UsageError(f"{where}: {key}: {exc}") from None
+            label = where if where.startswith("environment variable") else f"{where}: {key}"
+            raise UsageError(f"{label}: {exc}") from None
     return out
 
 
 def env_layer(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Settings from RALPH_<NAME> environment variables (e.g. RALPH_MAX_ITERATIONS=5)."""
     environ = os.environ if environ is None else environ
-    raw = {}
+    out: dict[str, Any] = {}
     for name in PARSERS:
         var = "RALPH_" + name.upper()
         if var in environ:
-            raw[name] = environ[var]
-    try:
-        return parse_layer(raw, "environment")
-    except UsageError as exc:
-        raise UsageError(exc.message.replace("environment: ", "environment: RALPH_", 1)) from None
+            out.update(parse_layer({name: environ[var]}, f"environment variable {var}"))
+    return out
 
 
 def load_yaml_mapping(text: str, where: str, line_offset: int = 0) -> dict[str, Any]:

@@ -80,5 +80,7 @@ def run_commits(repo: Path, branch: str = "HEAD") -> list[dict[str, str]]:
     for record in out.split("\x1e"):
         parts = [p.strip() for p in record.strip().split("\x1f")]
         if len(parts) == 4 and parts[2]:
-            commits.append({"sha": parts[0], "subject": parts[1], "run": parts[2], "iteration": parts[3]})
+            commits.append(
+                {"sha": parts[0], "subject": parts[1], "run": parts[2], "iteration": parts[3]}
+            )
     return list(reversed(commits))

@@ -40,7 +40,16 @@ def setup(tmp_path: Path, iterations: list[Any]) -> tuple[Path, Path, Path]:
 
 def ralph(repo: Path, prompt: Path, script: Path, *extra: str) -> Any:
     return run_cli(
-        [str(prompt), "--model", f"script:{script}", "--repo", str(repo), "--sandbox", "none", *extra],
+        [
+            str(prompt),
+            "--model",
+            f"script:{script}",
+            "--repo",
+            str(repo),
+            "--sandbox",
+            "none",
+            *extra,
+        ],
         cwd=repo,
     )
 
@@ -64,7 +73,9 @@ def test_promise_on_iteration_k(tmp_path: Path, k: int) -> None:
     assert [c["iteration"] for c in commits] == [str(i) for i in range(1, k + 1)]
     assert commits[-1]["subject"].startswith(f"ralph(harden): iteration {k}/5 — ")
     git(repo, "checkout", "-q", branch)
-    assert (repo / "progress.txt").read_text().splitlines() == [f"step {i}" for i in range(1, k + 1)]
+    assert (repo / "progress.txt").read_text().splitlines() == [
+        f"step {i}" for i in range(1, k + 1)
+    ]
     assert (repo / "notes" / f"step-{k}.md").read_text() == f"# Step {k}\n"
 
 
@@ -121,8 +132,15 @@ def test_inline_prompt_and_completion_promise_flag(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     script = write_script(tmp_path / "s.yaml", [[work_turn(1), "done <promise>SHIP_IT</promise>"]])
     proc = run_cli(
-        ["SECURITY HARDENING: audit everything.", "--completion-promise", "SHIP_IT",
-         "--model", f"script:{script}", "--sandbox", "none"],
+        [
+            "SECURITY HARDENING: audit everything.",
+            "--completion-promise",
+            "SHIP_IT",
+            "--model",
+            f"script:{script}",
+            "--sandbox",
+            "none",
+        ],
         cwd=repo,
     )
     assert proc.returncode == 0, proc.stderr
@@ -172,8 +190,19 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(
 def test_help_documents_options_and_exit_codes(tmp_path: Path) -> None:
     proc = run_cli(["--help"], cwd=tmp_path, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0
-    for option in ("--max-iterations", "--completion-promise", "--model", "--repo", "--max-turns",
-                   "--dry-run", "--max-cost", "--timeout", "--worktree", "--sandbox", "--pr"):
+    for option in (
+        "--max-iterations",
+        "--completion-promise",
+        "--model",
+        "--repo",
+        "--max-turns",
+        "--dry-run",
+        "--max-cost",
+        "--timeout",
+        "--worktree",
+        "--sandbox",
+        "--pr",
+    ):
         assert option in proc.stdout
     assert "130 interrupted" in " ".join(proc.stdout.split())
 

@@ -86,9 +86,13 @@ def test_builtins_resolve() -> None:
 
 
 def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "ralph.yaml").write_text("max_iterations: 7\nmax_turns: 9\nstall_limit: 2\nmodel: m-file\n")
+    (tmp_path / "ralph.yaml").write_text(
+        "max_iterations: 7\nmax_turns: 9\nstall_limit: 2\nmodel: m-file\n"
+    )
     p = tmp_path / "p.md"
-    p.write_text("---\nmax_iterations: 8\nmax_turns: 11\nmodel: m-front\n---\ngo <promise>T</promise>\n")
+    p.write_text(
+        "---\nmax_iterations: 8\nmax_turns: 11\nmodel: m-front\n---\ngo <promise>T</promise>\n"
+    )
     monkeypatch.setenv("RALPH_MAX_ITERATIONS", "12")
     monkeypatch.setenv("RALPH_MODEL", "m-env")
     cfg = build_config(str(p), {"model": "m-flag"}, tmp_path)
@@ -117,7 +121,7 @@ def test_bad_ralph_yaml_names_file_and_line(tmp_path: Path) -> None:
 
 def test_bad_env_value_names_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RALPH_MAX_TURNS", "lots")
-    with pytest.raises(UsageError, match="RALPH_max_turns|RALPH_MAX_TURNS"):
+    with pytest.raises(UsageError, match=r"^environment variable RALPH_MAX_TURNS: 'lots' is not"):
         env_layer()
 
 

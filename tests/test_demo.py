@@ -15,7 +15,9 @@ def test_demo_hardens_the_app_and_the_gate_rejects_the_early_promise(
     tmp_path: Path, requires_bwrap: None
 ) -> None:
     repo = tmp_path / "demo"
-    proc = run_cli(["demo", "--dir", str(repo), "--sandbox", "bwrap"], cwd=tmp_path, command="ralph")
+    proc = run_cli(
+        ["demo", "--dir", str(repo), "--sandbox", "bwrap"], cwd=tmp_path, command="ralph"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "RECORDED session stands in for the model" in proc.stdout
     assert str(repo) in proc.stdout
@@ -24,7 +26,9 @@ def test_demo_hardens_the_app_and_the_gate_rejects_the_early_promise(
     assert branch.startswith("ralph/security-")
     commits = run_commits(repo, branch)
     assert [c["iteration"] for c in commits] == ["1", "2", "3"]
-    assert git(repo, "log", "--format=%s", "main") == "Vulnerable app: the starting point of the demo"
+    assert (
+        git(repo, "log", "--format=%s", "main") == "Vulnerable app: the starting point of the demo"
+    )
 
     app = (repo / "app.py").read_text()
     assert "LIKE ?" in app and "LIKE '%{name}%'" not in app  # SQL injection fixed

@@ -49,7 +49,9 @@ def test_artifact_checks(tmp_path: Path) -> None:
     [missing] = parse_artifacts(["sdlc/observability.md"])
     assert check_artifact(tmp_path, missing) == ["sdlc/observability.md: missing"]
     [glob] = parse_artifacts([{"path": "sdlc/runbooks/*.md", "min": 2}])
-    assert check_artifact(tmp_path, glob) == ["sdlc/runbooks/*.md: 0 file(s) match, at least 2 needed"]
+    assert check_artifact(tmp_path, glob) == [
+        "sdlc/runbooks/*.md: 0 file(s) match, at least 2 needed"
+    ]
     (tmp_path / "sdlc" / "runbooks").mkdir()
     for name in ("db.md", "deploy.md"):
         (tmp_path / "sdlc" / "runbooks" / name).write_text("# Runbook\n")
@@ -102,7 +104,9 @@ def test_timeout_counts_earlier_processes() -> None:
     assert stop and stop.guard == "timeout"
 
 
-def rec(files: int = 0, outcome: str = "ended", final: str | None = "x", **kw: object) -> IterationRecord:
+def rec(
+    files: int = 0, outcome: str = "ended", final: str | None = "x", **kw: object
+) -> IterationRecord:
     return IterationRecord(outcome, files, False, final, **kw)  # type: ignore[arg-type]
 
 

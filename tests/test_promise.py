@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ralph.promise import check, normalise, prompt_promises, promises_in
+from ralph.promise import check, normalise, promises_in, prompt_promises
 
 TOKEN = "SECURITY_AUDIT_COMPLETE"
 

@@ -49,11 +49,22 @@ def test_sigkill_mid_iteration_then_resume(tmp_path: Path) -> None:
                 },
                 "Did step two.",
             ],
-            [{"text": "three", "tools": [create("three.md", "3\n")]}, f"Done. <promise>{TOKEN}</promise>"],
+            [
+                {"text": "three", "tools": [create("three.md", "3\n")]},
+                f"Done. <promise>{TOKEN}</promise>",
+            ],
         ],
     )
     (tmp_path / "p.md").write_text(f"Do three steps. <promise>{TOKEN}</promise>\n")
-    args = [str(tmp_path / "p.md"), "--model", f"script:{script}", "--sandbox", "none", "--max-iterations", "5"]
+    args = [
+        str(tmp_path / "p.md"),
+        "--model",
+        f"script:{script}",
+        "--sandbox",
+        "none",
+        "--max-iterations",
+        "5",
+    ]
     proc = subprocess.Popen(
         [str(BIN / "ralph-loop"), *args], cwd=repo, env=clean_env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -106,7 +117,21 @@ def test_two_processes_never_run_the_same_run(tmp_path: Path) -> None:
     waiting, go = tmp_path / "waiting", tmp_path / "go"
     script = write_script(
         tmp_path / "s.yaml",
-        [[{"text": "w", "tools": [{"bash": {"command": f"touch {waiting}; until [ -f {go} ]; do sleep 0.05; done"}}]}, "x"]],
+        [
+            [
+                {
+                    "text": "w",
+                    "tools": [
+                        {
+                            "bash": {
+                                "command": f"touch {waiting}; until [ -f {go} ]; do sleep 0.05; done"
+                            }
+                        }
+                    ],
+                },
+                "x",
+            ]
+        ],
     )
     proc = subprocess.Popen(
         [str(BIN / "ralph-loop"), "go <promise>X</promise>", "--model", f"script:{script}",
