@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from common import (
 
 TOOL_TARGETS = {"none": 0.015, "bwrap": 0.040}  # seconds per call
 STARTUP_TARGET = 0.200
+PEERS_STARTUP = "Claude Code's process ~0.7 s, mini-swe-agent's ~4.6 s (design notes)"
 # Modules that cost real time to import; none of them should be needed to print help.
 HEAVY = ("anthropic", "httpx", "httpx2", "pydantic", "rich", "git", "opentelemetry", "yaml")
 
@@ -153,7 +155,10 @@ def startup(s: Settings) -> list[Row]:
         execute(run_config(journal_repo, script, 2))
     rows = []
     for args in (["ralph-loop", "--help"], ["ralph", "runs"]):
-        argv = [str(BIN / args[0]), *args[1:]]
+        script = BIN / args[0]
+        if not script.exists():  # not run with the venv's python: the one on PATH
+            script = Path(shutil.which(args[0]) or script)
+        argv = [str(script), *args[1:]]
 
         def once(argv: list[str] = argv) -> None:
             subprocess.run(argv, cwd=journal_repo, capture_output=True, check=True, timeout=60)
@@ -173,7 +178,8 @@ def startup(s: Settings) -> list[Row]:
                 f"< {ms(STARTUP_TARGET):.0f} ms, no anthropic",
                 verdict(ok),
                 f"anthropic imported: {'yes' if 'anthropic' in imported else 'no'}; heavy "
-                f"modules loaded: {', '.join(imported) or 'none'}{costliest}",
+                f"modules loaded: {', '.join(imported) or 'none'}{costliest}; for comparison "
+                f"{PEERS_STARTUP}",
                 {"imported": imported},
             )
         )

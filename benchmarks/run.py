@@ -99,7 +99,7 @@ def render(rows: list[Row], quick: bool) -> str:
     out.append("")
     out += [f"[{r.figure}] {r.name}: {r.detail}" for r in rows if r.detail]
     if quick:
-        out.append("(--quick: a smoke run with small inputs; its figures are not the targets')")
+        out.append("(--quick: small inputs and few samples, a smoke run; judge only a full run)")
     return "\n".join(out)
 
 
