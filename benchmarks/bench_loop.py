@@ -259,6 +259,16 @@ def output_flood(s: Settings) -> list[Row]:
         ),
         Row(
             7,
+            f"{a['binary_bytes'] / 1_000_000:.0f} MB of binary output: tool_result size",
+            a["binary_tool_result_bytes"],
+            "B",
+            f"<= {cap:,} B (the cap)",
+            verdict(a["binary_tool_result_bytes"] <= cap),
+            "random bytes, as `cat` of a binary file prints: the cap counts raw bytes, and a "
+            "byte that is not UTF-8 reaches the model as a 3-byte U+FFFD",
+        ),
+        Row(
+            7,
             f"{flood_mb:.0f} MB of output: peak RSS growth",
             delta_mb,
             "MB",

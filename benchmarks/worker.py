@@ -17,6 +17,8 @@ from typing import Any
 from bench_loop import run_config
 from common import make_repo, peak_rss_kb, silenced, write_yaml
 
+BINARY_BYTES = 1_000_000  # random bytes: text only in part, as `cat` of a binary file gives
+
 
 def memory(iterations: int, work: Path) -> dict[str, Any]:
     """Run `iterations` iterations (a bash call with output, an edit, a commit each)."""
@@ -84,7 +86,11 @@ def flood(size: int, work: Path) -> dict[str, Any]:
 
     repo = make_repo(work / "repo", 10)
     command = f"yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {size}"
-    flood_turn = {"text": "Printing a lot.", "tools": [{"bash": {"command": command}}]}
+    binary = f"head -c {BINARY_BYTES} /dev/urandom"
+    flood_turn = {
+        "text": "Printing a lot.",
+        "tools": [{"bash": {"command": command}}, {"bash": {"command": binary}}],
+    }
     warm_turn = {"text": "Printing a little.", "tools": [{"bash": {"command": "seq 1 10"}}]}
     warm = write_yaml(work / "warm.yaml", {"iterations": [{"turns": [warm_turn, "Done."]}]})
     loud = write_yaml(work / "flood.yaml", {"iterations": [{"turns": [flood_turn, "Done."]}]})
@@ -111,7 +117,7 @@ def flood(size: int, work: Path) -> dict[str, Any]:
         after = peak_rss_kb()
     finally:
         ralph.models.make_model = original
-    shown = made[-1].tool_results[-1]
+    shown, binary_shown = made[-1].tool_results[-2:]
     start = shown.find("\n\n[... ")
     end = shown.find(" ...]\n\n", start) + len(" ...]\n\n") if start >= 0 else 0
     note = len(shown[start:end].encode("utf-8")) if start >= 0 else 0
@@ -123,6 +129,8 @@ def flood(size: int, work: Path) -> dict[str, Any]:
         "bytes": size,
         "cap": cfg.output_cap,
         "tool_result_bytes": len(shown.encode("utf-8")),
+        "binary_bytes": BINARY_BYTES,
+        "binary_tool_result_bytes": len(binary_shown.encode("utf-8")),
         "note_bytes": note,
         "peak_before_kb": before,
         "peak_after_kb": after,
