@@ -165,6 +165,8 @@ class Loop:
             self.bus.iteration = i
             self.bus.emit("iteration_started", max_iterations=cfg.max_iterations)
             began = time.monotonic()
+            # A stop seen before the agent starts must not record the last iteration's usage again.
+            self.agent.current = IterationOutcome("interrupted")
             try:
                 STOP.check()
                 self.workspace.begin_iteration()
@@ -180,7 +182,10 @@ class Loop:
             feedback, accepted = None, False
             check = promise.check(outcome.final_text, cfg.completion_promise)
             if check.found:
-                problems = self.gate.check()
+                try:
+                    problems = self.gate.check()  # verify commands can run long: interruptible
+                except Interrupted:
+                    return self._interrupted(i, began)
                 accepted = not problems
                 self.bus.emit(
                     "promise_seen",

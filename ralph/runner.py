@@ -198,7 +198,8 @@ def execute(
 
     def run_command(cmd: str) -> tuple[int, str]:
         # restart: verify commands start at the repository root, not where the agent cd'd to
-        result = tools.run("bash", {"command": cmd, "restart": True})
+        with STOP.interruptible():  # a signal stops a long verify command at once
+            result = tools.run("bash", {"command": cmd, "restart": True})
         return (result.exit_code if result.exit_code is not None else 1), result.content
 
     gate = Gate(workspace.root, parse_artifacts(cfg.artifacts), cfg.verify, run_command)
