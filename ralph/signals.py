@@ -20,6 +20,25 @@ from types import FrameType
 from .errors import Interrupted
 
 
+def kill_child_groups() -> None:
+    """SIGKILL the process groups that this process's children lead (the agent's commands)."""
+    # Each agent command runs in a session of its own; unsandboxed, only its shell dies with
+    # the runner, so an immediate exit would leave its other processes running in the repo.
+    me = os.getpid()
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            if int(fields[1]) == me and int(fields[2]) == int(entry):
+                os.killpg(int(entry), signal.SIGKILL)
+        except (OSError, IndexError, ValueError):
+            continue
+
+
 class StopSignal:
     """Process-wide stop state, installed once by the CLI for a run."""
 
@@ -47,6 +66,7 @@ class StopSignal:
         if self.signum is not None:
             sys.stderr.write("ralph: second signal, stopping now (resume with `ralph resume`)\n")
             sys.stderr.flush()
+            kill_child_groups()
             os._exit(130)
         self.signum = signum
         if self._depth:
