@@ -46,6 +46,11 @@ class IterationOutcome:
     tool_errors: int = 0
 
 
+def _sendable(blocks: list[Block]) -> list[Block]:
+    """A reply's blocks that can go back to the API, which rejects empty or blank text blocks."""
+    return [b for b in blocks if b.get("type") != "text" or str(b.get("text") or "").strip()]
+
+
 def _add_cost(total: float | None, cost: float | None) -> float | None:
     return None if total is None or cost is None else total + cost
 
@@ -166,7 +171,7 @@ class Agent:
             out.stop_reason = response.stop_reason
             if response.stop_reason == "max_tokens":
                 # Keep what was said, drop a tool call that may be cut off, ask to go on.
-                kept = [b for b in response.content if b.get("type") != "tool_use"]
+                kept = [b for b in _sendable(response.content) if b.get("type") != "tool_use"]
                 if kept:
                     messages.append({"role": "assistant", "content": kept})
                 messages.append(
@@ -175,8 +180,8 @@ class Agent:
                         "content": [{"type": "text", "text": CONTINUE_AFTER_MAX_TOKENS}],
                     }
                 )
-            elif response.content:
-                messages.append({"role": "assistant", "content": response.content})
+            elif content := _sendable(response.content):
+                messages.append({"role": "assistant", "content": content})
             reason = self.stop_check(out.usage, out.cost_usd)
             if reason:
                 out.outcome, out.error = "stopped", reason
