@@ -1,0 +1,417 @@
+"""End to end over HTTP: the real `ralph-loop` CLI and the real `anthropic` SDK against the
+local Messages API server (tests/fakeapi.py), on real temporary git repositories."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ralph.models.base import Usage
+from ralph.models.pricing import lookup
+from tests.fakeapi import FakeAPI, HTTPError, Message, Recorded, Reply, Responder, text, tool_use
+from tests.helpers import clean_env, git, make_repo, run_cli, run_commits
+
+KEY = "sk-ant-api03-e2e-test-key-000000000000"
+MODEL = "claude-sonnet-5-5"  # the default model, priced in the built-in table
+TOKEN = "DONE"
+PROMPT = f"Harden this repository. When all is done, output <promise>{TOKEN}</promise>.\n"
+APP = 'DEBUG = True\nSECRET_KEY = "dev"\n'
+TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+              "cache_read_input_tokens")  # fmt: skip
+
+
+def api_env(api: FakeAPI, **extra: str) -> dict[str, str]:
+    """The test environment with only the fake server's URL and key as Anthropic settings."""
+    env = {k: v for k, v in clean_env().items() if not k.startswith("ANTHROPIC_")}
+    env.update(ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY=KEY, **extra)
+    return env
+
+
+def setup_repo(tmp_path: Path) -> tuple[Path, Path]:
+    repo = make_repo(tmp_path / "repo", {"README.md": "# app\n", "app.py": APP})
+    prompt = tmp_path / "harden.md"
+    prompt.write_text(PROMPT)
+    return repo, prompt
+
+
+def ralph(
+    repo: Path, prompt: Path, env: dict[str, str], *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        [str(prompt), "--repo", str(repo), "--sandbox", "none", "--retry-window", "30s", *extra],
+        cwd=repo,
+        env=env,
+        timeout=60,
+    )
+
+
+def show(repo: Path) -> dict[str, Any]:
+    """`ralph show RUN --json` of the repository's only run."""
+    runs = json.loads(run_cli(["runs", "--json"], cwd=repo, command="ralph").stdout)
+    assert len(runs) == 1, runs
+    proc = run_cli(["show", runs[0]["id"], "--json"], cwd=repo, command="ralph")
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def outcomes(run: dict[str, Any]) -> list[str]:
+    return [it["outcome"] for it in run["iterations_detail"]]
+
+
+def branch_of(repo: Path) -> str:
+    branches = git(repo, "branch", "--list", "ralph/*", "--format=%(refname:short)").split()
+    assert len(branches) == 1, branches
+    return branches[0]
+
+
+def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool_result blocks of a request's last message."""
+    content = body["messages"][-1]["content"]
+    return [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+
+
+def result_text(block: dict[str, Any]) -> str:
+    content = block["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(c.get("text", "") for c in content)
+
+
+def edit(command: str, path: str, **fields: Any) -> dict[str, Any]:
+    return tool_use("str_replace_based_edit_tool", {"command": command, "path": path, **fields})
+
+
+def bash(command: str) -> dict[str, Any]:
+    return tool_use("bash", {"command": command})
+
+
+# --- a two-iteration run that reads, edits, creates and runs things --------------------------
+
+ITERATION_1 = [
+    Message([text("Let me look around."), edit("view", "app.py"), bash("ls && git log --oneline | wc -l")]),
+    Message([text("Turn debug off."), edit("str_replace", "app.py", old_str="DEBUG = True",
+                                           new_str="DEBUG = False")]),
+    Message([bash("python3 -c 'import app; print(app.DEBUG)' > check.txt && cat check.txt")]),
+    Message("Turned DEBUG off in app.py.\nMore to do next time."),
+]  # fmt: skip
+ITERATION_2 = [
+    Message([edit("create", "docs/SECURITY.md", file_text="# Security\n\nReport issues privately.\n")]),
+    Message([edit("insert", "app.py", insert_line=0, insert_text="import os\n"), bash("cd docs && pwd")]),
+    Message([bash("ls")]),
+    Message(f"Documented the security policy.\n<promise>{TOKEN}</promise>"),
+]  # fmt: skip
+
+
+@dataclass
+class Finished:
+    """A finished run: its repository, process, server log and journal view."""
+
+    repo: Path
+    proc: subprocess.CompletedProcess[str]
+    bodies: list[dict[str, Any]]
+    usages: list[dict[str, int]]
+    run: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def two_iterations(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Finished]:
+    repo, prompt = setup_repo(tmp_path_factory.mktemp("two"))
+    with FakeAPI(auto_cache=True, api_key=KEY) as api:
+        api.add(*ITERATION_1, *ITERATION_2)
+        proc = ralph(repo, prompt, api_env(api), "--max-iterations", "5")
+        yield Finished(repo, proc, api.bodies, list(api.usages), show(repo))
+
+
+def test_the_model_reads_edits_creates_and_runs_commands(two_iterations: Finished) -> None:
+    repo, proc, bodies = two_iterations.repo, two_iterations.proc, two_iterations.bodies
+    assert proc.returncode == 0, proc.stderr
+    assert len(bodies) == 8
+    branch = branch_of(repo)
+    commits = run_commits(repo, branch)
+    assert [c["subject"] for c in commits] == [
+        "ralph(harden): iteration 1/5 — Turned DEBUG off in app.py.",
+        "ralph(harden): iteration 2/5 — Documented the security policy.",
+    ]
+    git(repo, "checkout", "-q", branch)
+    assert (repo / "app.py").read_text() == "import os\n" + APP.replace("True", "False")
+    assert (repo / "check.txt").read_text() == "False\n"
+    assert (repo / "docs" / "SECURITY.md").read_text().startswith("# Security\n")
+    assert git(repo, "status", "--porcelain") == ""
+    # What the model was told its tools did.
+    viewed, listed = (result_text(b) for b in tool_results(bodies[1]))
+    assert "DEBUG = True" in viewed and "SECRET_KEY" in viewed
+    assert "README.md" in listed and "app.py" in listed and listed.rstrip().endswith("1")
+    edited = result_text(tool_results(bodies[2])[0])
+    assert edited.startswith("Edited app.py") and "DEBUG = False" in edited
+    assert result_text(tool_results(bodies[3])[0]) == "False"
+    assert result_text(tool_results(bodies[6])[1]).endswith("/docs")
+    assert result_text(tool_results(bodies[7])[0]) == "SECURITY.md"  # the cwd carried over
+    for body in bodies:
+        assert body["model"] == MODEL and body["stream"] is True
+        assert [t["name"] for t in body["tools"]] == ["bash", "str_replace_based_edit_tool"]
+
+
+def test_each_iteration_starts_with_only_the_prompt(two_iterations: Finished) -> None:
+    bodies = two_iterations.bodies
+    for index, number in ((0, 1), (4, 2)):
+        (message,) = bodies[index]["messages"]
+        assert message["role"] == "user"
+        (block,) = message["content"]
+        assert block["text"].startswith(PROMPT.rstrip())
+        assert f"[ralph] Iteration {number} of 5." in block["text"]
+    # Nothing of iteration 1 reaches iteration 2.
+    assert "Turned DEBUG off" not in json.dumps(bodies[4])
+    assert TOKEN in bodies[0]["system"][0]["text"]
+
+
+def test_later_requests_of_an_iteration_carry_cache_breakpoints(two_iterations: Finished) -> None:
+    bodies, usages = two_iterations.bodies, two_iterations.usages
+    for index in (1, 2, 3, 5, 6, 7):
+        body = bodies[index]
+        assert body["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+        assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}
+        last = body["messages"][-1]["content"][-1]
+        assert last["cache_control"] == {"type": "ephemeral"}, last
+        # Only one moving breakpoint in the messages (the API allows four in all).
+        marks = [b for m in body["messages"] for b in m["content"] if "cache_control" in b]
+        assert marks == [last]
+        # The server's cache accounting: most of the prompt is a cache read.
+        usage = usages[index]
+        prompt_tokens = sum(usage[k] for k in TOKEN_KEYS if k != "output_tokens")
+        assert usage["cache_read_input_tokens"] > prompt_tokens / 2, usage
+    # The system prompt and tools are the same across iterations, so even a fresh
+    # iteration's first request reads them from the cache.
+    assert usages[4]["cache_read_input_tokens"] > 0
+
+
+def test_token_and_cost_totals_equal_what_the_server_reported(two_iterations: Finished) -> None:
+    run, usages = two_iterations.run, two_iterations.usages
+    expected = {k: sum(u[k] for u in usages) for k in TOKEN_KEYS}
+    assert run["usage"] == expected
+    assert run["tokens"] == sum(expected.values())
+    assert run["model_calls"] == 8 and run["tool_calls"] == 8
+    pricing = lookup(MODEL)
+    assert pricing is not None
+    cost = sum(pricing.cost(Usage(**{k: u[k] for k in TOKEN_KEYS})) for u in usages)
+    assert run["cost_usd"] == pytest.approx(cost, abs=1e-6) and cost > 0
+    per_iteration = [it["usage"] for it in run["iterations_detail"]]
+    assert {k: sum(u[k] for u in per_iteration) for k in TOKEN_KEYS} == expected
+    first = {k: sum(u[k] for u in usages[:4]) for k in TOKEN_KEYS}
+    assert per_iteration[0] == first
+
+
+# --- stop reasons -------------------------------------------------------------------------------
+
+
+def test_every_stop_reason(tmp_path: Path) -> None:
+    repo, prompt = setup_repo(tmp_path)
+    continued = "[ralph] Your reply was cut off"
+    with FakeAPI(api_key=KEY) as api:
+        api.add(
+            # Iteration 1: max_tokens (a cut-off tool call is dropped, the model is asked to go
+            # on), tool_use, pause_turn (the paused turn is sent back), end_turn.
+            Message([text("A long answer"), bash("echo cut >> cut.txt")], stop_reason="max_tokens"),
+            Message([bash("echo one > one.txt")]),
+            Message([text("Still searching.")], stop_reason="pause_turn"),
+            Message("Wrote one.txt."),
+            # Iteration 2: a refusal ends it as refused.
+            Message("I can't help with that.", stop_reason="refusal"),
+            # Iteration 3: the context window is exceeded after some work.
+            Message([bash("echo three > three.txt")]),
+            Message([text("Reading more")], stop_reason="model_context_window_exceeded"),
+            # Iteration 4: a fresh conversation that ends on a stop sequence, with the promise.
+            Message(f"All finished. <promise>{TOKEN}</promise>", stop_reason="stop_sequence"),
+        )
+        proc = ralph(repo, prompt, api_env(api), "--max-iterations", "6")
+        bodies = api.bodies
+    assert proc.returncode == 0, proc.stderr
+    assert len(bodies) == 8
+
+    after_cut = bodies[1]["messages"]
+    assert after_cut[-2] == {"role": "assistant", "content": [text("A long answer")]}
+    assert after_cut[-1]["role"] == "user" and continued in after_cut[-1]["content"][0]["text"]
+    after_pause = bodies[3]["messages"][-1]
+    assert after_pause["role"] == "assistant"
+    assert after_pause["content"][0]["text"] == "Still searching."
+    for first in (4, 5, 7):
+        assert len(bodies[first]["messages"]) == 1, bodies[first]["messages"]
+
+    run = show(repo)
+    assert outcomes(run) == ["ended", "refused", "context_exceeded", "ended"]
+    refused = run["iterations_detail"][1]
+    assert "refused" in (refused["error"] or "") and refused["commit"] is None
+    assert run["iterations_detail"][2]["files_changed"] == ["three.txt"]  # its work committed
+    assert run["status"] == "completed"
+    branch = branch_of(repo)
+    assert [c["iteration"] for c in run_commits(repo, branch)] == ["1", "3"]
+    git(repo, "checkout", "-q", branch)
+    assert not (repo / "cut.txt").exists()  # the cut-off tool call never ran
+    assert (repo / "one.txt").read_text() == "one\n"
+
+
+def like_the_api(replies: list[Reply]) -> Responder:
+    """A responder that rejects what the real API rejects in a request (empty or blank text
+    blocks: "text content blocks must be non-empty") and otherwise answers from `replies`."""
+
+    def respond(req: Recorded) -> Reply:
+        for message in req.json["messages"]:
+            for block in message["content"]:
+                if block.get("type") == "text" and not str(block.get("text") or "").strip():
+                    return HTTPError(400, message="messages: text content blocks must be non-empty")
+        return replies.pop(0)
+
+    return respond
+
+
+def test_empty_text_blocks_of_a_reply_are_not_sent_back(tmp_path: Path) -> None:
+    # The API may answer with an empty text block before a tool call, but rejects one in a
+    # request: sent back verbatim, it would fail every later call of the iteration.
+    repo, prompt = setup_repo(tmp_path)
+    replies: list[Reply] = [
+        Message([text(""), bash("echo a > a.txt")]),
+        Message([text(" \n"), bash("echo b > b.txt")]),
+        Message([text("Cut"), text(""), bash("echo c > c.txt")], stop_reason="max_tokens"),
+        Message(f"Done. <promise>{TOKEN}</promise>"),
+    ]
+    with FakeAPI(api_key=KEY, responder=like_the_api(replies)) as api:
+        proc = ralph(repo, prompt, api_env(api), "--max-iterations", "2")
+        bodies = api.bodies
+    assert proc.returncode == 0, proc.stderr
+    assert len(bodies) == 4 and not replies
+    assert outcomes(show(repo)) == ["ended"]
+    assert bodies[3]["messages"][-2] == {"role": "assistant", "content": [text("Cut")]}
+
+
+# --- retries and failures -----------------------------------------------------------------------
+
+
+def test_a_529_storm_is_ridden_out_without_repeating_work(tmp_path: Path) -> None:
+    repo, prompt = setup_repo(tmp_path)
+    storm = [HTTPError(529, retry_after_ms=20) for _ in range(5)] + [
+        HTTPError(500, retry_after_ms=20),
+        HTTPError(529, retry_after_ms=20),
+    ]
+    with FakeAPI(api_key=KEY) as api:
+        api.add(
+            Message([bash("echo once >> ran.txt")]),
+            *storm,
+            Message(f"Survived. <promise>{TOKEN}</promise>"),
+        )
+        proc = ralph(repo, prompt, api_env(api), "--max-iterations", "3")
+        bodies = api.bodies
+    assert proc.returncode == 0, proc.stderr
+    assert len(bodies) == 9
+    assert all(b == bodies[1] for b in bodies[2:])  # a retry resends the identical body
+    assert len(re.findall(r"retrying in", proc.stderr)) == 7, proc.stderr
+    assert "529 overloaded_error" in proc.stderr
+    git(repo, "checkout", "-q", branch_of(repo))
+    assert (repo / "ran.txt").read_text() == "once\n"  # the tool ran once
+    run = show(repo)
+    assert run["model_calls"] == 2 and run["tool_calls"] == 1
+    with sqlite3.connect(repo / ".ralph" / "ralph.db") as db:
+        retries = [r[0] for r in db.execute("SELECT retries FROM model_calls ORDER BY id")]
+    assert retries == [0, 7]
+
+
+def test_a_429_retry_after_is_waited_out_and_shown(tmp_path: Path) -> None:
+    repo, prompt = setup_repo(tmp_path)
+    with FakeAPI(api_key=KEY) as api:
+        api.add(HTTPError(429, retry_after=1), Message(f"Done. <promise>{TOKEN}</promise>"))
+        proc = ralph(repo, prompt, api_env(api), "--max-iterations", "2")
+        first, second = api.requests
+    assert proc.returncode == 0, proc.stderr
+    assert second.at - first.at >= 0.95
+    waits = [line for line in proc.stderr.splitlines() if "retrying in" in line]
+    assert len(waits) == 1 and "429 rate_limit_error" in waits[0] and "1.0s" in waits[0], waits
+
+
+def test_a_retry_window_that_runs_out_fails_the_iteration(tmp_path: Path) -> None:
+    repo, prompt = setup_repo(tmp_path)
+    with FakeAPI(api_key=KEY, default=HTTPError(529, retry_after=0.2)) as api:
+        proc = ralph(repo, prompt, api_env(api), "--retry-window", "1s", "--max-failures", "1")
+        requests = len(api.requests)
+    assert proc.returncode == 5, proc.stderr
+    assert 2 <= requests <= 8  # retried every 0.2 s for 1 s
+    assert "still failing after" in proc.stderr
+    run = show(repo)
+    assert outcomes(run) == ["failed"] and run["status"] == "failed"
+
+
+def test_401_ends_the_run_at_once_with_exit_1_and_one_line(tmp_path: Path) -> None:
+    repo, prompt = setup_repo(tmp_path)
+    with FakeAPI(api_key="sk-ant-api03-the-right-key-0000000000") as api:
+        proc = ralph(repo, prompt, api_env(api), "--max-iterations", "5")
+        requests = len(api.requests)
+    assert proc.returncode == 1, proc.stderr
+    assert requests == 1  # not retried, and no second iteration
+    said = [line for line in proc.stderr.splitlines() if "authentication failed" in line]
+    assert said and all("ANTHROPIC_API_KEY" in line for line in said), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    run = show(repo)
+    assert run["status"] == "error" and len(run["iterations_detail"]) == 1
+    assert "authentication failed" in run["reason"]
+
+
+def test_a_400_fails_the_iteration_and_the_next_one_goes_on(tmp_path: Path) -> None:
+    repo, prompt = setup_repo(tmp_path)
+    with FakeAPI(api_key=KEY) as api:
+        api.add(
+            HTTPError(400, message="messages.0: bad block"),
+            Message(f"Done. <promise>{TOKEN}</promise>"),
+        )
+        proc = ralph(repo, prompt, api_env(api), "--max-iterations", "3")
+        requests = len(api.requests)
+    assert proc.returncode == 0, proc.stderr
+    assert requests == 2  # a 400 is not retried
+    run = show(repo)
+    assert outcomes(run) == ["failed", "ended"]
+    error = run["iterations_detail"][0]["error"]
+    assert "400" in error and "bad block" in error
+    assert "bad block" in proc.stderr
+
+
+def test_three_400s_in_a_row_trip_the_circuit_breaker(tmp_path: Path) -> None:
+    repo, prompt = setup_repo(tmp_path)
+    with FakeAPI(api_key=KEY, default=HTTPError(400, message="bad request body")) as api:
+        proc = ralph(repo, prompt, api_env(api), "--max-iterations", "10")
+        requests = len(api.requests)
+    assert proc.returncode == 5, proc.stderr
+    assert requests == 3
+    run = show(repo)
+    assert outcomes(run) == ["failed"] * 3 and run["status"] == "failed"
+    assert "3 failed iterations in a row" in run["reason"] and "400" in run["reason"]
+
+
+def test_missing_credentials_exit_2_before_anything_is_created(tmp_path: Path) -> None:
+    repo, prompt = setup_repo(tmp_path)
+    with FakeAPI(api_key=KEY) as api:
+        env = api_env(api)
+        del env["ANTHROPIC_API_KEY"]
+        proc = ralph(repo, prompt, env)
+        assert not api.requests
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ANTHROPIC_API_KEY" in lines[0], proc.stderr
+    assert not (repo / ".ralph").exists()
+    assert git(repo, "branch", "--format=%(refname:short)").split() == ["main"]
+
+
+def test_an_auth_token_alone_is_enough(tmp_path: Path) -> None:
+    repo, prompt = setup_repo(tmp_path)
+    with FakeAPI(api_key=KEY) as api:
+        api.add(Message(f"Done. <promise>{TOKEN}</promise>"))
+        env = api_env(api, ANTHROPIC_AUTH_TOKEN=KEY)
+        del env["ANTHROPIC_API_KEY"]
+        proc = ralph(repo, prompt, env)
+        (request,) = api.requests
+    assert proc.returncode == 0, proc.stderr
+    assert request.headers.get("authorization") == f"Bearer {KEY}"

@@ -1,0 +1,321 @@
+"""Signals end to end: SIGTERM / SIGINT sent to the real CLI while a model request hangs
+(FakeAPI over HTTP) or a tool runs; exit 130 within seconds, a consistent journal, the
+iteration's work committed, and a run that `ralph resume` completes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ralph.signals import STOP
+from tests.fakeapi import FakeAPI, HTTPError, Message, Stall, text, tool_use
+from tests.helpers import BIN, clean_env, git, make_repo, run_cli, run_commits, write_script
+
+KEY = "sk-ant-api03-signals-test-key-000000000"
+TOKEN = "DONE"
+PROMPT = f"Harden this repository. When all is done, output <promise>{TOKEN}</promise>.\n"
+STOP_WITHIN = 5.0  # seconds: GitHub Actions sends SIGTERM 7.5 s after SIGINT, SIGKILL 2.5 s later
+
+
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    repo = make_repo(tmp_path / "repo")
+    prompt = tmp_path / "harden.md"
+    prompt.write_text(PROMPT)
+    return repo, prompt
+
+
+def start(
+    repo: Path, prompt: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    argv = [str(BIN / "ralph-loop"), str(prompt), "--sandbox", "none", "--max-iterations", "5"]
+    return subprocess.Popen(
+        [*argv, *extra], cwd=repo, env=env or clean_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"ralph-loop ended early ({proc.returncode}):\n{out}\n{err}")
+        assert time.monotonic() < deadline, "timed out waiting for the run to get there"
+        time.sleep(0.02)
+
+
+def stop_with(proc: subprocess.Popen[str], sig: int) -> tuple[float, str]:
+    """Send `sig`; the seconds until the process exited, and its stdout + stderr."""
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=STOP_WITHIN + 10)
+    return time.monotonic() - sent, out + err
+
+
+def the_run(repo: Path) -> dict[str, Any]:
+    """`ralph show RUN --json` of the repository's only run."""
+    runs = json.loads(run_cli(["runs", "--json"], cwd=repo, command="ralph").stdout)
+    assert len(runs) == 1, runs
+    proc = run_cli(["show", runs[0]["id"], "--json"], cwd=repo, command="ralph")
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def integrity(repo: Path) -> str:
+    with contextlib.closing(sqlite3.connect(repo / ".ralph" / "ralph.db")) as db:
+        return str(db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a live (non-zombie) process is left in process group `pgid`."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def create(path: str) -> dict[str, Any]:
+    return tool_use(
+        "str_replace_based_edit_tool", {"command": "create", "path": path, "file_text": "x\n"}
+    )
+
+
+# --- a signal while the model request hangs ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sig", "hang"),
+    [
+        (signal.SIGTERM, Stall(None)),  # the request hangs until released
+        (signal.SIGINT, Stall(None)),
+        (signal.SIGTERM, HTTPError(429, retry_after=60)),  # a long rate-limit wait
+    ],
+    ids=["SIGTERM-hung", "SIGINT-hung", "SIGTERM-rate-limited"],
+)
+def test_a_signal_during_a_model_request_then_resume(
+    tmp_path: Path, sig: int, hang: Stall | HTTPError
+) -> None:
+    repo, prompt = setup(tmp_path)
+    with FakeAPI(api_key=KEY) as api:
+        api.add(
+            Message([create("one.md")]),
+            Message("Wrote one.md."),
+            Message([text("Next step."), create("two.md")]),
+            hang,  # iteration 2's second request
+        )
+        env = clean_env(ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY=KEY)
+        proc = start(repo, prompt, env=env)
+        wait_until(lambda: len(api.requests) == 4, proc)
+        time.sleep(0.2)  # well inside the hung request
+        took, output = stop_with(proc, sig)
+        assert proc.returncode == 130, output
+        assert took < STOP_WITHIN, f"took {took:.1f}s to stop"
+
+        run = the_run(repo)
+        run_id = run["id"]
+        assert f"ralph resume {run_id}" in output
+        assert integrity(repo) == "ok"
+        assert run["status"] == "interrupted" and run["exit_code"] == 130
+        assert [(it["number"], it["outcome"]) for it in run["iterations_detail"]] == [
+            (1, "ended"),
+            (2, "interrupted"),
+        ]
+        branch = git(repo, "branch", "--show-current")
+        first = run_commits(repo, branch)
+        assert [c["subject"] for c in first] == [
+            "ralph(harden): iteration 1/5 — Wrote one.md.",
+            "ralph(harden): iteration 2 (interrupted)",
+        ]
+        assert git(repo, "show", "--name-only", "--format=", first[1]["sha"]) == "two.md"
+
+        # The server answers again; resume runs iteration 2 afresh and completes the run.
+        api.release()
+        api.add(Message([create("three.md")]), Message(f"Done. <promise>{TOKEN}</promise>"))
+        seen = len(api.requests)
+        resumed = run_cli(["resume", run_id], cwd=repo, command="ralph", env=env, timeout=60)
+        assert resumed.returncode == 0, resumed.stderr
+        (message,) = api.bodies[seen]["messages"]  # a fresh conversation, prompt only
+        assert "[ralph] Iteration 2 of 5." in message["content"][0]["text"]
+
+    run = the_run(repo)
+    assert run["status"] == "completed" and run["sessions"] == 2
+    assert [(it["number"], it["attempts"]) for it in run["iterations_detail"]] == [(1, 1), (2, 2)]
+    commits = run_commits(repo, branch)
+    assert commits[:2] == first  # earlier history intact
+    assert [c["iteration"] for c in commits] == ["1", "2", "2"]
+    assert (repo / "three.md").exists() and git(repo, "status", "--porcelain") == ""
+    assert integrity(repo) == "ok"
+
+
+# --- a signal while a tool runs ------------------------------------------------------------------
+
+
+def test_sigterm_during_a_tool_kills_its_process_group_and_commits(tmp_path: Path) -> None:
+    repo, prompt = setup(tmp_path)
+    pidfile = tmp_path / "pid"
+    script = write_script(
+        tmp_path / "s.yaml",
+        [
+            [
+                {
+                    "text": "Working.",
+                    "tools": [
+                        {"bash": {"command": "echo partial > partial.txt"}},
+                        {"bash": {"command": f"echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; sleep 60"}},
+                    ],
+                },
+                "Never reached.",
+            ]
+        ],
+    )  # fmt: skip
+    proc = start(repo, prompt, "--model", f"script:{script}")
+    pgid = 0
+    try:
+        wait_until(pidfile.exists, proc)
+        pgid = int(pidfile.read_text())
+        assert group_alive(pgid)
+        took, output = stop_with(proc, signal.SIGTERM)
+        assert proc.returncode == 130, output
+        assert took < STOP_WITHIN, f"took {took:.1f}s to stop"
+        assert not group_alive(pgid), "the tool's process group outlived the run"
+    finally:
+        if pgid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+    run = the_run(repo)
+    assert f"ralph resume {run['id']}" in output
+    assert run["status"] == "interrupted" and integrity(repo) == "ok"
+    (commit,) = run_commits(repo, git(repo, "branch", "--show-current"))
+    assert commit["subject"] == "ralph(harden): iteration 1 (interrupted)"
+    assert git(repo, "show", "--name-only", "--format=", commit["sha"]) == "partial.txt"
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_second_sigint_exits_at_once_and_the_run_stays_resumable(tmp_path: Path) -> None:
+    repo, prompt = setup(tmp_path)
+    pidfile, again = tmp_path / "pid", tmp_path / "again"
+    # The tool ignores SIGTERM, so stopping it after the first SIGINT takes a grace period;
+    # the second SIGINT arrives during it. On resume the command returns at once.
+    command = (
+        f"[ -e {again} ] && exit 0; touch {again}; trap '' TERM; "
+        f"echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; sleep 30"
+    )
+    script = write_script(
+        tmp_path / "s.yaml",
+        [[{"text": "Working.", "tools": [{"bash": {"command": command}}]},
+          f"Done. <promise>{TOKEN}</promise>"]],
+    )  # fmt: skip
+    proc = start(repo, prompt, "--model", f"script:{script}")
+    pgid = 0
+    try:
+        wait_until(pidfile.exists, proc)
+        pgid = int(pidfile.read_text())
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        assert proc.poll() is None  # still stopping the tool
+        took, output = stop_with(proc, signal.SIGINT)
+        assert proc.returncode == 130, output
+        assert took < 1.0, f"took {took:.2f}s after the second signal"
+        assert "second signal" in output
+        assert not group_alive(pgid), "the tool's processes outlived the run"
+    finally:
+        if pgid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+
+    assert integrity(repo) == "ok"
+    runs = run_cli(["runs"], cwd=repo, command="ralph")
+    assert runs.returncode == 0 and "running" in runs.stdout, runs.stderr
+    run = the_run(repo)
+    resumed = run_cli(["resume", run["id"]], cwd=repo, command="ralph")
+    assert resumed.returncode == 0, resumed.stderr
+    run = the_run(repo)
+    assert run["status"] == "completed" and integrity(repo) == "ok"
+    assert [(it["number"], it["attempts"]) for it in run["iterations_detail"]] == [(1, 2)]
+
+
+# --- a signal while the completion gate runs a verify command ------------------------------------
+
+
+def test_a_signal_during_a_verify_command(tmp_path: Path) -> None:
+    repo, prompt = setup(tmp_path)
+    started = tmp_path / "verifying"
+    usage = {"input_tokens": 1000, "output_tokens": 100}
+    script = write_script(
+        tmp_path / "s.yaml",
+        [[{"text": "Working.", "tools": [{"bash": {"command": "echo 1 > one.txt"}}], "usage": usage},
+          {"text": f"Done. <promise>{TOKEN}</promise>", "usage": usage}]],
+    )  # fmt: skip
+    verify = f"touch {started}; sleep 30; exit 1"  # a slow check that would reject the promise
+    proc = start(repo, prompt, "--model", f"script:{script}", "--verify", verify)
+    try:
+        wait_until(started.exists, proc)
+        time.sleep(0.2)
+        took, output = stop_with(proc, signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output
+    assert took < STOP_WITHIN, f"took {took:.1f}s to stop"
+    run = the_run(repo)
+    assert run["status"] == "interrupted" and integrity(repo) == "ok"
+    assert run["tokens"] == 2200
+    # Every token is counted once: the iterations add up to the run's total.
+    assert sum(sum(it["usage"].values()) for it in run["iterations_detail"]) == 2200
+    assert git(repo, "status", "--porcelain") == ""  # the iteration's work is committed
+
+
+class SignalAfterIteration1:
+    """An observer playing a signal that lands just after iteration 1 ended, outside any
+    interruptible section: the loop sees it only when iteration 2 starts."""
+
+    def handle(self, event: Any) -> None:
+        if event.name == "iteration_ended" and event.iteration == 1:
+            STOP.signum = signal.SIGTERM
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_signal_between_iterations_counts_no_usage_twice(tmp_path: Path) -> None:
+    from ralph.cli import build_config
+    from ralph.runner import execute
+
+    repo, prompt = setup(tmp_path)
+    usage = {"input_tokens": 1000, "output_tokens": 100}
+    script = write_script(
+        tmp_path / "s.yaml",
+        [[{"text": "Working.", "tools": [{"bash": {"command": "echo 1 > one.txt"}}], "usage": usage},
+          {"text": "Did one step.", "usage": usage}]],
+    )  # fmt: skip
+    flags = {"model": f"script:{script}", "sandbox": "none", "max_iterations": 3}
+    cfg = build_config(str(prompt), flags, repo)
+    cfg.quiet = True
+    try:
+        result = execute(cfg, [SignalAfterIteration1()])
+    finally:
+        STOP.signum = None
+    assert result.status == "interrupted" and result.iterations == 2
+    assert result.usage.total == 2200
+    run = the_run(repo)
+    assert [(it["number"], it["outcome"]) for it in run["iterations_detail"]] == [
+        (1, "ended"),
+        (2, "interrupted"),
+    ]
+    assert sum(run["iterations_detail"][1]["usage"].values()) == 0
+    assert run["tokens"] == 2200
