@@ -16,7 +16,17 @@ import pytest
 
 from ralph.models.base import Usage
 from ralph.models.pricing import lookup
-from tests.fakeapi import FakeAPI, HTTPError, Message, Recorded, Reply, Responder, text, tool_use
+from tests.fakeapi import (
+    Drop,
+    FakeAPI,
+    HTTPError,
+    Message,
+    Recorded,
+    Reply,
+    Responder,
+    text,
+    tool_use,
+)
 from tests.helpers import clean_env, git, make_repo, run_cli, run_commits
 
 KEY = "sk-ant-api03-e2e-test-key-000000000000"
@@ -296,10 +306,11 @@ def test_empty_text_blocks_of_a_reply_are_not_sent_back(tmp_path: Path) -> None:
 
 def test_a_529_storm_is_ridden_out_without_repeating_work(tmp_path: Path) -> None:
     repo, prompt = setup_repo(tmp_path)
-    storm = [HTTPError(529, retry_after_ms=20) for _ in range(5)] + [
-        HTTPError(500, retry_after_ms=20),
-        HTTPError(529, retry_after_ms=20),
-    ]
+    # A dropped connection and an overload `error` event mid-stream (backed off ~0.5-1 s and
+    # ~1-2 s: they carry no retry-after), then 529s and a 500 that ask for 20 ms.
+    storm: list[Reply] = [Drop(), Message("partial", error_after=4)]
+    storm += [HTTPError(529, retry_after_ms=20) for _ in range(5)]
+    storm += [HTTPError(500, retry_after_ms=20), HTTPError(529, retry_after_ms=20)]
     with FakeAPI(api_key=KEY) as api:
         api.add(
             Message([bash("echo once >> ran.txt")]),
@@ -309,17 +320,17 @@ def test_a_529_storm_is_ridden_out_without_repeating_work(tmp_path: Path) -> Non
         proc = ralph(repo, prompt, api_env(api), "--max-iterations", "3")
         bodies = api.bodies
     assert proc.returncode == 0, proc.stderr
-    assert len(bodies) == 9
+    assert len(bodies) == 11
     assert all(b == bodies[1] for b in bodies[2:])  # a retry resends the identical body
-    assert len(re.findall(r"retrying in", proc.stderr)) == 7, proc.stderr
-    assert "529 overloaded_error" in proc.stderr
+    assert len(re.findall(r"retrying in", proc.stderr)) == 9, proc.stderr
+    assert "connection error" in proc.stderr and "stream 529 overloaded_error" in proc.stderr
     git(repo, "checkout", "-q", branch_of(repo))
     assert (repo / "ran.txt").read_text() == "once\n"  # the tool ran once
     run = show(repo)
     assert run["model_calls"] == 2 and run["tool_calls"] == 1
     with sqlite3.connect(repo / ".ralph" / "ralph.db") as db:
         retries = [r[0] for r in db.execute("SELECT retries FROM model_calls ORDER BY id")]
-    assert retries == [0, 7]
+    assert retries == [0, 9]
 
 
 def test_a_429_retry_after_is_waited_out_and_shown(tmp_path: Path) -> None:
