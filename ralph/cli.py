@@ -24,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     epilog=EXIT_CODES_HELP,
+    rich_markup_mode=None,
 )
 
 
@@ -480,7 +481,7 @@ def demo_cmd(
 
 def loop_main() -> None:
     """Entry point of `ralph-loop`: the run command on its own."""
-    single = typer.Typer(add_completion=False, no_args_is_help=True)
+    single = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None)
     single.command(help=RUN_HELP, epilog=EXIT_CODES_HELP)(run_command)
     from .logs import run_app
 
