@@ -14,7 +14,7 @@ from types import FrameType
 import pytest
 
 from ralph.errors import Interrupted
-from ralph.tools.bash import BashTool, CappedOutput
+from ralph.tools.bash import NOTE_ROOM, BashTool, CappedOutput
 from ralph.tools.sandbox import make_sandbox
 
 
@@ -103,14 +103,35 @@ def test_output_cap_keeps_head_and_tail_with_a_marker(tool: BashTool) -> None:
     total = len("HEAD-START\n") + 50001 + len("TAIL-END\n")
     assert result.content.startswith("HEAD-START\nmmm")
     assert result.content.endswith("mmm\nTAIL-END")
-    assert f"{total - 2000} bytes cut" in result.content and f"was {total} bytes" in result.content
-    assert len(result.content) < 2400
+    assert f"{total - 2000 + NOTE_ROOM} bytes cut" in result.content
+    assert f"was {total} bytes" in result.content
+    assert len(result.content.encode()) <= 2000
     assert result.meta["bytes"] == total
 
 
 def test_output_under_the_cap_is_untouched(tool: BashTool) -> None:
     result = tool.run({"command": "printf 'a%.0s' $(seq 2000)"})
     assert result.content == "a" * 2000
+
+
+def test_binary_output_is_described_not_shown(tool: BashTool) -> None:
+    result = tool.run({"command": "head -c 5000 /dev/urandom; exit 3"})
+    assert result.content.startswith("[binary output: 5000 bytes, not shown")
+    assert result.content.endswith("[exit code 3]")
+    assert result.exit_code == 3
+
+
+def test_invalid_utf8_in_text_is_dropped_and_stays_within_the_cap(tool: BashTool) -> None:
+    # Mostly text with a stray Latin-1 byte per line: still text, but each bad byte would
+    # become a three-byte U+FFFD and push the result past the cap.
+    script = "import sys; sys.stdout.buffer.write(b'caf\\xe9 ok\\n' * 5000); sys.exit(1)"
+    result = tool.run({"command": f'{sys.executable} -c "{script}"'})
+    assert "\ufffd" not in result.content
+    assert result.content.startswith("caf ok\ncaf ok\n")
+    assert result.content.endswith("caf ok\n\n[exit code 1]") or result.content.endswith(
+        "caf ok\n[exit code 1]"
+    )
+    assert len(result.content.encode()) <= 2000
 
 
 def test_100_mb_of_output_stays_bounded(git_repo: Path) -> None:
@@ -125,8 +146,8 @@ def test_100_mb_of_output_stays_bounded(git_repo: Path) -> None:
     assert time.monotonic() - started < 20
     assert result.meta["bytes"] == 100_000_006
     assert result.content.startswith("xxx") and result.content.endswith("xxx\nLAST")
-    assert "99970006 bytes cut" in result.content
-    assert len(result.content) < 30_500
+    assert f"{99_970_006 + NOTE_ROOM} bytes cut" in result.content
+    assert len(result.content.encode()) <= 30_000
     assert peak < 5_000_000, f"peak Python memory {peak} bytes"
 
 

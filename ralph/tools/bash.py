@@ -28,6 +28,17 @@ READ_CHUNK = 65536
 DRAIN_AFTER_EXIT = 0.25
 # Between SIGTERM and SIGKILL when a command is stopped.
 KILL_GRACE = 1.0
+# Bytes of the output cap kept for the runner's note on a cut (about 200) and the exit code.
+NOTE_ROOM = 256
+BINARY_SAMPLE = 8192  # bytes looked at to tell binary output from text
+
+
+def _looks_binary(sample: bytes) -> bool:
+    """NUL bytes, or more than one character in four that is not UTF-8 (Latin-1 text passes)."""
+    if b"\0" in sample:
+        return True
+    text = sample.decode("utf-8", "replace")
+    return text.count("\ufffd") * 4 > len(text)
 
 
 class CappedOutput:
@@ -53,18 +64,31 @@ class CappedOutput:
                 del self.tail[: len(self.tail) - self.tail_limit]
 
     def text(self) -> str:
+        """What the model reads: at most the cap in UTF-8 bytes, the note included.
+
+        Bytes that are not UTF-8 are dropped (a U+FFFD would take three bytes of the cap);
+        output that is mostly such bytes is not shown at all, only described.
+        """
+        if _looks_binary(bytes(self.head[:BINARY_SAMPLE])):
+            return (
+                f"[binary output: {self.total} bytes, not shown; redirect it to a file and "
+                "inspect it with file, xxd or od]"
+            )
         tail = bytes(self.tail[-self.tail_limit :]) if self.tail_limit else b""
         cut = self.total - len(self.head) - len(tail)
         if cut <= 0:
-            return (bytes(self.head) + bytes(self.tail)).decode("utf-8", errors="replace")
+            return (bytes(self.head) + bytes(self.tail)).decode("utf-8", errors="ignore")
+        # The note on what was cut (and a short exit-code line) fit inside the cap too.
+        budget = max(0, self.head_limit + self.tail_limit - NOTE_ROOM)
+        head = bytes(self.head[: budget // 2])
+        tail = tail[len(tail) - (budget - len(head)) :]
+        cut = self.total - len(head) - len(tail)
         marker = (
             f"\n\n[... {cut} bytes cut from the middle: the output was {self.total} bytes; "
-            f"showing the first {len(self.head)} and the last {len(tail)}. Redirect to a file "
+            f"showing the first {len(head)} and the last {len(tail)}. Redirect to a file "
             "and search it (grep, head, tail) to see the rest ...]\n\n"
         )
-        return (
-            bytes(self.head).decode("utf-8", "replace") + marker + tail.decode("utf-8", "replace")
-        )
+        return head.decode("utf-8", "ignore") + marker + tail.decode("utf-8", "ignore")
 
 
 @dataclass
