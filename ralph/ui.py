@@ -212,6 +212,7 @@ class PlainLines:
 NARROW = 60  # below this many columns the summary is lines, not a table
 MIN_SUMMARY = 16  # narrowest summary column worth showing; optional columns go first
 OPTIONAL = ("commit", "files", "cost", "time")  # dropped in this order when space is short
+SHOWN_ROWS = 20  # the terminal shows the last iterations; report.md keeps them all
 
 
 def _columns(s: RunSummary) -> list[tuple[str, list[str], str]]:
@@ -258,7 +259,12 @@ def _table(s: RunSummary, width: int) -> Any:
     table.add_column("summary", width=room, no_wrap=True, overflow="ellipsis")
     for name, _, footer in columns[2:]:
         table.add_column(name, footer=footer, no_wrap=True, justify="right")
+    hidden = max(0, len(s.iterations) - SHOWN_ROWS)
+    if hidden:
+        table.caption = f"{hidden} earlier iterations are in the report"
     for row, it in enumerate(s.iterations):
+        if row < hidden:
+            continue
         cells = [cells[row] for _, cells, _ in columns]
         summary = Text(redact(" ".join(it.summary.split())), no_wrap=True, overflow="ellipsis")
         table.add_row(*cells[:2], summary, *cells[2:])
@@ -279,10 +285,13 @@ def print_summary(summary: RunSummary, out: TextIO, report_path: Path | None = N
         console.print(_table(s, console.width))
     else:
         console.print(Text(f"ralph run {s.run_id}", style="bold"))
-        for it in s.iterations:
+        hidden = max(0, len(s.iterations) - SHOWN_ROWS)
+        if hidden:
+            console.print(Text(f"{hidden} earlier iterations are in the report"))
+        for it in s.iterations[hidden:]:
             line = f"{it.number} {it.outcome} · {it.tokens:,} tok · {redact(' '.join(it.summary.split()))}"
             console.print(Text(line), no_wrap=True, overflow="ellipsis")
-    console.print(Text(f"{s.status}: {redact(s.reason)}", style="bold"))
+    console.print(Text(f"{s.status}: {redact(s.reason)}", style="bold"), soft_wrap=True)
     used = [
         f"{name} {u}" + ("" if lim == "no limit" else f"/{lim}") for name, u, lim in budget_rows(s)
     ]

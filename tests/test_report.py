@@ -124,6 +124,22 @@ def test_the_terminal_table_fits_the_width(width: int, monkeypatch: pytest.Monke
     assert "Iteration 1: f" in row and "21,000" in row
 
 
+@pytest.mark.parametrize("width", [40, 120])
+def test_a_long_run_shows_its_last_iterations_and_says_where_the_rest_are(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(width))
+    s = RunSummary("r1", status="exhausted", exit_code=1, reason="max iterations reached")
+    s.iterations = [IterationRow(n, "continue", summary=f"step {n}") for n in range(1, 51)]
+    out = io.StringIO()
+    print_summary(s, out)
+    text = out.getvalue()
+    assert "30 earlier iterations are in the report" in text
+    assert "step 31" in text and "step 50" in text
+    assert "step 30" not in text and "step 1 " not in text
+    assert "max iterations reached" in text
+
+
 def test_load_report_by_id_or_prefix(tmp_path: Path) -> None:
     run_dir = tmp_path / ".ralph" / "runs" / "20250101-000000-abcd"
     run_dir.mkdir(parents=True)
