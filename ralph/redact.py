@@ -33,6 +33,7 @@ _NOT_SECRET = frozenset(
         "AWS_CONFIG_FILE",
         "AWS_SHARED_CREDENTIALS_FILE",
         "AWS_PAGER",
+        "AWS_CA_BUNDLE",
     }
 )
 

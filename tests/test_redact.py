@@ -78,6 +78,7 @@ def test_ordinary_text_is_left_alone(text: str) -> None:
         ("AWS_ACCESS_KEY_ID", True),
         ("AWS_REGION", False),
         ("AWS_DEFAULT_REGION", False),
+        ("AWS_CA_BUNDLE", False),
         ("PATH", False),
         ("HOME", False),
         ("KEYBOARD", False),
