@@ -264,8 +264,8 @@ def output_flood(s: Settings) -> list[Row]:
             "B",
             f"<= {cap:,} B (the cap)",
             verdict(a["binary_tool_result_bytes"] <= cap),
-            "random bytes, as `cat` of a binary file prints: the cap counts raw bytes, and a "
-            "byte that is not UTF-8 reaches the model as a 3-byte U+FFFD",
+            "random bytes, as `cat` of a binary file prints: described in one line "
+            "(size, how to inspect it), not shown",
         ),
         Row(
             7,
