@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -84,3 +85,23 @@ def run_commits(repo: Path, branch: str = "HEAD") -> list[dict[str, str]]:
                 {"sha": parts[0], "subject": parts[1], "run": parts[2], "iteration": parts[3]}
             )
     return list(reversed(commits))
+
+
+def only_run(repo: Path) -> dict[str, Any]:
+    """`ralph show RUN --json` of the repository's only run."""
+    runs = json.loads(run_cli(["runs", "--json"], cwd=repo, command="ralph").stdout)
+    assert len(runs) == 1, runs
+    proc = run_cli(["show", runs[0]["id"], "--json"], cwd=repo, command="ralph")
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def repo_and_prompt(
+    tmp_path: Path, prompt: str, files: dict[str, str] | None = None
+) -> tuple[Path, Path]:
+    """A git repository with `files` and a prompt file beside it."""
+    repo = make_repo(tmp_path / "repo", files)
+    path = tmp_path / "harden.md"
+    path.write_text(prompt)
+    return repo, path

@@ -27,7 +27,7 @@ from tests.fakeapi import (
     text,
     tool_use,
 )
-from tests.helpers import clean_env, git, make_repo, run_cli, run_commits
+from tests.helpers import clean_env, git, make_repo, only_run, run_cli, run_commits
 
 KEY = "sk-ant-api03-e2e-test-key-000000000000"
 MODEL = "claude-sonnet-5-5"  # the default model, priced in the built-in table
@@ -61,16 +61,6 @@ def ralph(
         env=env,
         timeout=60,
     )
-
-
-def show(repo: Path) -> dict[str, Any]:
-    """`ralph show RUN --json` of the repository's only run."""
-    runs = json.loads(run_cli(["runs", "--json"], cwd=repo, command="ralph").stdout)
-    assert len(runs) == 1, runs
-    proc = run_cli(["show", runs[0]["id"], "--json"], cwd=repo, command="ralph")
-    assert proc.returncode == 0, proc.stderr
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
 
 
 def outcomes(run: dict[str, Any]) -> list[str]:
@@ -138,7 +128,7 @@ def two_iterations(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Finishe
     with FakeAPI(auto_cache=True, api_key=KEY) as api:
         api.add(*ITERATION_1, *ITERATION_2)
         proc = ralph(repo, prompt, api_env(api), "--max-iterations", "5")
-        yield Finished(repo, proc, api.bodies, list(api.usages), show(repo))
+        yield Finished(repo, proc, api.bodies, list(api.usages), only_run(repo))
 
 
 def test_the_model_reads_edits_creates_and_runs_commands(two_iterations: Finished) -> None:
@@ -255,7 +245,7 @@ def test_every_stop_reason(tmp_path: Path) -> None:
     for first in (4, 5, 7):
         assert len(bodies[first]["messages"]) == 1, bodies[first]["messages"]
 
-    run = show(repo)
+    run = only_run(repo)
     assert outcomes(run) == ["ended", "refused", "context_exceeded", "ended"]
     refused = run["iterations_detail"][1]
     assert "refused" in (refused["error"] or "") and refused["commit"] is None
@@ -297,7 +287,7 @@ def test_empty_text_blocks_of_a_reply_are_not_sent_back(tmp_path: Path) -> None:
         bodies = api.bodies
     assert proc.returncode == 0, proc.stderr
     assert len(bodies) == 4 and not replies
-    assert outcomes(show(repo)) == ["ended"]
+    assert outcomes(only_run(repo)) == ["ended"]
     assert bodies[3]["messages"][-2] == {"role": "assistant", "content": [text("Cut")]}
 
 
@@ -326,7 +316,7 @@ def test_a_529_storm_is_ridden_out_without_repeating_work(tmp_path: Path) -> Non
     assert "connection error" in proc.stderr and "stream 529 overloaded_error" in proc.stderr
     git(repo, "checkout", "-q", branch_of(repo))
     assert (repo / "ran.txt").read_text() == "once\n"  # the tool ran once
-    run = show(repo)
+    run = only_run(repo)
     assert run["model_calls"] == 2 and run["tool_calls"] == 1
     with sqlite3.connect(repo / ".ralph" / "ralph.db") as db:
         retries = [r[0] for r in db.execute("SELECT retries FROM model_calls ORDER BY id")]
@@ -353,7 +343,7 @@ def test_a_retry_window_that_runs_out_fails_the_iteration(tmp_path: Path) -> Non
     assert proc.returncode == 5, proc.stderr
     assert 2 <= requests <= 8  # retried every 0.2 s for 1 s
     assert "still failing after" in proc.stderr
-    run = show(repo)
+    run = only_run(repo)
     assert outcomes(run) == ["failed"] and run["status"] == "failed"
 
 
@@ -367,7 +357,7 @@ def test_401_ends_the_run_at_once_with_exit_1_and_one_line(tmp_path: Path) -> No
     said = [line for line in proc.stderr.splitlines() if "authentication failed" in line]
     assert said and all("ANTHROPIC_API_KEY" in line for line in said), proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
-    run = show(repo)
+    run = only_run(repo)
     assert run["status"] == "error" and len(run["iterations_detail"]) == 1
     assert "authentication failed" in run["reason"]
 
@@ -383,7 +373,7 @@ def test_a_400_fails_the_iteration_and_the_next_one_goes_on(tmp_path: Path) -> N
         requests = len(api.requests)
     assert proc.returncode == 0, proc.stderr
     assert requests == 2  # a 400 is not retried
-    run = show(repo)
+    run = only_run(repo)
     assert outcomes(run) == ["failed", "ended"]
     error = run["iterations_detail"][0]["error"]
     assert "400" in error and "bad block" in error
@@ -397,7 +387,7 @@ def test_three_400s_in_a_row_trip_the_circuit_breaker(tmp_path: Path) -> None:
         requests = len(api.requests)
     assert proc.returncode == 5, proc.stderr
     assert requests == 3
-    run = show(repo)
+    run = only_run(repo)
     assert outcomes(run) == ["failed"] * 3 and run["status"] == "failed"
     assert "3 failed iterations in a row" in run["reason"] and "400" in run["reason"]
 

@@ -3,7 +3,6 @@ stop the real CLI with their exit codes, with the scripted model and over HTTP (
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,15 @@ from typing import Any
 import pytest
 
 from tests.fakeapi import FakeAPI, Message, text, tool_use
-from tests.helpers import clean_env, git, make_repo, run_cli, run_commits, write_script
+from tests.helpers import (
+    clean_env,
+    git,
+    only_run,
+    repo_and_prompt,
+    run_cli,
+    run_commits,
+    write_script,
+)
 
 KEY = "sk-ant-api03-guards-test-key-0000000000"
 MODEL = "claude-sonnet-5-5"  # $2 per million input tokens in the built-in table
@@ -22,10 +29,7 @@ HALF_MILLION = {"input_tokens": 500_000, "output_tokens": 0,
 
 
 def setup(tmp_path: Path, files: dict[str, str] | None = None) -> tuple[Path, Path]:
-    repo = make_repo(tmp_path / "repo", {"README.md": "# app\n", **(files or {})})
-    prompt = tmp_path / "harden.md"
-    prompt.write_text(PROMPT)
-    return repo, prompt
+    return repo_and_prompt(tmp_path, PROMPT, {"README.md": "# app\n", **(files or {})})
 
 
 def ralph(
@@ -44,16 +48,6 @@ def scripted(
 ) -> subprocess.CompletedProcess[str]:
     script = write_script(prompt.parent / "session.yaml", iterations, model=model)
     return ralph(repo, prompt, "--model", f"script:{script}", *extra)
-
-
-def show(repo: Path) -> dict[str, Any]:
-    """`ralph show RUN --json` of the repository's only run."""
-    runs = json.loads(run_cli(["runs", "--json"], cwd=repo, command="ralph").stdout)
-    assert len(runs) == 1, runs
-    proc = run_cli(["show", runs[0]["id"], "--json"], cwd=repo, command="ralph")
-    assert proc.returncode == 0, proc.stderr
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
 
 
 def report(repo: Path, run: dict[str, Any]) -> str:
@@ -111,7 +105,7 @@ def test_a_budget_ends_the_iteration_commits_its_work_and_exits_4(
             assert len(api.requests) == 2
     assert proc.returncode == 4, proc.stderr
     assert reason in proc.stderr
-    run = show(repo)
+    run = only_run(repo)
     assert run["status"] == "budget" and reason in run["reason"]
     assert run["tokens"] == 1_000_000 and run["cost_usd"] == pytest.approx(2.0)
     assert [it["outcome"] for it in run["iterations_detail"]] == ["stopped"]
@@ -132,7 +126,7 @@ def test_timeout_ends_the_run_with_exit_4(tmp_path: Path) -> None:
     ]
     proc = scripted(repo, prompt, [turns], "--timeout", "2s", "--max-iterations", "3")
     assert proc.returncode == 4, proc.stderr
-    run = show(repo)
+    run = only_run(repo)
     assert run["status"] == "budget" and "time budget used" in run["reason"]
     (commit,) = run_commits(repo, branch_of(repo))
     assert git(repo, "show", "--name-only", "--format=", commit["sha"]) == "first.md"
@@ -158,7 +152,7 @@ def test_a_cost_budget_needs_a_price_and_ralph_yaml_can_give_one(tmp_path: Path)
     git(repo, "commit", "-qm", "price")
     proc = scripted(repo, prompt, [turns], "--max-cost", "3", model=unknown)
     assert proc.returncode == 4, proc.stderr
-    run = show(repo)
+    run = only_run(repo)
     assert run["model"] == unknown and run["cost_usd"] == pytest.approx(4.0)
 
 
@@ -167,7 +161,7 @@ def test_without_a_price_the_cost_is_unknown_not_guessed(tmp_path: Path) -> None
     turns = [{"text": f"Done. <promise>{TOKEN}</promise>", "usage": HALF_MILLION}]
     proc = scripted(repo, prompt, [turns], "--max-tokens", "900000", model="claude-unpriced-9")
     assert proc.returncode == 0, proc.stderr
-    run = show(repo)
+    run = only_run(repo)
     assert run["cost_usd"] is None and run["tokens"] == 500_000
 
 
@@ -181,7 +175,7 @@ def test_stall_limit(tmp_path: Path, limit: str, code: int, ran: int) -> None:
                    f"Looked at part {i}; nothing to change."] for i in range(1, 5)]  # fmt: skip
     proc = scripted(repo, prompt, iterations, "--stall-limit", limit, "--max-iterations", "4")
     assert proc.returncode == code, proc.stderr
-    run = show(repo)
+    run = only_run(repo)
     assert len(run["iterations_detail"]) == ran
     if code == 5:
         assert run["status"] == "stalled"
@@ -206,7 +200,7 @@ def test_max_failures_trips_the_circuit_breaker(tmp_path: Path, kind: str) -> No
         why = "all 5 tool calls failed"
     proc = scripted(repo, prompt, [iteration], "--max-failures", "2", "--max-iterations", "6")
     assert proc.returncode == 5, proc.stderr
-    run = show(repo)
+    run = only_run(repo)
     assert run["status"] == "failed" and len(run["iterations_detail"]) == 2
     assert "2 failed iterations in a row" in run["reason"] and why in run["reason"]
 
@@ -222,7 +216,7 @@ def test_the_same_final_message_three_times_counts_as_stalled(tmp_path: Path, sa
         for i in range(1, 4)
     ]
     proc = scripted(repo, prompt, iterations, "--stall-limit", "1", "--max-iterations", "3")
-    run = show(repo)
+    run = only_run(repo)
     assert len(run["iterations_detail"]) == 3
     assert len(run_commits(repo, branch_of(repo))) == 3  # every iteration changed a file
     if same:
@@ -246,7 +240,7 @@ def test_max_iterations_0_runs_until_the_cost_budget(tmp_path: Path) -> None:
         repo, prompt, [iteration], "--max-iterations", "0", "--max-cost", "2.5", "--stall-limit", "0"
     )  # fmt: skip
     assert proc.returncode == 4, proc.stderr
-    run = show(repo)
+    run = only_run(repo)
     assert len(run["iterations_detail"]) == 3 and run["cost_usd"] == pytest.approx(2.5)
     assert len(run_commits(repo, branch_of(repo))) == 2  # iteration 3 stopped before its tool
     assert "∞" in proc.stderr  # iterations shown as unlimited

@@ -5,7 +5,6 @@ iteration's work committed, and a run that `ralph resume` completes."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sqlite3
@@ -19,7 +18,16 @@ import pytest
 
 from ralph.signals import STOP
 from tests.fakeapi import FakeAPI, HTTPError, Message, Stall, text, tool_use
-from tests.helpers import BIN, clean_env, git, make_repo, run_cli, run_commits, write_script
+from tests.helpers import (
+    BIN,
+    clean_env,
+    git,
+    only_run,
+    repo_and_prompt,
+    run_cli,
+    run_commits,
+    write_script,
+)
 
 KEY = "sk-ant-api03-signals-test-key-000000000"
 TOKEN = "DONE"
@@ -28,10 +36,7 @@ STOP_WITHIN = 5.0  # seconds: GitHub Actions sends SIGTERM 7.5 s after SIGINT, S
 
 
 def setup(tmp_path: Path) -> tuple[Path, Path]:
-    repo = make_repo(tmp_path / "repo")
-    prompt = tmp_path / "harden.md"
-    prompt.write_text(PROMPT)
-    return repo, prompt
+    return repo_and_prompt(tmp_path, PROMPT)
 
 
 def start(
@@ -60,16 +65,6 @@ def stop_with(proc: subprocess.Popen[str], sig: int) -> tuple[float, str]:
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=STOP_WITHIN + 10)
     return time.monotonic() - sent, out + err
-
-
-def the_run(repo: Path) -> dict[str, Any]:
-    """`ralph show RUN --json` of the repository's only run."""
-    runs = json.loads(run_cli(["runs", "--json"], cwd=repo, command="ralph").stdout)
-    assert len(runs) == 1, runs
-    proc = run_cli(["show", runs[0]["id"], "--json"], cwd=repo, command="ralph")
-    assert proc.returncode == 0, proc.stderr
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
 
 
 def integrity(repo: Path) -> str:
@@ -126,7 +121,7 @@ def test_a_signal_during_a_model_request_then_resume(
         assert proc.returncode == 130, output
         assert took < STOP_WITHIN, f"took {took:.1f}s to stop"
 
-        run = the_run(repo)
+        run = only_run(repo)
         run_id = run["id"]
         assert f"ralph resume {run_id}" in output
         assert integrity(repo) == "ok"
@@ -152,7 +147,7 @@ def test_a_signal_during_a_model_request_then_resume(
         (message,) = api.bodies[seen]["messages"]  # a fresh conversation, prompt only
         assert "[ralph] Iteration 2 of 5." in message["content"][0]["text"]
 
-    run = the_run(repo)
+    run = only_run(repo)
     assert run["status"] == "completed" and run["sessions"] == 2
     assert [(it["number"], it["attempts"]) for it in run["iterations_detail"]] == [(1, 1), (2, 2)]
     commits = run_commits(repo, branch)
@@ -197,7 +192,7 @@ def test_sigterm_during_a_tool_kills_its_process_group_and_commits(tmp_path: Pat
         if pgid:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-    run = the_run(repo)
+    run = only_run(repo)
     assert f"ralph resume {run['id']}" in output
     assert run["status"] == "interrupted" and integrity(repo) == "ok"
     (commit,) = run_commits(repo, git(repo, "branch", "--show-current"))
@@ -241,10 +236,10 @@ def test_a_second_sigint_exits_at_once_and_the_run_stays_resumable(tmp_path: Pat
     assert integrity(repo) == "ok"
     runs = run_cli(["runs"], cwd=repo, command="ralph")
     assert runs.returncode == 0 and "running" in runs.stdout, runs.stderr
-    run = the_run(repo)
+    run = only_run(repo)
     resumed = run_cli(["resume", run["id"]], cwd=repo, command="ralph")
     assert resumed.returncode == 0, resumed.stderr
-    run = the_run(repo)
+    run = only_run(repo)
     assert run["status"] == "completed" and integrity(repo) == "ok"
     assert [(it["number"], it["attempts"]) for it in run["iterations_detail"]] == [(1, 2)]
 
@@ -272,7 +267,7 @@ def test_a_signal_during_a_verify_command(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 130, output
     assert took < STOP_WITHIN, f"took {took:.1f}s to stop"
-    run = the_run(repo)
+    run = only_run(repo)
     assert run["status"] == "interrupted" and integrity(repo) == "ok"
     assert run["tokens"] == 2200
     # Every token is counted once: the iterations add up to the run's total.
@@ -312,7 +307,7 @@ def test_a_signal_between_iterations_counts_no_usage_twice(tmp_path: Path) -> No
         STOP.signum = None
     assert result.status == "interrupted" and result.iterations == 2
     assert result.usage.total == 2200
-    run = the_run(repo)
+    run = only_run(repo)
     assert [(it["number"], it["outcome"]) for it in run["iterations_detail"]] == [
         (1, "ended"),
         (2, "interrupted"),
