@@ -27,6 +27,7 @@ from .ui import (
     fmt_tokens,
     last_line,
     short,
+    tool_failed,
     tool_label,
     tool_outcome,
     usage_total,
@@ -236,7 +237,7 @@ class LiveView:
             row = ToolRow(label, None, use_id)
             s.recent.append(row)
         row.ok, row.outcome, row.duration_s = (
-            not d.get("is_error"),
+            not tool_failed(d),
             tool_outcome(d),
             d.get("duration_s"),
         )

@@ -268,10 +268,13 @@ class TraceObserver:
         if d.get("exit_code") is not None:
             span.set_attribute("ralph.tool.exit_code", int(d["exit_code"]))
         span.set_attribute("ralph.tool.output_chars", len(str(d.get("output") or "")))
+        code = d.get("exit_code")
         if d.get("is_error"):
-            code = d.get("exit_code")
             reason = f"exit code {code}" if code not in (None, 0) else "the tool reported an error"
             self._error(span, "tool_error", reason)
+        elif code not in (None, 0):
+            # The tool worked but the command failed (bash reports that as is_error false).
+            self._error(span, "exit_code", f"exit code {code}")
         span.end(end_time=_ns(e.ts))
 
     def _on_iteration_ended(self, e: Event, d: dict[str, Any]) -> None:

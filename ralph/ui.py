@@ -94,12 +94,21 @@ def tool_label(tool: str, tool_input: Any, width: int = 60) -> str:
     return short(f"{tool}: {' '.join(f'{k}={v}' for k, v in data.items())}", width + 6)
 
 
+def tool_failed(data: dict[str, Any]) -> bool:
+    """Whether a tool call failed: the tool reported an error, or its command exited non-zero.
+
+    The bash tool reports a command that ran and failed as `is_error: false` with its exit
+    code (the tool worked), so the exit code alone must mark the call as failed.
+    """
+    return bool(data.get("is_error")) or data.get("exit_code") not in (None, 0)
+
+
 def tool_outcome(data: dict[str, Any]) -> str:
     """`ok`, `exit 1`, `error`: how a tool call ended."""
     code = data.get("exit_code")
-    if data.get("is_error"):
-        return f"exit {code}" if code not in (None, 0) else "error"
-    return "ok" if code in (None, 0) else f"exit {code}"
+    if code not in (None, 0):
+        return f"exit {code}"
+    return "error" if data.get("is_error") else "ok"
 
 
 class PlainLines:

@@ -53,7 +53,7 @@ def test_every_event_is_one_json_record_with_the_envelope() -> None:
     call = next(r for r in records if r["event"] == "model_call")
     assert call["usage"]["cache_read_input_tokens"] == 9000 and call["latency_s"] == 2.5
     tool = next(r for r in records if r["event"] == "tool_finished")
-    assert tool["exit_code"] == 1 and tool["duration_s"] == 3.2 and tool["is_error"] is True
+    assert tool["exit_code"] == 1 and tool["duration_s"] == 3.2 and tool["is_error"] is False
     assert tool["output_chars"] == len(tool["output"])
     started = next(r for r in records if r["event"] == "run_started")
     assert "prompt" not in started["config"] and started["iteration"] is None

@@ -88,7 +88,9 @@ def test_span_tree_and_genai_attributes() -> None:
     assert pytest_run.attributes["gen_ai.tool.call.id"] == "toolu_1_1"
     assert pytest_run.attributes["ralph.tool.command"] == "pytest -q"
     assert pytest_run.attributes["ralph.tool.exit_code"] == 1
+    # bash reports a failing command as is_error false with its exit code: still an error span.
     assert pytest_run.status.status_code == StatusCode.ERROR
+    assert pytest_run.attributes["error.type"] == "exit_code"
     assert tools[1].status.status_code == StatusCode.UNSET
     assert tools[2].attributes["ralph.tool.path"] == "sdlc/security-audit.md"
 
