@@ -6,6 +6,16 @@ Artifact entries (front matter or ralph.yaml `artifacts:`) are a path, or a mapp
       headings: [Findings]           # markdown headings that must be present (any level)
       checklist: true                # every "- [ ]" box checked, or carrying "N/A: reason"
       contains: ["OWASP"]            # literal text that must appear
+
+A required heading matches a heading whose text (case and spacing ignored, a leading section
+number like "3." or "2.1" dropped) is the required text or starts with it followed by a
+non-word character: "Rollback" is satisfied by "## Rollback" and "## Rollback plan", not by
+"## No rollback yet" or "## Rollbacks".
+
+Checkboxes are bulleted ("- [ ]", "* [ ]", "+ [ ]") or numbered ("1. [ ]", "2) [ ]"). An open
+box passes only when it says "N/A" (any case) followed by ":", a spaced hyphen " - " or an
+en/em dash, and then a reason: "N/A: no XML parsing", "N/A — JSON only". "see na-notes",
+"n/a-todo" or a bare "N/A:" do not count.
 """
 
 from __future__ import annotations
@@ -19,8 +29,12 @@ from typing import Any
 from .errors import UsageError
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.M)
-_UNCHECKED = re.compile(r"^\s*[-*+]\s+\[ \]\s*(.*)$", re.M)
-_NA = re.compile(r"\bN/?A\b\s*[:—–-]\s*\S", re.I)
+# A leading section number ("3.", "2.1", "4)") is not part of a heading's name.
+_SECTION_NUMBER = re.compile(r"^\d+(?:\.\d+)*[.)]?\s+")
+_UNCHECKED = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])\s+\[ \]\s*(.*)$", re.M)
+# A literal N/A (not "na-notes", "DNA/A"), then ":" or a spaced hyphen or an en/em dash, then
+# a reason with at least one letter or digit.
+_NA = re.compile(r"(?<![\w/])N/A(?:\s*:|\s+-\s|\s*[—–])(?=.*[^\W_])", re.I)
 VERIFY_TAIL_LINES = 15
 
 RunCommand = Callable[[str], tuple[int, str]]
@@ -70,6 +84,16 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def heading_matches(required: str, heading: str) -> bool:
+    """Whether a document heading satisfies a required one: the same text, or its start."""
+    want = _norm(required)
+    have = _SECTION_NUMBER.sub("", _norm(heading))
+    if not have.startswith(want):
+        return False
+    rest = have[len(want) :]
+    return not rest or not (rest[0].isalnum() or rest[0] == "_")
+
+
 def check_artifact(root: Path, art: Artifact) -> list[str]:
     """Problems with one artifact, as short exact sentences (empty when it passes)."""
     is_glob = any(c in art.path for c in "*?[")
@@ -84,9 +108,9 @@ def check_artifact(root: Path, art: Artifact) -> list[str]:
     for path in files:
         rel = path.relative_to(root).as_posix()
         text = path.read_text(encoding="utf-8", errors="replace")
-        present = {_norm(h) for h in _HEADING.findall(text)}
+        present = _HEADING.findall(text)
         for heading in art.headings:
-            if not any(_norm(heading) in h for h in present):
+            if not any(heading_matches(heading, h) for h in present):
                 problems.append(f"{rel}: no heading {heading!r}")
         for needle in art.contains:
             if needle not in text:

@@ -25,7 +25,67 @@ AUDIT = """# Security audit
 def test_unchecked_items_respect_na_with_reason() -> None:
     assert unchecked_items(AUDIT) == ["Rate limiting"]
     assert unchecked_items("- [ ] thing N/A:\n") == ["thing N/A:"]  # N/A needs a reason
-    assert unchecked_items("* [ ] x — NA: not used\n- [X] y\n") == []
+    assert unchecked_items("* [ ] x — n/a: not used\n- [X] y\n") == []
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "WAF — N/A: no edge proxy here",
+        "WAF n/a: no edge proxy here",
+        "WAF N/A — no edge proxy here",
+        "WAF N/A–no edge proxy here",
+        "WAF N/A - no edge proxy here",
+        "WAF (N/A: JSON API only)",
+    ],
+)
+def test_na_with_a_separator_and_a_reason_closes_a_box(item: str) -> None:
+    assert unchecked_items(f"- [ ] {item}\n") == []
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "Rate limiting (see na-notes)",
+        "WAF n/a-todo",
+        "WAF NA: not used",  # the literal N/A, not NA
+        "WAF DNA/A: sequenced",
+        "WAF N/A",
+        "WAF N/A:",
+        "WAF N/A: —",  # a separator but no reason
+        "WAF N/A later",
+    ],
+)
+def test_na_lookalikes_leave_a_box_open(item: str) -> None:
+    assert unchecked_items(f"- [ ] {item}\n") == [item]
+
+
+def test_numbered_checkboxes_are_seen() -> None:
+    text = "1. [ ] First\n2) [ ] Second\n10. [x] Done\n3. [ ] Third — N/A: not used\n"
+    assert unchecked_items(text) == ["First", "Second"]
+
+
+@pytest.mark.parametrize(
+    ("heading", "ok"),
+    [
+        ("## Rollback", True),
+        ("### rollback", True),
+        ("## Rollback plan", True),
+        ("## Rollback: tested 2024-05-01", True),
+        ("## 7. Rollback", True),
+        ("## 2.1 Rollback", True),
+        ("## No rollback yet", False),
+        ("## Change management and rollback", False),
+        ("## Rollbacks", False),
+        ("Rollback", False),  # not a heading
+    ],
+)
+def test_required_heading_is_the_whole_heading_or_its_start(
+    tmp_path: Path, heading: str, ok: bool
+) -> None:
+    (tmp_path / "r.md").write_text(f"# Reliability\n\n{heading}\n\ntext\n")
+    [art] = parse_artifacts([{"path": "r.md", "headings": ["Rollback"]}])
+    assert check_artifact(tmp_path, art) == ([] if ok else ["r.md: no heading 'Rollback'"])
 
 
 def test_artifact_checks(tmp_path: Path) -> None:
