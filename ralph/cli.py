@@ -401,7 +401,10 @@ def show_cmd(
     report: Annotated[bool, typer.Option("--report", help="Print the run's report.md.")] = False,
 ) -> None:
     """Show one run: its iterations and totals, or its report."""
+    import io
+
     from .history import show_command
+    from .ui import clean
 
     root = (repo or Path.cwd()).expanduser().resolve()
     try:
@@ -412,9 +415,12 @@ def show_cmd(
             main_repo = find_main_repo(root)
             if main_repo is None:
                 raise UsageError(f"{root} is not inside a git repository; pass --repo DIR")
-            sys.stdout.write(load_report(main_repo, run))
+            sys.stdout.write(clean(load_report(main_repo, run)))
             return
-        show_command(root, run, as_json, sys.stdout)
+        # The agent's words (summaries, reasons) are shown without their escape codes.
+        shown = io.StringIO()
+        show_command(root, run, as_json, shown)
+        sys.stdout.write(clean(shown.getvalue()))
     except RalphError as exc:
         raise _fail(exc.message, exc.exit_code) from None
 

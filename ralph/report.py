@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from .config import STATE_DIR, RunConfig
 from .errors import ExitCode, Interrupted, UsageError
 from .events import Event
-from .ui import fmt_cost, fmt_duration, usage_total
+from .ui import clean, fmt_cost, fmt_duration, usage_total
 
 REPORT_NAME = "report.md"
 RESUMABLE = {"interrupted", "error", "failed", "running"}
@@ -287,8 +287,8 @@ def build_summary(main_repo: Path, run_id: str, cfg: RunConfig | None = None) ->
 
 
 def _cell(text: Any, width: int = 0) -> str:
-    """A markdown table cell: one line, pipes escaped, optionally shortened."""
-    line = " ".join(str(text if text is not None else "").split()).replace("|", "\\|")
+    """A markdown table cell: one line, no escape codes, pipes escaped, optionally shortened."""
+    line = " ".join(clean(text if text is not None else "").split()).replace("|", "\\|")
     if width and len(line) > width:
         line = line[: width - 1] + "…"
     return line
@@ -392,7 +392,8 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
         ]
         if s.resume:
             lines += ["", "### Resume", "", f"    {s.resume}"]
-    return redact("\n".join(lines) + "\n")
+    # Escape codes in the agent's words would reach whoever cats the report: none survive.
+    return redact(clean("\n".join(lines) + "\n"))
 
 
 def report_path(main_repo: Path, run_id: str) -> Path:
@@ -410,7 +411,8 @@ def write_report(main_repo: Path, summary: RunSummary) -> Path:
 
 
 def load_report(main_repo: Path, run_id: str) -> str:
-    """The saved report.md of run `run_id` (or a unique prefix), for `ralph show --report`."""
+    """The saved report.md of run `run_id` (or a unique prefix), for `ralph show --report`;
+    rebuilt from the journal (and saying so) when the run never wrote one."""
     runs = main_repo / STATE_DIR / "runs"
     path = report_path(main_repo, run_id)
     if not path.is_file() and runs.is_dir() and "/" not in run_id:
@@ -420,9 +422,31 @@ def load_report(main_repo: Path, run_id: str) -> str:
             raise UsageError(f"run {run_id!r} is ambiguous ({shown}); give more of the id")
         if matches:
             path = matches[0]
-    if not path.is_file():
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    rebuilt = rebuild_report(main_repo, run_id)
+    if rebuilt is None:
         raise UsageError(
             f"no report for run {run_id!r} in {runs}; `ralph runs` lists the runs "
             "(a run writes its report when it ends)"
         )
-    return path.read_text(encoding="utf-8")
+    return rebuilt
+
+
+REBUILT_NOTE = (
+    "> report.md is missing (the run has not ended: it is still running, or it was stopped "
+    "by a second signal or kill -9); this report was rebuilt from the journal."
+)
+
+
+def rebuild_report(main_repo: Path, run_id: str) -> str | None:
+    """The report of a run without report.md, rendered from the journal (None: no such run).
+
+    A run killed at once (second signal, kill -9) never writes its report; the journal holds
+    everything the report shows, so `ralph show --report` can still give one.
+    """
+    summary = build_summary(main_repo, run_id)
+    if summary is None:
+        return None
+    title, rest = render_markdown(summary).split("\n", 1)
+    return f"{title}\n\n{REBUILT_NOTE}\n{rest}"

@@ -229,7 +229,7 @@ def _columns(s: RunSummary) -> list[tuple[str, list[str], str]]:
     its = s.iterations
     return [
         ("#", [str(i.number) for i in its], "total"),
-        ("outcome", [i.outcome for i in its], ""),
+        ("outcome", [clean(i.outcome) for i in its], ""),
         (
             "files",
             [str(len(i.files_changed)) for i in its],
@@ -275,7 +275,9 @@ def _table(s: RunSummary, width: int) -> Any:
         if row < hidden:
             continue
         cells = [cells[row] for _, cells, _ in columns]
-        summary = Text(redact(" ".join(it.summary.split())), no_wrap=True, overflow="ellipsis")
+        summary = Text(
+            redact(" ".join(clean(it.summary).split())), no_wrap=True, overflow="ellipsis"
+        )
         table.add_row(*cells[:2], summary, *cells[2:])
     return table
 
@@ -298,9 +300,11 @@ def print_summary(summary: RunSummary, out: TextIO, report_path: Path | None = N
         if hidden:
             console.print(Text(f"{hidden} earlier iterations are in the report"))
         for it in s.iterations[hidden:]:
-            line = f"{it.number} {it.outcome} · {it.tokens:,} tok · {redact(' '.join(it.summary.split()))}"
+            text = redact(" ".join(clean(it.summary).split()))
+            line = f"{it.number} {clean(it.outcome)} · {it.tokens:,} tok · {text}"
             console.print(Text(line), no_wrap=True, overflow="ellipsis")
-    console.print(Text(f"{s.status}: {redact(s.reason)}", style="bold"), soft_wrap=True)
+    # The agent's words (summaries, reasons) never reach the terminal with escape codes.
+    console.print(Text(f"{s.status}: {redact(clean(s.reason))}", style="bold"), soft_wrap=True)
     used = [
         f"{name} {u}" + ("" if lim == "no limit" else f"/{lim}") for name, u, lim in budget_rows(s)
     ]

@@ -255,3 +255,66 @@ def test_an_interrupted_run_reports_how_to_resume_and_the_resumed_run_reports_al
     assert "| 1 | ended | First step done. |" in text
     assert "| 2 | ended | Finished. |" in text
     assert f"ralph run {run_id}" in resumed.stdout
+
+
+# --- escape codes in the agent's words; runs that never wrote their report ------------------
+
+ESCAPED = "\x1b[31mFixed\x1b[0m the \x1b]0;pwned\x07title."
+
+
+def _escaped_events() -> list[Any]:
+    """The recorded run with an agent whose final messages carry escape codes, cut before
+    run_ended (as a run killed at once leaves the journal)."""
+    events = recorded_events()
+    for event in events:
+        if event.name == "iteration_ended":
+            event.data["summary"] = ESCAPED
+        if event.name == "guard_tripped":
+            event.data["message"] = "stall \x1b[2J" + ESCAPED
+    return [e for e in events if e.name != "run_ended"]
+
+
+def _no_controls(text: str) -> None:
+    assert "\x1b" not in text and "\x07" not in text, repr(text)
+
+
+def test_escape_codes_never_reach_the_report_or_the_terminal_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    collector = ReportCollector()
+    for event in _escaped_events():
+        collector.handle(event)
+    s = collector.collected()
+    s.reason = "error: " + ESCAPED
+    text = render_markdown(s)
+    _no_controls(text)
+    assert "| 2 | ended | Fixed the title. |" in text and "stall Fixed the title." in text
+    assert "— error: Fixed the title." in text
+    for width in (40, 120):  # the narrow lines and the table
+        monkeypatch.setenv("COLUMNS", str(width))
+        out = io.StringIO()
+        print_summary(s, out)
+        _no_controls(out.getvalue())
+        assert "Fixed the title." in out.getvalue()
+
+
+def test_show_cleans_escape_codes_and_rebuilds_a_missing_report(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    journal = Journal.open(repo)
+    for event in _escaped_events():
+        journal.handle(event)
+    journal.close()
+    shown = run_cli(["show", RUN_ID[:12], "--repo", str(repo)], cwd=repo, command="ralph")
+    assert shown.returncode == 0, shown.stderr
+    _no_controls(shown.stdout)
+    assert "Fixed the title." in shown.stdout
+    report = run_cli(["show", RUN_ID, "--report", "--repo", str(repo)], cwd=repo, command="ralph")
+    assert report.returncode == 0, report.stderr
+    _no_controls(report.stdout)
+    assert report.stdout.startswith(f"# ralph-loop run {RUN_ID}\n")
+    assert "rebuilt from the journal" in report.stdout
+    assert "| 2 | ended | Fixed the title. |" in report.stdout
+    assert "**running**" in report.stdout and f"ralph resume {RUN_ID}" in report.stdout
+    assert not (repo / ".ralph" / "runs" / RUN_ID / "report.md").exists()
+    missing = run_cli(["show", "nope", "--report", "--repo", str(repo)], cwd=repo, command="ralph")
+    assert missing.returncode == 2 and "no report for run 'nope'" in missing.stderr

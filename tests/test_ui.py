@@ -419,7 +419,8 @@ def test_a_non_tty_run_writes_no_escape_codes(tmp_path: Path) -> None:
                     "text": "Running.",
                     "tools": [{"bash": {"command": "printf '\\033[31mred\\033[0m\\n'; exit 3"}}],
                 },
-                "Done. <promise>DONE</promise>",
+                # The agent's final message carries escape codes (a title change, colours).
+                "\x1b[31mFixed\x1b[0m the \x1b]0;pwned\x07title.\n<promise>DONE</promise>",
             ]
         ],
     )
@@ -441,3 +442,9 @@ def test_a_non_tty_run_writes_no_escape_codes(tmp_path: Path) -> None:
     assert "bash: printf" in proc.stderr and "-> exit 3" in proc.stderr
     assert "red" in proc.stderr  # -v: the output, without its colour codes
     assert "run completed after 1 iteration(s)" in proc.stderr
+    # Nor the summary table on stdout, nor report.md (the run's summary is the final message).
+    assert "Fixed the title." in proc.stdout and "\x07" not in proc.stdout
+    (report,) = (repo / ".ralph" / "runs").glob("*/report.md")
+    text = report.read_text()
+    assert "| 1 | ended | Fixed the title. |" in text
+    assert "\x1b" not in text and "\x07" not in text
