@@ -157,6 +157,38 @@ def push_branch(
     sha = _git(repo_path, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
     if sha.returncode != 0:
         raise GitHubError(f"no local branch {branch!r} to push in {repo_path}")
+    _push(repo_path, remote, f"refs/heads/{branch}", branch, token, api_url, env_in)
+    return sha.stdout.strip()
+
+
+def check_push(
+    repo_path: Path,
+    remote: str,
+    *,
+    token: str | None = None,
+    api_url: str = DEFAULT_API_URL,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """`git push --dry-run` of HEAD to a new branch: the remote answers and takes our credentials.
+
+    Sends nothing, but the remote authenticates the push connection (GitHub asks for a token
+    even on a public repository), so a wrong URL or a refused token shows before the run.
+    """
+    env_in = os.environ if environ is None else environ
+    probe = f"ralph/push-check-{os.getpid()}-{int(time.time())}"  # a branch that does not exist
+    _push(repo_path, remote, "HEAD", probe, token, api_url, env_in, dry_run=True)
+
+
+def _push(
+    repo_path: Path,
+    remote: str,
+    source: str,
+    branch: str,
+    token: str | None,
+    api_url: str,
+    env_in: Mapping[str, str],
+    dry_run: bool = False,
+) -> None:
     url = remote_url(repo_path, remote)
     # Secrets stay out of git's environment (hooks, helpers, ssh); only our header goes in.
     env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
@@ -166,16 +198,16 @@ def push_branch(
     if not _has_extraheader(repo_path):  # a second Authorization header makes GitHub fail
         auth = auth_env(url, token, api_url, env_in, int(env.get("GIT_CONFIG_COUNT", "0")))
     env.update(auth)
-    refspec = f"refs/heads/{branch}:refs/heads/{branch}"
     args = ["-c", "core.hooksPath=/dev/null", "push", "--porcelain", "--no-verify"]
-    args += ["--no-follow-tags", "--recurse-submodules=no", remote, refspec]
+    args += ["--dry-run"] if dry_run else []
+    args += ["--no-follow-tags", "--recurse-submodules=no", remote, f"{source}:refs/heads/{branch}"]
+    timeout = 60.0 if dry_run else PUSH_TIMEOUT
     try:
-        proc = _git(repo_path, *args, env=env, timeout=PUSH_TIMEOUT)
+        proc = _git(repo_path, *args, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise GitHubError(f"git push to {safe_url(url)} took over {PUSH_TIMEOUT:.0f}s") from None
+        raise GitHubError(f"git push to {safe_url(url)} took over {timeout:.0f}s") from None
     if proc.returncode != 0:
         raise _push_error(proc.stdout + proc.stderr, url, remote, branch, bool(auth), env_in)
-    return sha.stdout.strip()
 
 
 def _push_error(
@@ -202,6 +234,14 @@ def _push_error(
 
 def _api_url(environ: Mapping[str, str]) -> str:
     return (environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
+
+
+def default_graphql_url(api_url: str) -> str:
+    """GitHub's GraphQL endpoint for a REST root: `/api/v3` becomes `/api/graphql` (Enterprise)."""
+    root = api_url.rstrip("/")
+    if root.endswith("/api/v3"):
+        return root.removesuffix("/v3") + "/graphql"
+    return root + "/graphql"
 
 
 def _has_extraheader(repo_path: Path) -> bool:
@@ -258,11 +298,13 @@ class GitHubAPI:
         retry_seconds: float = 120.0,
         timeout: float = 30.0,
         environ: Mapping[str, str] | None = None,
+        graphql_url: str | None = None,
     ) -> None:
         import httpx
 
         self.retry_seconds = retry_seconds
         self.environ = os.environ if environ is None else environ
+        self.graphql_url = graphql_url or default_graphql_url(api_url)
         self._client = httpx.Client(
             base_url=api_url.rstrip("/"),
             headers={
@@ -314,6 +356,19 @@ class GitHubAPI:
                 f"for {self.retry_seconds:.0f}s; try again later"
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def graphql(self, query: str, variables: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+        """The `data` of a GraphQL request; GitHub's `errors` (sent with a 200) raise."""
+        reply = self.request(
+            "POST", self.graphql_url, json={"query": query, "variables": dict(variables)}, what=what
+        )
+        reply = reply if isinstance(reply, dict) else {}
+        errors = [_error_text(e) for e in reply.get("errors") or []]
+        if errors or not isinstance(reply.get("data"), dict):
+            why = "; ".join(e for e in errors if e) or "no data in the reply"
+            raise GitHubError(redact(f"GitHub could not {what} (GraphQL: {why})", self.environ))
+        data: dict[str, Any] = reply["data"]
+        return data
 
     def _send(
         self, method: str, path: str, body: Any, params: Mapping[str, str] | None, what: str
@@ -445,6 +500,8 @@ def open_or_update_pr(
             what=f"update pull request #{pr['number']}",
         )
     assert pr is not None
+    if not created and bool(pr.get("draft")) != draft:
+        pr = set_draft(api, pr, draft)
     if labels:
         api.request(
             "POST",
@@ -453,6 +510,41 @@ def open_or_update_pr(
             what=f"label pull request #{pr['number']}",
         )
     return pr, created
+
+
+_READY = """mutation($id: ID!) {
+  markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } }
+}"""
+_TO_DRAFT = """mutation($id: ID!) {
+  convertPullRequestToDraft(input: {pullRequestId: $id}) { pullRequest { isDraft } }
+}"""
+
+
+def set_draft(api: GitHubAPI, pr: dict[str, Any], draft: bool) -> dict[str, Any]:
+    """Make an open pull request a draft or ready for review (REST cannot; GraphQL can)."""
+    number = pr["number"]
+    if not pr.get("node_id"):
+        raise GitHubError(f"GitHub did not give the node id of pull request #{number}")
+    action = "convert it to a draft" if draft else "mark it ready for review"
+    mutation, field = (
+        (_TO_DRAFT, "convertPullRequestToDraft")
+        if draft
+        else (_READY, "markPullRequestReadyForReview")
+    )
+    try:
+        data = api.graphql(mutation, {"id": pr["node_id"]}, what=action)
+    except GitHubError as exc:
+        raise GitHubError(
+            f"pull request #{number} was updated, but {exc.message}; "
+            + ("drop --pr-draft" if draft else "pass --pr-draft")
+            + " to keep it as it is",
+            exc.status,
+            exc.details,
+        ) from None
+    is_draft = ((data.get(field) or {}).get("pullRequest") or {}).get("isDraft")
+    if is_draft is not None and bool(is_draft) != draft:
+        raise GitHubError(f"pull request #{number} was updated, but GitHub did not {action}")
+    return {**pr, "draft": draft}
 
 
 OUTCOMES = {
@@ -521,6 +613,65 @@ def pr_body(
 # --- the whole step ------------------------------------------------------------------------
 
 
+def _token(environ: Mapping[str, str]) -> str:
+    token = environ.get("GITHUB_TOKEN") or environ.get("GH_TOKEN")
+    if not token:
+        raise GitHubError(
+            "--pr needs a GitHub token: set GITHUB_TOKEN (or GH_TOKEN) to a token with "
+            "contents: write and pull-requests: write"
+        )
+    return token
+
+
+def preflight(
+    repo_path: Path,
+    remote: str = "origin",
+    *,
+    base: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    github_repo: str | None = None,
+    retry_seconds: float = 20.0,
+) -> tuple[str, str] | None:
+    """Check before a run what `publish` needs at its end; raises GitHubError with the fix.
+
+    The token is set; the remote exists and names a GitHub repository (or RALPH_GITHUB_REPO
+    does); the token can read that repository, and push to it where GitHub says so; the base
+    branch exists; and the remote accepts a (dry-run) push with our credentials. Returns
+    (owner, repo), or None when `repo_path` is not a git repository (the run reports that).
+    """
+    env = os.environ if environ is None else environ
+    token = _token(env)
+    if not repo_path.is_dir() or _git(repo_path, "rev-parse", "--git-dir").returncode != 0:
+        return None
+    api_url = _api_url(env)
+    owner, repo = resolve_repo(remote_url(repo_path, remote), env, github_repo)
+    with GitHubAPI(api_url, token, retry_seconds=retry_seconds, environ=env) as api:
+        info = api.request("GET", f"/repos/{owner}/{repo}", what=f"read {owner}/{repo}")
+        info = info if isinstance(info, dict) else {}
+        # Only a user's token says what it may do here (an app's token has no `permissions`).
+        if (info.get("permissions") or {}).get("push") is False:
+            raise GitHubError(
+                f"the GitHub token can read {owner}/{repo} but not push to it: use a token "
+                "with contents: write and pull-requests: write on that repository"
+            )
+        if base and base != info.get("default_branch"):
+            try:
+                api.request(
+                    "GET",
+                    f"/repos/{owner}/{repo}/branches/{quote(base, safe='')}",
+                    what=f"read branch {base!r} of {owner}/{repo}",
+                )
+            except GitHubError as exc:
+                if exc.status != 404:
+                    raise
+                raise GitHubError(
+                    f"--pr-base {base!r}: {owner}/{repo} has no such branch; name an existing "
+                    f"one, or drop --pr-base for the default ({info.get('default_branch')})"
+                ) from None
+    check_push(repo_path, remote, token=token, api_url=api_url, environ=env)
+    return owner, repo
+
+
 def publish(
     repo_path: Path,
     branch: str,
@@ -544,12 +695,7 @@ def publish(
     against `base`; `artifacts` to its markdown files.
     """
     env = os.environ if environ is None else environ
-    token = env.get("GITHUB_TOKEN") or env.get("GH_TOKEN")
-    if not token:
-        raise GitHubError(
-            "--pr needs a GitHub token: set GITHUB_TOKEN (or GH_TOKEN) to a token with "
-            "contents: write and pull-requests: write"
-        )
+    token = _token(env)
     api_url = _api_url(env)
     owner, repo = resolve_repo(remote_url(repo_path, remote), env, github_repo)
     with GitHubAPI(api_url, token, retry_seconds=retry_seconds, environ=env) as api:

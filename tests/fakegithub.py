@@ -1,8 +1,9 @@
 """A local stand-in for the GitHub REST API (and git over HTTP) for tests.
 
 `FakeGitHub` runs a threaded stdlib HTTP server on 127.0.0.1 with a free port. It serves the
-endpoints ralph uses (read a repository, list/create/update pull requests, add labels) from
-in-memory state, records every request, and can inject failures. Given `repos_root`, it also
+endpoints ralph uses (read a repository and a branch, list/create/update pull requests, add
+labels, and the GraphQL mutations that mark a pull request ready or draft) from in-memory
+state, records every request, and can inject failures. Given `repos_root`, it also
 serves the bare repositories `{repos_root}/{owner}/{repo}.git` over smart HTTP through
 `git http-backend`, checking the token as GitHub does, and validates a new pull request's head
 against them.
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 BODY_LIMIT = 65_536
 
@@ -74,9 +75,13 @@ class FakeGitHub:
         default_branch: str = "main",
         token: str | None = None,
         repos_root: Path | None = None,
+        permissions: dict[str, bool] | None = None,
     ) -> None:
         self.token = token
         self.repos_root = repos_root
+        # What GET /repos says the token's user may do; {} leaves the key out, as for an app's
+        # installation token.
+        self.permissions = {"push": True, "pull": True} if permissions is None else permissions
         self.repos: dict[str, Repo] = {f"{owner}/{repo}": Repo(owner, repo, default_branch)}
         self.requests: list[Recorded] = []
         self.failures: list[Failure] = []
@@ -150,7 +155,24 @@ class FakeGitHub:
         if self.token and req.headers.get("authorization") != f"Bearer {self.token}":
             return _json(401, {"message": "Bad credentials"})
         with self.lock:
+            if req.path == "/graphql" and req.method == "POST":
+                return self._graphql(req.json or {})
             return self._api(req)
+
+    def _graphql(self, data: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        """The two draft-state mutations, answered as GitHub does (errors come with a 200)."""
+        query = str(data.get("query") or "")
+        node = str((data.get("variables") or {}).get("id") or "")
+        found = re.search(r"\b(markPullRequestReadyForReview|convertPullRequestToDraft)\(", query)
+        if not found or "pullRequestId: $id" not in query:
+            return _json(200, {"errors": [{"message": "unsupported query in FakeGitHub"}]})
+        pulls = [p for r in self.repos.values() for p in r.pulls.values()]
+        pr = next((p for p in pulls if p["node_id"] == node), None)
+        if pr is None:
+            message = f"Could not resolve to a node with the global id of '{node}'"
+            return _json(200, {"data": None, "errors": [{"type": "NOT_FOUND", "message": message}]})
+        pr["draft"] = found[1] == "convertPullRequestToDraft"
+        return _json(200, {"data": {found[1]: {"pullRequest": {"isDraft": pr["draft"]}}}})
 
     def _api(self, req: Recorded) -> tuple[int, dict[str, str], bytes]:
         m = re.fullmatch(r"/repos/([^/]+)/([^/]+)(/.*)?", req.path)
@@ -161,6 +183,13 @@ class FakeGitHub:
         number = int(re.sub(r"\D", "", rest) or 0)
         if key == ("GET", ""):
             return _json(200, self._repo_json(repo))
+        if req.method == "GET" and rest.startswith("/branches/"):
+            name = unquote(rest.removeprefix("/branches/"))
+            if name == repo.default_branch or (
+                self.repos_root is not None and self._sha(repo, name) is not None
+            ):
+                return _json(200, {"name": name})
+            return _json(404, {"message": "Branch not found"})
         if key == ("GET", "/pulls"):
             head, state = req.query.get("head", ""), req.query.get("state", "open")
             found = [
@@ -211,6 +240,7 @@ class FakeGitHub:
         number, self.next_number = self.next_number, self.next_number + 1
         pr = {
             "number": number,
+            "node_id": f"PR_kwFake{number:04d}",
             "html_url": f"{self.url}/{repo.owner}/{repo.name}/pull/{number}",
             "state": "open",
             "title": data["title"],
@@ -223,22 +253,21 @@ class FakeGitHub:
         repo.pulls[number] = pr
         return _json(201, pr)
 
+    def _sha(self, repo: Repo, ref: str) -> str | None:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{ref}"],
+            cwd=self.bare_repo(repo.owner, repo.name),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return proc.stdout.strip() or None
+
     def _check_branches(self, repo: Repo, head: str, base: str) -> dict[str, str] | None:
         bare = self.bare_repo(repo.owner, repo.name)
-
-        def sha(ref: str) -> str | None:
-            proc = subprocess.run(
-                ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{ref}"],
-                cwd=bare,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            return proc.stdout.strip() or None
-
-        if sha(head) is None:
+        if self._sha(repo, head) is None:
             return {"resource": "PullRequest", "field": "head", "code": "invalid"}
-        if sha(base) is None:
+        if self._sha(repo, base) is None:
             return {"resource": "PullRequest", "field": "base", "code": "invalid"}
         count = subprocess.run(
             ["git", "rev-list", "--count", f"refs/heads/{base}..refs/heads/{head}"],
@@ -256,12 +285,14 @@ class FakeGitHub:
         return None
 
     def _repo_json(self, repo: Repo) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "full_name": f"{repo.owner}/{repo.name}",
             "default_branch": repo.default_branch,
             "html_url": f"{self.url}/{repo.owner}/{repo.name}",
-            "permissions": {"push": True, "pull": True},
         }
+        if self.permissions:
+            data["permissions"] = dict(self.permissions)
+        return data
 
     def _git(self, req: Recorded, raw: bytes) -> tuple[int, dict[str, str], bytes]:
         """Smart HTTP through `git http-backend`, with GitHub's token-as-password check."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,9 +17,11 @@ from ralph.github import (
     GitHubError,
     PublishResult,
     auth_env,
+    default_graphql_url,
     parse_remote,
     pr_body,
     pr_title,
+    preflight,
     publish,
     resolve_repo,
 )
@@ -393,3 +396,150 @@ def test_pr_body_without_a_web_url_lists_plain_paths() -> None:
     body = pr_body("# R", branch="b", web_url=None, files=["a.py", "docs/runbook.md"])
     assert "### Artifacts\n\n- `docs/runbook.md`" in body
     assert "### Changed files (2)\n\n- `a.py`\n- `docs/runbook.md`" in body
+
+
+# --- draft state -----------------------------------------------------------------------------
+
+
+def graphql_calls(world: World) -> list[str]:
+    """The mutation each GraphQL request ran, in order."""
+    found = []
+    for req in world.gh.calls("POST", r"^/graphql$"):
+        found += re.findall(r"(markPullRequestReadyForReview|convertPullRequestToDraft)", req.text)
+    return found
+
+
+def test_a_draft_is_marked_ready_when_the_next_run_asks_for_no_draft(world: World) -> None:
+    world.publish(draft=True)
+    assert world.gh.pulls()[0]["draft"] is True and graphql_calls(world) == []
+    world.commit("src/app.py", "print('ready')\n")
+    result = world.publish(draft=False)
+    assert not result.created
+    assert graphql_calls(world) == ["markPullRequestReadyForReview"]
+    [call] = world.gh.calls("POST", r"^/graphql$")
+    assert call.json["variables"] == {"id": world.gh.pulls()[0]["node_id"]}
+    assert call.headers["authorization"] == f"Bearer {TOKEN}"
+    assert world.gh.pulls()[0]["draft"] is False
+
+
+def test_a_ready_pull_request_becomes_a_draft_with_pr_draft(world: World) -> None:
+    world.publish()
+    world.publish()  # already in the asked state: no mutation
+    assert graphql_calls(world) == []
+    world.publish(draft=True)
+    assert graphql_calls(world) == ["convertPullRequestToDraft"]
+    assert world.gh.pulls()[0]["draft"] is True
+
+
+def test_a_refused_draft_change_is_a_clear_error(world: World) -> None:
+    world.publish()
+    world.gh.fail(
+        "POST",
+        r"^/graphql$",
+        200,
+        json={"data": None, "errors": [{"message": "Resource not accessible by integration"}]},
+    )
+    with pytest.raises(GitHubError) as caught:
+        world.publish(draft=True, body="# Newer\n")
+    assert caught.value.message == (
+        "pull request #1 was updated, but GitHub could not convert it to a draft (GraphQL: "
+        "Resource not accessible by integration); drop --pr-draft to keep it as it is"
+    )
+    assert world.gh.pulls()[0]["body"].startswith("# Newer")  # the update itself landed
+
+
+def test_the_graphql_endpoint_follows_the_api_root() -> None:
+    assert default_graphql_url("https://api.github.com") == "https://api.github.com/graphql"
+    assert default_graphql_url("https://ghe.example.com/api/v3/") == (
+        "https://ghe.example.com/api/graphql"
+    )
+    assert default_graphql_url("http://127.0.0.1:8080") == "http://127.0.0.1:8080/graphql"
+
+
+# --- preflight -------------------------------------------------------------------------------
+
+
+def test_preflight_checks_everything_and_pushes_nothing(world: World) -> None:
+    assert preflight(world.work, environ=world.env) == ("octo", "app")
+    assert remote_sha(world) is None
+    assert [r.method for r in world.gh.requests] == ["GET"]  # read the repository, nothing else
+    assert subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)"],
+        cwd=world.bare, capture_output=True, text=True, check=True,
+    ).stdout.split() == ["refs/heads/main"]  # fmt: skip
+
+
+def test_preflight_over_http_takes_the_repository_from_the_url(tmp_path: Path) -> None:
+    with FakeGitHub("octo", "app", token=TOKEN, repos_root=tmp_path / "remotes") as gh:
+        world = make_world(tmp_path, gh, http=True)
+        assert preflight(world.work, environ=world.env) == ("octo", "app")
+        probes = [r for r in gh.requests if r.query.get("service") == "git-receive-pack"]
+        assert probes and probes[0].headers["authorization"].lower().startswith("basic ")
+        assert gh.calls("POST", r"/git-receive-pack$") == []  # a dry run sends nothing
+        assert remote_sha(world) is None
+        assert_no_token_leak(world)
+
+
+def test_preflight_rejects_a_bad_token(world: World) -> None:
+    world.env["GITHUB_TOKEN"] = "ghp_" + "W" * 36
+    with pytest.raises(GitHubError, match=r"^GitHub rejected the token \(401 Bad credentials\)"):
+        preflight(world.work, environ=world.env)
+
+
+def test_preflight_rejects_a_missing_remote(world: World) -> None:
+    with pytest.raises(GitHubError, match=r"no git remote 'upstream' in .*--remote NAME"):
+        preflight(world.work, "upstream", environ=world.env)
+
+
+def test_preflight_needs_a_github_url_or_the_override(world: World) -> None:
+    del world.env["RALPH_GITHUB_REPO"]  # the remote is a path
+    with pytest.raises(GitHubError, match=r"is not a GitHub URL; set RALPH_GITHUB_REPO"):
+        preflight(world.work, environ=world.env)
+
+
+def test_preflight_rejects_a_repository_the_token_cannot_see(world: World) -> None:
+    world.env["RALPH_GITHUB_REPO"] = "octo/elsewhere"
+    with pytest.raises(GitHubError, match=r"^GitHub found nothing to read octo/elsewhere \(404"):
+        preflight(world.work, environ=world.env)
+
+
+def test_preflight_rejects_a_token_that_may_not_push(tmp_path: Path) -> None:
+    with FakeGitHub(
+        "octo", "app", token=TOKEN, repos_root=tmp_path / "remotes",
+        permissions={"push": False, "pull": True},
+    ) as gh:  # fmt: skip
+        world = make_world(tmp_path, gh, http=False)
+        with pytest.raises(GitHubError, match=r"can read octo/app but not push to it"):
+            preflight(world.work, environ=world.env)
+        gh.permissions = {}  # an app's token: GitHub does not say, the push check decides
+        assert preflight(world.work, environ=world.env) == ("octo", "app")
+
+
+def test_preflight_checks_the_base_branch(world: World) -> None:
+    git(world.work, "push", "-q", str(world.bare), "main:release/1.x")
+    assert preflight(world.work, base="release/1.x", environ=world.env)
+    with pytest.raises(GitHubError, match=r"--pr-base 'nope': octo/app has no such branch"):
+        preflight(world.work, base="nope", environ=world.env)
+
+
+def test_preflight_retries_for_a_short_while_only(world: World) -> None:
+    world.gh.fail("GET", r"/repos/octo/app$", 503, times=1000)
+    started = time.monotonic()
+    with pytest.raises(GitHubError, match=r"kept failing on GET /repos/octo/app"):
+        preflight(world.work, environ=world.env, retry_seconds=1)
+    assert time.monotonic() - started < 3
+
+
+def test_preflight_fails_when_the_push_would_carry_no_token(tmp_path: Path) -> None:
+    with FakeGitHub("octo", "app", token=TOKEN, repos_root=tmp_path / "remotes") as gh:
+        world = make_world(tmp_path, gh, http=True)
+        other_host = gh.url.replace("127.0.0.1", "localhost")
+        git(world.work, "remote", "set-url", "origin", f"{other_host}/octo/app.git")
+        with pytest.raises(GitHubError, match=r"git push to http://localhost:\d+/octo/app.git"):
+            preflight(world.work, environ=world.env)
+
+
+def test_preflight_needs_a_token_and_leaves_a_non_repository_to_the_run(tmp_path: Path) -> None:
+    with pytest.raises(GitHubError, match=r"--pr needs a GitHub token"):
+        preflight(tmp_path, environ={})
+    assert preflight(tmp_path, environ={"GITHUB_TOKEN": TOKEN}) is None
