@@ -79,11 +79,12 @@ def _check_pr(cfg: RunConfig) -> None:
         return
     if cfg.no_commit:
         raise UsageError("--pr needs commits to push; drop --no-commit")
-    if not (os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")):
-        raise UsageError(
-            "--pr needs a GitHub token: set GITHUB_TOKEN (or GH_TOKEN) to a token with "
-            "contents: write and pull-requests: write"
-        )
+    from .github import GitHubError, preflight
+
+    try:  # token, remote, repository access and push credentials, before any model call
+        preflight(cfg.repo, cfg.remote, base=cfg.pr_base, environ=os.environ)
+    except GitHubError as exc:
+        raise UsageError(exc.message) from None
 
 
 def _publish(cfg: RunConfig, workspace: Any, result: RunResult, bus: Bus) -> bool:
