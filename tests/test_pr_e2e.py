@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakeapi import FakeAPI, Message
 from tests.fakegithub import FakeGitHub
 from tests.helpers import clean_env, git, make_repo, run_cli, write_script
 
@@ -22,13 +23,17 @@ def gh(tmp_path: Path) -> Iterator[FakeGitHub]:
         yield server
 
 
-def setup(tmp_path: Path, gh: FakeGitHub, final: str) -> tuple[Path, dict[str, str], Path]:
+def setup(
+    tmp_path: Path, gh: FakeGitHub, final: str, *, http: bool = False
+) -> tuple[Path, dict[str, str], Path]:
+    """A work repository whose origin is the served bare repository: a path plus
+    RALPH_GITHUB_REPO, or (http) the fake server's URL, owner/repo read from it."""
     bare = gh.bare_repo("octo", "app")
     bare.parent.mkdir(parents=True)
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
     repo = make_repo(tmp_path / "work")
-    git(repo, "remote", "add", "origin", str(bare))
-    git(repo, "push", "-q", "origin", "main")
+    git(repo, "remote", "add", "origin", f"{gh.url}/octo/app.git" if http else str(bare))
+    git(repo, "push", "-q", str(bare), "main")
     turns = [
         {
             "text": "audit",
@@ -50,12 +55,11 @@ def setup(tmp_path: Path, gh: FakeGitHub, final: str) -> tuple[Path, dict[str, s
         final,
     ]
     script = write_script(tmp_path / "s.yaml", [turns])
-    env = clean_env(
-        GITHUB_API_URL=gh.url,
-        GITHUB_TOKEN=TOKEN,
-        RALPH_GITHUB_REPO="octo/app",
-        **{TOKEN_VAR: TOKEN},
-    )
+    env = clean_env(GITHUB_API_URL=gh.url, GITHUB_TOKEN=TOKEN, **{TOKEN_VAR: TOKEN})
+    for name in ("GITHUB_SERVER_URL", "GH_TOKEN"):  # as set on a CI runner: not ours here
+        env.pop(name, None)
+    if not http:
+        env["RALPH_GITHUB_REPO"] = "octo/app"
     return repo, env, script
 
 
@@ -136,3 +140,79 @@ def test_pr_without_token_is_a_usage_error_before_anything_is_created(
     proc = ralph(repo, env, script)
     assert proc.returncode == 2 and "GITHUB_TOKEN" in proc.stderr
     assert not (repo / ".ralph").exists()
+
+
+def test_over_http_owner_and_repo_come_from_the_url_and_draft_state_follows_the_flag(
+    tmp_path: Path, gh: FakeGitHub
+) -> None:
+    repo, env, script = setup(tmp_path, gh, "Audited. <promise>DONE</promise>", http=True)
+    assert "RALPH_GITHUB_REPO" not in env
+    proc = ralph(repo, env, script, "--pr-draft")
+    assert proc.returncode == 0, proc.stderr
+    [pr] = gh.pulls()
+    assert pr["draft"] is True and pr["title"].endswith("completed")
+    # Pushed over HTTP with the token as GitHub takes it, and never stored.
+    [push] = gh.calls("POST", r"^/octo/app\.git/git-receive-pack$")
+    assert push.headers["authorization"].lower().startswith("basic ")
+    assert git(gh.bare_repo("octo", "app"), "rev-parse", "ralph/audit") == git(
+        repo, "rev-parse", "ralph/audit"
+    )
+    assert TOKEN not in (repo / ".git" / "config").read_text()
+
+    # A second run that stops short: the same pull request gets the new title and body and,
+    # without --pr-draft, is marked ready for review.
+    git(repo, "checkout", "-q", "ralph/audit")
+    second = write_script(
+        tmp_path / "s2.yaml",
+        [[{"text": "more", "tools": [{"str_replace_based_edit_tool": {
+            "command": "create", "path": "sdlc/runbook.md", "file_text": "# Runbook\n"}}]},
+          "Runbook drafted; more to do."]],
+    )  # fmt: skip
+    again = run_cli(
+        ["Audit again. <promise>DONE</promise>", "--model", f"script:{second}", "--sandbox",
+         "none", "--max-iterations", "1", "--pr", "--in-place"],
+        cwd=repo, env=env,
+    )  # fmt: skip
+    assert again.returncode == 3, again.stderr  # max iterations; the PR step succeeded
+    [patch] = gh.calls("PATCH", r"/pulls/1$")
+    assert patch.json["title"] == "ralph: audit-again-promise — stopped at max iterations (1/1)"
+    assert "Runbook drafted; more to do." in patch.json["body"]
+    assert "Audited." not in patch.json["body"]
+    assert "sdlc/runbook.md" in patch.json["body"]
+    [pr] = gh.pulls()
+    assert pr["title"] == patch.json["title"] and pr["draft"] is False
+    [mark] = gh.calls("POST", r"^/graphql$")
+    assert "markPullRequestReadyForReview" in mark.text
+    assert len(gh.calls("POST", r"/pulls$")) == 1
+
+
+@pytest.mark.parametrize("problem", ["no such remote", "not a GitHub URL", "bad token"])
+def test_a_bad_remote_or_token_stops_the_run_before_any_model_call(
+    tmp_path: Path, gh: FakeGitHub, problem: str
+) -> None:
+    repo, env, _ = setup(tmp_path, gh, "x")
+    extra: list[str] = []
+    if problem == "no such remote":
+        extra = ["--remote", "upstream"]
+        expected = "no git remote 'upstream'"
+    elif problem == "not a GitHub URL":
+        del env["RALPH_GITHUB_REPO"]
+        expected = "is not a GitHub URL; set RALPH_GITHUB_REPO=owner/name"
+    else:
+        env["GITHUB_TOKEN"] = "ghp_" + "W" * 36
+        expected = "GitHub rejected the token (401 Bad credentials)"
+    env = {k: v for k, v in env.items() if not k.startswith("ANTHROPIC_")}
+    with FakeAPI(default=Message("Done. <promise>DONE</promise>")) as api:
+        env.update(ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY="sk-ant-api03-" + "k" * 30)
+        proc = run_cli(
+            ["Audit it. <promise>DONE</promise>", "--model", "claude-sonnet-5-5", "--sandbox",
+             "none", "--max-iterations", "1", "--pr", "--branch", "ralph/audit", *extra],
+            cwd=repo, env=env,
+        )  # fmt: skip
+        assert api.requests == []  # no model call
+    assert proc.returncode == 2, proc.stderr
+    assert expected in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (repo / ".ralph").exists()
+    assert git(repo, "branch", "--list", "ralph/*") == ""  # no branch, so no commit
+    assert not gh.calls("POST")
