@@ -21,7 +21,7 @@ from .events import Event
 from .ui import clean, fmt_cost, fmt_duration, usage_total
 
 REPORT_NAME = "report.md"
-RESUMABLE = {"interrupted", "error", "failed", "running"}
+RESUMABLE = {"interrupted", "error", "failed", "running", "crashed"}
 EXIT_OF = {"interrupted": int(ExitCode.INTERRUPTED), "error": int(ExitCode.ERROR)}
 
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 
 from .errors import Interrupted
@@ -37,6 +36,27 @@ def kill_child_groups() -> None:
                 os.killpg(int(entry), signal.SIGKILL)
         except (OSError, IndexError, ValueError):
             continue
+
+
+STOPPING_NOW = "second signal, stopping now (resume with `ralph resume`)"
+
+
+def _say_stopping_now(signum: int) -> None:
+    """Tell stderr the run ends at once: a JSON record in JSON log mode, else a plain line."""
+    from . import logs
+
+    if logs.json_active():
+        name = signal.Signals(signum).name
+        rec = logs.record(
+            "signal", level="warning", message=STOPPING_NOW, signal=name, exit_code=130
+        )
+        line = logs.dumps(rec) + "\n"
+    else:
+        line = f"ralph: {STOPPING_NOW}\n"
+    # One write(2) on the real stderr: a buffered stream (or the JSON writer's lock) may be
+    # in the middle of a write that this handler interrupted.
+    with suppress(OSError):
+        os.write(2, line.encode("utf-8", "replace"))
 
 
 class StopSignal:
@@ -64,8 +84,7 @@ class StopSignal:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
-            sys.stderr.write("ralph: second signal, stopping now (resume with `ralph resume`)\n")
-            sys.stderr.flush()
+            _say_stopping_now(signum)
             kill_child_groups()
             os._exit(130)
         self.signum = signum

@@ -265,3 +265,55 @@ def test_log_file_gets_json_lines_while_the_screen_gets_plain_lines(tmp_path: Pa
     records = _records(log.read_text())
     assert records[0]["event"] == "run_started" and records[-1]["event"] == "run_ended"
     assert all(r["run_id"] == records[0]["run_id"] for r in records)
+
+
+def test_a_second_signal_in_json_mode_is_a_json_line_and_show_rebuilds_the_report(
+    tmp_path: Path,
+) -> None:
+    import contextlib
+    import os
+    import signal
+    import time
+
+    from tests.helpers import BIN
+
+    repo = make_repo(tmp_path / "repo", {"README.md": "# p\n", "ralph.yaml": "log_format: json\n"})
+    prompt = tmp_path / "task.md"
+    prompt.write_text("Harden it. Output <promise>DONE</promise> when done.\n")
+    pidfile = tmp_path / "pid"
+    # The command ignores SIGTERM, so the first SIGINT's clean stop takes a grace period and
+    # the second SIGINT arrives during it: ralph exits at once, with no report.md.
+    command = f"trap '' TERM; echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; sleep 30"
+    script = write_script(
+        tmp_path / "s.yaml",
+        [[{"text": "Working.", "tools": [{"bash": {"command": command}}]}, "Done."]],
+    )
+    proc = subprocess.Popen(
+        [str(BIN / "ralph-loop"), str(prompt), "--model", f"script:{script}", "--sandbox", "none"],
+        cwd=repo, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    pgid = 0
+    try:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        pgid = int(pidfile.read_text())
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if pgid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    records = _records(err)  # every line JSON, the last one included
+    last = records[-1]
+    assert last["event"] == "signal" and last["signal"] == "SIGINT" and last["exit_code"] == 130
+    assert "second signal" in last["message"] and last["run_id"] == records[0]["run_id"]
+    run_id = records[0]["run_id"]
+    assert not (repo / ".ralph" / "runs" / run_id / "report.md").exists()
+    shown = run_cli(["show", run_id, "--report"], cwd=repo, command="ralph")
+    assert shown.returncode == 0, shown.stderr
+    assert "rebuilt from the journal" in shown.stdout and f"ralph resume {run_id}" in shown.stdout
