@@ -350,3 +350,31 @@ def test_view_of_a_large_directory_is_capped(repo: Path) -> None:
         "more entries not shown" in result.content
         and "file_with_a_long_name_0000" in result.content
     )
+
+
+@pytest.mark.parametrize(
+    "tool_input",
+    [
+        {"command": "create", "path": "ralph.yaml", "file_text": "max_cost: 1000\n"},
+        {"command": "str_replace", "path": "ralph.yaml", "old_str": "1", "new_str": "9"},
+        {"command": "insert", "path": "ralph.yaml", "insert_line": 0, "insert_text": "x: 1\n"},
+        {"command": "create", "path": "src/../ralph.yaml", "file_text": "x: 1\n"},
+        {"command": "create", "path": "config-link", "file_text": "x: 1\n"},  # a symlink to it
+    ],
+)
+def test_ralph_yaml_at_the_root_is_not_written(repo: Path, tool_input: dict[str, Any]) -> None:
+    (repo / "ralph.yaml").write_text("max_cost: 1\n")
+    (repo / "config-link").symlink_to("ralph.yaml")
+    result = EditorTool(repo).run(tool_input)
+    assert result.is_error and "rule: the agent does not change ralph's settings" in result.content
+    assert (repo / "ralph.yaml").read_text() == "max_cost: 1\n"
+
+
+def test_ralph_yaml_is_not_created_but_can_be_read_and_nested_ones_written(repo: Path) -> None:
+    result = edit(repo, command="create", path="ralph.yaml", file_text="sandbox: none\n")
+    assert result.is_error and "ralph.yaml" in result.content
+    assert not (repo / "ralph.yaml").exists()
+    (repo / "ralph.yaml").write_text("max_iterations: 3\n")
+    assert "max_iterations: 3" in edit(repo, command="view", path="ralph.yaml").content
+    # Only the runner's file at the root is protected; a project's own ralph.yaml elsewhere is not.
+    assert not edit(repo, command="create", path="docs/ralph.yaml", file_text="x\n").is_error

@@ -5,6 +5,8 @@ Rules, each named in the refusal so the model knows which one it broke:
   ones too), must lie inside the repository;
 - git: nothing under `.git` (a directory, or a worktree's `.git` file) or the runner's
   `.ralph` state is written: the runner commits, the agent does not;
+- config: `ralph.yaml` at the root is not written (created, edited or replaced through a
+  symlink): the agent must not choose the settings of the next run;
 - hard link: a file with several hard links is not written, since one of them may be
   outside the repository.
 """
@@ -14,8 +16,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..config import CONFIG_FILE
+
 # Top-level names under the root that the agent may read but never write.
 READ_ONLY_TOP = (".git", ".ralph")
+# Files at the root that the agent may read but never write.
+READ_ONLY_FILES = (CONFIG_FILE,)
 
 
 class PathRefused(Exception):
@@ -58,6 +64,11 @@ def confine(root: Path, raw: object, *, write: bool) -> Path:
                 raise PathRefused(
                     f"{raw} is under {parts[0]} (rule: nothing under .git or .ralph is written "
                     "by the agent; the runner commits your changes)"
+                )
+            if len(parts) == 1 and parts[0] in READ_ONLY_FILES:
+                raise PathRefused(
+                    f"{raw} is the runner's configuration {parts[0]} (rule: the agent does not "
+                    "change ralph's settings; say in your final message what should change)"
                 )
         try:
             info = resolved.stat()
