@@ -213,10 +213,21 @@ def json_mode_requested(argv: Sequence[str] | None = None, environ: Any = None) 
     return str(env.get("RALPH_LOG_FORMAT", "")).strip().lower() == "json"
 
 
+_settings_json = False  # the run's merged settings (ralph.yaml, front matter, ...) say json
+
+
+def settings_log_format(log_format: object) -> None:
+    """Record the log format a run's merged settings chose (ralph.yaml and front matter
+    included), so errors raised after they are read are JSON when the settings say so."""
+    global _settings_json
+    _settings_json = str(log_format or "").strip().lower() == "json"
+
+
 def json_active() -> bool:
     """Whether stderr is JSON in this process: asked for on the command line or by the
-    environment, or switched on by a run whose settings say `log_format: json`."""
-    return _installed or json_mode_requested()
+    environment, chosen by the run's settings (`log_format: json` in ralph.yaml or front
+    matter), or switched on by a run."""
+    return _installed or _settings_json or json_mode_requested()
 
 
 def error_line(message: str, code: int | None = None) -> None:

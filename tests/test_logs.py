@@ -317,3 +317,29 @@ def test_a_second_signal_in_json_mode_is_a_json_line_and_show_rebuilds_the_repor
     shown = run_cli(["show", run_id, "--report"], cwd=repo, command="ralph")
     assert shown.returncode == 0, shown.stderr
     assert "rebuilt from the journal" in shown.stdout and f"ralph resume {run_id}" in shown.stdout
+
+
+@pytest.mark.parametrize("where", ["ralph.yaml", "front matter"])
+def test_log_format_json_in_the_settings_makes_a_usage_error_json(
+    tmp_path: Path, where: str
+) -> None:
+    files = {"README.md": "# p\n"}
+    front = ""
+    if where == "ralph.yaml":
+        files["ralph.yaml"] = "log_format: json\n"
+    else:
+        front = "---\nlog_format: json\n---\n"
+    repo = make_repo(tmp_path / "repo", files)
+    prompt = tmp_path / "task.md"
+    prompt.write_text(f"{front}Harden it. Output <promise>DONE</promise> when done.\n")
+    proc = run_cli([str(prompt), "--max-iterations", "0", "--repo", str(repo)], cwd=repo)
+    assert proc.returncode == 2
+    (rec,) = _records(proc.stderr)
+    assert rec["event"] == "error" and rec["exit_code"] == 2
+    assert "max-iterations" in rec["message"]
+    # A flag still beats the file: --log-format plain gives the plain one-line error.
+    proc = run_cli(
+        [str(prompt), "--max-iterations", "0", "--repo", str(repo), "--log-format", "plain"],
+        cwd=repo,
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("ralph-loop: error: ")
