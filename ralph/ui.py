@@ -332,12 +332,12 @@ def make_observers(cfg: RunConfig, stderr: TextIO | None = None) -> list[Observe
     """
     err = stderr or sys.stderr
     observers: list[Observer] = []
-    if cfg.quiet:
-        pass
-    elif cfg.log_format == "json":
+    if cfg.log_format == "json":  # JSON is for machines: --quiet does not silence it
         from .logs import JsonLines
 
         observers.append(JsonLines(err, verbose=cfg.verbose, show_text=cfg.show_text))
+    elif cfg.quiet:
+        pass
     elif cfg.log_format == "rich" or (cfg.log_format == "auto" and _is_terminal(err)):
         from .live import LiveView
 

@@ -379,6 +379,9 @@ def test_make_observers_follows_the_settings(
     assert _kinds(RunConfig(log_format="plain"), _Tty()) == ["PlainLines"]
     assert _kinds(RunConfig(log_format="rich"), io.StringIO()) == ["LiveView"]
     assert _kinds(RunConfig(log_format="json"), _Tty()) == ["JsonLines"]
+    # --quiet drops the plain lines and the live view, never the JSON lines.
+    assert _kinds(RunConfig(log_format="json", quiet=True), io.StringIO()) == ["JsonLines"]
+    assert _kinds(RunConfig(log_format="plain", quiet=True), io.StringIO()) == []
     monkeypatch.setenv("TERM", "dumb")
     assert _kinds(RunConfig(), _Tty()) == ["PlainLines"]
     log = tmp_path / "logs" / "run.jsonl"
