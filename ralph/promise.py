@@ -11,10 +11,24 @@ import re
 from dataclasses import dataclass, field
 
 _TAG = re.compile(r"<promise>(.*?)</promise>", re.DOTALL)
-# A fenced block runs from a ``` or ~~~ line to the next fence of the same kind (or the end).
-_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)", re.DOTALL | re.M)
-# Inline code: a run of backticks, then anything up to the same run.
-_INLINE = re.compile(r"(`+)(?!`).+?(?<!`)\1(?!`)", re.DOTALL)
+# A fenced block (CommonMark): a line opening with 3+ backticks or tildes (a backtick fence's
+# info string has no backtick) runs to a line holding only a fence of the same character at
+# least as long (```` closes ```), or to the end of the message when none does.
+_FENCE = re.compile(
+    r"^[ \t]*(?P<fence>(?P<ch>`)(?P=ch){2,}(?=[^`\n]*$)|(?P<tch>~)(?P=tch){2,})[^\n]*(?:\n|\Z)"
+    r".*?(?:^[ \t]*(?P=fence)(?:(?P=ch)|(?P=tch))*[ \t]*$|\Z)",
+    re.DOTALL | re.M,
+)
+# Where a paragraph ends, a code span cannot go on: a blank line, or a line that starts a new
+# block (ATX heading, list item, block quote).
+_BLOCK_BREAK = (
+    r"\n(?:[ \t]*(?:\n|\Z)|[ \t]{0,3}(?:#{1,6}(?:[ \t]|$)|[-*+][ \t]|\d{1,9}[.)][ \t]|>))"
+)
+# Inline code: a run of backticks, then anything within the paragraph up to a run as long.
+_INLINE = re.compile(
+    rf"(?<!`)(`+)(?!`)(?:(?!{_BLOCK_BREAK}).)+?(?<!`)\1(?!`)",
+    re.DOTALL | re.M,
+)
 
 
 def normalise(token: str) -> str:
