@@ -99,7 +99,7 @@ def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def ralph_step(workflow: dict[str, Any]) -> dict[str, Any]:
-    [step] = [s for s in steps(workflow) if "ralph-loop " in s.get("run", "")]
+    [step] = [s for s in steps(workflow) if s.get("run", "").startswith("ralph-loop ")]
     return step
 
 
@@ -223,7 +223,6 @@ def test_the_run_installs_bubblewrap_and_opens_a_pull_request(path: Path) -> Non
     workflow = load(path)
     scripts = "\n".join(s.get("run", "") for s in steps(workflow))
     assert re.search(r"apt-get install [^\n]*bubblewrap", scripts)
-    assert re.search(r"pip install [^\n]*ralph-loop", scripts)
     step = ralph_step(workflow)
     for flag in ("--pr", "--log-format json", '--max-cost "$MAX_COST"'):
         assert flag in step["run"]
@@ -237,6 +236,79 @@ def test_the_report_and_journal_are_kept(path: Path) -> None:
     [upload] = [s for s in all_steps if "actions/upload-artifact@" in s.get("uses", "")]
     assert upload["with"]["path"].split() == [".ralph/runs/*/report.md", ".ralph/ralph.db"]
     assert upload["with"]["include-hidden-files"] is True
-    assert upload["if"] == "${{ !cancelled() }}"  # also after a failed or stopped run
     [summary] = [s for s in all_steps if "GITHUB_STEP_SUMMARY" in s.get("run", "")]
     assert ".ralph/runs/*/report.md" in summary["run"]
+    # Every step after the run, even when the job was cancelled (timeout-minutes).
+    after = all_steps[all_steps.index(ralph_step(load(path))) + 1 :]
+    assert upload in after and summary in after
+    for step in after:
+        assert step.get("if") == "${{ always() }}", step["name"]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_the_run_stops_on_its_own_well_before_the_job_timeout(path: Path) -> None:
+    # A job cancelled at timeout-minutes interrupts ralph, and an interrupted run publishes
+    # nothing; a run that stops at --timeout is a budget stop and still opens its PR.
+    job = load(path)["jobs"]["harden"]
+    found = re.search(r"--timeout (\d+)m\b", ralph_step(load(path))["run"])
+    assert found, "the ralph step needs --timeout <minutes>m"
+    assert int(found[1]) <= job["timeout-minutes"] - 15
+
+
+# --- installing ralph-loop -------------------------------------------------------------------
+
+PINNED = "git+https://github.com/acme/ralph-loop@0123456789abcdef0123456789abcdef01234567"
+
+
+def pin_check(path: Path) -> str:
+    workflow = load(path)
+    [check] = [s for s in steps(workflow) if "Check that ralph-loop is pinned" in s.get("name", "")]
+    return str(check["run"])
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_ralph_loop_is_installed_from_a_commit_pinned_source_not_pypi(path: Path) -> None:
+    # The name ralph-loop on PyPI is an unrelated project: a job holding ANTHROPIC_API_KEY and
+    # a write token must never install it by name.
+    workflow = load(path)
+    source = workflow["env"]["RALPH_LOOP_SOURCE"]
+    assert re.fullmatch(r"git\+https://[^\s@]+/ralph-loop@[0-9a-f]{40}", source), source
+    installs = [
+        line.strip()
+        for s in steps(workflow)
+        for line in s.get("run", "").splitlines()
+        if re.search(r"pip[3]? install", line)
+    ]
+    assert installs == ['python -m pip install "ralph-loop @ $RALPH_LOOP_SOURCE"']
+    text = path.read_text()
+    assert not re.search(r"ralph-loop\s*(==|>=|~=)", text)
+    # The pin is checked first, before any checkout or secret is in play.
+    harden = workflow["jobs"]["harden"]["steps"]
+    assert harden[0]["run"] == pin_check(path)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    ("source", "ok"),
+    [
+        (PINNED, True),
+        ("git+https://github.com/YOUR-ORG/ralph-loop@" + "0" * 40, False),  # the placeholder
+        ("git+https://github.com/acme/ralph-loop@main", False),  # a branch moves
+        ("git+https://github.com/acme/ralph-loop@0123abc", False),  # a short SHA
+        ("ralph-loop==0.1.0", False),  # PyPI: another project
+        (PINNED + " --index-url=https://evil.example", False),
+        ("", False),
+    ],
+)
+def test_the_pin_check_step_refuses_anything_but_a_commit(
+    path: Path, source: str, ok: bool
+) -> None:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RALPH_LOOP_SOURCE": source}
+    proc = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", pin_check(path)],
+        env=env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert (proc.returncode == 0) is ok, proc.stdout + proc.stderr
+    if not ok:
+        assert proc.stdout.startswith("::error::Set RALPH_LOOP_SOURCE")
+        assert "PyPI is another project" in proc.stdout
