@@ -47,6 +47,8 @@ ERROR_TYPES = {
     529: "overloaded_error",
 }
 LOOKBACK = 20  # blocks the real cache looks back from a breakpoint for an earlier entry
+RAW_INPUT = "_raw_input"  # a tool_use key (never sent as such): the input_json_delta text
+REFUSAL = {"type": "refusal", "category": "cyber", "explanation": "This could enable malware."}
 
 
 def text(value: str) -> Block:
@@ -59,6 +61,14 @@ def tool_use(name: str, input: dict[str, Any], id: str | None = None) -> Block:
     block: Block = {"type": "tool_use", "name": name, "input": input}
     if id is not None:
         block["id"] = id
+    return block
+
+
+def raw_tool_use(name: str, raw_json: str, id: str | None = None) -> Block:
+    """A tool_use block whose input is streamed as `raw_json` verbatim, valid JSON or not
+    (a lone surrogate escape, a cut-off object, an array)."""
+    block = tool_use(name, {}, id)
+    block[RAW_INPUT] = raw_json
     return block
 
 
@@ -78,6 +88,8 @@ class Message:
 
     content: list[Block] | str
     stop_reason: str | None = None
+    # Sent in message_delta (and the message); default on a refusal: REFUSAL.
+    stop_details: dict[str, Any] | None = None
     usage: dict[str, int] | None = None  # overrides the computed counts key by key
     model: str | None = None  # default: the requested model
     chunk_delay: float = 0.0  # seconds between SSE events
@@ -319,8 +331,11 @@ def _sse_events(
         "content": content,
         "stop_reason": _stop_reason(reply, content),
         "stop_sequence": None,
+        "stop_details": reply.stop_details,
         "usage": usage,
     }
+    if message["stop_reason"] == "refusal" and reply.stop_details is None:
+        message["stop_details"] = REFUSAL
     start_usage = {**usage, "output_tokens": min(1, usage["output_tokens"])}
     start = {**message, "content": [], "stop_reason": None, "usage": start_usage}
     events: list[tuple[str, dict[str, Any]]] = [("message_start", {"message": start})]
@@ -328,7 +343,8 @@ def _sse_events(
         events.append(("ping", {}))
     for index, block in enumerate(content):
         events += _block_events(index, block)
-    delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+    message["content"] = [{k: v for k, v in b.items() if k != RAW_INPUT} for b in content]
+    delta = {key: message[key] for key in ("stop_reason", "stop_sequence", "stop_details")}
     events.append(("message_delta", {"delta": delta, "usage": usage}))
     events.append(("message_stop", {}))
     return [(name, {"type": name, **data}) for name, data in events], message
@@ -344,7 +360,7 @@ def _block_events(index: int, block: Block) -> list[tuple[str, dict[str, Any]]]:
         deltas = [{"type": "text_delta", "text": p} for p in pieces]
     elif kind == "tool_use":
         start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
-        raw = json.dumps(block.get("input") or {})
+        raw = block[RAW_INPUT] if RAW_INPUT in block else json.dumps(block.get("input") or {})
         pieces = [""] + [raw[i : i + 7] for i in range(0, len(raw), 7)]  # the API starts with ""
         deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces]
     elif kind == "thinking":

@@ -16,11 +16,23 @@ from typing import Any
 
 import pytest
 
+from ralph.config import DEFAULT_MODEL
 from ralph.errors import Interrupted, UsageError
 from ralph.models.anthropic import AnthropicModel, check_credentials, with_moving_breakpoint
 from ralph.models.base import ModelError, ModelRequest, Pricing, StreamEvent, Usage
 from ralph.models.pricing import builtin_prices, lookup
-from tests.fakeapi import Drop, FakeAPI, HTTPError, Message, Stall, text, thinking, tool_use
+from tests.fakeapi import (
+    REFUSAL,
+    Drop,
+    FakeAPI,
+    HTTPError,
+    Message,
+    Stall,
+    raw_tool_use,
+    text,
+    thinking,
+    tool_use,
+)
 
 KEY = "sk-ant-test-key"
 MODEL = "claude-sonnet-5-5"
@@ -143,6 +155,58 @@ def test_every_stop_reason_passes_through(api: FakeAPI, stop_reason: str) -> Non
     assert response.text == "partial answer"
 
 
+def test_a_refusal_carries_its_category_and_explanation(api: FakeAPI) -> None:
+    api.add(Message("I can't help with that.", stop_reason="refusal"))
+    response, _ = call(make_model())
+    assert response.stop_reason == "refusal"
+    assert response.stop_details == REFUSAL and response.stop_details["category"] == "cyber"
+    api.add(Message("Done."))
+    assert call(make_model())[0].stop_details is None
+
+
+BAD_INPUTS = {
+    "lone surrogate": '{"command": "echo \\ud800"}',
+    "cut off": '{"command": "ls',
+    "not json": '{"command": ls}',
+    "an array": '["ls"]',
+}
+
+
+@pytest.mark.parametrize("raw", list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
+def test_bad_tool_input_json_is_asked_for_again_once_then_reported(api: FakeAPI, raw: str) -> None:
+    bad = Message([text("Run it."), raw_tool_use("bash", raw, id="toolu_bad"),
+                   tool_use("bash", {"command": "pwd"}, id="toolu_ok")])  # fmt: skip
+    api.add(bad, bad)
+    response, events = call(make_model())
+    assert len(api.requests) == 2 and response.retries == 1
+    assert [e.kind for e in events].count("retry") == 1
+    assert response.content[1:] == [
+        {"type": "tool_use", "id": "toolu_bad", "name": "bash", "input": {}},
+        {"type": "tool_use", "id": "toolu_ok", "name": "bash", "input": {"command": "pwd"}},
+    ]
+    assert set(response.invalid_inputs) == {"toolu_bad"}
+    assert "not" in response.invalid_inputs["toolu_bad"]
+    # Both replies were billed: the one thrown away counts too.
+    assert response.usage == Usage(**api.usages[0]) + Usage(**api.usages[1])
+
+
+def test_bad_tool_input_then_a_good_reply_is_the_good_reply(api: FakeAPI) -> None:
+    api.add(Message([raw_tool_use("bash", '{"command": "ls"', id="toolu_1")]))
+    api.add(Message([tool_use("bash", {"command": "ls"}, id="toolu_2")]))
+    response, _ = call(make_model())
+    assert response.retries == 1 and not response.invalid_inputs
+    assert response.tool_uses == [
+        {"type": "tool_use", "id": "toolu_2", "name": "bash", "input": {"command": "ls"}}
+    ]
+
+
+def test_a_tool_without_parameters_gets_an_empty_object(api: FakeAPI) -> None:
+    api.add(Message([raw_tool_use("bash", "", id="toolu_1")]))
+    response, _ = call(make_model())
+    assert response.tool_uses[0]["input"] == {} and not response.invalid_inputs
+    assert len(api.requests) == 1
+
+
 # --- retries ---------------------------------------------------------------------------------
 
 
@@ -247,6 +311,34 @@ def test_zero_retry_window_never_retries(api: FakeAPI) -> None:
 # --- errors that are not retried ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("error_type", "status", "retried"),
+    [
+        ("invalid_request_error", 400, False),
+        ("permission_error", 403, False),
+        ("not_found_error", 404, False),
+        ("request_too_large", 413, False),
+        ("rate_limit_error", 429, True),
+        ("api_error", 500, True),
+        ("overloaded_error", 529, True),
+    ],
+)
+def test_an_error_event_mid_stream_is_retried_only_when_transient(
+    api: FakeAPI, error_type: str, status: int, retried: bool
+) -> None:
+    api.add(Message("half of it", error_after=4, error_type=error_type), Message("ok"))
+    if retried:
+        response, _ = call(make_model())
+        assert response.text == "ok" and response.retries == 1
+        assert len(api.requests) == 2
+        return
+    with pytest.raises(ModelError) as caught:
+        call(make_model())
+    assert caught.value.status == status and not caught.value.fatal
+    assert error_type in caught.value.message and "stream" in caught.value.message
+    assert len(api.requests) == 1
+
+
 def test_401_is_fatal_with_a_one_line_message(
     api: FakeAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -339,8 +431,29 @@ def test_cache_breakpoints_on_tools_system_and_last_block(api: FakeAPI) -> None:
         for j, b in enumerate(m["content"] if isinstance(m["content"], list) else [])
         if "cache_control" in b
     ]
-    assert marked == [(2, 0)]
-    assert body["messages"][:2] == request.messages[:2]
+    # The last block, and the last block of the previous request (the latest earlier user
+    # message), whose cache entry a turn of many tool calls would put out of lookback reach.
+    assert marked == [(0, 0), (2, 0)]
+    assert body["messages"][1] == request.messages[1]
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": request.messages[0]["content"], "cache_control": ephemeral}
+    ]
+
+
+def test_the_second_breakpoint_follows_the_previous_request() -> None:
+    prompt = {"role": "user", "content": [text("Do it.")]}
+    reply = {"role": "assistant", "content": [text("Cut")]}
+    go_on = {"role": "user", "content": [text("Continue.")]}
+    paused = {"role": "assistant", "content": [text("Searching")]}
+
+    def marks(messages: list[dict[str, Any]]) -> list[int]:
+        out = with_moving_breakpoint(messages)
+        return [i for i, m in enumerate(out) if "cache_control" in m["content"][-1]]
+
+    assert marks([prompt]) == [0]
+    assert marks([prompt, reply, go_on]) == [0, 2]  # after a tool turn or a cut-off reply
+    assert marks([prompt, paused]) == [0, 1]  # a paused turn sent back
+    assert marks([prompt, reply, go_on, paused]) == [2, 3]
 
 
 def test_a_string_prompt_becomes_a_cached_text_block() -> None:
@@ -449,6 +562,12 @@ def test_cost_of_usage() -> None:
     assert pricing is not None
     usage = Usage(1_000_000, 100_000, 200_000, 2_000_000)
     assert pricing.cost(usage) == pytest.approx(3.0 + 1.5 + 0.75 + 0.6)
+
+
+def test_the_default_model_is_not_deprecated() -> None:
+    from anthropic._data import DEPRECATED_MODELS
+
+    assert DEFAULT_MODEL not in DEPRECATED_MODELS
 
 
 def test_every_priced_id_is_a_model_the_sdk_knows_and_prices_are_coherent() -> None:

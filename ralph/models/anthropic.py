@@ -7,6 +7,7 @@ the first call, never when this module is imported.
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import time
 from collections.abc import Mapping
@@ -62,7 +63,8 @@ def check_credentials(environ: Mapping[str, str]) -> None:
 
 def request_params(model: str, request: ModelRequest) -> dict[str, Any]:
     """The Messages API body of a request, with cache breakpoints on the tools, the system
-    prompt and the last block of the last message. The caller's data is never mutated."""
+    prompt, the last block of the last message and the last block of the previous request
+    (four in all, the API's limit). The caller's data is never mutated."""
     params: dict[str, Any] = {
         "model": model,
         "max_tokens": request.max_tokens,
@@ -79,11 +81,27 @@ def request_params(model: str, request: ModelRequest) -> dict[str, Any]:
 
 def with_moving_breakpoint(messages: list[Message]) -> list[Message]:
     """A copy of `messages` whose last cacheable block carries `cache_control`, so the next
-    call reads everything up to here from the cache."""
+    call reads everything up to here from the cache; and so does the last block of the
+    previous request (the latest user message before the last message).
+
+    The cache looks back only 20 blocks from a breakpoint for an earlier entry: a turn with
+    many parallel tool calls adds more than that, and with one breakpoint the whole
+    conversation would be written again. The second breakpoint sits exactly where the
+    previous request's did, so its entry is always found."""
     if not messages:
         return []
     out = list(messages)
-    last = dict(out[-1])
+    out[-1] = _mark_last_block(out[-1])
+    for k in range(len(out) - 2, -1, -1):
+        if out[k].get("role") == "user":
+            out[k] = _mark_last_block(out[k])
+            break
+    return out
+
+
+def _mark_last_block(message: Message) -> Message:
+    """A copy of `message` with `cache_control` on its last cacheable block."""
+    last = dict(message)
     content = last.get("content")
     if isinstance(content, str):
         if content:
@@ -99,8 +117,7 @@ def with_moving_breakpoint(messages: list[Message]) -> list[Message]:
             blocks[i] = {**block, "cache_control": EPHEMERAL}
             break
         last["content"] = blocks
-    out[-1] = last
-    return out
+    return last
 
 
 class _Transient(Exception):
@@ -207,12 +224,26 @@ class AnthropicModel:
     def complete(
         self, request: ModelRequest, on_event: StreamCallback | None = None
     ) -> ModelResponse:
-        """One model call, retried on transient failures within the retry window."""
+        """One model call, retried on transient failures within the retry window.
+
+        A reply whose tool input is not usable JSON is asked for again once (sampling may
+        well get it right); a second such reply is returned with the bad calls listed in
+        `invalid_inputs`, for the agent to answer with error results."""
         import tenacity
 
         params = request_params(self.name, request)
         client = self.client()
         policy = _RetryPolicy(self.retry_window, self.backoff_base, self.backoff_max, on_event)
+        discarded: list[Usage] = []  # billed replies thrown away for a retry
+
+        def attempt() -> tuple[_Reply, float, str | None]:
+            reply, latency, request_id = self._attempt(client, params, on_event)
+            if reply.invalid and not discarded:
+                discarded.append(reply.usage())
+                why = "; ".join(f"{k}: {v}" for k, v in reply.invalid.items())
+                raise _Transient(_one_line(f"tool input that is not valid JSON ({why})"))
+            return reply, latency, request_id
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Transient),
             wait=policy.wait,
@@ -221,34 +252,35 @@ class AnthropicModel:
             reraise=True,
         )
         try:
-            message, latency, request_id = retrying(self._attempt, client, params, on_event)
+            reply, latency, request_id = retrying(attempt)
         except _Transient as exc:
             raise ModelError(
                 f"Anthropic API still failing after {policy.retries} retries "
                 f"(retry window {self.retry_window:g} s): {exc.reason}",
                 status=exc.status,
             ) from None
-        return self._response(message, latency, policy.retries, request_id)
+        response = reply.response(self.name, latency, policy.retries, request_id)
+        for usage in discarded:
+            response.usage += usage
+        return response
 
     def _attempt(
         self, client: Any, params: dict[str, Any], on_event: StreamCallback | None
-    ) -> tuple[Any, float, str | None]:
-        """Send the request once and read the whole stream; classify any failure."""
+    ) -> tuple[_Reply, float, str | None]:
+        """Send the request once and read the whole stream; classify any failure.
+
+        The raw events are put together here rather than by the SDK's MessageStream, which
+        raises a bare ValueError on tool input that is not valid JSON and loses the reply."""
         import anthropic
         import httpx2
 
         started = time.monotonic()
+        reply = _Reply(on_event)
         try:
-            with client.messages.stream(**params) as stream:
+            with client.messages.create(**params, stream=True) as stream:
+                request_id = stream.response.headers.get("request-id")
                 for event in stream:
-                    if on_event is None:
-                        continue
-                    if event.type == "text":
-                        on_event(StreamEvent("text", event.text))
-                    elif event.type == "input_json":
-                        on_event(StreamEvent("tool_input", event.partial_json))
-                message = stream.get_final_message()
-                request_id = stream.request_id
+                    reply.feed(event)
         except anthropic.APIStatusError as exc:
             raise _classify(exc) from exc
         except anthropic.APITimeoutError as exc:
@@ -262,28 +294,137 @@ class AnthropicModel:
             raise _Transient(f"connection lost mid-stream: {_one_line(repr(exc))}") from exc
         except anthropic.AnthropicError as exc:
             raise ModelError(f"Anthropic API: {_one_line(str(exc))}") from exc
-        if message.stop_reason is None:
+        except ValueError as exc:  # an event that is not JSON, or not in the API's order
+            raise _Transient(f"unreadable stream: {_one_line(str(exc))}") from exc
+        if reply.stop_reason is None:
             raise _Transient("the stream ended before message_stop")
-        return message, time.monotonic() - started, request_id
+        reply.finish()
+        return reply, time.monotonic() - started, request_id
 
-    def _response(
-        self, message: Any, latency: float, retries: int, request_id: str | None
+
+class _Reply:
+    """A streamed message put together from the API's raw events, as plain dicts.
+
+    A tool input is parsed when its block ends; one that is not a JSON object (bad JSON, a
+    lone surrogate escape, an array) is kept as `{}` and explained in `invalid` by id."""
+
+    def __init__(self, on_event: StreamCallback | None = None) -> None:
+        self.on_event = on_event
+        self.message: dict[str, Any] = {}
+        self.blocks: dict[int, Block] = {}
+        self.partial_json: dict[int, str] = {}
+        self.invalid: dict[str, str] = {}  # tool_use id -> why its input is unusable
+        self.stop_reason: str | None = None
+        self.stop_details: dict[str, Any] | None = None
+        self.tokens: dict[str, int] = {}
+
+    def feed(self, event: Any) -> None:
+        """Take one raw stream event."""
+        kind = event.type
+        if kind == "message_start":
+            self.message = event.message.model_dump(mode="json", exclude_none=True)
+            self._count(self.message.get("usage") or {})
+        elif kind == "content_block_start":
+            block = event.content_block.model_dump(mode="json", exclude_none=True)
+            self.blocks[event.index] = block
+        elif kind == "content_block_delta":
+            self._delta(event.index, event.delta)
+        elif kind == "content_block_stop":
+            self._end_block(event.index)
+        elif kind == "message_delta":
+            self.stop_reason = event.delta.stop_reason
+            details = getattr(event.delta, "stop_details", None)
+            if details is not None:
+                self.stop_details = details.model_dump(mode="json", exclude_none=True)
+            if event.usage is not None:
+                self._count(event.usage.model_dump(mode="json", exclude_none=True))
+
+    def _count(self, usage: dict[str, Any]) -> None:
+        # Counts on message_delta are running totals: they replace, and an absent one keeps
+        # the message_start value.
+        for key in _USAGE_KEYS:
+            if isinstance(usage.get(key), int):
+                self.tokens[key] = usage[key]
+
+    def _delta(self, index: int, delta: Any) -> None:
+        block = self.blocks.setdefault(index, {"type": "text", "text": ""})
+        kind = delta.type
+        if kind == "text_delta":
+            block["text"] = block.get("text", "") + delta.text
+            if self.on_event is not None:
+                self.on_event(StreamEvent("text", delta.text))
+        elif kind == "input_json_delta":
+            self.partial_json[index] = self.partial_json.get(index, "") + delta.partial_json
+            if self.on_event is not None:
+                self.on_event(StreamEvent("tool_input", delta.partial_json))
+        elif kind == "thinking_delta":
+            block["thinking"] = block.get("thinking", "") + delta.thinking
+        elif kind == "signature_delta":
+            block["signature"] = delta.signature
+        elif kind == "citations_delta":
+            citation = delta.citation.model_dump(mode="json", exclude_none=True)
+            block.setdefault("citations", []).append(citation)
+
+    def _end_block(self, index: int) -> None:
+        raw = self.partial_json.pop(index, None)
+        block = self.blocks.get(index)
+        if raw is None or block is None:
+            return
+        value, problem = parse_tool_input(raw)
+        if problem is None:
+            block["input"] = value
+        else:
+            block["input"] = {}  # the API takes an object back; the error result explains
+            self.invalid[str(block.get("id"))] = problem
+
+    def finish(self) -> None:
+        """End blocks the stream left open (a stop event lost on the way)."""
+        for index in list(self.partial_json):
+            self._end_block(index)
+
+    def usage(self) -> Usage:
+        return Usage(**{key: self.tokens.get(key, 0) for key in _USAGE_KEYS})
+
+    def response(
+        self, name: str, latency: float, retries: int, request_id: str | None
     ) -> ModelResponse:
-        usage = message.usage
         return ModelResponse(
-            content=[_block(b) for b in message.content],
-            stop_reason=str(message.stop_reason),
-            usage=Usage(
-                input_tokens=usage.input_tokens or 0,
-                output_tokens=usage.output_tokens or 0,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
-                cache_read_input_tokens=usage.cache_read_input_tokens or 0,
-            ),
-            model=message.model or self.name,
+            content=[_block(self.blocks[i]) for i in sorted(self.blocks)],
+            stop_reason=str(self.stop_reason),
+            usage=self.usage(),
+            model=str(self.message.get("model") or name),
             latency_s=latency,
             retries=retries,
             request_id=request_id,
+            stop_details=self.stop_details,
+            invalid_inputs=dict(self.invalid),
         )
+
+
+_USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+
+
+def parse_tool_input(raw: str) -> tuple[dict[str, Any], str | None]:
+    """A streamed tool input as an object, or ({}, why it is not a usable JSON object)."""
+    if not raw.strip():
+        return {}, None  # a tool without parameters
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        return {}, f"not valid JSON ({exc})"
+    if not isinstance(value, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+        return {}, f"not a JSON object but {'null' if value is None else kind}"
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return {}, "not valid JSON (a lone surrogate: \\ud800-\\udfff escapes come in pairs)"
+    return value, None
 
 
 def _classify(exc: Any) -> Exception:
@@ -305,21 +446,25 @@ def _classify(exc: Any) -> Exception:
             fatal=True,
             status=401,
         )
-    if where or status in _RETRY_STATUSES or status >= 500:
+    if status in _RETRY_STATUSES or status >= 500:
         headers = getattr(getattr(exc, "response", None), "headers", None) or {}
         return _Transient(reason, status, None if where else _retry_after(headers))
     hint = _HINTS.get(status, "the API refused the request")
     return ModelError(f"Anthropic API: {reason}{suffix}; {hint}", status=status)
 
 
-def _block(block: Any) -> Block:
-    """A response content block as a plain dict in the API's request shape."""
-    if block.type == "text":
-        out: Block = {"type": "text", "text": block.text}
-        if getattr(block, "citations", None):
-            out["citations"] = [c.model_dump(mode="json") for c in block.citations]
+def _block(block: Block) -> Block:
+    """A reply's content block in the API's request shape (no nulls, no extra fields)."""
+    if block.get("type") == "text":
+        out: Block = {"type": "text", "text": block.get("text", "")}
+        if block.get("citations"):
+            out["citations"] = block["citations"]
         return out
-    if block.type == "tool_use":
-        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
-    dumped: Block = block.model_dump(mode="json", exclude_none=True)
-    return dumped
+    if block.get("type") == "tool_use":
+        return {
+            "type": "tool_use",
+            "id": block.get("id"),
+            "name": block.get("name"),
+            "input": block.get("input", {}),
+        }
+    return block

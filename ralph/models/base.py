@@ -74,6 +74,10 @@ class ModelResponse:
     latency_s: float = 0.0
     retries: int = 0
     request_id: str | None = None
+    # Why the model refused (the API's stop_details: type, category, explanation), if it did.
+    stop_details: dict[str, Any] | None = None
+    # tool_use id -> why that call's input is not a usable JSON object (it is sent back as {}).
+    invalid_inputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def text(self) -> str:
