@@ -19,7 +19,7 @@ from .models.base import (
     Usage,
 )
 from .signals import STOP
-from .tools.base import ToolSet
+from .tools.base import ToolResult, ToolSet
 
 CONTINUE_AFTER_MAX_TOKENS = (
     "[ralph] Your reply was cut off at the output token limit. Continue where you left off; "
@@ -46,6 +46,10 @@ class IterationOutcome:
     tool_errors: int = 0
 
 
+# Stop reasons that end the iteration without a final message.
+_NOT_ENDED = ("refusal", "model_context_window_exceeded")
+
+
 def _sendable(blocks: list[Block]) -> list[Block]:
     """A reply's blocks that can go back to the API, which rejects empty or blank text blocks."""
     return [b for b in blocks if b.get("type") != "text" or str(b.get("text") or "").strip()]
@@ -53,6 +57,51 @@ def _sendable(blocks: list[Block]) -> list[Block]:
 
 def _add_cost(total: float | None, cost: float | None) -> float | None:
     return None if total is None or cost is None else total + cost
+
+
+def _clip(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def request_summary(request: ModelRequest) -> str:
+    """A short line about what a model call sent, for the journal (redacted there)."""
+    last = request.messages[-1] if request.messages else {}
+    content = last.get("content")
+    blocks = content if isinstance(content, list) else []
+    results = [str(b.get("tool_use_id")) for b in blocks if b.get("type") == "tool_result"]
+    chars = sum(len(str(m.get("content", ""))) for m in request.messages)
+    parts = [f"turn {request.turn}", f"{len(request.messages)} messages"]
+    if results:
+        parts.append(f"tool results {_clip(', '.join(results), 200)}")
+    parts.append(f"{chars} chars")
+    return "; ".join(parts)
+
+
+def response_summary(response: ModelResponse) -> str:
+    """A short line about what a model call returned, for the journal (redacted there)."""
+    parts = [f"stop {response.stop_reason}"]
+    if response.text.strip():
+        parts.append(f"text {_clip(response.text, 160)!r}")
+    uses = [f"{u.get('name')}({u.get('id')})" for u in response.tool_uses]
+    if uses:
+        parts.append(f"tools {_clip(', '.join(uses), 300)}")
+    if response.stop_details:
+        parts.append(f"details {_clip(str(response.stop_details), 200)}")
+    return "; ".join(parts)
+
+
+def refusal_reason(response: ModelResponse) -> str:
+    """Why the model refused, as far as the API says: its category, explanation and text."""
+    details = response.stop_details or {}
+    reason = "the model refused to continue"
+    if details.get("category"):
+        reason += f" (category: {details['category']})"
+    if details.get("explanation"):
+        reason += f": {_clip(str(details['explanation']), 300)}"
+    if response.text.strip():
+        reason += f"; it said: {_clip(response.text, 300)}"
+    return reason
 
 
 class Agent:
@@ -98,17 +147,30 @@ class Agent:
             latency_s=round(response.latency_s, 4),
             retries=response.retries,
             request_id=response.request_id,
+            request_summary=request_summary(request),
+            response_summary=response_summary(response),
         )
         return response
 
-    def _run_tools(self, uses: list[Block], out: IterationOutcome) -> list[Block]:
+    def _run_tools(
+        self, uses: list[Block], out: IterationOutcome, invalid: dict[str, str] | None = None
+    ) -> list[Block]:
+        """Run the calls in order; a call whose input was unusable JSON gets an error result."""
         results: list[Block] = []
         for use in uses:
             name, tool_input = use.get("name", ""), use.get("input")
             self.bus.emit("tool_started", tool_use_id=use.get("id"), tool=name, input=tool_input)
             started = time.monotonic()
-            with STOP.interruptible():
-                result = self.tools.run(name, tool_input)
+            problem = (invalid or {}).get(str(use.get("id")))
+            if problem is not None:
+                result = ToolResult(
+                    f"Error: the input of this {name} call was {problem}, so nothing ran. "
+                    "Call the tool again with its input as one JSON object.",
+                    True,
+                )
+            else:
+                with STOP.interruptible():
+                    result = self.tools.run(name, tool_input)
             out.tool_calls += 1
             out.tool_errors += int(result.is_error)
             self.bus.emit(
@@ -161,9 +223,9 @@ class Agent:
                     status=exc.status,
                     fatal=exc.fatal,
                 )
-                if exc.fatal:
-                    raise
                 out.outcome, out.error = "failed", exc.message
+                if exc.fatal:
+                    raise  # the caller records `self.current`: this iteration's calls so far
                 return out
             out.turns = turn
             out.usage += response.usage
@@ -182,23 +244,28 @@ class Agent:
                 )
             elif content := _sendable(response.content):
                 messages.append({"role": "assistant", "content": content})
+            runs_tools = response.stop_reason == "tool_use" and bool(response.tool_uses)
+            goes_on = runs_tools or response.stop_reason in ("max_tokens", "pause_turn")
+            if not goes_on and response.stop_reason not in _NOT_ENDED:
+                # The turn ended: its final text is recorded before a budget check, so a
+                # promise made in the call that spent the budget still counts.
+                out.final_text = response.text or None
             reason = self.stop_check(out.usage, out.cost_usd)
             if reason:
                 out.outcome, out.error = "stopped", reason
                 return out
-            if response.stop_reason == "tool_use" and response.tool_uses:
-                messages.append(
-                    {"role": "user", "content": self._run_tools(response.tool_uses, out)}
-                )
-            elif response.stop_reason in ("max_tokens", "pause_turn"):
+            if runs_tools:
+                results = self._run_tools(response.tool_uses, out, response.invalid_inputs)
+                messages.append({"role": "user", "content": results})
+            elif goes_on:
                 continue
             elif response.stop_reason == "refusal":
-                out.outcome, out.error = "refused", "the model refused to continue"
+                out.outcome, out.error = "refused", refusal_reason(response)
                 return out
             elif response.stop_reason == "model_context_window_exceeded":
                 out.outcome = "context_exceeded"
                 return out
             else:  # end_turn, stop_sequence, or tool_use without tool calls
-                out.outcome, out.final_text = "ended", response.text or None
+                out.outcome = "ended"
                 return out
         return out

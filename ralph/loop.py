@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -54,13 +55,27 @@ def iteration_message(prompt: str, i: int, max_iterations: int, feedback: str | 
     return "\n\n".join(parts)
 
 
-def summary_line(outcome: IterationOutcome) -> str:
-    """One line for the commit message and report, from the agent's final message."""
+def summary_line(outcome: IterationOutcome, expected: str = "") -> str:
+    """One line for the commit message and report, from the agent's final message; a promise
+    other than `expected` (e.g. BLOCKED) is named at its end."""
+    from .redact import redact
+
+    expected = promise.normalise(expected)
+    others = [t for t in promise.promises_in(outcome.final_text or "") if t != expected]
+    note = "".join(f" [promise: {token}]" for token in dict.fromkeys(others))
+    return _first_line(outcome, redact) + note
+
+
+def _first_line(outcome: IterationOutcome, redact: Callable[[str], str]) -> str:
     for line in (outcome.final_text or "").splitlines():
         line = re.sub(r"<promise>.*?</promise>", "", line)
         line = line.strip().lstrip("#*->` ").strip().strip("*`").strip()
+        # Redacted before it is cut: a secret cut in two would no longer be recognised.
+        line = redact(line)
         if line:
             return line[:72] + ("…" if len(line) > 72 else "")
+    if outcome.outcome == "refused" and outcome.error:
+        return _clip(redact(outcome.error), 72)
     labels = {
         "max_turns": "no final message (turn limit reached)",
         "refused": "the model refused",
@@ -69,6 +84,11 @@ def summary_line(outcome: IterationOutcome) -> str:
         "stopped": "stopped by a budget",
     }
     return labels.get(outcome.outcome, "no summary")
+
+
+def _clip(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 class Workspace(Protocol):
@@ -176,7 +196,10 @@ class Loop:
             except Interrupted:
                 return self._interrupted(i, began)
             except ModelError as exc:  # fatal: authentication
-                self._end_iteration(i, began, IterationOutcome("failed", error=exc.message), None)
+                # The calls made before it were billed: record them with the failure.
+                failed = self.agent.current
+                failed.outcome, failed.error = "failed", exc.message
+                self._end_iteration(i, began, failed, None)
                 return self._result("error", exc.message, i)
 
             feedback, accepted = None, False
@@ -240,7 +263,9 @@ class Loop:
         accepted: bool | None,
         interrupted: bool = False,
     ) -> list[str]:
-        summary = "interrupted" if interrupted else summary_line(outcome)
+        summary = (
+            "interrupted" if interrupted else summary_line(outcome, self.cfg.completion_promise)
+        )
         files, sha = self._commit(i, summary, interrupted)
         self.guards.add(outcome.usage, outcome.cost_usd)
         self.bus.emit(

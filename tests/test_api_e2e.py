@@ -24,6 +24,7 @@ from tests.fakeapi import (
     Recorded,
     Reply,
     Responder,
+    raw_tool_use,
     text,
     tool_use,
 )
@@ -181,9 +182,11 @@ def test_later_requests_of_an_iteration_carry_cache_breakpoints(two_iterations: 
         assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}
         last = body["messages"][-1]["content"][-1]
         assert last["cache_control"] == {"type": "ephemeral"}, last
-        # Only one moving breakpoint in the messages (the API allows four in all).
+        # Two breakpoints in the messages (four in all, the API's limit): the last block and
+        # the last block of the previous request, the prompt or the latest tool results.
         marks = [b for m in body["messages"] for b in m["content"] if "cache_control" in b]
-        assert marks == [last]
+        previous = bodies[index - 1]["messages"][-1]["content"][-1]
+        assert marks == [previous, last]
         # The server's cache accounting: most of the prompt is a cache read.
         usage = usages[index]
         prompt_tokens = sum(usage[k] for k in TOKEN_KEYS if k != "output_tokens")
@@ -207,6 +210,43 @@ def test_token_and_cost_totals_equal_what_the_server_reported(two_iterations: Fi
     assert {k: sum(u[k] for u in per_iteration) for k in TOKEN_KEYS} == expected
     first = {k: sum(u[k] for u in usages[:4]) for k in TOKEN_KEYS}
     assert per_iteration[0] == first
+
+
+def test_model_calls_are_summarised_in_the_journal(two_iterations: Finished) -> None:
+    with sqlite3.connect(two_iterations.repo / ".ralph" / "ralph.db") as db:
+        rows = db.execute(
+            "SELECT turn, request_summary, response_summary FROM model_calls ORDER BY id"
+        ).fetchall()
+    assert len(rows) == 8
+    assert all(request and response for _, request, response in rows), rows
+    _, request, response = rows[0]
+    assert request.startswith("turn 1; 1 messages;") and "chars" in request
+    assert response.startswith("stop tool_use; text 'Let me look around.'")
+    assert "str_replace_based_edit_tool(toolu_" in response and "bash(toolu_" in response
+    _, request, response = rows[1]
+    assert request.startswith("turn 2; 3 messages; tool results toolu_")
+    assert response.startswith("stop tool_use")
+    _, _, response = rows[3]
+    assert response.startswith("stop end_turn; text 'Turned DEBUG off in app.py.")
+
+
+def test_a_turn_of_many_tool_calls_keeps_the_conversation_cached(tmp_path: Path) -> None:
+    # 12 parallel calls and their results are 24 blocks, past the cache's 20-block lookback
+    # from the last breakpoint: the earlier conversation is still read through the second
+    # breakpoint, on the previous request's last block.
+    repo, prompt = setup_repo(tmp_path)
+    with FakeAPI(auto_cache=True, api_key=KEY) as api:
+        api.add(
+            Message([text("Read the code."), edit("view", "app.py"), bash("cat README.md")]),
+            Message([bash(f"echo {k} > f{k}.txt") for k in range(12)]),
+            Message(f"Wrote twelve files. <promise>{TOKEN}</promise>"),
+        )
+        proc = ralph(repo, prompt, api_env(api), "--max-iterations", "1")
+        usages = list(api.usages)
+    assert proc.returncode == 0, proc.stderr
+    before = usages[1]
+    earlier = sum(before[k] for k in TOKEN_KEYS if k != "output_tokens")
+    assert usages[2]["cache_read_input_tokens"] == earlier, usages
 
 
 # --- stop reasons -------------------------------------------------------------------------------
@@ -249,6 +289,10 @@ def test_every_stop_reason(tmp_path: Path) -> None:
     assert outcomes(run) == ["ended", "refused", "context_exceeded", "ended"]
     refused = run["iterations_detail"][1]
     assert "refused" in (refused["error"] or "") and refused["commit"] is None
+    # Why, as the API said it (stop_details) and the model's own words.
+    assert "category: cyber" in refused["error"] and "enable malware" in refused["error"]
+    assert "I can't help with that." in refused["error"]
+    assert "category: cyber" in refused["summary"]
     assert run["iterations_detail"][2]["files_changed"] == ["three.txt"]  # its work committed
     assert run["status"] == "completed"
     branch = branch_of(repo)
@@ -289,6 +333,72 @@ def test_empty_text_blocks_of_a_reply_are_not_sent_back(tmp_path: Path) -> None:
     assert len(bodies) == 4 and not replies
     assert outcomes(only_run(repo)) == ["ended"]
     assert bodies[3]["messages"][-2] == {"role": "assistant", "content": [text("Cut")]}
+
+
+# --- malformed and failing tool calls ------------------------------------------------------------
+
+
+def test_tool_input_that_is_not_valid_json_becomes_an_error_result(tmp_path: Path) -> None:
+    # The SDK's own stream helper raises a bare ValueError on such input, ending the run with a
+    # traceback. The reply is asked for again once; the same again gets error results.
+    repo, prompt = setup_repo(tmp_path)
+    bad = Message([
+        text("Two commands."),
+        raw_tool_use("bash", '{"command": "echo \\ud800 > bad.txt"}', id="toolu_surrogate"),
+        raw_tool_use("bash", '{"command": "echo cut', id="toolu_cut"),
+        bash("echo good > good.txt"),
+    ])  # fmt: skip
+    with FakeAPI(api_key=KEY) as api:
+        api.add(bad, bad, Message(f"Done. <promise>{TOKEN}</promise>"))
+        proc = ralph(repo, prompt, api_env(api), "--max-iterations", "2")
+        bodies = api.bodies
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(bodies) == 3 and bodies[0] == bodies[1]  # retried once, then taken
+    assert "not valid JSON" in proc.stderr  # the retry says why
+    sent_back = bodies[2]["messages"][1]["content"]
+    assert [b.get("input") for b in sent_back[1:]] == [{}, {}, {"command": "echo good > good.txt"}]
+    results = tool_results(bodies[2])
+    assert [r.get("is_error", False) for r in results] == [True, True, False]
+    assert "lone surrogate" in result_text(results[0]) and "nothing ran" in result_text(results[0])
+    assert "not valid JSON" in result_text(results[1])
+    run = only_run(repo)
+    assert outcomes(run) == ["ended"] and run["status"] == "completed"
+    assert run["tool_calls"] == 3
+    git(repo, "checkout", "-q", branch_of(repo))
+    assert (repo / "good.txt").read_text() == "good\n" and not (repo / "bad.txt").exists()
+
+
+def test_bad_tool_calls_come_back_as_errors_and_the_run_goes_on(tmp_path: Path) -> None:
+    repo, prompt = setup_repo(tmp_path)
+    calls = Message([
+        tool_use("deploy_to_prod", {"now": True}),  # an unknown tool
+        tool_use("bash", {"command": 42}),  # a field of the wrong type
+        edit("view", "app.py", view_range="all"),  # the same, in the editor
+        bash("echo a\u0000b"),  # a NUL byte: running it raises inside the tool
+        bash("echo ok > ok.txt"),
+    ])  # fmt: skip
+    array = Message([raw_tool_use("bash", '["ls"]'), bash("echo again >> ok.txt")])
+    with FakeAPI(api_key=KEY) as api:
+        api.add(calls, array, array, Message(f"Done. <promise>{TOKEN}</promise>"))
+        proc = ralph(repo, prompt, api_env(api), "--max-iterations", "2")
+        bodies = api.bodies
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    first = tool_results(bodies[1])
+    assert [r.get("is_error", False) for r in first] == [True, True, True, True, False]
+    said = [result_text(r) for r in first]
+    assert "unknown tool 'deploy_to_prod'" in said[0] and "bash" in said[0]
+    assert "bash needs" in said[1]
+    assert "view_range" in said[2]
+    assert "bash failed" in said[3] and "null" in said[3]
+    second = tool_results(bodies[3])  # after the array input was asked for again once
+    assert [r.get("is_error", False) for r in second] == [True, False]
+    assert "not a JSON object but an array" in result_text(second[0])
+    run = only_run(repo)
+    assert run["status"] == "completed" and run["tool_calls"] == 7
+    git(repo, "checkout", "-q", branch_of(repo))
+    assert (repo / "ok.txt").read_text() == "ok\nagain\n"
 
 
 # --- retries and failures -----------------------------------------------------------------------
@@ -360,6 +470,32 @@ def test_401_ends_the_run_at_once_with_exit_1_and_one_line(tmp_path: Path) -> No
     run = only_run(repo)
     assert run["status"] == "error" and len(run["iterations_detail"]) == 1
     assert "authentication failed" in run["reason"]
+
+
+def test_a_401_mid_iteration_keeps_the_iterations_usage(tmp_path: Path) -> None:
+    # The key is revoked after two billed calls: their tokens, cost and tool call must still
+    # be in the iteration row and the run's totals, as in the model_call rows.
+    repo, prompt = setup_repo(tmp_path)
+    with FakeAPI(api_key=KEY) as api:
+        api.add(
+            Message([bash("echo one > one.txt")]),
+            Message([bash("echo two > two.txt")]),
+            HTTPError(401, message="invalid x-api-key"),
+        )
+        proc = ralph(repo, prompt, api_env(api), "--max-iterations", "3")
+        usages = list(api.usages)
+    assert proc.returncode == 1, proc.stderr
+    assert len(usages) == 2
+    expected = {k: sum(u[k] for u in usages) for k in TOKEN_KEYS}
+    run = only_run(repo)
+    (iteration,) = run["iterations_detail"]
+    assert iteration["outcome"] == "failed" and "authentication failed" in iteration["error"]
+    assert iteration["usage"] == expected and iteration["turns"] == 2
+    assert run["usage"] == expected and run["tool_calls"] == 2
+    pricing = lookup(MODEL)
+    assert pricing is not None
+    cost = sum(pricing.cost(Usage(**{k: u[k] for k in TOKEN_KEYS})) for u in usages)
+    assert iteration["cost_usd"] == pytest.approx(cost) and run["cost_usd"] == pytest.approx(cost)
 
 
 def test_a_400_fails_the_iteration_and_the_next_one_goes_on(tmp_path: Path) -> None:
