@@ -150,7 +150,14 @@ class LiveView:
                     str(d.get("prompt_name")),
                     str(d.get("model")),
                 )
-                s.max_iterations, s.started = int(d.get("max_iterations") or 0), now
+                # A resumed run's budgets count its earlier sessions (the guards are seeded
+                # with them): start the panel's totals and clock from there, not from zero.
+                earlier = float(d.get("earlier_elapsed_s") or 0)
+                s.max_iterations, s.started = int(d.get("max_iterations") or 0), now - earlier
+                if isinstance(d.get("earlier_usage"), dict):  # resumed
+                    s.usage = {k: int(v or 0) for k, v in d["earlier_usage"].items()}
+                    cost = d.get("earlier_cost_usd")  # None: a price was unknown
+                    s.cost_usd = None if cost is None else float(cost)
                 self._activity("starting", now)
             case "iteration_started":
                 s.iteration = event.iteration

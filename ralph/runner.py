@@ -220,6 +220,10 @@ def execute(
             base_commit=workspace.base_commit,
             worktree=workspace.worktree,
             resumed_at=resume.start if resume else None,
+            # What earlier sessions of a resumed run used: the budgets count it (see guards).
+            earlier_usage=resume.usage.as_dict() if resume else None,
+            earlier_cost_usd=resume.cost_usd if resume else None,
+            earlier_elapsed_s=round(resume.elapsed_s, 3) if resume else None,
             config=cfg.to_dict(),
         )
         for warning in warnings:

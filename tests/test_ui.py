@@ -451,3 +451,76 @@ def test_a_non_tty_run_writes_no_escape_codes(tmp_path: Path) -> None:
     text = report.read_text()
     assert "| 1 | ended | Fixed the title. |" in text
     assert "\x1b" not in text and "\x07" not in text
+
+
+# --- a resumed run ----------------------------------------------------------------------------
+
+
+def test_a_resumed_runs_panel_counts_the_earlier_sessions() -> None:
+    now = [1000.0]
+    view = LiveView(
+        _console(100), max_cost=1.0, timeout=3600, auto_refresh=False, clock=lambda: now[0]
+    )
+    started = recorded_events()[0]
+    started.ts = now[0]
+    started.data.update(
+        resumed_at=3,
+        earlier_usage=USAGE,
+        earlier_cost_usd=0.25,
+        earlier_elapsed_s=600.0,
+    )
+    view.handle(started)
+    text = "\n".join(_panel_lines(view, 100))
+    assert "cost $0.2500/$1.00" in text and "time 10m00s/1h00m" in text
+    assert "elapsed 10m00s" in text and "in 1.2k · out 300 · cached 9.0k" in text
+    view.handle(Event("model_call", RUN_ID, 3, {"usage": USAGE, "cost_usd": 0.05}, ts=now[0]))
+    now[0] += 5
+    text = "\n".join(_panel_lines(view, 100))
+    assert "cost $0.3000/$1.00" in text and "time 10m05s/1h00m" in text
+    assert "in 2.4k · out 600 · cached 18.0k" in text
+    unknown = LiveView(_console(100), auto_refresh=False)  # an earlier price was unknown
+    started.data["earlier_cost_usd"] = None
+    unknown.handle(started)
+    assert "cost ?" in "\n".join(_panel_lines(unknown, 100))
+
+
+def test_resuming_reports_the_earlier_sessions_in_run_started(tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import time
+
+    from tests.helpers import BIN, clean_env
+
+    repo = make_repo(tmp_path / "repo")
+    prompt = tmp_path / "task.md"
+    prompt.write_text("Harden it. Output <promise>DONE</promise> when done.\n")
+    step = {"text": "Step.", "usage": {"input_tokens": 1000, "output_tokens": 100}}
+    script = write_script(tmp_path / "s.yaml", [[step], [{"text": "Slow.", "sleep": 30}]])
+    log = tmp_path / "run.jsonl"
+    proc = subprocess.Popen(
+        [str(BIN / "ralph-loop"), str(prompt), "--model", f"script:{script}", "--repo", str(repo),
+         "--sandbox", "none", "--log-format", "plain", "--log-file", str(log)],
+        cwd=repo, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while "iteration 2/" not in proc.stderr.readline():
+        assert time.monotonic() < deadline and proc.poll() is None
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    write_script(script, [[step], ["Done. <promise>DONE</promise>"]])
+    run_id = json.loads(log.read_text().splitlines()[0])["run_id"]
+    resumed = run_cli(["resume", run_id], cwd=repo, command="ralph")
+    assert resumed.returncode == 0, resumed.stderr
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    first, again = [r for r in records if r["event"] == "run_started"]
+    assert first["earlier_usage"] is None and first["earlier_elapsed_s"] is None
+    interrupted = next(r for r in records if r["event"] == "run_ended")
+    assert again["resumed_at"] == 2
+    assert again["earlier_usage"] == interrupted["usage"]
+    assert again["earlier_usage"]["input_tokens"] == 1000
+    assert again["earlier_cost_usd"] == interrupted["cost_usd"]
+    assert 0 < again["earlier_elapsed_s"] < 60
