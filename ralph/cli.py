@@ -57,6 +57,9 @@ def build_config(prompt: str, flags: dict[str, Any], repo: Path | None) -> Any:
     merged.update(spec.settings)
     merged.update(env_layer())
     merged.update({k: v for k, v in flags.items() if v is not None and v != [] and v is not False})
+    from .logs import settings_log_format
+
+    settings_log_format(merged.get("log_format"))  # usage errors from here on follow it
     cfg = RunConfig(
         **merged,
         repo=root,
