@@ -3,7 +3,10 @@ on a local stand-in for the GitHub API, and keep the token out of the agent and 
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 
 from tests.fakeapi import FakeAPI, Message
 from tests.fakegithub import FakeGitHub
-from tests.helpers import clean_env, git, make_repo, run_cli, write_script
+from tests.helpers import BIN, clean_env, git, make_repo, run_cli, write_script
 
 TOKEN = "ghp_" + "PrE2eT0ken" * 4
 TOKEN_VAR = "ANOTHER_" + "TOKEN"
@@ -216,3 +219,44 @@ def test_a_bad_remote_or_token_stops_the_run_before_any_model_call(
     assert not (repo / ".ralph").exists()
     assert git(repo, "branch", "--list", "ralph/*") == ""  # no branch, so no commit
     assert not gh.calls("POST")
+
+
+def test_an_interrupted_run_is_not_published_until_it_is_resumed(
+    tmp_path: Path, gh: FakeGitHub
+) -> None:
+    repo, env, _ = setup(tmp_path, gh, "x")
+    first = [
+        {"text": "audit", "tools": [{"str_replace_based_edit_tool": {
+            "command": "create", "path": "sdlc/audit.md", "file_text": "# Audit\n"}}]},
+        "Audit written.",
+    ]  # fmt: skip
+    script = write_script(tmp_path / "s3.yaml", [first, [{"text": "Thinking.", "sleep": 30}]])
+    proc = subprocess.Popen(
+        [str(BIN / "ralph-loop"), "Audit it. <promise>DONE</promise>", "--model",
+         f"script:{script}", "--sandbox", "none", "--max-iterations", "2", "--pr",
+         "--branch", "ralph/audit", "--log-format", "plain"],
+        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while "iteration 2/" not in proc.stderr.readline():
+        assert time.monotonic() < deadline and proc.poll() is None
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    # Interrupted: the commit stays local; nothing is pushed, no pull request.
+    assert git(repo, "log", "--format=%s", "-1", "ralph/audit").startswith("ralph(")
+    assert git(gh.bare_repo("octo", "app"), "branch", "--list", "ralph/*") == ""
+    assert not gh.pulls() and not gh.calls("POST", r"/pulls$")
+
+    # Resumed (the run keeps its --pr): it ends, and then it is published.
+    write_script(script, [first, ["All done. <promise>DONE</promise>"]])
+    [run_id] = [p.name for p in (repo / ".ralph" / "runs").iterdir()]
+    resumed = run_cli(["resume", run_id], cwd=repo, command="ralph", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    [pr] = gh.pulls()
+    assert pr["head"]["ref"] == "ralph/audit" and pr["title"].endswith("completed")
+    assert git(gh.bare_repo("octo", "app"), "rev-parse", "ralph/audit") == git(
+        repo, "rev-parse", "ralph/audit"
+    )
