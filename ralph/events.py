@@ -4,11 +4,13 @@ The loop and agent emit events; observers (journal, UI, JSON logs, OpenTelemetry
 into whatever they keep or show. Event names and their fields are stable and documented in
 README ("Structured logs"):
 
-- run_started: prompt, prompt_name, model, max_iterations, repo, branch, config
+- run_started: prompt, prompt_name, model, max_iterations, repo, root, branch, base_commit,
+  worktree, resumed_at, earlier_usage{...}, earlier_cost_usd, earlier_elapsed_s (the earlier
+  sessions' totals when resuming, else null), config
 - iteration_started: max_iterations
 - model_started: turn
 - model_text: text (a streaming delta; high volume, for live views only)
-- model_retry: wait_s, reason, attempt
+- model_retry: wait_s, reason
 - model_call: turn, model, stop_reason, usage{...}, cost_usd, latency_s, retries
 - model_error: message, status, fatal
 - tool_started: tool_use_id, tool, input

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -343,3 +344,26 @@ def test_log_format_json_in_the_settings_makes_a_usage_error_json(
         cwd=repo,
     )
     assert proc.returncode == 2 and proc.stderr.startswith("ralph-loop: error: ")
+
+
+def _fields(text: str) -> set[str]:
+    """Field names of a documented field list: `usage{...}` is `usage`, notes dropped."""
+    text = re.sub(r"\{[^}]*\}|\([^)]*\)", "", text)
+    return {f.strip() for f in text.split(",") if f.strip()}
+
+
+def test_the_events_docstring_documents_only_fields_the_logs_document_too() -> None:
+    import ralph.events
+
+    root = Path(__file__).resolve().parents[1]
+    readme: dict[str, set[str]] = {}
+    for row in re.findall(
+        r"^\| (\w+)(?: \(\w+\))? \| (.+) \|$", (root / "README.md").read_text(), re.M
+    ):
+        readme[row[0]] = _fields(row[1].split(" — ")[0])
+    doc = ralph.events.__doc__ or ""
+    documented = re.findall(r"^- (\w+): (.+(?:\n  .+)*)", doc, re.M)
+    assert len(documented) >= 15
+    for name, fields in documented:
+        assert name in readme, name
+        assert _fields(fields.replace("\n", " ")) <= readme[name], name
