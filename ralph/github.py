@@ -1,5 +1,8 @@
 """Push the run branch and open or update its pull request through the GitHub REST API.
 
+`preflight` checks before a run what `publish` needs at its end (token, remote, repository,
+push credentials); the draft state of an existing pull request changes through GraphQL.
+
 The token reaches git only through `GIT_CONFIG_*` environment variables of the one push
 command (an `http.<url>.extraheader`), never the command line or `.git/config`, and only when
 the remote is on the same GitHub host as the API. httpx is imported lazily (off start-up).
@@ -175,7 +178,7 @@ def check_push(
     even on a public repository), so a wrong URL or a refused token shows before the run.
     """
     env_in = os.environ if environ is None else environ
-    probe = f"ralph/push-check-{os.getpid()}-{int(time.time())}"  # a branch that does not exist
+    probe = f"ralph-push-check-{os.getpid()}-{int(time.time())}"  # a branch that does not exist
     _push(repo_path, remote, "HEAD", probe, token, api_url, env_in, dry_run=True)
 
 
