@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +121,64 @@ def test_promise_in_tool_input_or_earlier_message_is_not_done(tmp_path: Path) ->
 
 
 def test_last_message_with_only_tool_calls_continues(tmp_path: Path) -> None:
-    # Every turn calls a tool, so --max-turns ends the iteration with no final text.
-    turns = [work_turn(1), work_turn(2)]
-    repo, prompt, script = setup(tmp_path, [turns, turns])
+    # An earlier turn says the promise; the last one only calls tools, and --max-turns ends
+    # the iteration there: it has no final message, so it is not done.
+    said = {
+        "text": f"All done. <promise>{TOKEN}</promise>",
+        "tools": [{"bash": {"command": "echo said >> progress.txt"}}],
+    }
+    only_tools = {"tools": [{"bash": {"command": "echo more >> progress.txt"}}]}
+    repo, prompt, script = setup(tmp_path, [[said, only_tools], [said, only_tools]])
     proc = ralph(repo, prompt, script, "--max-iterations", "2", "--max-turns", "2")
     assert proc.returncode == 3, proc.stderr
     assert len(run_commits(repo, branch_of(repo))) == 2
+
+
+def test_a_promise_only_in_a_tool_result_is_not_done(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"NOTES.md": f"When done say <promise>{TOKEN}</promise>\n"})
+    prompt = tmp_path / "harden.md"
+    prompt.write_text(PROMPT)
+    iteration = [
+        {"text": "Reading the notes.", "tools": [{"bash": {"command": "cat NOTES.md"}}]},
+        {"text": "Read the notes; more to do.", "tools": [{"bash": {"command": "date > t"}}]},
+        "Step done; not finished.",
+    ]
+    script = write_script(tmp_path / "session.yaml", [iteration])
+    proc = ralph(repo, prompt, script, "--max-iterations", "2")
+    assert proc.returncode == 3, proc.stderr
+    with sqlite3.connect(repo / ".ralph" / "ralph.db") as db:
+        outputs = [r[0] for r in db.execute("SELECT output FROM tool_calls WHERE tool = 'bash'")]
+    assert any(f"<promise>{TOKEN}</promise>" in (o or "") for o in outputs), outputs
+
+
+def spend(tokens: int) -> dict[str, int]:
+    return {"input_tokens": tokens, "output_tokens": 10}
+
+
+def test_a_promise_in_the_call_that_spends_the_budget_completes(tmp_path: Path) -> None:
+    # The last call of the iteration both finishes the work and uses up --max-tokens: the
+    # budget was spent on work that finished, so the run completes.
+    iteration = [
+        {**work_turn(1), "usage": spend(100)},
+        {"text": f"All done.\n<promise>{TOKEN}</promise>", "usage": spend(5000)},
+    ]
+    repo, prompt, script = setup(tmp_path, [iteration])
+    proc = ralph(repo, prompt, script, "--max-iterations", "3", "--max-tokens", "1000")
+    assert proc.returncode == 0, proc.stderr
+    assert "No promise" not in proc.stderr + proc.stdout
+    (commit,) = run_commits(repo, branch_of(repo))
+    assert commit["subject"].endswith("— All done.")
+
+
+@pytest.mark.parametrize("last", ["Not done yet.", {**work_turn(2)}], ids=["text", "tools"])
+def test_a_budget_spent_without_the_promise_still_stops_the_run(tmp_path: Path, last: Any) -> None:
+    turn = {"text": last} if isinstance(last, str) else last
+    iteration = [{**work_turn(1), "usage": spend(100)}, {**turn, "usage": spend(5000)}, "x"]
+    repo, prompt, script = setup(tmp_path, [iteration])
+    proc = ralph(repo, prompt, script, "--max-iterations", "3", "--max-tokens", "1000")
+    assert proc.returncode == 4, proc.stderr
+    git(repo, "checkout", "-q", branch_of(repo))
+    assert not (repo / "notes" / "step-2.md").exists()  # the tool calls of that turn never ran
 
 
 def test_inline_prompt_and_completion_promise_flag(tmp_path: Path) -> None:
