@@ -42,9 +42,23 @@ def _fail(message: str, code: int = ExitCode.USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _note(message: str, json_logs: bool) -> None:
+    """Print a one-line note on stderr (a JSON record in JSON log mode)."""
+    from . import logs
+
+    if json_logs or logs.json_active():
+        logs.write_line(logs.record("note", level="info", message=message), sys.stderr)
+    else:
+        prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "ralph"
+        sys.stderr.write(f"{prog}: note: {message}\n")
+
+
 def build_config(prompt: str, flags: dict[str, Any], repo: Path | None) -> Any:
-    """Merge defaults < ralph.yaml < front matter < RALPH_* env < flags into a RunConfig."""
-    from .config import RunConfig, env_layer, file_layer, validate
+    """Merge defaults < ralph.yaml < front matter < RALPH_* env < flags into a RunConfig.
+
+    Repository files (ralph.yaml, front matter) may only tighten security (see
+    config.check_repo_layer); the environment and flags may do anything."""
+    from .config import RunConfig, env_layer, file_layer, merge_layers, merge_repo_layers, validate
     from .prompt import load_prompt
 
     root = (repo or Path(os.environ.get("RALPH_REPO") or Path.cwd())).expanduser()
@@ -52,11 +66,9 @@ def build_config(prompt: str, flags: dict[str, Any], repo: Path | None) -> Any:
         raise UsageError(f"--repo {root} does not exist or is not a directory")
     root = root.resolve()
     spec = load_prompt(prompt)
-    merged: dict[str, Any] = {}
-    merged.update(file_layer(root))
-    merged.update(spec.settings)
-    merged.update(env_layer())
-    merged.update({k: v for k, v in flags.items() if v is not None and v != [] and v is not False})
+    repo_settings = merge_repo_layers(file_layer(root), spec.settings)
+    given = {k: v for k, v in flags.items() if v is not None and v != []}
+    merged = merge_layers(repo_settings, env_layer(), given)
     from .logs import settings_log_format
 
     settings_log_format(merged.get("log_format"))  # usage errors from here on follow it
@@ -81,6 +93,8 @@ def build_config(prompt: str, flags: dict[str, Any], repo: Path | None) -> Any:
             )
         cfg.completion_promise = found[0]
     validate(cfg)
+    if spec.note:
+        _note(spec.note, cfg.log_format == "json")
     return cfg
 
 
@@ -151,24 +165,31 @@ def run_command(
         ),
     ] = None,
     in_place: Annotated[
-        bool, typer.Option("--in-place", help="Work on the current branch.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--in-place/--no-in-place", help="Work on the current branch.", show_default=False
+        ),
+    ] = None,
     worktree: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--worktree",
+            "--worktree/--no-worktree",
             help="Work in a git worktree under .ralph/worktrees; your checkout is never touched.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     allow_dirty: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--allow-dirty", help="Run on a dirty tree; only paths ralph changed are committed."
+            "--allow-dirty/--no-allow-dirty",
+            help="Run on a dirty tree; only paths ralph changed are committed.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     no_commit: Annotated[
-        bool, typer.Option("--no-commit", help="Leave changes uncommitted.")
-    ] = False,
+        bool | None,
+        typer.Option("--no-commit/--commit", help="Leave changes uncommitted.", show_default=False),
+    ] = None,
     sandbox: Annotated[
         str | None,
         typer.Option(
@@ -236,23 +257,49 @@ def run_command(
         typer.Option(help="Also write JSON log lines to this file.", show_default=False),
     ] = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only the final summary.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--quiet/--no-quiet", "-q", help="Print only the final summary.", show_default=False
+        ),
+    ] = None,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Show tool outputs too.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--verbose/--no-verbose", "-v", help="Show tool outputs too.", show_default=False
+        ),
+    ] = None,
     show_text: Annotated[
-        bool, typer.Option("--show-text", help="Show the agent's text in full.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--show-text/--no-show-text",
+            help="Show the agent's text in full.",
+            show_default=False,
+        ),
+    ] = None,
     otel: Annotated[
-        bool, typer.Option("--otel", help="Export OpenTelemetry traces (needs ralph-loop[otel]).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--otel/--no-otel",
+            help="Export OpenTelemetry traces (needs ralph-loop[otel]).",
+            show_default=False,
+        ),
+    ] = None,
     pr: Annotated[
-        bool, typer.Option("--pr", help="Push the run branch and open or update a pull request.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--pr/--no-pr",
+            help="Push the run branch and open or update a pull request.",
+            show_default=False,
+        ),
+    ] = None,
     pr_draft: Annotated[
-        bool, typer.Option("--pr-draft", help="Open the pull request as a draft.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--pr-draft/--no-pr-draft",
+            help="Open the pull request as a draft.",
+            show_default=False,
+        ),
+    ] = None,
     pr_base: Annotated[
         str | None,
         typer.Option(
@@ -318,7 +365,9 @@ def run_command(
     try:
         from .config import parse_layer
 
-        given = {k: v for k, v in flags.items() if v is not None and v != [] and v is not False}
+        # Only options given on the command line override: None means "not given" (an
+        # explicit --no-X is False and overrides a true from ralph.yaml or the environment).
+        given = {k: v for k, v in flags.items() if v is not None and v != []}
         given.pop("dry_run", None)
         log_path = given.pop("log_file", None)
         parsed = parse_layer(given, "command line")

@@ -178,6 +178,13 @@ def _any_list(value: Any) -> list[Any]:
 
 
 def _pricing(value: Any) -> dict[str, dict[str, float]]:
+    if isinstance(value, str):  # RALPH_PRICING='{my-model: {input: 3, output: 15}}'
+        import yaml
+
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError("expected a YAML mapping of model id to prices") from None
     if not isinstance(value, dict):
         raise ValueError("expected a mapping of model id to prices")
     out: dict[str, dict[str, float]] = {}
@@ -191,6 +198,8 @@ def _pricing(value: Any) -> dict[str, dict[str, float]]:
                 "cache_read), in USD per million tokens"
             )
         out[str(model)] = {k: _float(v) for k, v in prices.items()}
+        if any(v < 0 for v in out[str(model)].values()):
+            raise ValueError(f"prices of {model!r} cannot be negative")
     return out
 
 
@@ -263,6 +272,103 @@ def parse_layer(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+# Strictness of the sandbox settings, loosest first: repository files may only move right.
+_SANDBOX_STRICTNESS = ("none", "auto", "bwrap")
+
+
+def check_repo_layer(settings: Mapping[str, Any], where: str) -> None:
+    """Refuse settings from a repository file (ralph.yaml, front matter) that loosen security.
+
+    The agent can write these files, and CI checks them out from the previous run's branch,
+    so they may only tighten: the user's flags and RALPH_* environment may do anything.
+    """
+    for key in settings:
+        if key not in FILE_KEYS:
+            flag = key.replace("_", "-")
+            raise UsageError(
+                f"{where}: {key} is not a file setting; pass --{flag} or set RALPH_{key.upper()}"
+            )
+    if settings.get("sandbox") == "none":
+        raise UsageError(
+            f"{where}: sandbox: none is refused from a repository file (the agent can edit it); "
+            "pass --sandbox none or set RALPH_SANDBOX=none"
+        )
+    pricing = settings.get("pricing") or {}
+    if pricing:
+        from .models.pricing import builtin_prices
+
+        builtin = builtin_prices()
+        for model, prices in pricing.items():
+            if model in builtin:
+                raise UsageError(
+                    f"{where}: pricing: {model} has a built-in price, which a repository file "
+                    "cannot change (it would weaken --max-cost); remove it, or set "
+                    "RALPH_PRICING in the environment"
+                )
+            if any(value <= 0 for value in prices.values()):
+                raise UsageError(
+                    f"{where}: pricing: {model}: prices must be more than 0 in a repository "
+                    "file (0 would defeat --max-cost); set RALPH_PRICING for a free model"
+                )
+
+
+def _merge_pricing(
+    low: Mapping[str, Mapping[str, float]], high: Mapping[str, Mapping[str, float]]
+) -> dict[str, dict[str, float]]:
+    """Price tables of two layers: per model, the higher layer's entry wins."""
+    out = {model: dict(prices) for model, prices in low.items()}
+    out.update({model: dict(prices) for model, prices in high.items()})
+    return out
+
+
+def merge_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Overlay settings, lowest first. A layer that picks a workspace mode (in_place,
+    worktree, branch) clears the modes it excludes from the layers below, so
+    `--in-place` beats `worktree: true` in ralph.yaml; price tables are merged per model."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer.get("in_place"):
+            merged.pop("worktree", None)
+            merged.pop("branch", None)
+        if layer.get("worktree") or layer.get("branch") is not None:
+            merged.pop("in_place", None)
+        if "pricing" in layer and "pricing" in merged:
+            merged["pricing"] = _merge_pricing(merged["pricing"], layer["pricing"])
+            layer = {k: v for k, v in layer.items() if k != "pricing"}
+        merged.update(layer)
+    return merged
+
+
+def merge_repo_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Overlay repository files (ralph.yaml, then front matter), keeping the strictest
+    security setting of any of them: a prompt file the agent can edit cannot undo
+    `network: off` or `sandbox: bwrap` in ralph.yaml, nor lower a price it set."""
+    merged = merge_layers(*layers)
+    sandboxes = [layer["sandbox"] for layer in layers if "sandbox" in layer]
+    if sandboxes:
+        merged["sandbox"] = max(sandboxes, key=_SANDBOX_STRICTNESS.index)
+    if any(layer.get("network") == "off" for layer in layers):
+        merged["network"] = "off"
+    tables = [layer["pricing"] for layer in layers if layer.get("pricing")]
+    if len(tables) > 1:
+        from .models.pricing import CACHE_READ_FACTOR, CACHE_WRITE_FACTOR
+
+        prices: dict[str, dict[str, float]] = {}
+        for table in tables:
+            for model, entry in table.items():
+                # Fill in the implied cache prices so a max is taken over like with like.
+                full = {
+                    "cache_write": entry["input"] * CACHE_WRITE_FACTOR,
+                    "cache_read": entry["input"] * CACHE_READ_FACTOR,
+                    **entry,
+                }
+                have = prices.setdefault(model, {})
+                for key, value in full.items():
+                    have[key] = max(value, have.get(key, value))
+        merged["pricing"] = prices
+    return merged
+
+
 def env_layer(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Settings from RALPH_<NAME> environment variables (e.g. RALPH_MAX_ITERATIONS=5)."""
     environ = os.environ if environ is None else environ
@@ -301,7 +407,9 @@ def file_layer(repo: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read: {exc}") from None
-    return parse_layer(load_yaml_mapping(text, str(path)), str(path))
+    settings = parse_layer(load_yaml_mapping(text, str(path)), str(path))
+    check_repo_layer(settings, str(path))
+    return settings
 
 
 def validate(cfg: RunConfig) -> None:
@@ -325,6 +433,11 @@ def validate(cfg: RunConfig) -> None:
         (cfg.in_place and cfg.worktree, "--in-place and --worktree exclude each other; pick one"),
         (cfg.in_place and cfg.branch is not None, "--in-place and --branch exclude each other"),
         (not cfg.prompt.strip(), "the prompt is empty; write the task in the prompt file"),
+        (
+            not cfg.model.strip(),
+            f"--model is empty; give an Anthropic model id (default {DEFAULT_MODEL}) "
+            "or script:PATH",
+        ),
     ]
     for failed, message in checks:
         if failed:

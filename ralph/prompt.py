@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import load_yaml_mapping, parse_layer
+from .config import check_repo_layer, load_yaml_mapping, parse_layer
 from .errors import UsageError
 from .promise import prompt_promises
 
@@ -26,6 +26,7 @@ class PromptSpec:
     source: str
     settings: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    note: str | None = None  # one line for stderr, e.g. that a built-in stood in for a file
 
     @property
     def promises(self) -> list[str]:
@@ -50,16 +51,30 @@ def split_front_matter(text: str, where: str) -> tuple[dict[str, Any], str]:
             raise UsageError(f"{where}: front matter starts with --- but has no closing --- line")
         return {}, text
     raw = load_yaml_mapping(match.group(1), where, line_offset=1)
-    return parse_layer(raw, f"{where} front matter"), text[match.end() :]
+    settings = parse_layer(raw, f"{where} front matter")
+    # Prompt files usually live in the repository, where the agent can edit them.
+    check_repo_layer(settings, f"{where} front matter")
+    return settings, text[match.end() :]
 
 
 def _looks_like_path(arg: str) -> bool:
     """A file name ending (even with spaces) or a slash without spaces; not a sentence."""
-    if "\n" in arg or len(arg) > 1024:
+    if "\n" in arg or len(arg) > 1024 or "<promise>" in arg:
         return False
     if arg.rstrip().endswith((".md", ".txt", ".markdown", ".prompt", ".yaml")):
         return True
     return "/" in arg and not re.search(r"\s", arg.strip())
+
+
+def _builtin_stand_in(arg: str) -> str | None:
+    """The built-in name when `arg` is prompts/<built-in>.md (the README's usage), else None."""
+    parts = Path(arg).parts
+    if parts[:1] == (".",):
+        parts = parts[1:]
+    if len(parts) != 2 or parts[0] != "prompts" or not parts[1].endswith(".md"):
+        return None
+    name = parts[1][: -len(".md")]
+    return name if builtin_path(name) is not None else None
 
 
 def _slug(text: str, words: int = 3) -> str:
@@ -100,6 +115,15 @@ def load_prompt(arg: str, stdin: TextIO | None = None, cwd: Path | None = None) 
     builtin = builtin_path(arg)
     if builtin is not None:
         return _from_text(_read_file(builtin), arg, f"builtin:{arg}", builtin)
+    stand_in = _builtin_stand_in(arg) if "\n" not in arg else None
+    if stand_in is not None and not candidate.exists():
+        # The README's `ralph-loop prompts/security.md` works in any repository.
+        spec = load_prompt(stand_in, stdin, cwd)
+        spec.note = (
+            f"{arg} not found; using the built-in prompt {stand_in!r} "
+            "(`ralph init --prompts` copies the built-ins into prompts/ for editing)"
+        )
+        return spec
     if _looks_like_path(arg):
         if candidate.is_dir():
             raise UsageError(f"prompt {arg} is a directory; name a prompt file inside it")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
 
 from ralph.cli import build_config
-from ralph.config import RunConfig, env_layer, parse_duration, validate
+from ralph.config import DEFAULT_MODEL, RunConfig, env_layer, parse_duration, validate
 from ralph.errors import UsageError
 from ralph.prompt import builtin_names, load_prompt
+from tests.helpers import clean_env, make_repo, run_cli
 
 
 def test_durations() -> None:
@@ -144,3 +146,221 @@ def test_validation(changes: dict[str, object], message: str) -> None:
 def test_zero_iterations_accepted_with_budget() -> None:
     validate(RunConfig(prompt="x", max_iterations=0, max_cost=1.0))
     validate(RunConfig(prompt="x", max_iterations=0, timeout=60))
+
+
+# --- repository files may only tighten security ----------------------------------------------
+
+GO = "go <promise>T</promise>"
+
+
+@pytest.mark.parametrize("where", ["ralph.yaml", "front matter"])
+def test_repository_files_cannot_turn_the_sandbox_off(where: str, tmp_path: Path) -> None:
+    if where == "ralph.yaml":
+        (tmp_path / "ralph.yaml").write_text("sandbox: none\n")
+        prompt = GO
+    else:
+        (tmp_path / "p.md").write_text(f"---\nsandbox: none\n---\n{GO}\n")
+        prompt = str(tmp_path / "p.md")
+    with pytest.raises(UsageError) as err:
+        build_config(prompt, {}, tmp_path)
+    assert "sandbox: none" in err.value.message
+    assert "--sandbox none" in err.value.message and "RALPH_SANDBOX=none" in err.value.message
+    assert "\n" not in err.value.message
+
+
+def test_flag_and_environment_may_turn_the_sandbox_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ralph.yaml").write_text("sandbox: bwrap\nnetwork: 'off'\n")
+    assert build_config(GO, {"sandbox": "none", "network": "on"}, tmp_path).sandbox == "none"
+    monkeypatch.setenv("RALPH_SANDBOX", "none")
+    monkeypatch.setenv("RALPH_NETWORK", "on")
+    cfg = build_config(GO, {}, tmp_path)
+    assert (cfg.sandbox, cfg.network) == ("none", "on")
+
+
+@pytest.mark.parametrize("mode", ["auto", "bwrap"])
+def test_repository_files_may_choose_a_sandbox(mode: str, tmp_path: Path) -> None:
+    (tmp_path / "ralph.yaml").write_text(f"sandbox: {mode}\nnetwork: 'off'\n")
+    cfg = build_config(GO, {}, tmp_path)
+    assert (cfg.sandbox, cfg.network) == (mode, "off")
+
+
+def test_front_matter_cannot_undo_ralph_yaml_security(tmp_path: Path) -> None:
+    (tmp_path / "ralph.yaml").write_text(
+        "sandbox: bwrap\nnetwork: 'off'\npricing:\n  my-model: {input: 3, output: 15}\n"
+    )
+    p = tmp_path / "p.md"
+    p.write_text(
+        "---\nsandbox: auto\nnetwork: 'on'\npricing:\n  my-model: {input: 1, output: 30}\n"
+        f"---\n{GO}\n"
+    )
+    cfg = build_config(str(p), {}, tmp_path)
+    assert (cfg.sandbox, cfg.network) == ("bwrap", "off")
+    assert cfg.pricing["my-model"]["input"] == 3 and cfg.pricing["my-model"]["output"] == 30
+
+
+def test_repository_files_cannot_change_a_built_in_price(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ralph.yaml").write_text(f"pricing:\n  {DEFAULT_MODEL}: {{input: 0, output: 0}}\n")
+    with pytest.raises(UsageError, match=rf"pricing: {DEFAULT_MODEL} has a built-in price"):
+        build_config(GO, {}, tmp_path)
+    # the user's environment may (e.g. a negotiated price)
+    (tmp_path / "ralph.yaml").unlink()
+    monkeypatch.setenv("RALPH_PRICING", f"{{{DEFAULT_MODEL}: {{input: 1, output: 5}}}}")
+    cfg = build_config(GO, {}, tmp_path)
+    assert cfg.pricing == {DEFAULT_MODEL: {"input": 1.0, "output": 5.0}}
+
+
+def test_repository_files_may_add_a_priced_model_but_not_a_free_one(tmp_path: Path) -> None:
+    (tmp_path / "ralph.yaml").write_text("pricing:\n  my-model: {input: 3, output: 15}\n")
+    assert build_config(GO, {}, tmp_path).pricing["my-model"]["output"] == 15
+    (tmp_path / "ralph.yaml").write_text(
+        "pricing:\n  my-model: {input: 3, output: 15, cache_read: 0}\n"
+    )
+    with pytest.raises(UsageError, match="must be more than 0"):
+        build_config(GO, {}, tmp_path)
+
+
+def test_repository_files_pass_only_ralph_variables(tmp_path: Path) -> None:
+    (tmp_path / "ralph.yaml").write_text("env: [ANTHROPIC_API_KEY]\n")
+    with pytest.raises(UsageError, match="only RALPH_"):
+        build_config(GO, {}, tmp_path)
+
+
+def test_repository_files_cannot_name_a_log_file(tmp_path: Path) -> None:
+    # ralph (outside the sandbox) would append to any path the agent chose, e.g. ~/.bashrc
+    (tmp_path / "ralph.yaml").write_text("log_file: /tmp/anywhere.jsonl\n")
+    with pytest.raises(UsageError, match="not a file setting; pass --log-file"):
+        build_config(GO, {}, tmp_path)
+
+
+def test_cli_refuses_sandbox_none_from_ralph_yaml(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"ralph.yaml": "sandbox: none\n"})
+    proc = run_cli([GO, "--dry-run"], cwd=repo)
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1 and "--sandbox none" in proc.stderr
+
+
+# --- flags turn off what lower layers turned on -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file", "flags", "expected"),
+    [
+        ("worktree: true", {"in_place": True}, {"in_place": True, "worktree": False}),
+        ("in_place: true", {"worktree": True}, {"in_place": False, "worktree": True}),
+        ("in_place: true", {"branch": "mine"}, {"in_place": False, "branch": "mine"}),
+        ("branch: theirs", {"in_place": True}, {"in_place": True, "branch": None}),
+        ("worktree: true", {"worktree": False}, {"worktree": False}),
+        ("no_commit: true", {"no_commit": False}, {"no_commit": False}),
+        ("allow_dirty: true", {"allow_dirty": False}, {"allow_dirty": False}),
+        ("quiet: true\nverbose: true", {"quiet": False, "verbose": False}, {"quiet": False}),
+        ("pr: true\npr_draft: true", {"pr": False, "pr_draft": False}, {"pr": False}),
+        ("otel: true\nshow_text: true", {"otel": False}, {"otel": False, "show_text": True}),
+    ],
+)
+def test_flags_override_lower_layers(
+    file: str, flags: dict[str, object], expected: dict[str, object], tmp_path: Path
+) -> None:
+    (tmp_path / "ralph.yaml").write_text(file + "\n")
+    cfg = build_config(GO, flags, tmp_path)
+    assert {k: getattr(cfg, k) for k in expected} == expected
+
+
+def test_environment_mode_beats_ralph_yaml_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ralph.yaml").write_text("worktree: true\n")
+    monkeypatch.setenv("RALPH_IN_PLACE", "1")
+    cfg = build_config(GO, {}, tmp_path)
+    assert cfg.in_place and not cfg.worktree
+
+
+def test_two_modes_on_one_layer_still_conflict(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="exclude each other"):
+        build_config(GO, {"in_place": True, "worktree": True}, tmp_path)
+
+
+def test_cli_no_flags_undo_ralph_yaml(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo", {"ralph.yaml": "worktree: true\nno_commit: true\nquiet: true\n"}
+    )
+    env = clean_env(ANTHROPIC_API_KEY="sk-ant-not-a-real-key")
+    args = [GO, "--dry-run", "--sandbox", "none"]
+    proc = run_cli([*args, "--in-place", "--commit", "--no-quiet"], cwd=repo, env=env)
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads(proc.stdout)["config"]
+    assert (config["in_place"], config["worktree"], config["no_commit"], config["quiet"]) == (
+        True,
+        False,
+        False,
+        False,
+    )
+    proc = run_cli(args, cwd=repo, env=env)  # nothing given: ralph.yaml's values stand
+    config = json.loads(proc.stdout)["config"]
+    assert (config["worktree"], config["no_commit"], config["quiet"]) == (True, True, True)
+
+
+# --- prompts/<built-in>.md works in any repository --------------------------------------------
+
+
+@pytest.mark.parametrize("arg", ["prompts/security.md", "./prompts/security.md"])
+def test_missing_prompts_builtin_path_falls_back_to_the_builtin(arg: str, tmp_path: Path) -> None:
+    spec = load_prompt(arg, cwd=tmp_path)
+    assert spec.source == "builtin:security" and spec.name == "security"
+    assert spec.settings["completion_promise"] == "SECURITY_AUDIT_COMPLETE"
+    assert spec.note is not None and "ralph init --prompts" in spec.note and arg in spec.note
+
+
+def test_existing_prompts_file_beats_the_builtin(tmp_path: Path) -> None:
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "security.md").write_text("my own <promise>MINE</promise>\n")
+    spec = load_prompt("prompts/security.md", cwd=tmp_path)
+    assert spec.promises == ["MINE"] and spec.note is None
+
+
+def test_prompts_path_of_no_builtin_is_still_an_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        load_prompt("prompts/securty.md", cwd=tmp_path)
+    with pytest.raises(UsageError, match="does not exist"):
+        load_prompt("other/security.md", cwd=tmp_path)
+
+
+def test_readme_usage_works_in_any_repository(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    proc = run_cli(
+        ["prompts/security.md", "--max-iterations", "30", "--dry-run", "--sandbox", "none"],
+        cwd=repo,
+        env=clean_env(ANTHROPIC_API_KEY="sk-ant-not-a-real-key"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads(proc.stdout)["config"]
+    assert config["prompt_source"] == "builtin:security" and config["max_iterations"] == 30
+    assert proc.stderr.count("\n") == 1
+    assert "using the built-in prompt 'security'" in proc.stderr
+    assert "ralph init --prompts" in proc.stderr
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["", "  "])
+def test_empty_model_is_bad_input(model: str, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--model is empty"):
+        build_config(GO, {"model": model}, tmp_path)
+
+
+def test_cli_empty_model_exits_2(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    proc = run_cli([GO, "--model", "", "--dry-run"], cwd=repo)
+    assert proc.returncode == 2
+    assert "--model is empty" in proc.stderr and "credentials" not in proc.stderr
+
+
+def test_sentence_ending_in_a_file_name_is_inline() -> None:
+    spec = load_prompt("Output <promise>DONE</promise> after writing sdlc/notes.md")
+    assert spec.source == "inline" and spec.promises == ["DONE"]
+    spec = load_prompt("Harden it: see sdlc/notes and docs/x. Output <promise>D</promise>")
+    assert spec.source == "inline"
