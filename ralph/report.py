@@ -158,7 +158,13 @@ class ReportCollector:
             print_summary(summary, out or sys.stdout, path)
             return path
         except Exception as exc:
-            sys.stderr.write(f"ralph: could not write the run report: {exc!r}\n")
+            from . import logs
+
+            message = f"could not write the run report: {exc!r}"
+            if logs.json_active():  # in JSON log mode every stderr line is JSON
+                logs.write_line(logs.record("error", level="error", message=message), sys.stderr)
+            else:
+                sys.stderr.write(f"ralph: {message}\n")
             return None
 
 

@@ -4,6 +4,7 @@ body, and the journal's totals."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
@@ -102,13 +103,19 @@ def test_collector_fills_in_a_crash_and_writes_without_a_journal(tmp_path: Path)
     assert path is not None and "**interrupted** (exit 130)" in path.read_text()
 
 
-def test_a_broken_report_never_raises(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_broken_report_never_raises(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     collector = ReportCollector()
     collector.handle(recorded_events()[0])
     assert collector.finish(RunConfig(), blocker, blocker, None, io.StringIO()) is None
     assert "could not write the run report" in capsys.readouterr().err
+    monkeypatch.setenv("RALPH_LOG_FORMAT", "json")  # in JSON log mode, a JSON record
+    assert collector.finish(RunConfig(), blocker, blocker, None, io.StringIO()) is None
+    rec = json.loads(capsys.readouterr().err)
+    assert rec["event"] == "error" and "could not write the run report" in rec["message"]
 
 
 @pytest.mark.parametrize("width", [40, 80, 200])
