@@ -27,7 +27,7 @@ TEMPLATE = """\
 # retry_window: 15m               # keep retrying rate limits / overloads this long
 # bash_timeout: 120s              # timeout of each bash command the agent runs
 # output_cap: 30000               # bytes of a tool's output the model sees (head and tail)
-# pricing:                        # USD per million tokens; overrides and extends the built-in table
+# pricing:                        # USD per million tokens, for models the built-in table lacks
 #   my-model-id: {input: 3.0, output: 15.0, cache_write: 3.75, cache_read: 0.30}
 
 # --- git ----------------------------------------------------------------------------------
@@ -38,7 +38,8 @@ TEMPLATE = """\
 # no_commit: false                # leave the agent's changes uncommitted
 
 # --- safety and guards ----------------------------------------------------------------------
-# sandbox: auto                   # auto | bwrap | none (auto: bubblewrap when it works)
+# sandbox: auto                   # auto | bwrap (auto: bubblewrap when it works); none only
+#                                 # by --sandbox none or RALPH_SANDBOX=none, never from a file
 # network: "on"                   # "on" | "off": network inside the sandbox (audits need it)
 # env: []                         # RALPH_* variables passed to the agent's commands
 # max_cost: null                  # USD; the run stops (exit 4) when it is spent
