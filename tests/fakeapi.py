@@ -14,6 +14,8 @@ chunks for tool inputs); other requests get the JSON message. Every request is l
 Failures: `HTTPError` (status, error type, `retry-after` / `retry-after-ms`), `Stall` (answer
 late, or hang until `release()` / `stop()`), `Drop` (close the socket without a response), and
 on a `Message`: `error_after` (an `error` event mid-stream), `drop_after` and `stall_after`.
+`raw_tool_use(name, raw_json)` streams a tool input verbatim, valid JSON or not. A refusal
+carries `stop_details` (default `REFUSAL`, category "cyber") in message_delta.
 
 With `auto_cache=True`, usage not scripted is computed from the request like the real prompt
 cache: tokens ~ JSON bytes / 4 per block; the longest prefix (ending at a `cache_control`

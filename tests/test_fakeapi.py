@@ -10,12 +10,14 @@ import httpx
 import pytest
 
 from tests.fakeapi import (
+    REFUSAL,
     Drop,
     FakeAPI,
     HTTPError,
     Message,
     Recorded,
     Stall,
+    raw_tool_use,
     text,
     tool_use,
 )
@@ -92,6 +94,30 @@ def test_stream_is_sse_exactly_as_the_api_sends_it() -> None:
     delta = events[-2][1]
     assert delta["delta"]["stop_reason"] == "tool_use"
     assert delta["usage"]["output_tokens"] == 33
+
+
+def test_raw_tool_input_is_streamed_verbatim_and_never_leaks_into_the_message() -> None:
+    raw = '{"command": "echo \\ud800'
+    with FakeAPI() as api:
+        api.add(Message([raw_tool_use("bash", raw, id="toolu_x")]))
+        events = sse(post(api, body()).text)
+        api.add(Message([raw_tool_use("bash", raw, id="toolu_x")]))
+        message = post(api, body(stream=False)).json()
+    parts = [d["delta"]["partial_json"] for n, d in events if n == "content_block_delta"]
+    assert "".join(parts) == raw
+    assert message["content"] == [
+        {"type": "tool_use", "name": "bash", "input": {}, "id": "toolu_x"}
+    ]
+
+
+def test_a_refusal_sends_stop_details() -> None:
+    details = {"type": "refusal", "category": "bio", "explanation": None}
+    with FakeAPI() as api:
+        api.add(Message("No.", stop_reason="refusal"), Message("No.", stop_reason="refusal",
+                                                               stop_details=details))  # fmt: skip
+        api.add(Message("Yes."))
+        deltas = [sse(post(api, body()).text)[-2][1]["delta"] for _ in range(3)]
+    assert [d["stop_details"] for d in deltas] == [REFUSAL, details, None]
 
 
 def test_non_streaming_requests_get_the_json_message() -> None:
