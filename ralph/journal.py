@@ -36,6 +36,8 @@ FINISHED = ("completed", "max_iterations", "budget", "stalled")
 TOKENS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 OUTPUT_KEEP = 8000  # characters of a tool's output kept (head and tail)
 STRING_KEEP = 4000  # characters of any one string inside a tool's input
+LOCK_TRIES = 10  # attempts, 20 ms apart, to take a lock another process may be probing
+CRASHED_REASON = "the process died without ending the run (killed, out of memory or a crash)"
 
 _TOKEN_COLS = ", ".join(f"{t} INTEGER NOT NULL DEFAULT 0" for t in TOKENS)
 
@@ -279,8 +281,19 @@ class Journal:
         )
         self._attempts[(e.run_id, number)] = attempt
 
-    def _attempt(self, e: Event) -> int:
-        return self._attempts.get((e.run_id, e.iteration or 0), 1)
+    def _attempt(self, db: sqlite3.Connection, e: Event) -> int:
+        """The attempt an event of iteration `e.iteration` belongs to: the latest one.
+
+        A resumed process commits the dead attempt's leftover work before it starts a new
+        attempt, so it has not seen that attempt begin: the journal knows which it was.
+        """
+        key = (e.run_id, e.iteration or 0)
+        if key not in self._attempts:
+            row = db.execute(
+                "SELECT MAX(attempt) FROM iterations WHERE run_id = ? AND number = ?", key
+            ).fetchone()
+            return int(row[0] or 1)
+        return self._attempts[key]
 
     def _on_model_call(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
         tokens, cost = _tokens(d.get("usage")), d.get("cost_usd")
@@ -289,7 +302,7 @@ class Journal:
             f"{', '.join(TOKENS)}, cost_usd, latency_s, retries, request_id, request_summary, "
             "response_summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                e.run_id, e.iteration, self._attempt(e), d.get("turn"), e.ts, d.get("model"),
+                e.run_id, e.iteration, self._attempt(db, e), d.get("turn"), e.ts, d.get("model"),
                 d.get("stop_reason"), *tokens, cost, d.get("latency_s"), d.get("retries"),
                 d.get("request_id"), _summary(d.get("request_summary")),
                 _summary(d.get("response_summary")),
@@ -308,7 +321,7 @@ class Journal:
             "output, output_chars, is_error, exit_code, duration_s) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                e.run_id, e.iteration, self._attempt(e), e.ts, d.get("tool_use_id"), d.get("tool"),
+                e.run_id, e.iteration, self._attempt(db, e), e.ts, d.get("tool_use_id"), d.get("tool"),
                 _dumps(_clip_strings(d.get("input"))), _clip(output, OUTPUT_KEEP), len(output),
                 bool(d.get("is_error")), d.get("exit_code"), d.get("duration_s"),
             ),
@@ -318,13 +331,13 @@ class Journal:
         db.execute(
             "UPDATE iterations SET promise_seen = 1, promise_accepted = promise_accepted OR ? "
             "WHERE run_id = ? AND number = ? AND attempt = ?",
-            (bool(d.get("accepted")), e.run_id, e.iteration, self._attempt(e)),
+            (bool(d.get("accepted")), e.run_id, e.iteration, self._attempt(db, e)),
         )
 
     def _on_commit(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
         db.execute(
             "UPDATE iterations SET commit_sha = ? WHERE run_id = ? AND number = ? AND attempt = ?",
-            (d.get("sha"), e.run_id, e.iteration, self._attempt(e)),
+            (d.get("sha"), e.run_id, e.iteration, self._attempt(db, e)),
         )
 
     def _on_iteration_ended(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
@@ -337,7 +350,7 @@ class Journal:
                 e.ts, d.get("outcome"), bool(d.get("promise")), d.get("summary"),
                 d.get("final_text"), d.get("commit"), _dumps(d.get("files_changed") or []),
                 *_tokens(d.get("usage")), d.get("cost_usd"), d.get("turns"), d.get("duration_s"),
-                d.get("error"), e.run_id, e.iteration, self._attempt(e),
+                d.get("error"), e.run_id, e.iteration, self._attempt(db, e),
             ),
         )  # fmt: skip
 
@@ -347,6 +360,15 @@ class Journal:
             "elapsed_s = elapsed_s + COALESCE(? - session_started, 0), "
             "session_started = NULL, last_seen = ? WHERE id = ?",
             (d.get("status"), d.get("exit_code"), d.get("reason"), e.ts, e.ts, e.ts, e.run_id),
+        )
+        # A run cut short by an error (or a signal outside an iteration's own handling) ends
+        # with an iteration that never did: record how, so no outcome stays empty. Resume runs
+        # such an iteration again.
+        cut = "interrupted" if d.get("status") == "interrupted" else "error"
+        db.execute(
+            "UPDATE iterations SET outcome = ?, ended = COALESCE(ended, ?), "
+            "error = COALESCE(error, ?) WHERE run_id = ? AND outcome IS NULL",
+            (cut, e.ts, d.get("reason"), e.run_id),
         )
 
     # --- reading ---------------------------------------------------------------------------
@@ -370,7 +392,24 @@ class Journal:
             "SELECT r.*, (SELECT COUNT(DISTINCT number) FROM iterations i WHERE i.run_id = r.id) "
             "AS iterations FROM runs r ORDER BY r.started DESC, r.id DESC"
         ).fetchall()
-        return [_run_summary(row) for row in rows]
+        runs = [_run_summary(row) for row in rows]
+        for run in runs:
+            if run["status"] == "running" and self._crashed(run):
+                run["status"], run["reason"] = "crashed", CRASHED_REASON
+        return runs
+
+    def _crashed(self, run: dict[str, Any]) -> bool:
+        """Whether a run the journal calls running has no live process: nobody holds its lock.
+
+        Only a process on this host can be judged; a lock on a shared file system may not be.
+        """
+        if run["host"] not in (None, socket.gethostname()):
+            return False
+        try:
+            path = run_lock_path(self.path.parent.parent, run["id"])
+        except UsageError:
+            return False
+        return lock_holder(path) is None
 
     def get_run(self, run: str) -> dict[str, Any] | None:
         """One run (id or unique prefix) with its iterations (final attempts) and totals."""
@@ -410,7 +449,8 @@ class Journal:
             )
         done = self.conn.execute(
             "SELECT COALESCE(MAX(number), 0) FROM iterations i WHERE run_id = ? AND "
-            "outcome IS NOT NULL AND outcome != 'interrupted' AND attempt = (SELECT MAX(attempt) "
+            "outcome IS NOT NULL AND outcome NOT IN ('interrupted', 'error') AND "
+            "attempt = (SELECT MAX(attempt) "
             "FROM iterations a WHERE a.run_id = i.run_id AND a.number = i.number)",
             (run_id,),
         ).fetchone()[0]
@@ -532,21 +572,61 @@ class RunLock:
         self.release()
 
 
-def acquire_run_lock(main_repo: Path, run_id: str) -> RunLock:
-    """Lock run `run_id` for this process; a UsageError naming the holder if it is taken."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run_id):
-        raise UsageError(f"{run_id!r} is not a run id")
-    path = main_repo / STATE_DIR / "runs" / run_id / "lock"
+def _holder(fd: int) -> str:
+    return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+
+
+def take_lock(path: Path, label: str = "") -> RunLock | str:
+    """Take the exclusive lock at `path` and write who holds it (`label` first); the holder's
+    text if another process holds it.
+
+    Tries for a moment: `ralph runs` probes locks with a brief shared lock (`lock_holder`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-        os.close(fd)
-        raise UsageError(
-            f"run {run_id} is already running ({holder}); wait for it to end or stop it first"
-        ) from None
+    for attempt in range(LOCK_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if attempt == LOCK_TRIES - 1:
+                holder = _holder(fd)
+                os.close(fd)
+                return holder
+            time.sleep(0.02)
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    os.pwrite(fd, f"{label}pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
     return RunLock(path, fd)
+
+
+def lock_holder(path: Path) -> str | None:
+    """Who holds the lock at `path` ("pid N on HOST"), or None when nobody does; creates nothing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # never taken (or removed): nobody holds it
+    try:
+        # Shared, so two probes never collide; a holder's exclusive lock makes it fail.
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return _holder(fd)
+    finally:
+        os.close(fd)  # closing drops the probe's lock
+    return None
+
+
+def run_lock_path(main_repo: Path, run_id: str) -> Path:
+    """Where run `run_id`'s lock lives."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run_id):
+        raise UsageError(f"{run_id!r} is not a run id")
+    return main_repo / STATE_DIR / "runs" / run_id / "lock"
+
+
+def acquire_run_lock(main_repo: Path, run_id: str) -> RunLock:
+    """Lock run `run_id` for this process; a UsageError naming the holder if it is taken."""
+    lock = take_lock(run_lock_path(main_repo, run_id))
+    if isinstance(lock, str):
+        raise UsageError(
+            f"run {run_id} is already running ({lock}); wait for it to end or stop it first"
+        )
+    return lock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -12,7 +13,7 @@ from typing import Any, TextIO
 
 from .agent import Agent
 from .config import RunConfig
-from .errors import UsageError
+from .errors import Interrupted, UsageError
 from .events import Bus, Observer
 from .gate import Gate, parse_artifacts
 from .guards import Guards
@@ -42,9 +43,16 @@ class ResumePoint:
 
 
 def dry_run(cfg: RunConfig, out: TextIO = sys.stdout) -> None:
-    """Print the resolved config and the first request that would be sent."""
-    from .tools import make_toolset
+    """Print the resolved config and the first request that would be sent.
 
+    Input a run would refuse is refused the same way (same checks, exit 2), and, like those
+    checks, a dry run creates nothing: no branch, no `.ralph/`, no journal.
+    """
+    from .tools import make_toolset
+    from .workspace import check
+
+    _preflight(cfg)
+    check(cfg)
     tools, warnings = make_toolset(cfg, cfg.repo)
     request: dict[str, Any] = {
         "model": cfg.model,
@@ -60,6 +68,19 @@ def dry_run(cfg: RunConfig, out: TextIO = sys.stdout) -> None:
     }
     json.dump({"config": cfg.to_dict(), "warnings": warnings, "request": request}, out, indent=2)
     out.write("\n")
+
+
+def _preflight(cfg: RunConfig) -> Model:
+    """The checks a run makes before it touches git (model, credentials, prices, sandbox, --pr);
+    the model. Creates nothing, so --dry-run makes them too."""
+    from .models import make_model
+    from .tools.sandbox import choose_sandbox
+
+    model = make_model(cfg)
+    _check_pricing(cfg, model)
+    choose_sandbox(cfg.sandbox, cfg.network)  # a sandbox that cannot work: error before git
+    _check_pr(cfg)
+    return model
 
 
 def _check_pricing(cfg: RunConfig, model: Model) -> None:
@@ -139,37 +160,81 @@ def _commit_left_over(
             bus.iteration = None
 
 
+def _end_cut_short(bus: Bus, exc: BaseException, guards: Guards, duration_s: float) -> None:
+    """Emit run_ended for a run an exception cut short, so the journal does not keep it
+    running: status error (or interrupted, for a signal), still resumable."""
+    from .errors import ExitCode, RalphError
+    from .redact import redact
+
+    interrupted = isinstance(exc, Interrupted | KeyboardInterrupt)
+    if interrupted:
+        status, code, reason = "interrupted", int(ExitCode.INTERRUPTED), "interrupted by a signal"
+    elif isinstance(exc, RalphError):
+        status, code, reason = "error", int(exc.exit_code), exc.message
+    else:
+        status, code, reason = "error", int(ExitCode.ERROR), f"{type(exc).__name__}: {exc}"
+    iterations = bus.iteration or 0
+    bus.iteration = None
+    # The journal may be what failed: then the first error is the one to report.
+    with contextlib.suppress(Exception):
+        bus.emit(
+            "run_ended",
+            status=status,
+            exit_code=code,
+            reason=redact(reason),
+            iterations=iterations,
+            usage=guards.usage.as_dict(),
+            cost_usd=guards.cost_usd,
+            duration_s=round(duration_s, 3),
+            resume=f"ralph resume {bus.run_id}",
+        )
+
+
 def execute(
     cfg: RunConfig,
     observers: list[Observer] | None = None,
     resume: ResumePoint | None = None,
 ) -> RunResult:
     """Run (or resume) the loop; raises UsageError for bad input before creating anything."""
+    model = _preflight(cfg)
+    run_id = resume.run_id if resume else new_run_id()
+    locks: list[Any] = []  # released, last taken first, once the run's process is done with it
+    try:
+        return _execute(cfg, observers, resume, model, run_id, locks)
+    finally:
+        for lock in reversed(locks):
+            lock.release()
+
+
+def _execute(
+    cfg: RunConfig,
+    observers: list[Observer] | None,
+    resume: ResumePoint | None,
+    model: Model,
+    run_id: str,
+    locks: list[Any],
+) -> RunResult:
+    """Take the run's locks (into `locks`), set up its workspace and journal, drive it."""
     from . import workspace as ws_mod
     from .journal import Journal, acquire_run_lock
-    from .models import make_model, model_pricing
+    from .models import model_pricing
     from .tools import make_toolset
-    from .tools.sandbox import choose_sandbox
 
-    model = make_model(cfg)
-    _check_pricing(cfg, model)
-    choose_sandbox(cfg.sandbox, cfg.network)  # a sandbox that cannot work: error before git
-    _check_pr(cfg)
-    run_id = resume.run_id if resume else new_run_id()
     if resume:
-        # Take the run before touching its branch, so a second process cannot switch it.
-        lock = acquire_run_lock(cfg.repo, run_id)
-        try:
-            workspace = ws_mod.Workspace.reopen(
-                cfg, resume.branch, resume.worktree, resume.base_commit, run_id
-            )
-        except BaseException:
-            lock.release()
-            raise
+        # Take the run before touching its branch, so a second process cannot switch it; and
+        # the checkout, when the run works in it, so no other run has its HEAD there.
+        locks.append(acquire_run_lock(cfg.repo, run_id))
+        if not resume.worktree:
+            locks.append(ws_mod.acquire_checkout_lock(cfg.repo, run_id, resuming=True))
+        workspace = ws_mod.Workspace.reopen(
+            cfg, resume.branch, resume.worktree, resume.base_commit, run_id
+        )
     else:
-        ws_mod.check(cfg)
+        main = ws_mod.check(cfg)
+        if not cfg.worktree:
+            locks.append(ws_mod.acquire_checkout_lock(main, run_id))
         workspace = ws_mod.Workspace.prepare(cfg, run_id, cfg.prompt_name)
-        lock = acquire_run_lock(workspace.main_repo, run_id)
+        locks.append(acquire_run_lock(workspace.main_repo, run_id))
     journal = Journal.open(workspace.main_repo)
     from .report import ReportCollector
 
@@ -207,6 +272,7 @@ def execute(
     loop = Loop(cfg, run_id, agent, bus, workspace, gate, guards)
     STOP.install()
     report_error: BaseException | None = None
+    ended = False  # run_ended was emitted
     try:
         bus.emit(
             "run_started",
@@ -245,15 +311,17 @@ def execute(
             duration_s=round(result.duration_s, 3),
             resume=f"ralph resume {run_id}" if result.status == "interrupted" else None,
         )
+        ended = True
         if cfg.pr and result.status != "interrupted":
             result.pr_failed = not _publish(cfg, workspace, result, bus)
         return result
     except BaseException as exc:
         report_error = exc
+        if not ended:
+            _end_cut_short(bus, exc, guards, time.monotonic() - loop.started)
         raise
     finally:
         STOP.uninstall()
         tools.close()
         bus.close()
         report.finish(cfg, workspace.main_repo, workspace.root, report_error)
-        lock.release()

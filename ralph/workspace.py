@@ -185,8 +185,44 @@ def _describe_paths(paths: list[str], shown: int = 5) -> str:
     return head + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
-def check(cfg: RunConfig) -> None:
-    """Refuse a repository a new run cannot use; creates and changes nothing."""
+CHECKOUT_LOCK = "checkout.lock"  # in .ralph/: held by the run working in the checkout itself
+
+
+def _checkout_lock_path(main: Path) -> Path:
+    return main / STATE_DIR / CHECKOUT_LOCK
+
+
+def _busy_checkout(main: Path, holder: str, resuming: bool) -> UsageError:
+    way_out = (
+        "wait for it to end (or stop it), then resume"
+        if resuming
+        else "start this run with --worktree (its own checkout), or wait for that run to end"
+    )
+    return UsageError(
+        f"another run is working in {main} ({holder}) and would have its branch switched under "
+        f"it; {way_out}"
+    )
+
+
+def acquire_checkout_lock(main: Path, run_id: str, resuming: bool = False) -> Any:
+    """Take the checkout for a run that works in it (not in a worktree): one such run at a time.
+
+    Two runs in one checkout would switch HEAD under each other and commit each other's files.
+    Held (a RunLock) until the run's process ends, however it ends.
+    """
+    from .journal import take_lock
+
+    lock = take_lock(_checkout_lock_path(main), label=f"run {run_id}, ")
+    if isinstance(lock, str):
+        raise _busy_checkout(main, lock, resuming)
+    return lock
+
+
+def check(cfg: RunConfig) -> Path:
+    """Refuse a repository a new run cannot use; creates and changes nothing.
+
+    Returns the checkout's root (where `.ralph/` lives).
+    """
     repo = _open_repo(cfg.repo)
     main = Path(repo.working_tree_dir)
     if not repo.head.is_valid():
@@ -194,6 +230,12 @@ def check(cfg: RunConfig) -> None:
             f"{main} has no commits yet; ralph branches from HEAD: make a first commit "
             "(e.g. `git commit --allow-empty -m init`)"
         )
+    if not cfg.worktree:
+        from .journal import lock_holder
+
+        holder = lock_holder(_checkout_lock_path(main))
+        if holder is not None:
+            raise _busy_checkout(main, holder, resuming=False)
     if cfg.in_place and repo.head.is_detached:
         raise UsageError("--in-place needs a branch, but HEAD is detached; `git switch` to one")
     if cfg.branch is not None:
@@ -205,7 +247,7 @@ def check(cfg: RunConfig) -> None:
                 "choose another --branch, or resume its run with `ralph resume RUN`"
             )
     if cfg.worktree or cfg.allow_dirty:
-        return
+        return main
     dirty = sorted(_status(main))
     if dirty:
         raise UsageError(
@@ -213,6 +255,7 @@ def check(cfg: RunConfig) -> None:
             "them, or run with --worktree (ralph works in its own checkout and never touches "
             "yours) or --allow-dirty (ralph commits only the files it changes)"
         )
+    return main
 
 
 def ensure_excluded(common_git_dir: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import git, make_repo, run_cli, run_commits, write_script
+from tests.helpers import clean_env, git, make_repo, run_cli, run_commits, write_script
 
 TOKEN = "HARDENED"
 PROMPT = f"Harden this repository. When everything is done, output <promise>{TOKEN}</promise>.\n"
@@ -264,8 +264,12 @@ def test_dry_run_prints_config_and_first_request(tmp_path: Path) -> None:
     import json
 
     repo = make_repo(tmp_path / "repo")
-    (repo / "p.md").write_text(PROMPT)
-    proc = run_cli(["p.md", "--dry-run", "--sandbox", "none"], cwd=repo)
+    (tmp_path / "p.md").write_text(PROMPT)  # outside the repo: a dry run checks for a clean tree
+    proc = run_cli(
+        [str(tmp_path / "p.md"), "--dry-run", "--sandbox", "none"],
+        cwd=repo,
+        env=clean_env(ANTHROPIC_API_KEY="sk-ant-not-a-real-key"),  # it checks credentials too
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["config"]["completion_promise"] == TOKEN

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +20,15 @@ from ralph import journal as journal_mod
 from ralph.errors import UsageError
 from ralph.events import Bus, Event
 from ralph.history import format_run, runs_command, show_command
-from ralph.journal import Journal, ResumeState, acquire_run_lock, db_path, migrate
+from ralph.journal import (
+    Journal,
+    ResumeState,
+    acquire_run_lock,
+    db_path,
+    lock_holder,
+    migrate,
+    run_lock_path,
+)
 from ralph.models.base import Usage
 
 SECRET = "sk-test-not-a-real-key-0123456789"
@@ -287,6 +296,45 @@ def test_resume_state_after_a_kill_and_after_an_interrupt(repo: Path) -> None:
         journal.resume_state("nope")
 
 
+def test_a_resumed_process_files_leftover_commits_under_the_latest_attempt(repo: Path) -> None:
+    bus = Bus("run-a", [Journal.open(repo)])
+    started(bus)
+    iteration(bus, 1, end=False)  # killed
+    for attempt in (1, 2):
+        journal = Journal.open(repo)  # a new process: it knows no attempts
+        bus = Bus("run-a", [journal])
+        started(bus)
+        bus.iteration = 1
+        bus.emit("commit", sha=f"leftover-{attempt}", files=["a.py"], message="interrupted")
+        if attempt == 1:
+            bus.emit("iteration_started", max_iterations=3)  # attempt 2, killed too
+    iteration(bus, 1)  # attempt 3 runs through
+    rows = journal.conn.execute(
+        "SELECT attempt, outcome, commit_sha FROM iterations ORDER BY attempt"
+    ).fetchall()
+    assert [tuple(r) for r in rows] == [
+        (1, "interrupted", "leftover-1"),
+        (2, "interrupted", "leftover-2"),
+        (3, "ended", f"{1:040d}"),
+    ]
+
+
+def test_a_run_ended_by_an_error_leaves_no_iteration_without_an_outcome(repo: Path) -> None:
+    journal = Journal.open(repo)
+    bus = Bus("run-e", [journal])
+    started(bus)
+    iteration(bus, 1)
+    iteration(bus, 2, end=False)  # git fails while the iteration is committing
+    bus.iteration = None
+    bus.emit("run_ended", status="error", exit_code=1, reason="git commit failed", usage={})
+    run = journal.get_run("run-e")
+    assert run is not None and (run["status"], run["exit_code"]) == ("error", 1)
+    second = run["iterations_detail"][1]
+    assert (second["outcome"], second["error"]) == ("error", "git commit failed")
+    state = journal.resume_state("run-e")  # resumable, and iteration 2 runs again
+    assert (state.status, state.last_iteration) == ("error", 1)
+
+
 def test_elapsed_time_adds_up_across_processes(repo: Path) -> None:
     journal = Journal.open(repo)
 
@@ -340,6 +388,7 @@ def test_runs_and_show_print_text_and_json(repo: Path) -> None:
     started(bus)
     iteration(bus, 1)
     ended(bus, "max_iterations", 3, 1)
+    live = acquire_run_lock(repo, "20250102-000000-bbbb")  # its process is alive: running
     bus = Bus("20250102-000000-bbbb", [journal])
     started(bus)
     iteration(bus, 1, end=False)
@@ -368,9 +417,27 @@ def test_runs_and_show_print_text_and_json(repo: Path) -> None:
     shown = json.loads(out.getvalue())
     assert shown["id"] == "20250102-000000-bbbb"
     assert shown["iterations_detail"][0]["outcome"] == "running"
+    assert shown["status"] == "running" and shown["reason"] is None
     assert "ralph resume 20250102-000000-bbbb" in format_run(shown)
     with pytest.raises(UsageError, match="no run 'zzz'"):
         show_command(repo, "zzz", False, io.StringIO())
+
+    # Its process dies without ending the run (SIGKILL): nobody holds the lock, so it crashed.
+    live.release()
+    out = io.StringIO()
+    runs_command(repo, False, out)
+    assert "crashed" in out.getvalue().splitlines()[1]
+    out = io.StringIO()
+    show_command(repo, "20250102", True, out)
+    shown = json.loads(out.getvalue())
+    assert shown["status"] == "crashed" and "died" in shown["reason"]
+    out = io.StringIO()
+    show_command(repo, "20250102", False, out)
+    assert "status    crashed: the process died" in out.getvalue()
+    assert "resume    ralph resume 20250102-000000-bbbb" in out.getvalue()
+    journal = Journal.open(repo)
+    assert journal.resume_state("20250102").status == "running"  # resumable, nothing written
+    journal.close()
 
 
 # --- locks and kills ----------------------------------------------------------------------
@@ -393,9 +460,13 @@ def test_a_run_lock_excludes_others_until_its_holder_dies(repo: Path) -> None:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with pytest.raises(UsageError, match=f"run run-l is already running \\(pid {holder.pid} "):
             acquire_run_lock(repo, "run-l")
+        path = run_lock_path(repo, "run-l")
+        assert lock_holder(path) == f"pid {holder.pid} on {socket.gethostname()}"
     finally:
         holder.kill()
         holder.wait()
+    assert lock_holder(path) is None  # a dead process holds nothing; probing takes nothing
+    assert lock_holder(repo / "never" / "lock") is None and not (repo / "never").exists()
     lock = acquire_run_lock(repo, "run-l")  # a dead process holds nothing
     with pytest.raises(UsageError, match="already running"):
         acquire_run_lock(repo, "run-l")  # one holder at a time, in one process too

@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
-from tests.helpers import BIN, clean_env, git, make_repo, run_cli, run_commits, write_script
+from tests.helpers import (
+    BIN,
+    clean_env,
+    git,
+    make_repo,
+    only_run,
+    run_cli,
+    run_commits,
+    write_script,
+)
 
 TOKEN = "RESILIENT"
 
@@ -79,8 +89,13 @@ def test_sigkill_mid_iteration_then_resume(tmp_path: Path) -> None:
     assert [c["iteration"] for c in first] == ["1"]
     assert (repo / "two.md").exists()  # the dead iteration's work, uncommitted
 
+    # Its process is gone (nobody holds the run's lock), so the journal's "running" is shown
+    # as crashed; `ralph show` says how to resume it.
     runs = json.loads(run_cli(["runs", "--json"], cwd=repo, command="ralph").stdout)
-    assert len(runs) == 1 and runs[0]["status"] == "running"
+    assert len(runs) == 1 and runs[0]["status"] == "crashed"
+    assert "crashed" in run_cli(["runs"], cwd=repo, command="ralph").stdout
+    shown = run_cli(["show", runs[0]["id"]], cwd=repo, command="ralph").stdout
+    assert "status    crashed" in shown and f"ralph resume {runs[0]['id']}" in shown
     run_id = runs[0]["id"]
 
     # A finished lock holder is gone, so resume may take the run.
@@ -147,3 +162,116 @@ def test_two_processes_never_run_the_same_run(tmp_path: Path) -> None:
         go.touch()
         proc.wait(timeout=30)
     assert os.path.exists(repo / ".ralph")
+
+
+def start_run(repo: Path, args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(BIN / "ralph-loop"), *args], cwd=repo, env=clean_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def journal_rows(repo: Path, sql: str) -> list[tuple[object, ...]]:
+    db = sqlite3.connect(repo / ".ralph" / "ralph.db")
+    try:
+        return [tuple(row) for row in db.execute(sql)]
+    finally:
+        db.close()
+
+
+def test_killed_twice_each_leftover_commit_is_filed_under_its_own_attempt(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    # Every attempt of iteration 1 adds a line to work.txt, then blocks until the test says go
+    # for that attempt: attempts 1 and 2 are killed there, each leaving a line uncommitted.
+    wait = (
+        "echo line >> work.txt; n=$(wc -l < work.txt); "
+        f"touch {tmp_path}/waiting$n; until [ -f {tmp_path}/go$n ]; do sleep 0.05; done"
+    )
+    script = write_script(
+        tmp_path / "s.yaml",
+        [[{"text": "work", "tools": [{"bash": {"command": wait}}]}, f"Done. <promise>{TOKEN}</promise>"]],
+    )  # fmt: skip
+    (tmp_path / "go3").touch()  # the third attempt runs through
+    prompt = tmp_path / "p.md"
+    prompt.write_text(f"Work. <promise>{TOKEN}</promise>\n")
+    args = [str(prompt), "--model", f"script:{script}", "--sandbox", "none"]
+    try:
+        proc = start_run(repo, [*args, "--max-iterations", "3"])
+        wait_for(tmp_path / "waiting1", proc)
+        proc.kill()
+        proc.wait(timeout=10)
+        run_id = json.loads(run_cli(["runs", "--json"], cwd=repo, command="ralph").stdout)[0]["id"]
+        proc = start_run(repo, ["--resume", run_id])
+        wait_for(tmp_path / "waiting2", proc)
+        proc.kill()
+        proc.wait(timeout=10)
+        resumed = run_cli(["resume", run_id], cwd=repo, command="ralph")
+        assert resumed.returncode == 0, resumed.stderr
+    finally:
+        for n in (1, 2):  # unsandboxed, a killed run's command outlives it: let it end
+            (tmp_path / f"go{n}").touch()
+
+    branch = git(repo, "branch", "--show-current")
+    commits = run_commits(repo, branch)
+    assert [c["subject"] for c in commits] == [
+        "ralph(p): iteration 1 (interrupted)",
+        "ralph(p): iteration 1 (interrupted)",
+        "ralph(p): iteration 1/3 — Done.",
+    ]
+    rows = journal_rows(
+        repo,
+        "SELECT attempt, outcome, commit_sha FROM iterations WHERE number = 1 ORDER BY attempt",
+    )
+    # Each attempt's work is referenced once, from the attempt that did it.
+    assert rows == [
+        (1, "interrupted", commits[0]["sha"]),
+        (2, "interrupted", commits[1]["sha"]),
+        (3, "ended", commits[2]["sha"]),
+    ]
+
+
+def test_a_runtime_error_ends_the_run_as_error_and_it_stays_resumable(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    mark = tmp_path / "switched"
+    # The first time, the agent switches branches: ralph then refuses to commit (RalphError).
+    command = (
+        f"[ -e {mark} ] || {{ touch {mark}; git checkout -q -b elsewhere; }}; echo x > work.txt"
+    )
+    script = write_script(
+        tmp_path / "s.yaml",
+        [[{"text": "work", "tools": [{"bash": {"command": command}}]}, f"Done. <promise>{TOKEN}</promise>"]],
+    )  # fmt: skip
+    prompt = tmp_path / "p.md"
+    prompt.write_text(f"Work. <promise>{TOKEN}</promise>\n")
+    args = [
+        str(prompt),
+        "--model",
+        f"script:{script}",
+        "--sandbox",
+        "none",
+        "--max-iterations",
+        "2",
+    ]
+    failed = run_cli(args, cwd=repo)
+    assert failed.returncode == 1, failed.stderr
+    assert "not the run's branch" in failed.stderr
+
+    run = only_run(repo)
+    assert (run["status"], run["exit_code"]) == ("error", 1)
+    assert "not the run's branch" in run["reason"]
+    first = run["iterations_detail"][0]
+    assert first["outcome"] == "error" and "not the run's branch" in first["error"]
+    shown = run_cli(["show", run["id"]], cwd=repo, command="ralph").stdout
+    assert f"ralph resume {run['id']}" in shown
+
+    git(repo, "switch", "-q", run["branch"])  # put things right (work.txt comes along)...
+    resumed = run_cli(["resume", run["id"]], cwd=repo, command="ralph")  # ...and carry on
+    assert resumed.returncode == 0, resumed.stderr
+    run = only_run(repo)
+    assert run["status"] == "completed" and run["exit_code"] == 0
+    assert [(it["number"], it["attempts"], it["outcome"]) for it in run["iterations_detail"]] == [
+        (1, 2, "ended")
+    ]
+    commits = run_commits(repo, run["branch"])
+    assert [c["subject"] for c in commits] == ["ralph(p): iteration 1 (interrupted)"]
+    assert git(repo, "show", "--name-only", "--format=", commits[0]["sha"]) == "work.txt"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from ralph import workspace as ws_mod
 from ralph.config import RunConfig
 from ralph.errors import RalphError, UsageError
 from ralph.workspace import Workspace, check, commit_message, find_main_repo
-from tests.helpers import git, make_repo
+from tests.helpers import BIN, clean_env, git, make_repo, run_cli, write_script
 
 
 def cfg_for(repo: Path, **settings: object) -> RunConfig:
@@ -98,6 +99,107 @@ def test_an_existing_branch_is_never_reused(git_repo: Path) -> None:
         check(cfg_for(git_repo, branch="mine"))
     with pytest.raises(UsageError, match="not a valid git branch name"):
         check(cfg_for(git_repo, branch="bad..name"))
+
+
+def test_a_checkout_with_a_live_run_in_it_is_refused_to_another_run(git_repo: Path) -> None:
+    other = ws_mod.acquire_checkout_lock(git_repo, "20250101-000000-aaaa")  # run A, live
+    try:
+        with pytest.raises(UsageError) as raised:
+            check(cfg_for(git_repo))
+        message = raised.value.message
+        assert "another run is working in" in message and "run 20250101-000000-aaaa" in message
+        assert "--worktree" in message and "\n" not in message and raised.value.exit_code == 2
+        for setting in ({"in_place": True}, {"allow_dirty": True}, {"branch": "b"}):
+            with pytest.raises(UsageError, match="another run is working"):
+                check(cfg_for(git_repo, **setting))
+        check(cfg_for(git_repo, worktree=True))  # its own checkout: no conflict
+        with pytest.raises(UsageError, match="another run is working"):
+            ws_mod.acquire_checkout_lock(git_repo, "20250101-000000-bbbb")  # the race, too
+        with pytest.raises(UsageError, match=r"wait for it to end .*then resume"):
+            ws_mod.acquire_checkout_lock(git_repo, "20250101-000000-bbbb", resuming=True)
+    finally:
+        other.release()
+    check(cfg_for(git_repo))  # A ended (or died): the checkout is free
+
+
+def test_run_b_never_switches_head_under_a_live_run_a(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    waiting, go = tmp_path / "waiting", tmp_path / "go"
+    block = f"touch {waiting}; until [ -f {go} ]; do sleep 0.05; done; echo a > a.txt"
+    slow = write_script(
+        tmp_path / "a.yaml",
+        [[{"text": "w", "tools": [{"bash": {"command": block}}]}, "A done <promise>X</promise>"]],
+    )
+    quick = write_script(tmp_path / "b.yaml", [["B done <promise>X</promise>"]])
+    common = ["go <promise>X</promise>", "--sandbox", "none", "--max-iterations", "1"]
+    run_a = subprocess.Popen(
+        [str(BIN / "ralph-loop"), *common, "--model", f"script:{slow}"],
+        cwd=repo, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not waiting.exists():
+            assert run_a.poll() is None, run_a.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        branch_a = git(repo, "branch", "--show-current")
+        branches = git(repo, "branch", "--format=%(refname:short)")
+        for extra in ([], ["--dry-run"], ["--in-place"], ["--allow-dirty"]):
+            run_b = run_cli([*common, "--model", f"script:{quick}", *extra], cwd=repo)
+            assert run_b.returncode == 2, run_b.stderr
+            lines = run_b.stderr.strip().splitlines()
+            assert len(lines) == 1 and "another run is working" in lines[0], run_b.stderr
+            assert "--worktree" in lines[0]
+        assert git(repo, "branch", "--show-current") == branch_a  # HEAD left alone
+        assert git(repo, "branch", "--format=%(refname:short)") == branches
+        in_worktree = run_cli([*common, "--model", f"script:{quick}", "--worktree"], cwd=repo)
+        assert in_worktree.returncode == 0, in_worktree.stderr  # the way out works
+    finally:
+        go.touch()
+        _, err = run_a.communicate(timeout=60)
+    assert run_a.returncode == 0, err
+    assert (
+        git(repo, "show", "--name-only", "--format=", branch_a) == "a.txt"
+    )  # A's work, on A's branch
+
+
+# --- --dry-run: the same checks, nothing created ----------------------------------------------
+
+
+def test_dry_run_refuses_what_a_run_refuses_and_creates_nothing(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    script = write_script(tmp_path / "s.yaml", [["done <promise>X</promise>"]])
+    prompt = tmp_path / "p.md"
+    prompt.write_text("go <promise>X</promise>\n")
+    no_keys = {k: v for k, v in clean_env().items() if not k.startswith("ANTHROPIC_")}
+
+    def dry(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli([str(prompt), "--dry-run", "--sandbox", "none", *args], cwd=repo, env=env)
+
+    refused = {
+        "cannot read model script": dry("--model", "script:/nope.yaml"),
+        "no Anthropic credentials": dry("--model", "claude-sonnet-4-5", env=no_keys),
+        "is not a git repository": dry("--model", f"script:{script}", "--repo", str(plain)),
+        "no commits yet": dry("--model", f"script:{script}", "--repo", str(empty)),
+    }
+    (repo / "dirt.txt").write_text("x\n")
+    refused["uncommitted changes (dirt.txt)"] = dry("--model", f"script:{script}")
+    for message, proc in refused.items():
+        assert proc.returncode == 2, (message, proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], proc.stderr
+        assert proc.stdout == ""
+    ok = dry("--model", f"script:{script}", "--allow-dirty")
+    assert ok.returncode == 0, ok.stderr
+    for where in (repo, empty, plain):
+        assert not (where / ".ralph").exists()  # no journal, no lock, no worktree
+    assert git(repo, "branch", "--format=%(refname:short)") == "main"
+    assert git(repo, "status", "--porcelain") == "?? dirt.txt"
 
 
 # --- branches and worktrees ---------------------------------------------------------------
