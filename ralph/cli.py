@@ -58,7 +58,16 @@ def build_config(prompt: str, flags: dict[str, Any], repo: Path | None) -> Any:
 
     Repository files (ralph.yaml, front matter) may only tighten security (see
     config.check_repo_layer); the environment and flags may do anything."""
-    from .config import RunConfig, env_layer, file_layer, merge_layers, merge_repo_layers, validate
+    from .config import (
+        CONFIG_FILE,
+        RunConfig,
+        check_repo_layer,
+        env_layer,
+        file_layer,
+        merge_layers,
+        merge_repo_layers,
+        validate,
+    )
     from .prompt import load_prompt
 
     root = (repo or Path(os.environ.get("RALPH_REPO") or Path.cwd())).expanduser()
@@ -66,9 +75,14 @@ def build_config(prompt: str, flags: dict[str, Any], repo: Path | None) -> Any:
         raise UsageError(f"--repo {root} does not exist or is not a directory")
     root = root.resolve()
     spec = load_prompt(prompt)
-    repo_settings = merge_repo_layers(file_layer(root), spec.settings)
+    from_file = file_layer(root)
+    from_env = env_layer()
     given = {k: v for k, v in flags.items() if v is not None and v != []}
-    merged = merge_layers(repo_settings, env_layer(), given)
+    overridden = set(from_env) | set(given)
+    check_repo_layer(from_file, str(root / CONFIG_FILE), overridden)
+    # Prompt files usually live in the repository too, where the agent can edit them.
+    check_repo_layer(spec.settings, f"{spec.path or spec.source} front matter", overridden)
+    merged = merge_layers(merge_repo_layers(from_file, spec.settings), from_env, given)
     from .logs import settings_log_format
 
     settings_log_format(merged.get("log_format"))  # usage errors from here on follow it

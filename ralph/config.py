@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -276,19 +276,23 @@ def parse_layer(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
 _SANDBOX_STRICTNESS = ("none", "auto", "bwrap")
 
 
-def check_repo_layer(settings: Mapping[str, Any], where: str) -> None:
+def check_repo_layer(
+    settings: Mapping[str, Any], where: str, overridden: Collection[str] = ()
+) -> None:
     """Refuse settings from a repository file (ralph.yaml, front matter) that loosen security.
 
     The agent can write these files, and CI checks them out from the previous run's branch,
     so they may only tighten: the user's flags and RALPH_* environment may do anything.
+    `overridden` names the settings a higher layer (environment, flags) sets anyway.
     """
     for key in settings:
         if key not in FILE_KEYS:
             flag = key.replace("_", "-")
             raise UsageError(
-                f"{where}: {key} is not a file setting; pass --{flag} or set RALPH_{key.upper()}"
+                f"{where}: {key} is not a file setting; remove it, and pass --{flag} or set "
+                f"RALPH_{key.upper()}"
             )
-    if settings.get("sandbox") == "none":
+    if settings.get("sandbox") == "none" and "sandbox" not in overridden:
         raise UsageError(
             f"{where}: sandbox: none is refused from a repository file (the agent can edit it); "
             "pass --sandbox none or set RALPH_SANDBOX=none"
@@ -407,9 +411,7 @@ def file_layer(repo: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read: {exc}") from None
-    settings = parse_layer(load_yaml_mapping(text, str(path)), str(path))
-    check_repo_layer(settings, str(path))
-    return settings
+    return parse_layer(load_yaml_mapping(text, str(path)), str(path))
 
 
 def validate(cfg: RunConfig) -> None:

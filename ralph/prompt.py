@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import check_repo_layer, load_yaml_mapping, parse_layer
+from .config import load_yaml_mapping, parse_layer
 from .errors import UsageError
 from .promise import prompt_promises
 
@@ -51,10 +51,7 @@ def split_front_matter(text: str, where: str) -> tuple[dict[str, Any], str]:
             raise UsageError(f"{where}: front matter starts with --- but has no closing --- line")
         return {}, text
     raw = load_yaml_mapping(match.group(1), where, line_offset=1)
-    settings = parse_layer(raw, f"{where} front matter")
-    # Prompt files usually live in the repository, where the agent can edit them.
-    check_repo_layer(settings, f"{where} front matter")
-    return settings, text[match.end() :]
+    return parse_layer(raw, f"{where} front matter"), text[match.end() :]
 
 
 def _looks_like_path(arg: str) -> bool:

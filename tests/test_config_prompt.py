@@ -179,6 +179,16 @@ def test_flag_and_environment_may_turn_the_sandbox_off(
     assert (cfg.sandbox, cfg.network) == ("none", "on")
 
 
+def test_sandbox_none_in_a_file_is_moot_when_the_user_chooses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the error says "pass --sandbox none": doing so must work, file line or not
+    (tmp_path / "ralph.yaml").write_text("sandbox: none\n")
+    assert build_config(GO, {"sandbox": "none"}, tmp_path).sandbox == "none"
+    monkeypatch.setenv("RALPH_SANDBOX", "bwrap")
+    assert build_config(GO, {}, tmp_path).sandbox == "bwrap"
+
+
 @pytest.mark.parametrize("mode", ["auto", "bwrap"])
 def test_repository_files_may_choose_a_sandbox(mode: str, tmp_path: Path) -> None:
     (tmp_path / "ralph.yaml").write_text(f"sandbox: {mode}\nnetwork: 'off'\n")
@@ -232,7 +242,7 @@ def test_repository_files_pass_only_ralph_variables(tmp_path: Path) -> None:
 def test_repository_files_cannot_name_a_log_file(tmp_path: Path) -> None:
     # ralph (outside the sandbox) would append to any path the agent chose, e.g. ~/.bashrc
     (tmp_path / "ralph.yaml").write_text("log_file: /tmp/anywhere.jsonl\n")
-    with pytest.raises(UsageError, match="not a file setting; pass --log-file"):
+    with pytest.raises(UsageError, match="not a file setting; remove it, and pass --log-file"):
         build_config(GO, {}, tmp_path)
 
 
