@@ -200,6 +200,14 @@ def test_bad_tool_input_then_a_good_reply_is_the_good_reply(api: FakeAPI) -> Non
     ]
 
 
+def test_a_tool_input_cut_off_at_max_tokens_is_not_asked_for_again(api: FakeAPI) -> None:
+    cut = raw_tool_use("bash", '{"command": "cat > big.py <<EOF', id="toolu_cut")
+    api.add(Message([text("Writing it."), cut], stop_reason="max_tokens"))
+    response, _ = call(make_model())
+    assert len(api.requests) == 1 and response.retries == 0
+    assert response.stop_reason == "max_tokens" and response.text == "Writing it."
+
+
 def test_a_tool_without_parameters_gets_an_empty_object(api: FakeAPI) -> None:
     api.add(Message([raw_tool_use("bash", "", id="toolu_1")]))
     response, _ = call(make_model())

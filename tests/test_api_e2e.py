@@ -259,7 +259,10 @@ def test_every_stop_reason(tmp_path: Path) -> None:
         api.add(
             # Iteration 1: max_tokens (a cut-off tool call is dropped, the model is asked to go
             # on), tool_use, pause_turn (the paused turn is sent back), end_turn.
-            Message([text("A long answer"), bash("echo cut >> cut.txt")], stop_reason="max_tokens"),
+            Message(
+                [text("A long answer"), raw_tool_use("bash", '{"command": "echo cut >> cut.t')],
+                stop_reason="max_tokens",
+            ),
             Message([bash("echo one > one.txt")]),
             Message([text("Still searching.")], stop_reason="pause_turn"),
             Message("Wrote one.txt."),

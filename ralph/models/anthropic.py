@@ -238,7 +238,9 @@ class AnthropicModel:
 
         def attempt() -> tuple[_Reply, float, str | None]:
             reply, latency, request_id = self._attempt(client, params, on_event)
-            if reply.invalid and not discarded:
+            # A reply cut off at max_tokens ends in a cut-off tool input: expected, and the
+            # agent drops that call anyway.
+            if reply.invalid and not discarded and reply.stop_reason != "max_tokens":
                 discarded.append(reply.usage())
                 why = "; ".join(f"{k}: {v}" for k, v in reply.invalid.items())
                 raise _Transient(_one_line(f"tool input that is not valid JSON ({why})"))
