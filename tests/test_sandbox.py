@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import http.server
+import os
+import shutil
+import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +20,15 @@ from ralph.config import RunConfig
 from ralph.errors import UsageError
 from ralph.tools import make_toolset
 from ralph.tools.bash import BashTool
-from ralph.tools.sandbox import bwrap_problem, choose_sandbox, git_paths, make_sandbox
+from ralph.tools.sandbox import (
+    bwrap_problem,
+    choose_sandbox,
+    git_paths,
+    hidden_dirs,
+    make_sandbox,
+    tool_dirs,
+)
+from tests.helpers import make_repo
 
 
 def sandboxed(root: Path, *, network: str = "on", timeout: float = 20) -> BashTool:
@@ -190,6 +203,180 @@ def test_timeout_kills_everything_in_the_sandbox(requires_bwrap: None, git_repo:
 def test_home_is_private_and_writable_across_commands(tool: BashTool) -> None:
     assert tool.run({"command": "echo kept > ~/note"}).exit_code == 0
     assert tool.run({"command": "cat ~/note; echo $HOME"}).content.startswith("kept\n/")
+
+
+def test_proc_and_sys_are_read_only(tool: BashTool) -> None:
+    # Root writing kernel.core_pattern = code run as root on the host at the next crash. The
+    # probe writes back the value it just read, so even a failing test changes nothing.
+    host_pattern = Path("/proc/sys/kernel/core_pattern").read_text()
+    for knob in ("/proc/sys/kernel/core_pattern", "/proc/sys/kernel/hostname"):
+        result = tool.run({"command": f'v="$(cat {knob})" && printf "%s\\n" "$v" > {knob}'})
+        assert result.exit_code != 0 and "Read-only file system" in result.content, (knob, result)
+    assert Path("/proc/sys/kernel/core_pattern").read_text() == host_pattern
+    thp = "/sys/kernel/mm/transparent_hugepage/enabled"
+    if Path(thp).exists():  # /sys comes from the read-only bind of /
+        script = f'v="$(grep -o "\\[[a-z]*\\]" {thp} | tr -d "[]")" && echo "$v" > {thp}'
+        result = tool.run({"command": script})
+        assert result.exit_code != 0 and "Read-only file system" in result.content, result
+    # The fresh procfs still works for the tools that read it.
+    status = tool.run({"command": "grep -c '^Pid:' /proc/self/status; ls /proc/self/fd"})
+    assert status.exit_code == 0 and status.content.startswith("1\n"), status.content
+
+
+def writable_run_dir() -> Path | None:
+    """A directory under /run this process may create entries in (as root, /run itself)."""
+    uid = os.getuid()
+    for candidate in ("/run", os.environ.get("XDG_RUNTIME_DIR", ""), f"/run/user/{uid}"):
+        if candidate.startswith("/run") and os.access(candidate, os.W_OK | os.X_OK):
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def run_socket() -> Iterator[Path]:
+    """A host server on a Unix socket in a fresh directory under /run; yields its path."""
+    parent = writable_run_dir()
+    if parent is None:
+        pytest.skip("no writable directory under /run for a test socket")
+    directory = Path(tempfile.mkdtemp(prefix="ralph-test-", dir=parent))
+    path = directory / "daemon.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"host-daemon-reached")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        server.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def connect_unix(path: Path) -> str:
+    """A shell command that connects to the Unix socket `path` and prints what it says."""
+    code = (
+        "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+        "print(s.recv(64).decode())"
+    )
+    return f"{sys.executable} -c '{code}' {path}"
+
+
+@pytest.mark.parametrize("network", ["off", "on"])
+def test_host_unix_sockets_under_run_are_unreachable(
+    requires_bwrap: None, git_repo: Path, run_socket: Path, network: str
+) -> None:
+    # The server works: the host reaches it, so only the sandbox can make the difference.
+    host = subprocess.run(connect_unix(run_socket), shell=True, capture_output=True, text=True)
+    assert host.stdout.strip() == "host-daemon-reached", host.stderr
+    result = sandboxed(git_repo, network=network).run({"command": connect_unix(run_socket)})
+    assert result.exit_code != 0 and "host-daemon-reached" not in result.content
+    assert "No such file or directory" in result.content, result.content
+    listing = sandboxed(git_repo, network=network).run({"command": "ls -A /run /var/run"})
+    assert run_socket.parent.name not in listing.content, listing.content
+
+
+@pytest.fixture
+def real_home() -> Iterator[Path]:
+    """A scratch directory in the runner's real home (under /root or /home), removed after."""
+    home = Path(os.path.realpath(os.path.expanduser("~")))
+    if not os.access(home, os.W_OK):
+        pytest.skip(f"the home {home} is not writable")
+    scratch = Path(tempfile.mkdtemp(prefix=".ralph-test-", dir=home))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_homes_are_hidden_but_a_repository_and_tools_in_them_are_not(
+    requires_bwrap: None, real_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (real_home / ".secret-cred").write_text("runner-credential\n")
+    tools = real_home / "bin"
+    tools.mkdir()
+    (tools / "hello-tool").write_text("#!/bin/sh\necho tool-ran\n")
+    (tools / "hello-tool").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    repo = make_repo(real_home / "repo")
+    tool = sandboxed(repo)
+    try:
+        secret = tool.run({"command": f"cat {real_home}/.secret-cred"})
+        assert secret.exit_code != 0 and "runner-credential" not in secret.content
+        assert "No such file or directory" in secret.content, secret.content
+        # The repository is visible and writable at its real path, its .git read-only.
+        work = tool.run({"command": "cat README.md && echo made > new.txt"})
+        assert work.exit_code == 0 and work.content == "# project", work.content
+        assert (repo / "new.txt").read_text() == "made\n"
+        assert tool.run({"command": "touch .git/hooks/x"}).exit_code != 0
+        # A tool on PATH in the hidden home still runs; nothing else of the home is there.
+        assert tool.run({"command": "hello-tool"}).content == "tool-ran"
+        listing = tool.run({"command": f"ls -A {real_home}"}).content
+        assert listing.split() == ["bin", "repo"], listing
+    finally:
+        tool.close()
+
+
+def test_a_home_outside_root_and_home_is_hidden_too(
+    requires_bwrap: None, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Path(tempfile.mkdtemp(prefix="ralph-test-home-", dir="/var/tmp"))
+    try:
+        (home / ".netrc").write_text("machine example.com password runner-credential\n")
+        monkeypatch.setenv("HOME", str(home))
+        assert Path(home) in hidden_dirs()
+        result = sandboxed(git_repo).run({"command": f"cat {home}/.netrc"})
+        assert result.exit_code != 0 and "runner-credential" not in result.content
+        assert "No such file or directory" in result.content, result.content
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_tool_dirs_rebinds_only_what_tools_need(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    repo = home / "repo"
+    for d in ("bin", ".pyenv/shims", ".pyenv/versions/3.12/bin", ".ssh", "repo/.venv/bin"):
+        (home / d).mkdir(parents=True)
+    (home / ".pyenv/versions/3.12/bin/python3").write_text("")
+    (home / ".pyenv/versions/3.12/lib/python3.12").mkdir(parents=True)
+    (repo / ".venv" / "pyvenv.cfg").write_text(f"home = {home}/.pyenv/versions/3.12/bin\n")
+    path_var = os.pathsep.join(
+        [f"{home}/bin", f"{home}/.pyenv/shims", f"{repo}/.venv/bin", "/usr/bin", "relative"]
+    )
+    # The shims' version manager root as a whole (it holds the versions), the bin, not the
+    # repository's own directories (bound with it), nothing outside hidden directories.
+    assert tool_dirs(repo, [home], path_var) == [home / ".pyenv", home / "bin"]
+    assert tool_dirs(repo, [home], "") == [home / ".pyenv/versions/3.12"]
+    # pyvenv.cfg is repository content: a `home` that is no Python installation is ignored.
+    (repo / ".venv" / "pyvenv.cfg").write_text(f"home = {home}/.ssh/bin\n")
+    assert tool_dirs(repo, [home], "") == []
+    # A hidden directory itself is never re-bound, even if it is on PATH.
+    assert tool_dirs(repo, [home], str(home)) == []
+
+
+def test_ralph_yaml_is_read_only_in_the_sandbox(requires_bwrap: None, git_repo: Path) -> None:
+    (git_repo / "ralph.yaml").write_text("max_iterations: 3\n")
+    tool = sandboxed(git_repo)
+    for command in (
+        "echo 'sandbox: none' >> ralph.yaml",
+        "rm -f ralph.yaml",
+        "mv ralph.yaml old.yaml",
+        "sed -i s/3/30/ ralph.yaml",
+    ):
+        result = tool.run({"command": command})
+        assert result.exit_code != 0, (command, result.content)
+    assert (git_repo / "ralph.yaml").read_text() == "max_iterations: 3\n"
+    assert tool.run({"command": "cat ralph.yaml"}).content == "max_iterations: 3"
+    assert tool.run({"command": "echo x > other.yaml"}).exit_code == 0
 
 
 # --- choosing a sandbox (no bwrap needed) ---------------------------------------------

@@ -4,10 +4,13 @@ Every command of the agent (and every verify command) is started from `Sandbox.l
 one place that builds its argv and environment.
 
 With bwrap the whole filesystem is read-only, the repository (or worktree) is writable, its
-git data and the runner's `.ralph` state are read-only again (the runner commits, the agent
-does not: no hooks, no config, no history rewriting), `/tmp` is private, every namespace is
-unshared (the network too with `--network off`) and all capabilities are dropped: as root,
-bwrap otherwise keeps them and `/` could be remounted writable.
+git data, the runner's `.ralph` state and `ralph.yaml` are read-only again (the runner
+commits, the agent does not: no hooks, no config, no history rewriting), `/tmp` is private,
+`/proc` is a fresh read-only procfs (a writable `/proc/sys` would let root in the sandbox set
+`kernel.core_pattern` and run code as root on the host), homes (`/root`, `/home`, `$HOME`)
+and daemon socket directories (`/run`, ...) are hidden behind empty tmpfs mounts, every
+namespace is unshared (the network too with `--network off`) and all capabilities are
+dropped: as root, bwrap otherwise keeps them and `/` could be remounted writable.
 
 Network trade-off: `on` (the default) lets audits run `pip-audit` / `npm audit` and install
 tools, but a prompt-injected agent could also send repository content out; `off` prevents
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from ..config import CONFIG_FILE
 from ..errors import UsageError
 
 # What the agent inherits from the runner's environment; nothing else reaches it.
@@ -33,6 +37,45 @@ ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "TERM", "TZ")
 HEADLESS_ENV = {"GIT_TERMINAL_PROMPT": "0", "PAGER": "cat", "GIT_PAGER": "cat"}
 # The runner's state directory (journal, lock, worktrees): the agent may read it, not change it.
 STATE_DIR = ".ralph"
+# Where daemons keep their Unix sockets (docker, containerd, podman, dbus, PostgreSQL, LXD,
+# MySQL): a socket is reached through the filesystem, whatever the network namespace, and
+# docker's or LXD's is root on the host. Hidden behind an empty tmpfs when they exist.
+SOCKET_DIRS = (
+    "/run",
+    "/var/run",
+    "/var/lib/docker",
+    "/var/lib/lxd",
+    "/var/snap/lxd/common/lxd",
+    "/var/lib/incus",
+    "/var/lib/mysql",
+)
+# Homes hold the runner's credentials (.ssh, .aws, .config, .netrc, .npmrc, .gitconfig, ...).
+HOME_DIRS = ("/root", "/home")
+# Never hidden, even when HOME points there: the sandbox could not run.
+SYSTEM_DIRS = frozenset(
+    [
+        "/",
+        "/usr",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/etc",
+        "/var",
+        "/opt",
+        "/dev",
+        "/proc",
+        "/sys",
+        "/tmp",
+        "/boot",
+        "/mnt",
+        "/srv",
+    ]
+)
+# Host files the sandbox needs even when they point into a hidden directory (DNS on hosts
+# where /etc/resolv.conf links to systemd-resolved's file under /run).
+NEEDED_FILES = ("/etc/resolv.conf",)
 
 
 def agent_env(
@@ -75,6 +118,70 @@ def git_paths(root: Path) -> list[Path]:
     return paths
 
 
+def hidden_dirs(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Host directories bwrap covers with an empty tmpfs: homes (/root, /home, the runner's
+    $HOME) and daemon socket directories, each once, symlinks resolved, existing ones only."""
+    source = os.environ if environ is None else environ
+    candidates = [*SOCKET_DIRS, *HOME_DIRS]
+    home = source.get("HOME", "")
+    if os.path.isabs(home):
+        candidates.append(home)
+    found: list[Path] = []
+    for candidate in candidates:
+        real = os.path.realpath(candidate)
+        if real in SYSTEM_DIRS or not os.path.isdir(real) or Path(real) in found:
+            continue
+        found.append(Path(real))
+    return found
+
+
+def _under(path: Path, dirs: Sequence[Path]) -> bool:
+    return any(path.is_relative_to(d) for d in dirs)
+
+
+def _python_prefix(venv: Path) -> Path | None:
+    """The base Python installation of the virtual environment `venv`, if it has one.
+
+    pyvenv.cfg is repository content, so its `home` is trusted only when it names a real
+    Python installation (bin/python3 and lib/python3.*), never an arbitrary host directory.
+    """
+    try:
+        text = (venv / "pyvenv.cfg").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "home" and os.path.isabs(value.strip()):
+            prefix = Path(os.path.realpath(value.strip())).parent
+            if (prefix / "bin" / "python3").is_file() and any(prefix.glob("lib/python3.*/")):
+                return prefix
+    return None
+
+
+def tool_dirs(root: Path, hidden: Sequence[Path], path_var: str) -> list[Path]:
+    """What of a hidden directory the agent's tools need, to re-bind read-only: the PATH
+    directories in it (a version manager's whole root for its `shims`, e.g. ~/.pyenv) and the
+    Python installation behind the repository's `.venv` or `venv`."""
+    wanted: list[Path] = []
+    for entry in path_var.split(os.pathsep):
+        if not os.path.isabs(entry) or not os.path.isdir(entry):
+            continue
+        path = Path(os.path.normpath(entry))
+        wanted.append(path.parent if path.name == "shims" else path)
+    for venv in (root / ".venv", root / "venv"):
+        prefix = _python_prefix(venv)
+        if prefix is not None:
+            wanted.append(prefix)
+    chosen: list[Path] = []
+    for path in sorted(set(wanted), key=lambda p: (len(p.parts), p)):
+        # Paths in the repository are bound with it; a whole hidden directory is never re-bound.
+        if not _under(path, hidden) or path in hidden or path.is_relative_to(root):
+            continue
+        if not _under(path, chosen):
+            chosen.append(path)
+    return chosen
+
+
 @lru_cache(maxsize=8)
 def bwrap_problem(bwrap: str | None = None) -> str | None:
     """None when bubblewrap is installed and a trial sandbox runs, else what is wrong."""
@@ -82,7 +189,8 @@ def bwrap_problem(bwrap: str | None = None) -> str | None:
     if path is None:
         return "bwrap not found on PATH"
     true = shutil.which("true") or "/bin/true"
-    argv = [path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    argv = [path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    argv += ["--remount-ro", "/proc", "--tmpfs", "/tmp"]
     argv += ["--unshare-all", "--cap-drop", "ALL", "--die-with-parent", "--new-session"]
     try:
         proc = subprocess.run(
@@ -147,6 +255,7 @@ class Sandbox:
     passed_env: tuple[str, ...] = ()
     bwrap: str = "bwrap"
     _home: Path | None = field(default=None, repr=False)
+    _view: tuple[list[Path], list[Path], list[Path]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.root = self.root.resolve()
@@ -172,23 +281,48 @@ class Sandbox:
 
     def bwrap_args(self) -> list[str]:
         """bwrap's options (without the command) for this repository."""
-        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        args += ["--tmpfs", "/tmp"]
-        mounts: list[tuple[Path, bool]] = [(self.home, True), (self.root, True)]
-        mounts += [(p, False) for p in (*git_paths(self.root), self.root / STATE_DIR)]
-        # Parents before children, so a read-only path inside the writable root stays read-only
-        # (and a root inside a private /tmp is bound after the tmpfs hides it).
-        for path, writable in sorted(mounts, key=lambda m: len(m[0].parts)):
-            if writable:
-                args += ["--bind", str(path), str(path)]
-            elif path.exists():
-                args += ["--ro-bind", str(path), str(path)]
+        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev"]
+        # A fresh procfs for the new PID namespace, then read-only: /proc/sys must not be
+        # writable (kernel.core_pattern runs a program as root on the host).
+        args += ["--proc", "/proc", "--remount-ro", "/proc"]
+        hidden, tools, needed = self._host_view()
+        # (path, kind): "tmpfs" hides, "ro" shows read-only, "rw" shows writable.
+        mounts = [(Path("/tmp"), "tmpfs"), *((p, "tmpfs") for p in hidden)]
+        mounts += [(p, "ro") for p in (*tools, *needed)]
+        mounts += [(self.home, "rw"), (self.root, "rw")]
+        protected = [*git_paths(self.root), self.root / STATE_DIR]
+        config = self.root / CONFIG_FILE
+        if config.is_file():
+            protected.append(Path(os.path.realpath(config)))
+        mounts += [(p, "ro") for p in protected if p.exists()]
+        # Parents before children (a stable sort keeps this order for one depth): hidden
+        # directories are emptied first, then what must stay visible is bound back, and a
+        # read-only path inside the writable root stays read-only.
+        for path, kind in sorted(mounts, key=lambda m: len(m[0].parts)):
+            if kind == "tmpfs":
+                args += ["--tmpfs", str(path)]
+            else:
+                args += ["--bind" if kind == "rw" else "--ro-bind", str(path), str(path)]
         args += ["--unshare-all"]
         if self.network == "on":
             args += ["--share-net"]
         args += ["--cap-drop", "ALL", "--die-with-parent", "--new-session"]
         args += ["--chdir", str(self.root)]
         return args
+
+    def _host_view(self) -> tuple[list[Path], list[Path], list[Path]]:
+        """What of the host to hide, and what to show again read-only (tools, needed files);
+        worked out on first use and kept for the run."""
+        if self._view is None:
+            hidden = hidden_dirs()
+            tools = tool_dirs(self.root, hidden, os.environ.get("PATH", os.defpath))
+            needed = []
+            for name in NEEDED_FILES:
+                real = Path(os.path.realpath(name))
+                if real.is_file() and _under(real, hidden):
+                    needed.append(real)
+            self._view = (hidden, tools, needed)
+        return self._view
 
     def cleanup(self) -> None:
         """Remove the private HOME (end of run)."""
