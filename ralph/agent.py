@@ -60,12 +60,16 @@ def _add_cost(total: float | None, cost: float | None) -> float | None:
 
 
 def _clip(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
+    """`text` on one line, redacted, then cut to `limit` characters (redacted first: a secret
+    cut in two would no longer be recognised)."""
+    from .redact import redact
+
+    flat = " ".join(redact(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def request_summary(request: ModelRequest) -> str:
-    """A short line about what a model call sent, for the journal (redacted there)."""
+    """A short line about what a model call sent, for the journal."""
     last = request.messages[-1] if request.messages else {}
     content = last.get("content")
     blocks = content if isinstance(content, list) else []
@@ -79,7 +83,7 @@ def request_summary(request: ModelRequest) -> str:
 
 
 def response_summary(response: ModelResponse) -> str:
-    """A short line about what a model call returned, for the journal (redacted there)."""
+    """A short, redacted line about what a model call returned, for the journal."""
     parts = [f"stop {response.stop_reason}"]
     if response.text.strip():
         parts.append(f"text {_clip(response.text, 160)!r}")
