@@ -28,10 +28,13 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import STATE_DIR, RunConfig
 from .errors import RalphError, UsageError
+
+if TYPE_CHECKING:
+    from .journal import RunLock
 
 IDENTITY = ("ralph-loop", "ralph-loop@users.noreply.github.com")
 SUMMARY_WIDTH = 72
@@ -204,11 +207,11 @@ def _busy_checkout(main: Path, holder: str, resuming: bool) -> UsageError:
     )
 
 
-def acquire_checkout_lock(main: Path, run_id: str, resuming: bool = False) -> Any:
+def acquire_checkout_lock(main: Path, run_id: str, resuming: bool = False) -> RunLock:
     """Take the checkout for a run that works in it (not in a worktree): one such run at a time.
 
     Two runs in one checkout would switch HEAD under each other and commit each other's files.
-    Held (a RunLock) until the run's process ends, however it ends.
+    Held until released or until the run's process ends, however it ends.
     """
     from .journal import take_lock
 
