@@ -19,6 +19,7 @@ import pytest
 from ralph.config import RunConfig
 from ralph.errors import UsageError
 from ralph.tools import make_toolset
+from ralph.tools import sandbox as sandbox_module
 from ralph.tools.bash import BashTool
 from ralph.tools.sandbox import (
     bwrap_problem,
@@ -361,6 +362,47 @@ def test_tool_dirs_rebinds_only_what_tools_need(tmp_path: Path) -> None:
     assert tool_dirs(repo, [home], "") == []
     # A hidden directory itself is never re-bound, even if it is on PATH.
     assert tool_dirs(repo, [home], str(home)) == []
+
+
+def test_tool_dirs_follow_install_links_and_keep_a_bins_lib(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    local = home / ".local"
+    uv_python = local / "share/uv/python/cpython-3.12/bin"
+    for d in (local / "bin", local / "lib/python3.12", uv_python, local / "share/keyrings"):
+        d.mkdir(parents=True)
+    (uv_python.parent / "lib").mkdir()
+    (uv_python / "python3.12").write_text("")
+    (local / "bin" / "python3.12").symlink_to(uv_python / "python3.12")
+    (local / "bin" / "elsewhere").symlink_to("/usr/bin/env")  # not hidden: not re-bound
+    assert tool_dirs(tmp_path / "repo", [home], str(local / "bin")) == [
+        local / "bin",
+        local / "lib",
+        uv_python,
+        uv_python.parent / "lib",
+    ]  # and not the rest of ~/.local/share
+
+
+def test_needed_files_in_hidden_directories_stay_visible(
+    requires_bwrap: None, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As /etc/resolv.conf -> /run/systemd/resolve/stub-resolv.conf on systemd-resolved hosts.
+    parent = writable_run_dir()
+    if parent is None:
+        pytest.skip("no writable directory under /run for a test file")
+    directory = Path(tempfile.mkdtemp(prefix="ralph-test-", dir=parent))
+    try:
+        (directory / "resolv.conf").write_text("nameserver 127.0.0.53\n")
+        (directory / "other").write_text("hidden\n")
+        link = git_repo.parent / "resolv.conf"
+        link.symlink_to(directory / "resolv.conf")
+        monkeypatch.setattr(sandbox_module, "NEEDED_FILES", (str(link),))
+        tool = sandboxed(git_repo)
+        assert tool.run({"command": f"cat {directory}/resolv.conf"}).content == (
+            "nameserver 127.0.0.53"
+        )
+        assert tool.run({"command": f"cat {directory}/other"}).exit_code != 0
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_ralph_yaml_is_read_only_in_the_sandbox(requires_bwrap: None, git_repo: Path) -> None:

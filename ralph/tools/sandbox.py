@@ -19,6 +19,7 @@ that and anything that needs the network fails.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -158,16 +159,50 @@ def _python_prefix(venv: Path) -> Path | None:
     return None
 
 
+# Entries of a PATH directory looked at for symlinks into hidden directories.
+LINKS_SCANNED = 500
+
+
+def _with_lib(path: Path) -> list[Path]:
+    """A `bin` directory and the `lib` beside it, where its programs keep their code (npm in
+    ~/.nvm/versions/node/vX/lib, `pip install --user` in ~/.local/lib)."""
+    lib = path.parent / "lib"
+    return [path, lib] if path.name == "bin" and lib.is_dir() else [path]
+
+
 def tool_dirs(root: Path, hidden: Sequence[Path], path_var: str) -> list[Path]:
-    """What of a hidden directory the agent's tools need, to re-bind read-only: the PATH
-    directories in it (a version manager's whole root for its `shims`, e.g. ~/.pyenv) and the
-    Python installation behind the repository's `.venv` or `venv`."""
+    """What of the hidden directories the agent's tools need, to re-bind read-only.
+
+    From the runner's PATH: each directory in a hidden one (a version manager's whole root for
+    its `shims`, e.g. ~/.pyenv; a `bin` with its `lib`) and the directories its symlinks
+    point to (pipx and uv install links). From the repository's `.venv` or `venv`: the Python
+    installation it was made from. Never a whole hidden directory, nor the repository's own.
+    """
+
+    def hidden_path(path: Path) -> bool:
+        return _under(path, hidden) or _under(Path(os.path.realpath(path)), hidden)
+
     wanted: list[Path] = []
     for entry in path_var.split(os.pathsep):
         if not os.path.isabs(entry) or not os.path.isdir(entry):
             continue
         path = Path(os.path.normpath(entry))
-        wanted.append(path.parent if path.name == "shims" else path)
+        if not hidden_path(path):
+            continue
+        if path.name == "shims":
+            wanted.append(path.parent)
+            continue
+        wanted += _with_lib(path)
+        try:
+            with os.scandir(path) as entries:
+                first = itertools.islice(entries, LINKS_SCANNED)
+                links = [item.path for item in first if item.is_symlink()]
+        except OSError:
+            links = []
+        for link in links:
+            target = Path(os.path.realpath(link))
+            if target.is_file() and hidden_path(target) and not target.is_relative_to(path):
+                wanted += _with_lib(target.parent)
     for venv in (root / ".venv", root / "venv"):
         prefix = _python_prefix(venv)
         if prefix is not None:
@@ -175,7 +210,7 @@ def tool_dirs(root: Path, hidden: Sequence[Path], path_var: str) -> list[Path]:
     chosen: list[Path] = []
     for path in sorted(set(wanted), key=lambda p: (len(p.parts), p)):
         # Paths in the repository are bound with it; a whole hidden directory is never re-bound.
-        if not _under(path, hidden) or path in hidden or path.is_relative_to(root):
+        if not hidden_path(path) or path in hidden or path.is_relative_to(root):
             continue
         if not _under(path, chosen):
             chosen.append(path)
