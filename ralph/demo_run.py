@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,21 @@ BANNER = (
     "ralph demo: a RECORDED session stands in for the model (no API key, no network); the "
     "loop, tools, sandbox, completion gate, journal and git are the real ones."
 )
+
+
+def ralph_command(argv0: str | None = None) -> str:
+    """How to run ralph again from a shell: `ralph` when that is on PATH, else its full path.
+
+    After the README's install ralph lives in .venv/bin, which is usually not on PATH.
+    """
+    here = Path(argv0 if argv0 is not None else sys.argv[0]).absolute().parent / "ralph"
+    if here.is_file():
+        on_path = shutil.which("ralph")
+        if on_path and Path(on_path).resolve() == here.resolve():
+            return "ralph"
+        return shlex.quote(str(here))
+    # Started another way (python -m ralph): name this interpreter, whose ralph is the one running.
+    return f"{shlex.quote(sys.executable)} -m ralph"
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -84,6 +101,6 @@ def run_demo(target: Path | None, sandbox: str, echo: Callable[[str], None]) -> 
         f"\nThe hardened repository is {repo} (branch {branch}). See what each iteration did:\n"
         f"  git -C {repo} log --stat main..{branch}\n"
         f"  cat {repo}/sdlc/security-audit.md\n"
-        f"  ralph show --repo {repo} {result.run_id} --report"
+        f"  {ralph_command()} show --repo {repo} {result.run_id} --report"
     )
     return int(result.exit_code)

@@ -3,22 +3,102 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
 import sqlite3
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tests.helpers import git, run_cli, run_commits
+import pytest
+
+from ralph.demo_run import ralph_command
+from tests.helpers import BIN, clean_env, git, run_cli, run_commits
+
+# The PATH a user has after the README's install: the venv's bin directory is not on it.
+USER_PATH = "/usr/bin:/bin"
+
+# Sends requests to the hardened app in-process (independently of the demo's own tests and
+# probe) and prints {name: [status, body]} as JSON.
+ATTACKS = r"""
+import contextlib, io, json, os, sys, tempfile
+from wsgiref.util import setup_testing_defaults
+os.environ["APP_SECRET_KEY"] = "x" * 32
+sys.path.insert(0, os.getcwd())
+import app
+
+application = app.create_app(os.path.join(tempfile.mkdtemp(), "a.db"))
+def send(method, path, body=b"", query="", origin=None):
+    environ = {}
+    setup_testing_defaults(environ)
+    environ.update(REQUEST_METHOD=method, PATH_INFO=path, QUERY_STRING=query,
+                   CONTENT_TYPE="application/json", CONTENT_LENGTH=str(len(body)),
+                   **{"wsgi.input": io.BytesIO(body)})
+    if origin:
+        environ["HTTP_ORIGIN"] = origin
+    seen = {}
+    def start_response(status, headers, exc_info=None):
+        seen.update(status=int(status.split()[0]), headers=dict(headers))
+    with contextlib.redirect_stdout(io.StringIO()):  # the app prints each request
+        raw = b"".join(application(environ, start_response)).decode()
+    return [seen["status"], raw, seen["headers"]]
+union = "x%27%20UNION%20SELECT%20id,%20username,%20password_hash%20FROM%20users%20--"
+out = {
+    "array": send("POST", "/login", b"[]"),
+    "bad json": send("POST", "/login", b"{bad"),
+    "huge": send("POST", "/login", b"{" + b" " * 10000 + b"}"),
+    "long name": send("POST", "/login", json.dumps({"username": "a" * 500, "password": "x"}).encode()),
+    "union": send("GET", "/users/search", query="q=" + union),
+    "origin": send("GET", "/", origin="https://evil.example"),
+}
+print(json.dumps(out))
+"""
 
 
-def test_demo_hardens_the_app_and_the_gate_rejects_the_early_promise(
-    tmp_path: Path, requires_bwrap: None
-) -> None:
-    repo = tmp_path / "demo"
+@dataclass
+class Demo:
+    """A finished `ralph demo --dir REPO` run."""
+
+    repo: Path
+    proc: subprocess.CompletedProcess[str]
+    db: sqlite3.Connection
+
+    def bash_calls(self, iteration: int) -> list[tuple[str, str, int]]:
+        """(command, output, exit code) of the iteration's bash tool calls."""
+        rows = self.db.execute(
+            "SELECT input, output, exit_code FROM tool_calls WHERE tool = 'bash' AND iteration = ?"
+            " ORDER BY id",
+            (iteration,),
+        )
+        return [(json.loads(i)["command"], out, code) for i, out, code in rows]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    from ralph.tools.sandbox import bwrap_problem
+
+    problem = bwrap_problem()
+    if problem is not None:  # as conftest's requires_bwrap, which a module fixture cannot use
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the bubblewrap tests, but {problem}")
+        pytest.skip(f"bubblewrap unavailable: {problem}")
+    tmp = tmp_path_factory.mktemp("demo")
+    repo = tmp / "demo"
     proc = run_cli(
-        ["demo", "--dir", str(repo), "--sandbox", "bwrap"], cwd=tmp_path, command="ralph"
+        ["demo", "--dir", str(repo), "--sandbox", "bwrap"],
+        cwd=tmp,
+        command="ralph",
+        env=clean_env(PATH=USER_PATH),
     )
     assert proc.returncode == 0, proc.stderr
+    return Demo(repo, proc, sqlite3.connect(repo / ".ralph" / "ralph.db"))
+
+
+def test_demo_hardens_the_app_and_the_gate_rejects_the_early_promise(demo: Demo) -> None:
+    repo, proc = demo.repo, demo.proc
     assert "RECORDED session stands in for the model" in proc.stdout
     assert str(repo) in proc.stdout
 
@@ -39,27 +119,157 @@ def test_demo_hardens_the_app_and_the_gate_rejects_the_early_promise(
     assert "## Findings" in audit and "- [x] Injection" in audit
     assert (repo / "sdlc" / "remediation-tasks.md").is_file()
 
-    # The app's own tests pass on the hardened code.
+    # The app's own tests pass on the hardened code, with the stdlib only.
     tests = subprocess.run(
-        [sys.executable, "-m", "unittest", "-q"],
+        ["python3", "-m", "unittest", "-q"],
         cwd=repo,
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
+        env={"PATH": USER_PATH, "PYTHONDONTWRITEBYTECODE": "1"},
         check=False,
     )
     assert tests.returncode == 0, tests.stderr
+    assert re.search(r"Ran (\d+) tests", tests.stderr)
 
     # The journal shows the early promise in iteration 2 rejected, the one in 3 accepted.
-    db = sqlite3.connect(repo / ".ralph" / "ralph.db")
     seen = [
         (it, json.loads(data))
-        for it, data in db.execute(
+        for it, data in demo.db.execute(
             "SELECT iteration, data FROM events WHERE name = 'promise_seen' ORDER BY id"
         )
     ]
     assert [(it, d["accepted"]) for it, d in seen] == [(2, False), (3, True)]
-    assert any("unchecked item" in reason for reason in seen[0][1]["reasons"])
-    (status,) = db.execute("SELECT status FROM runs").fetchone()
+    assert any("14 unchecked item(s)" in reason for reason in seen[0][1]["reasons"])
+    (status,) = demo.db.execute("SELECT status FROM runs").fetchone()
     assert status == "completed"
     assert ".ralph" not in git(repo, "ls-files")
+
+
+def test_every_command_the_session_runs_succeeds(demo: Demo) -> None:
+    """Under bubblewrap, with the stdlib only: no command of the recording fails or errors."""
+    calls = [call for it in (1, 2, 3) for call in demo.bash_calls(it)]
+    assert len(calls) >= 10
+    for command, output, code in calls:
+        assert code == 0, (command, output)
+        assert "Traceback" not in output, (command, output)
+        assert "command not found" not in output and "No such file" not in output, command
+
+
+def test_iteration_1_checks_for_the_scanners(demo: Demo) -> None:
+    commands = [command for command, _, _ in demo.bash_calls(1)]
+    assert any(c.startswith("command -v bandit semgrep gitleaks") for c in commands), commands
+    audit = (demo.repo / "sdlc" / "security-audit.md").read_text()
+    dependency_scan = audit.split("## Dependency scan", 1)[1].split("\n## ", 1)[0]
+    assert "command -v bandit semgrep gitleaks pip-audit" in dependency_scan
+
+
+def test_the_hardened_app_validates_input_and_sets_headers(demo: Demo) -> None:
+    proc = subprocess.run(
+        ["python3", "-c", ATTACKS],
+        cwd=demo.repo,
+        capture_output=True,
+        text=True,
+        env={"PATH": USER_PATH, "PYTHONDONTWRITEBYTECODE": "1"},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    for name in ("array", "bad json", "huge", "long name"):
+        status, body, _ = out[name]
+        assert status == 400, (name, body)
+        assert "error" in json.loads(body) and "Traceback" not in body
+    status, body, _ = out["union"]
+    assert (status, json.loads(body)) == (200, {"users": []})
+    _, _, headers = out["origin"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" in headers
+    assert "Access-Control-Allow-Origin" not in headers
+    # The validation tests are in the app's own test file, as the audit says.
+    assert (
+        "test_malformed_login_bodies_are_rejected" in (demo.repo / "tests/test_app.py").read_text()
+    )
+
+
+def test_the_penetration_probe_really_ran_and_passes_again(demo: Demo) -> None:
+    probes = [(c, out, code) for c, out, code in demo.bash_calls(3) if "scripts/probe.py" in c]
+    assert len(probes) == 1
+    _, output, code = probes[0]
+    assert code == 0 and "FAIL" not in output
+    assert re.search(r"^9/9 checks pass against http://127\.0\.0\.1:\d+$", output, re.M), output
+    for attack in ("UNION payload", "bad JSON", "JSON array", "security headers", "429"):
+        assert re.search(rf"^PASS .*{re.escape(attack)}", output, re.M), attack
+    again = subprocess.run(
+        ["python3", "scripts/probe.py"],
+        cwd=demo.repo,
+        capture_output=True,
+        text=True,
+        env={"PATH": USER_PATH, "PYTHONDONTWRITEBYTECODE": "1"},
+        check=False,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "9/9 checks pass" in again.stdout
+
+
+def test_the_waf_box_is_backed_by_a_rule_set(demo: Demo) -> None:
+    acl: dict[str, Any] = json.loads((demo.repo / "deploy/waf/web-acl.json").read_text())
+    rules = {rule["Name"]: rule for rule in acl["Rules"]}
+    rate = rules["login-rate-limit"]["Statement"]["RateBasedStatement"]
+    assert rate["ScopeDownStatement"]["ByteMatchStatement"]["SearchString"] == "/login"
+    assert "Block" in rules["login-rate-limit"]["Action"]
+    audit = (demo.repo / "sdlc" / "security-audit.md").read_text()
+    (waf,) = [line for line in audit.splitlines() if "WAF/DDoS protection enabled" in line]
+    assert waf.startswith("- [x]") and "deploy/waf/web-acl.json" in waf
+    assert "deploy/waf/web-acl.json" in audit.split("## Needs a human", 1)[1]
+
+
+def test_every_ticked_box_points_at_evidence_that_exists(demo: Demo) -> None:
+    """Files and tests a ticked box cites are in the repository; an open box is N/A: reason."""
+    repo = demo.repo
+    audit = (repo / "sdlc" / "security-audit.md").read_text()
+    checklist = audit.split("## Checklist", 1)[1].split("\n## ", 1)[0]
+    boxes = [line for line in checklist.splitlines() if line.startswith("- [")]
+    assert len(boxes) == 19
+    tests = "".join(p.read_text() for p in (repo / "tests").glob("test_*.py"))
+    for line in boxes:
+        if line.startswith("- [ ]"):
+            assert "N/A: " in line, line
+            continue
+        assert line.startswith("- [x] ") and ": " in line, line
+        for path in re.findall(r"[\w./-]+/[\w.-]+\.(?:py|json|md)\b", line):
+            assert (repo / path).is_file(), (line, path)
+        for name in re.findall(r"\b(test_\w+)\b(?!\.)", line):
+            assert f"def {name}(" in tests, (line, name)
+
+
+def test_the_closing_hint_runs_as_printed(demo: Demo) -> None:
+    """After the README's install ralph is not on PATH: the hint names the full path."""
+    (run_id,) = demo.db.execute("SELECT id FROM runs").fetchone()
+    hint = f"  {BIN / 'ralph'} show --repo {demo.repo} {run_id} --report"
+    assert hint in demo.proc.stdout.splitlines()
+    shown = subprocess.run(
+        shlex.split(hint),
+        capture_output=True,
+        text=True,
+        env=clean_env(PATH=USER_PATH),
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert run_id in shown.stdout
+
+
+def test_ralph_command_is_bare_only_when_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = BIN / "ralph"
+    monkeypatch.setenv("PATH", USER_PATH)
+    assert ralph_command(str(script)) == str(script)
+    assert ralph_command(str(BIN / "ralph-loop")) == str(script)  # its sibling
+    monkeypatch.setenv("PATH", f"{BIN}:{USER_PATH}")
+    assert ralph_command(str(script)) == "ralph"
+    spaced = tmp_path / "my venv" / "bin"
+    spaced.mkdir(parents=True)
+    (spaced / "ralph").write_text("#!/bin/sh\n")
+    assert ralph_command(str(spaced / "ralph")) == shlex.quote(str(spaced / "ralph"))
+    # python -m ralph: no script beside argv[0]; this interpreter runs the same ralph.
+    main = Path(__file__).resolve().parents[1] / "ralph" / "__main__.py"
+    assert ralph_command(str(main)) == f"{shlex.quote(sys.executable)} -m ralph"
