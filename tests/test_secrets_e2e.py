@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import string
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +221,31 @@ def test_the_agent_cannot_write_outside_the_repository_or_into_git(
     assert git(repo, "status", "--porcelain") == ""
     # The work inside the repository was committed as usual.
     assert git(repo, "show", "--name-only", "--format=", "HEAD") == "inside.txt"
+
+
+def test_the_runners_home_is_hidden_from_the_sandboxed_agent(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    use_sandbox(request, "bwrap")
+    # A credential file no environment variable names, in a runner HOME outside /tmp (which
+    # is private anyway): only hiding the home keeps it from the agent.
+    home = Path(tempfile.mkdtemp(prefix="ralph-test-home-", dir="/var/tmp"))
+    try:
+        credential = "cred-" + secrets.token_hex(16)
+        (home / ".secret-cred").write_text(credential + "\n")
+        repo = make_repo(tmp_path / "repo")
+        values = {"ANTHROPIC_API_KEY": "sk-ant-api03-" + random_text(40), "HOME": str(home)}
+        with FakeAPI(api_key=values["ANTHROPIC_API_KEY"]) as api:
+            api.add(
+                Message([bash(f"cat {home}/.secret-cred"), bash(f"ls -A {home}; echo listed")]),
+                Message(f"Nothing found. <promise>{TOKEN}</promise>"),
+            )
+            proc = run(repo, api, values, "bwrap")
+            bodies = api.bodies
+        assert proc.returncode == 0, proc.stderr
+        cat, listing = (str(b["content"]) for b in unique_results(bodies).values())
+        assert "No such file or directory" in cat and "[exit code" in cat, cat
+        assert listing == "listed", listing  # the commands ran; the home looks empty
+        assert credential not in json.dumps(bodies)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
