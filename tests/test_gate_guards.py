@@ -12,6 +12,7 @@ from ralph.errors import UsageError
 from ralph.gate import Gate, check_artifact, parse_artifacts, rejection_feedback, unchecked_items
 from ralph.guards import Guards, IterationRecord
 from ralph.models.base import Usage
+from tests.helpers import git, only_run, repo_and_prompt, run_cli, run_commits, write_script
 
 AUDIT = """# Security audit
 ## Findings
@@ -202,3 +203,36 @@ def test_circuit_breaker() -> None:
     assert g.after_iteration(rec(outcome="refused", error="refusal")) is None
     stop = g.after_iteration(rec(outcome="ended", tool_calls=6, tool_errors=6))
     assert stop and stop.status == "failed" and "all 6 tool calls failed" in stop.reason
+
+
+def test_no_commit_counts_only_files_changed_during_the_iteration(tmp_path: Path) -> None:
+    """With --no-commit the work stays dirty; a file changed in an earlier iteration and left
+    alone is not progress again, but changing it further is."""
+    repo, prompt = repo_and_prompt(tmp_path, "Harden it. Output <promise>DONE</promise>.\n")
+
+    def edit(tool_input: dict[str, object], final: str) -> list[object]:
+        return [{"text": "Working.", "tools": [{"str_replace_based_edit_tool": tool_input}]}, final]
+
+    reading = {"command": "view", "path": "notes.md"}
+    iterations = [
+        edit({"command": "create", "path": "notes.md", "file_text": "one\n"}, "Wrote notes."),
+        edit({"command": "str_replace", "path": "notes.md", "old_str": "one", "new_str": "two"},
+             "Changed notes."),
+        edit(reading, "Read the notes again."),
+        edit(reading, "Still reading the notes."),
+        edit(reading, "Not reached."),
+    ]  # fmt: skip
+    script = write_script(tmp_path / "session.yaml", iterations)
+    proc = run_cli(
+        [str(prompt), "--repo", str(repo), "--sandbox", "none", "--model", f"script:{script}",
+         "--no-commit", "--stall-limit", "2", "--max-iterations", "5"],
+        cwd=repo,
+    )  # fmt: skip
+    assert proc.returncode == 5, proc.stderr
+    run = only_run(repo)
+    assert run["status"] == "stalled" and "2 iterations in a row" in run["reason"]
+    changed = [it["files_changed"] for it in run["iterations_detail"]]
+    assert changed == [["notes.md"], ["notes.md"], [], []]
+    # Nothing was committed: the work is left in the tree, dirty the whole time.
+    assert run_commits(repo, "HEAD") == [] and git(repo, "status", "--porcelain") == "?? notes.md"
+    assert (repo / "notes.md").read_text() == "two\n"
