@@ -27,6 +27,7 @@ from ralph.tools.sandbox import (
     git_paths,
     hidden_dirs,
     make_sandbox,
+    secret_files,
     tool_dirs,
 )
 from tests.helpers import make_repo
@@ -340,6 +341,15 @@ def test_a_home_outside_root_and_home_is_hidden_too(
         assert "No such file or directory" in result.content, result.content
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_root_only_host_secrets_look_empty(tool: BashTool) -> None:
+    files = secret_files()
+    assert Path("/etc/shadow") in files  # present on every Linux this runs on
+    sizes = tool.run({"command": "wc -c " + " ".join(map(str, files))}).content
+    assert [line.split()[0] for line in sizes.splitlines()] == ["0"] * (len(files) + 1), sizes
+    if Path("/etc/ssl/private").is_dir():
+        assert tool.run({"command": "ls -A /etc/ssl/private"}).content == "(no output)"
 
 
 def test_tool_dirs_rebinds_only_what_tools_need(tmp_path: Path) -> None:

@@ -77,6 +77,12 @@ SYSTEM_DIRS = frozenset(
 # Host files the sandbox needs even when they point into a hidden directory (DNS on hosts
 # where /etc/resolv.conf links to systemd-resolved's file under /run).
 NEEDED_FILES = ("/etc/resolv.conf",)
+# Root-only host secrets that the read-only view of / would still show to root in the
+# sandbox (owner permissions apply even with every capability dropped): replaced by an empty
+# file, or an empty directory.
+SECRET_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-")
+SECRET_GLOBS = ("/etc/ssh/ssh_host_*_key",)
+SECRET_DIRS = ("/etc/ssl/private",)
 
 
 def agent_env(
@@ -121,9 +127,10 @@ def git_paths(root: Path) -> list[Path]:
 
 def hidden_dirs(environ: Mapping[str, str] | None = None) -> list[Path]:
     """Host directories bwrap covers with an empty tmpfs: homes (/root, /home, the runner's
-    $HOME) and daemon socket directories, each once, symlinks resolved, existing ones only."""
+    $HOME), daemon socket directories and root-only key directories, each once, symlinks
+    resolved, existing ones only."""
     source = os.environ if environ is None else environ
-    candidates = [*SOCKET_DIRS, *HOME_DIRS]
+    candidates = [*SOCKET_DIRS, *HOME_DIRS, *SECRET_DIRS]
     home = source.get("HOME", "")
     if os.path.isabs(home):
         candidates.append(home)
@@ -134,6 +141,14 @@ def hidden_dirs(environ: Mapping[str, str] | None = None) -> list[Path]:
             continue
         found.append(Path(real))
     return found
+
+
+def secret_files() -> list[Path]:
+    """Root-only secret files of the host (password hashes, SSH host keys) that exist."""
+    found = [Path(name) for name in SECRET_FILES]
+    for pattern in SECRET_GLOBS:
+        found += sorted(Path("/").glob(pattern.lstrip("/")))
+    return [path for path in found if path.is_file() and not path.is_symlink()]
 
 
 def _under(path: Path, dirs: Sequence[Path]) -> bool:
@@ -280,6 +295,16 @@ class Launch:
     cwd: Path
 
 
+@dataclass(frozen=True)
+class HostView:
+    """What of the host bwrap hides (directories, emptied files) and binds back read-only."""
+
+    hidden: list[Path]
+    blanked: list[Path]
+    tools: list[Path]
+    needed: list[Path]
+
+
 @dataclass
 class Sandbox:
     """Builds the launch of a shell script for the agent, sandboxed or not."""
@@ -290,7 +315,7 @@ class Sandbox:
     passed_env: tuple[str, ...] = ()
     bwrap: str = "bwrap"
     _home: Path | None = field(default=None, repr=False)
-    _view: tuple[list[Path], list[Path], list[Path]] | None = field(default=None, repr=False)
+    _view: HostView | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.root = self.root.resolve()
@@ -299,8 +324,20 @@ class Sandbox:
     def home(self) -> Path:
         """The agent's private HOME, created on first use (kept across commands of a run)."""
         if self._home is None or not self._home.is_dir():
-            self._home = Path(tempfile.mkdtemp(prefix="ralph-home-")).resolve()
+            # In a directory of its own, beside the empty file (which the agent cannot reach).
+            scratch = Path(tempfile.mkdtemp(prefix="ralph-home-")).resolve()
+            self._home = scratch / "home"
+            self._home.mkdir()
         return self._home
+
+    @property
+    def empty_file(self) -> Path:
+        """An empty file to bind over host secrets (/dev/null is unusable: bwrap's binds are
+        nodev), beside the private HOME."""
+        empty = self.home.parent / "empty"
+        if not empty.is_file():
+            empty.touch()
+        return empty
 
     def launch(self, script: str) -> Launch:
         """The one place an agent process is defined: `bash -c script` in the repository root."""
@@ -320,10 +357,12 @@ class Sandbox:
         # A fresh procfs for the new PID namespace, then read-only: /proc/sys must not be
         # writable (kernel.core_pattern runs a program as root on the host).
         args += ["--proc", "/proc", "--remount-ro", "/proc"]
-        hidden, tools, needed = self._host_view()
-        # (path, kind): "tmpfs" hides, "ro" shows read-only, "rw" shows writable.
-        mounts = [(Path("/tmp"), "tmpfs"), *((p, "tmpfs") for p in hidden)]
-        mounts += [(p, "ro") for p in (*tools, *needed)]
+        view = self._host_view()
+        # (path, kind): "tmpfs" hides, "null" empties a file, "ro" shows read-only, "rw" shows
+        # writable.
+        mounts = [(Path("/tmp"), "tmpfs"), *((p, "tmpfs") for p in view.hidden)]
+        mounts += [(p, "null") for p in view.blanked]
+        mounts += [(p, "ro") for p in (*view.tools, *view.needed)]
         mounts += [(self.home, "rw"), (self.root, "rw")]
         protected = [*git_paths(self.root), self.root / STATE_DIR]
         config = self.root / CONFIG_FILE
@@ -336,6 +375,8 @@ class Sandbox:
         for path, kind in sorted(mounts, key=lambda m: len(m[0].parts)):
             if kind == "tmpfs":
                 args += ["--tmpfs", str(path)]
+            elif kind == "null":
+                args += ["--ro-bind", str(self.empty_file), str(path)]
             else:
                 args += ["--bind" if kind == "rw" else "--ro-bind", str(path), str(path)]
         args += ["--unshare-all"]
@@ -345,9 +386,9 @@ class Sandbox:
         args += ["--chdir", str(self.root)]
         return args
 
-    def _host_view(self) -> tuple[list[Path], list[Path], list[Path]]:
-        """What of the host to hide, and what to show again read-only (tools, needed files);
-        worked out on first use and kept for the run."""
+    def _host_view(self) -> HostView:
+        """What of the host to hide and what to show again; worked out on first use and kept
+        for the run."""
         if self._view is None:
             hidden = hidden_dirs()
             tools = tool_dirs(self.root, hidden, os.environ.get("PATH", os.defpath))
@@ -356,13 +397,13 @@ class Sandbox:
                 real = Path(os.path.realpath(name))
                 if real.is_file() and _under(real, hidden):
                     needed.append(real)
-            self._view = (hidden, tools, needed)
+            self._view = HostView(hidden, secret_files(), tools, needed)
         return self._view
 
     def cleanup(self) -> None:
-        """Remove the private HOME (end of run)."""
+        """Remove the private HOME and the empty file (end of run)."""
         if self._home is not None:
-            shutil.rmtree(self._home, ignore_errors=True)
+            shutil.rmtree(self._home.parent, ignore_errors=True)
             self._home = None
 
 
