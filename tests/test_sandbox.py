@@ -370,8 +370,9 @@ def test_tool_dirs_rebinds_only_what_tools_need(tmp_path: Path) -> None:
     # pyvenv.cfg is repository content: a `home` that is no Python installation is ignored.
     (repo / ".venv" / "pyvenv.cfg").write_text(f"home = {home}/.ssh/bin\n")
     assert tool_dirs(repo, [home], "") == []
-    # A hidden directory itself is never re-bound, even if it is on PATH.
+    # A hidden directory itself is never re-bound, even if it is on PATH or holds shims.
     assert tool_dirs(repo, [home], str(home)) == []
+    assert tool_dirs(repo, [home / ".pyenv"], f"{home}/.pyenv/shims") == [home / ".pyenv/shims"]
 
 
 def test_tool_dirs_follow_install_links_and_keep_a_bins_lib(tmp_path: Path) -> None:

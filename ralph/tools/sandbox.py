@@ -205,7 +205,9 @@ def tool_dirs(root: Path, hidden: Sequence[Path], path_var: str) -> list[Path]:
         if not hidden_path(path):
             continue
         if path.name == "shims":
-            wanted.append(path.parent)
+            # The whole root (its versions, its libexec), or just the shims when the root
+            # is a hidden directory itself.
+            wanted += [path.parent, path]
             continue
         wanted += _with_lib(path)
         try:
