@@ -59,11 +59,13 @@ def summary_line(outcome: IterationOutcome, expected: str = "") -> str:
     """One line for the commit message and report, from the agent's final message; a promise
     other than `expected` (e.g. BLOCKED) is named at its end."""
     from .redact import redact
+    from .ui import clean
 
     expected = promise.normalise(expected)
     others = [t for t in promise.promises_in(outcome.final_text or "") if t != expected]
     note = "".join(f" [promise: {token}]" for token in dict.fromkeys(others))
-    return _first_line(outcome, redact) + note
+    # Escape sequences in the agent's words must not reach git log, the journal or a terminal.
+    return clean(_first_line(outcome, redact) + note)
 
 
 def _first_line(outcome: IterationOutcome, redact: Callable[[str], str]) -> str:

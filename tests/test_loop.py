@@ -59,3 +59,12 @@ def test_a_refusal_reason_has_the_category_explanation_and_words() -> None:
         reason == "the model refused to continue (category: bio): Lab methods.; it said: I can't."
     )
     assert refusal_reason(reply([], "refusal")) == "the model refused to continue"
+
+
+def test_the_summary_line_carries_no_escape_sequences() -> None:
+    from ralph.agent import IterationOutcome
+    from ralph.loop import summary_line
+
+    text = "\x1b[31mFixed\x1b[0m the \x1b]0;pwned\x07title. <promise>BLOCKED</promise>"
+    line = summary_line(IterationOutcome("ended", final_text=text), "DONE")
+    assert line == "Fixed the title. [promise: BLOCKED]"
