@@ -294,7 +294,7 @@ def run_command(
         bool | None,
         typer.Option(
             "--otel/--no-otel",
-            help="Export OpenTelemetry traces (needs ralph-loop[otel]).",
+            help="Export OpenTelemetry traces (needs the otel extra).",
             show_default=False,
         ),
     ] = None,

@@ -61,7 +61,7 @@ TEMPLATE = """\
 # quiet: false                    # only the final summary
 # verbose: false                  # show tool outputs
 # show_text: false                # show the agent's text in full
-# otel: false                     # export OpenTelemetry traces (pip install 'ralph-loop[otel]')
+# otel: false                     # export OpenTelemetry traces (needs the otel extra: pip install -e '.[otel]')
 
 # --- pull requests --------------------------------------------------------------------------
 # pr: false                       # push the run branch and open or update a pull request

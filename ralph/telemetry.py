@@ -1,4 +1,4 @@
-"""OpenTelemetry traces of a run (optional extra `ralph-loop[otel]`).
+"""OpenTelemetry traces of a run (the optional `otel` extra).
 
 When the extra is installed and `OTEL_EXPORTER_OTLP_ENDPOINT` (or `--otel`) is set, a span
 tree is exported over OTLP/HTTP: `ralph.run` > `ralph.iteration` > `chat {model}` (one per
@@ -51,8 +51,8 @@ def otel_observer(cfg: RunConfig, environ: Mapping[str, str] | None = None) -> O
     if not otel_installed():
         if cfg.otel:
             raise UsageError(
-                "--otel needs the OpenTelemetry extra: pip install 'ralph-loop[otel]' "
-                "(or drop --otel)"
+                "--otel needs the OpenTelemetry extra: .venv/bin/pip install -e '.[otel]' in the "
+                "ralph-loop checkout (or drop --otel)"
             )
         return None  # an endpoint set for other programs: no traces without the extra
     return TraceObserver(otlp_provider(environ))

@@ -131,7 +131,7 @@ def test_otel_flag_without_the_extra_is_a_usage_error(monkeypatch: pytest.Monkey
     import ralph.telemetry as telemetry
 
     monkeypatch.setattr(telemetry, "otel_installed", lambda: False)
-    with pytest.raises(UsageError, match=r"pip install 'ralph-loop\[otel\]'"):
+    with pytest.raises(UsageError, match=r"pip install -e '\.\[otel\]'"):
         otel_observer(RunConfig(otel=True), {})
     assert otel_observer(RunConfig(), {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}) is None
 
