@@ -105,8 +105,14 @@ def check_artifact(root: Path, art: Artifact) -> list[str]:
             return [f"{art.path}: {len(files)} file(s) match, at least {art.min} needed"]
         return [f"{art.path}: missing"]
     problems: list[str] = []
+    inside = root.resolve()
     for path in files:
         rel = path.relative_to(root).as_posix()
+        # The gate runs outside the sandbox and quotes open items back to the model: a link
+        # out of the repository must not make it read (and show) the runner's files.
+        if not path.resolve().is_relative_to(inside):
+            problems.append(f"{rel}: links outside the repository; write the artifact itself")
+            continue
         text = path.read_text(encoding="utf-8", errors="replace")
         present = _HEADING.findall(text)
         for heading in art.headings:

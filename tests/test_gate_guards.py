@@ -119,6 +119,22 @@ def test_artifact_checks(tmp_path: Path) -> None:
     assert check_artifact(tmp_path, glob) == []
 
 
+def test_an_artifact_linking_outside_the_repository_is_not_read(tmp_path: Path) -> None:
+    repo, outside = tmp_path / "repo", tmp_path / "runner-secrets.md"
+    (repo / "sdlc").mkdir(parents=True)
+    outside.write_text("# Findings\n- [ ] sk-ant-api03-do-not-show-me\n")
+    (repo / "sdlc" / "security-audit.md").symlink_to(outside)
+    (repo / "sdlc" / "inside.md").write_text("# Findings\n")
+    (repo / "sdlc" / "ok.md").symlink_to("inside.md")
+    [art] = parse_artifacts([{"path": "sdlc/security-audit.md", "checklist": True}])
+    problems = check_artifact(repo, art)
+    assert problems == [
+        "sdlc/security-audit.md: links outside the repository; write the artifact itself"
+    ]
+    [inner] = parse_artifacts([{"path": "sdlc/ok.md", "headings": ["Findings"]}])
+    assert check_artifact(repo, inner) == []
+
+
 @pytest.mark.parametrize(
     "entry", [{"nopath": 1}, {"path": "/etc/passwd"}, {"path": "../x.md"}, {"path": "a", "x": 1}]
 )
