@@ -72,6 +72,17 @@ def integrity(repo: Path) -> str:
         return str(db.execute("PRAGMA integrity_check").fetchone()[0])
 
 
+def group_gone(pgid: int, within: float = 2.0) -> bool:
+    """Whether process group `pgid` dies within `within` seconds (a SIGKILL sent just before
+    the runner exited takes effect asynchronously, later on a loaded machine)."""
+    deadline = time.monotonic() + within
+    while group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def group_alive(pgid: int) -> bool:
     """Whether a live (non-zombie) process is left in process group `pgid`."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -187,7 +198,7 @@ def test_sigterm_during_a_tool_kills_its_process_group_and_commits(tmp_path: Pat
         took, output = stop_with(proc, signal.SIGTERM)
         assert proc.returncode == 130, output
         assert took < STOP_WITHIN, f"took {took:.1f}s to stop"
-        assert not group_alive(pgid), "the tool's process group outlived the run"
+        assert group_gone(pgid), "the tool's process group outlived the run"
     finally:
         if pgid:
             with contextlib.suppress(ProcessLookupError):
@@ -227,7 +238,7 @@ def test_a_second_sigint_exits_at_once_and_the_run_stays_resumable(tmp_path: Pat
         assert proc.returncode == 130, output
         assert took < 1.0, f"took {took:.2f}s after the second signal"
         assert "second signal" in output
-        assert not group_alive(pgid), "the tool's processes outlived the run"
+        assert group_gone(pgid), "the tool's processes outlived the run"
     finally:
         if pgid:
             with contextlib.suppress(ProcessLookupError):
