@@ -18,7 +18,6 @@ import fcntl
 import json
 import os
 import re
-import socket
 import sqlite3
 import time
 from collections.abc import Callable
@@ -241,7 +240,7 @@ class Journal:
         worktree = d.get("root") if d.get("worktree") else None
         common = (
             d.get("model"), _dumps(d.get("config", {})), d.get("branch"), d.get("base_commit"),
-            worktree, d.get("root"), d.get("repo"), e.ts, e.ts, os.getpid(), socket.gethostname(),
+            worktree, d.get("root"), d.get("repo"), e.ts, e.ts, os.getpid(), os.uname().nodename,
         )  # fmt: skip
         found = db.execute("SELECT 1 FROM runs WHERE id = ?", (e.run_id,)).fetchone()
         if found is None:
@@ -403,7 +402,7 @@ class Journal:
 
         Only a process on this host can be judged; a lock on a shared file system may not be.
         """
-        if run["host"] not in (None, socket.gethostname()):
+        if run["host"] not in (None, os.uname().nodename):
             return False
         try:
             path = run_lock_path(self.path.parent.parent, run["id"])
@@ -595,7 +594,7 @@ def take_lock(path: Path, label: str = "") -> RunLock | str:
                 return holder
             time.sleep(0.02)
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{label}pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    os.pwrite(fd, f"{label}pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
     return RunLock(path, fd)
 
 
