@@ -105,3 +105,26 @@ def repo_and_prompt(
     path = tmp_path / "harden.md"
     path.write_text(prompt)
     return repo, path
+
+
+def interrupt_in_iteration(
+    args: list[str], *, cwd: Path, env: dict[str, str], iteration: int = 2
+) -> str:
+    """Run `ralph-loop ARGS --log-format plain`, SIGINT it once iteration `iteration` has
+    started, check it exits 130, and return its stdout."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [str(BIN / "ralph-loop"), *args, "--log-format", "plain"],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while f"iteration {iteration}/" not in proc.stderr.readline():
+        assert time.monotonic() < deadline and proc.poll() is None
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    return stdout

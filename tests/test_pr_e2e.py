@@ -3,10 +3,7 @@ on a local stand-in for the GitHub API, and keep the token out of the agent and 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +11,14 @@ import pytest
 
 from tests.fakeapi import FakeAPI, Message
 from tests.fakegithub import FakeGitHub
-from tests.helpers import BIN, clean_env, git, make_repo, run_cli, write_script
+from tests.helpers import (
+    clean_env,
+    git,
+    interrupt_in_iteration,
+    make_repo,
+    run_cli,
+    write_script,
+)
 
 TOKEN = "ghp_" + "PrE2eT0ken" * 4
 TOKEN_VAR = "ANOTHER_" + "TOKEN"
@@ -231,20 +235,9 @@ def test_an_interrupted_run_is_not_published_until_it_is_resumed(
         "Audit written.",
     ]  # fmt: skip
     script = write_script(tmp_path / "s3.yaml", [first, [{"text": "Thinking.", "sleep": 30}]])
-    proc = subprocess.Popen(
-        [str(BIN / "ralph-loop"), "Audit it. <promise>DONE</promise>", "--model",
-         f"script:{script}", "--sandbox", "none", "--max-iterations", "2", "--pr",
-         "--branch", "ralph/audit", "--log-format", "plain"],
-        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    while "iteration 2/" not in proc.stderr.readline():
-        assert time.monotonic() < deadline and proc.poll() is None
-    time.sleep(0.3)
-    os.kill(proc.pid, signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    args = ["Audit it. <promise>DONE</promise>", "--model", f"script:{script}", "--sandbox",
+            "none", "--max-iterations", "2", "--pr", "--branch", "ralph/audit"]  # fmt: skip
+    interrupt_in_iteration(args, cwd=repo, env=env)
     # Interrupted: the commit stays local; nothing is pushed, no pull request.
     assert git(repo, "log", "--format=%s", "-1", "ralph/audit").startswith("ralph(")
     assert git(gh.bare_repo("octo", "app"), "branch", "--list", "ralph/*") == ""

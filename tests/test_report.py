@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import signal
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +22,14 @@ from ralph.report import (
     render_markdown,
 )
 from ralph.ui import print_summary
-from tests.helpers import BIN, clean_env, git, make_repo, run_cli, write_script
+from tests.helpers import (
+    clean_env,
+    git,
+    interrupt_in_iteration,
+    make_repo,
+    run_cli,
+    write_script,
+)
 from tests.test_ui import RUN_ID, recorded_events
 
 TOKEN = "DONE"
@@ -234,19 +237,8 @@ def test_an_interrupted_run_reports_how_to_resume_and_the_resumed_run_reports_al
 ) -> None:
     first = [_turn(1), "First step done."]
     repo, prompt, script = _project(tmp_path, [first, [{"text": "Thinking slowly.", "sleep": 30}]])
-    proc = subprocess.Popen(
-        [str(BIN / "ralph-loop"), str(prompt), "--model", f"script:{script}", "--repo", str(repo),
-         "--sandbox", "none", "--log-format", "plain"],
-        cwd=repo, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    while "iteration 2/" not in proc.stderr.readline():
-        assert time.monotonic() < deadline and proc.poll() is None
-    time.sleep(0.3)
-    os.kill(proc.pid, signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    args = [str(prompt), "--model", f"script:{script}", "--repo", str(repo), "--sandbox", "none"]
+    stdout = interrupt_in_iteration(args, cwd=repo, env=clean_env())
     (report,) = (repo / ".ralph" / "runs").glob("*/report.md")
     text = report.read_text()
     assert "**interrupted** (exit 130)" in text

@@ -16,7 +16,7 @@ from ralph.events import Bus, Event, Recorder
 from ralph.live import RECENT_TOOLS, LiveView
 from ralph.logs import JsonLines
 from ralph.ui import PlainLines, clean, fmt_duration, make_observers, short, tool_label
-from tests.helpers import make_repo, run_cli, write_script
+from tests.helpers import interrupt_in_iteration, make_repo, run_cli, write_script
 
 RUN_ID = "20250101-120000-ab12"
 LONG = "x" * 500
@@ -486,11 +486,8 @@ def test_a_resumed_runs_panel_counts_the_earlier_sessions() -> None:
 
 def test_resuming_reports_the_earlier_sessions_in_run_started(tmp_path: Path) -> None:
     import json
-    import os
-    import signal
-    import time
 
-    from tests.helpers import BIN, clean_env
+    from tests.helpers import clean_env
 
     repo = make_repo(tmp_path / "repo")
     prompt = tmp_path / "task.md"
@@ -498,19 +495,9 @@ def test_resuming_reports_the_earlier_sessions_in_run_started(tmp_path: Path) ->
     step = {"text": "Step.", "usage": {"input_tokens": 1000, "output_tokens": 100}}
     script = write_script(tmp_path / "s.yaml", [[step], [{"text": "Slow.", "sleep": 30}]])
     log = tmp_path / "run.jsonl"
-    proc = subprocess.Popen(
-        [str(BIN / "ralph-loop"), str(prompt), "--model", f"script:{script}", "--repo", str(repo),
-         "--sandbox", "none", "--log-format", "plain", "--log-file", str(log)],
-        cwd=repo, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    while "iteration 2/" not in proc.stderr.readline():
-        assert time.monotonic() < deadline and proc.poll() is None
-    time.sleep(0.3)
-    os.kill(proc.pid, signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    args = [str(prompt), "--model", f"script:{script}", "--repo", str(repo), "--sandbox", "none",
+            "--log-file", str(log)]  # fmt: skip
+    interrupt_in_iteration(args, cwd=repo, env=clean_env())
     write_script(script, [[step], ["Done. <promise>DONE</promise>"]])
     run_id = json.loads(log.read_text().splitlines()[0])["run_id"]
     resumed = run_cli(["resume", run_id], cwd=repo, command="ralph")
