@@ -179,7 +179,10 @@ class Journal:
         if not path.exists():
             if not create:
                 raise UsageError(f"no runs recorded in {main_repo} (no {STATE_DIR}/{DB_NAME})")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(_unwritable(path, exc)) from None
         try:
             conn = _connect(path)
             migrate(conn)
@@ -387,15 +390,24 @@ class Journal:
 
     def list_runs(self) -> list[dict[str, Any]]:
         """Every run, newest first: id, prompt, started, status, iterations, cost and more."""
-        rows = self.conn.execute(
-            "SELECT r.*, (SELECT COUNT(DISTINCT number) FROM iterations i WHERE i.run_id = r.id) "
-            "AS iterations FROM runs r ORDER BY r.started DESC, r.id DESC"
-        ).fetchall()
-        runs = [_run_summary(row) for row in rows]
-        for run in runs:
+        runs = [_run_summary(row) for row in self._runs_rows("")]
+        for n, run in enumerate(runs):
             if run["status"] == "running" and self._crashed(run):
-                run["status"], run["reason"] = "crashed", CRASHED_REASON
+                # A run records run_ended before it lets go of its lock: one that ended since
+                # the read above is free now but not crashed, and its row says so.
+                fresh = [_run_summary(row) for row in self._runs_rows("WHERE r.id = ?", run["id"])]
+                if fresh and fresh[0]["status"] != "running":
+                    runs[n] = fresh[0]
+                else:
+                    run["status"], run["reason"] = "crashed", CRASHED_REASON
         return runs
+
+    def _runs_rows(self, where: str, *params: Any) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT r.*, (SELECT COUNT(DISTINCT number) FROM iterations i WHERE i.run_id = r.id) "
+            f"AS iterations FROM runs r {where} ORDER BY r.started DESC, r.id DESC",
+            params,
+        ).fetchall()
 
     def _crashed(self, run: dict[str, Any]) -> bool:
         """Whether a run the journal calls running has no live process: nobody holds its lock.
@@ -581,8 +593,11 @@ def take_lock(path: Path, label: str = "") -> RunLock | str:
 
     Tries for a moment: `ralph runs` probes locks with a brief shared lock (`lock_holder`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise UsageError(_unwritable(path, exc)) from None
     for attempt in range(LOCK_TRIES):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -596,6 +611,14 @@ def take_lock(path: Path, label: str = "") -> RunLock | str:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{label}pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
     return RunLock(path, fd)
+
+
+def _unwritable(path: Path, exc: OSError) -> str:
+    """The one-line error for ralph state that cannot be written."""
+    return (
+        f"cannot create {path} ({exc.strerror}); ralph keeps its journal and locks in "
+        f"{STATE_DIR}/ of the repository, which must be a writable directory"
+    )
 
 
 def lock_holder(path: Path) -> str | None:

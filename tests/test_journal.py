@@ -545,3 +545,43 @@ def test_an_event_cut_off_by_a_signal_is_absent_and_the_next_one_is_written(
         "SELECT (SELECT COUNT(*) FROM model_calls), input_tokens FROM runs"
     ).fetchone()
     assert tuple(row) == (1, 100)  # the cut event left no half
+
+
+def test_a_run_that_ends_while_runs_reads_it_is_never_shown_crashed(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run's own process: it holds its lock and the journal says running.
+    lock = acquire_run_lock(repo, "run-e")
+    writer = Journal.open(repo)
+    bus = Bus("run-e", [writer])
+    started(bus)
+    iteration(bus, 1)
+    real_probe = journal_mod.lock_holder
+
+    def run_ends_before_the_probe(path: Path) -> str | None:
+        # `ralph runs` has read the row (running); the run ends now, in the order a run does:
+        # run_ended recorded, then its lock released. Then the probe finds the lock free.
+        if lock._fd is not None:
+            ended(bus, "completed", 0, 1)
+            lock.release()
+        return real_probe(path)
+
+    monkeypatch.setattr(journal_mod, "lock_holder", run_ends_before_the_probe)
+    reader = Journal.open(repo, create=False)
+    [run] = reader.list_runs()
+    assert (run["status"], run["exit_code"], run["reason"]) == ("completed", 0, "completed reason")
+    monkeypatch.setattr(journal_mod, "lock_holder", real_probe)
+    assert reader.list_runs()[0]["status"] == "completed"
+
+
+def test_state_that_cannot_be_created_is_one_usage_error(repo: Path) -> None:
+    (repo / ".ralph").write_text("a file where ralph's state directory goes\n")
+    for make in (
+        lambda: acquire_run_lock(repo, "run-x"),
+        lambda: Journal.open(repo),
+    ):
+        with pytest.raises(UsageError) as raised:
+            make()
+        message = raised.value.message
+        assert "cannot create" in message and "writable directory" in message, message
+        assert "\n" not in message
