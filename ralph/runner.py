@@ -233,6 +233,9 @@ def _execute(
         main = ws_mod.check(cfg)
         if not cfg.worktree:
             locks.append(ws_mod.acquire_checkout_lock(main, run_id))
+            # A run that held the checkout between our check and our lock may have left it
+            # changed (its branch checked out, its uncommitted work): look again, as its owner.
+            ws_mod.check(cfg, holding_checkout=True)
         workspace = ws_mod.Workspace.prepare(cfg, run_id, cfg.prompt_name)
         locks.append(acquire_run_lock(workspace.main_repo, run_id))
     journal = Journal.open(workspace.main_repo)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .journal import RunLock
 
 IDENTITY = ("ralph-loop", "ralph-loop@users.noreply.github.com")
+INDEX_LOCK_WAIT_S = 3.0  # how long a git command waits for another git's index.lock
 SUMMARY_WIDTH = 72
 _GIT_OPTIONS = (
     "-c",
@@ -72,24 +73,56 @@ def _git_env() -> dict[str, str]:
     return env
 
 
+def _index_locked(stderr: bytes) -> bool:
+    """Whether git failed because another git process holds (or a killed one left) index.lock."""
+    return b"index.lock'" in stderr
+
+
+def _git_error(args: tuple[str, ...], cwd: Path, proc: subprocess.CompletedProcess[bytes]) -> str:
+    """One line for a failed git command: git's own error line (`fatal:`/`error:`), not the
+    advice that follows it, which does not name the problem."""
+    command = next((a for a in args if not a.startswith("-")), "command")
+    lines = [line.strip() for line in proc.stderr.decode("utf-8", "replace").splitlines()]
+    lines = [line for line in lines if line]
+    errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    error = (errors or lines or [f"exit {proc.returncode}"])[0]
+    if _index_locked(proc.stderr):
+        error += (
+            " (another git command is running in this repository, or one was killed: if none "
+            "is running, delete that file)"
+        )
+    return f"git {command} failed in {cwd}: {error}"
+
+
 def _git(
     cwd: Path, *args: str, stdin: bytes | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run one git command in `cwd`; a failure raises RalphError with git's own message."""
-    proc = subprocess.run(
-        ["git", *_GIT_OPTIONS, *args],
-        cwd=cwd,
-        input=stdin,
-        stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True,
-        env=_git_env(),
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        error = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise RalphError(
-            f"git {args[0]} failed in {cwd}: {error[-1] if error else f'exit {proc.returncode}'}"
+    """Run one git command in `cwd`; a failure raises RalphError with git's own message.
+
+    A command that finds the index locked runs again for up to INDEX_LOCK_WAIT_S: an editor's
+    or the user's `git status` takes the lock for a moment, and a command that could not take
+    it has changed nothing yet.
+    """
+    deadline: float | None = None
+    while True:
+        proc = subprocess.run(
+            ["git", *_GIT_OPTIONS, *args],
+            cwd=cwd,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            env=_git_env(),
+            check=False,
         )
+        if proc.returncode == 0 or not _index_locked(proc.stderr):
+            break
+        now = time.monotonic()
+        deadline = now + INDEX_LOCK_WAIT_S if deadline is None else deadline
+        if now >= deadline:
+            break
+        time.sleep(0.05)
+    if check and proc.returncode != 0:
+        raise RalphError(_git_error(args, cwd, proc))
     return proc
 
 
@@ -221,10 +254,31 @@ def acquire_checkout_lock(main: Path, run_id: str, resuming: bool = False) -> Ru
     return lock
 
 
-def check(cfg: RunConfig) -> Path:
+def _check_writable(main: Path, git_dir: Path) -> None:
+    """Refuse a checkout where ralph cannot keep its state or git cannot commit: one line now,
+    not a traceback once the branch exists (a read-only mount, a file named .ralph)."""
+    state = main / STATE_DIR
+    if state.exists() and not state.is_dir():
+        raise UsageError(
+            f"{state} is not a directory; ralph keeps its journal, locks and worktrees there: "
+            "move that file away"
+        )
+    for where, needed in (
+        (state if state.exists() else main, f"its journal and locks ({state})"),
+        (git_dir, "its branch and commits"),
+    ):
+        if not os.access(where, os.W_OK | os.X_OK):
+            raise UsageError(
+                f"{where} is not writable (a read-only file system or permissions) and ralph "
+                f"needs it for {needed}; run ralph in a writable clone"
+            )
+
+
+def check(cfg: RunConfig, holding_checkout: bool = False) -> Path:
     """Refuse a repository a new run cannot use; creates and changes nothing.
 
-    Returns the checkout's root (where `.ralph/` lives).
+    Returns the checkout's root (where `.ralph/` lives). `holding_checkout`: this process holds
+    the checkout lock (`acquire_checkout_lock`), so it is not another run's.
     """
     repo = _open_repo(cfg.repo)
     main = Path(repo.working_tree_dir)
@@ -233,7 +287,8 @@ def check(cfg: RunConfig) -> Path:
             f"{main} has no commits yet; ralph branches from HEAD: make a first commit "
             "(e.g. `git commit --allow-empty -m init`)"
         )
-    if not cfg.worktree:
+    _check_writable(main, Path(repo.common_dir))
+    if not cfg.worktree and not holding_checkout:
         from .journal import lock_holder
 
         holder = lock_holder(_checkout_lock_path(main))
@@ -268,10 +323,16 @@ def ensure_excluded(common_git_dir: Path) -> None:
     lines = {line.strip() for line in text.splitlines()}
     if lines & {f"/{STATE_DIR}/", f"{STATE_DIR}/", f"/{STATE_DIR}", STATE_DIR}:
         return
-    exclude.parent.mkdir(parents=True, exist_ok=True)
     sep = "" if not text or text.endswith("\n") else "\n"
-    with open(exclude, "a", encoding="utf-8") as handle:
-        handle.write(f"{sep}# ralph-loop state: journal, locks, worktrees\n/{STATE_DIR}/\n")
+    try:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with open(exclude, "a", encoding="utf-8") as handle:
+            handle.write(f"{sep}# ralph-loop state: journal, locks, worktrees\n/{STATE_DIR}/\n")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {exclude} ({exc.strerror}): ralph lists {STATE_DIR}/ there so git "
+            "ignores it; the repository must be writable"
+        ) from None
 
 
 def _identity_options(root: Path) -> list[str]:
@@ -296,6 +357,36 @@ def commit_message(
             line = line[: SUMMARY_WIDTH - 1].rstrip() + "…"
         subject = f"ralph({prompt_name}): iteration {i}/{n if n else '∞'} — {line}"
     return f"{subject}\n\nRalph-Run: {run_id}\nRalph-Iteration: {i}\n"
+
+
+def _new_branch(
+    main: Path,
+    chosen: str | None,
+    prompt_name: str,
+    command: tuple[str, ...],
+    rest: tuple[str, ...],
+) -> str:
+    """Create the run's branch with `git COMMAND BRANCH REST`; its name.
+
+    Without --branch, a default name already taken gets a `-N` suffix, including one taken
+    between our look and git's (two runs started in the same second, e.g. with --worktree).
+    """
+    stem = chosen or default_branch_name(prompt_name)
+    branch, n = stem, 2
+    while True:
+        if chosen is None and _branch_exists(main, branch):
+            branch, n = f"{stem}-{n}", n + 1
+            continue
+        done = _git(main, *command, branch, *rest, check=False)
+        if done.returncode == 0:
+            return branch
+        if b"already exists" not in done.stderr or not _branch_exists(main, branch):
+            raise RalphError(_git_error(command, main, done))
+        if chosen is not None:  # another run took it since `check`
+            raise UsageError(
+                f"branch {branch} already exists; ralph never reuses or rewrites a branch: "
+                "choose another --branch"
+            )
 
 
 # --- the workspace -------------------------------------------------------------------------
@@ -328,19 +419,15 @@ class Workspace:
         root = main
         if cfg.in_place:
             branch = repo.active_branch.name
+        elif cfg.worktree:
+            root = main / STATE_DIR / "worktrees" / run_id
+            root.parent.mkdir(parents=True, exist_ok=True)
+            branch = _new_branch(
+                main, cfg.branch, prompt_name, ("worktree", "add", "-q", "-b"), (str(root), base)
+            )
         else:
-            branch = cfg.branch or default_branch_name(prompt_name)
-            if cfg.branch is None:
-                n, stem = 2, branch
-                while _branch_exists(main, branch):  # two runs started in the same second
-                    branch, n = f"{stem}-{n}", n + 1
-            if cfg.worktree:
-                root = main / STATE_DIR / "worktrees" / run_id
-                root.parent.mkdir(parents=True, exist_ok=True)
-                _git(main, "worktree", "add", "-q", "-b", branch, str(root), base)
-            else:
-                # Uncommitted changes (--allow-dirty) come along to the new branch untouched.
-                _git(main, "checkout", "-q", "-b", branch, base)
+            # Uncommitted changes (--allow-dirty) come along to the new branch untouched.
+            branch = _new_branch(main, cfg.branch, prompt_name, ("checkout", "-q", "-b"), (base,))
         ws = cls(root, main, branch, base, cfg.worktree, run_id, cfg.allow_dirty)
         ws._identity = _identity_options(root)
         # Without --allow-dirty the tree is known clean (check) and a new worktree is clean.
@@ -368,6 +455,13 @@ class Workspace:
             raise UsageError(
                 f"the run's branch {branch} no longer exists, so the run cannot be resumed; "
                 "start a new run"
+            )
+        common = Path(_out(main, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+        ref_lock = common / "refs" / "heads" / f"{branch}.lock"
+        if ref_lock.exists():  # git would refuse the iteration's commit, after its work
+            raise UsageError(
+                f"{ref_lock} exists (a git command moving the run's branch was killed?); if no "
+                "git command is running in this repository, delete it and resume"
             )
         root = main
         if worktree_path:
@@ -537,7 +631,7 @@ class Workspace:
         if done.returncode:
             if b"nothing" in done.stdout + done.stderr:
                 return None
-            raise RalphError(f"git commit failed in {self.root}: {done.stderr.decode().strip()}")
+            raise RalphError(_git_error(("commit",), self.root, done))
         return _out(self.root, "rev-parse", "HEAD")
 
     def diff_stat(self, since: str | None = None) -> list[FileStat]:

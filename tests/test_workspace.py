@@ -516,3 +516,151 @@ def test_reopen_and_a_git_lock_left_by_a_killed_git(git_repo: Path) -> None:
     (again.root / "a.py").write_text("a\n")
     again.changed_files()
     assert again.commit("ralph(x): iteration 1/1 — a")
+
+
+# --- races with other processes -------------------------------------------------------------
+
+
+def test_a_brief_index_lock_is_waited_out_and_a_stale_one_is_named(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    ws = start(git_repo)
+    lock = git_repo / ".git" / "index.lock"
+    (git_repo / "a.py").write_text("a\n")
+    lock.write_text("")  # another git (an editor's `git status`) holds the index a moment
+    other_git_done = threading.Timer(0.3, lock.unlink)
+    other_git_done.start()
+    try:
+        ws.changed_files()
+        sha = ws.commit("ralph(x): iteration 1/2 — a")
+    finally:
+        other_git_done.join()
+    assert sha and committed_files(git_repo, sha) == ["a.py"]
+
+    monkeypatch.setattr(ws_mod, "INDEX_LOCK_WAIT_S", 0.2)
+    ws.begin_iteration()
+    (git_repo / "b.py").write_text("b\n")
+    lock.write_text("")  # left by a killed git: the error names it, in one line
+    ws.changed_files()
+    with pytest.raises(RalphError) as raised:
+        ws.commit("ralph(x): iteration 2/2 — b")
+    message = raised.value.message
+    assert message.startswith(f"git add failed in {git_repo}: fatal: Unable to create '{lock}'")
+    assert "delete that file" in message and "\n" not in message
+
+
+def test_a_branch_name_taken_between_look_and_create_gets_the_next_suffix(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = ws_mod.default_branch_name("security")
+    monkeypatch.setattr(ws_mod, "default_branch_name", lambda prompt, now=None: name)
+    first = start(git_repo, run_id="r-1", worktree=True)
+    real_look = ws_mod._branch_exists
+    looked: list[str] = []
+
+    def looked_before_the_first_run_made_it(root: Path, branch: str) -> bool:
+        if branch == name and not looked:  # two --worktree runs started in the same second
+            looked.append(branch)
+            return False
+        return real_look(root, branch)
+
+    monkeypatch.setattr(ws_mod, "_branch_exists", looked_before_the_first_run_made_it)
+    second = start(git_repo, run_id="r-2", worktree=True)
+    assert (first.branch, second.branch) == (name, f"{name}-2")
+    assert git(second.root, "branch", "--show-current") == f"{name}-2"
+    # A --branch NAME another run took since `check`: a usage error, nothing half-made.
+    with pytest.raises(UsageError, match=f"branch {name}-2 already exists"):
+        Workspace.prepare(cfg_for(git_repo, worktree=True, branch=f"{name}-2"), "r-3", "x")
+    assert not (git_repo / ".ralph" / "worktrees" / "r-3").exists()
+    assert len(git(git_repo, "worktree", "list").splitlines()) == 3
+
+
+def test_worktree_runs_started_together_all_run_on_their_own_branches(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    script = write_script(
+        tmp_path / "s.yaml",
+        [
+            [
+                {"text": "w", "tools": [{"bash": {"command": "echo x > w.txt"}}]},
+                "<promise>X</promise>",
+            ]
+        ],
+    )
+    args = [str(BIN / "ralph-loop"), "go <promise>X</promise>", "--model", f"script:{script}"]
+    args += ["--sandbox", "none", "--max-iterations", "1", "--worktree"]
+    procs = [
+        subprocess.Popen(args, cwd=repo, env=clean_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    branches = git(repo, "branch", "--format=%(refname:short)").splitlines()
+    assert len(branches) == 4 and git(repo, "branch", "--show-current") == "main"
+    for branch in branches[1:] if branches[0] == "main" else branches[:-1]:
+        assert git(repo, "show", "--name-only", "--format=", branch) == "w.txt"
+
+
+def test_a_run_that_came_and_went_before_the_checkout_lock_is_seen(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ralph.cli import build_config
+    from ralph.runner import execute
+
+    script = write_script(git_repo.parent / "s.yaml", [["done <promise>X</promise>"]])
+    flags = {"model": f"script:{script}", "sandbox": "none", "max_iterations": 1}
+    cfg = build_config("go <promise>X</promise>", flags, git_repo)
+    real_lock = ws_mod.acquire_checkout_lock
+
+    def after_another_run(main: Path, run_id: str, resuming: bool = False) -> object:
+        # Run A took the checkout after this run's check, ran with --no-commit and ended.
+        (main / "left.txt").write_text("A's uncommitted work\n")
+        return real_lock(main, run_id, resuming)
+
+    monkeypatch.setattr(ws_mod, "acquire_checkout_lock", after_another_run)
+    with pytest.raises(UsageError, match=r"uncommitted changes \(left\.txt\)"):
+        execute(cfg)
+    assert git(git_repo, "branch", "--format=%(refname:short)") == "main"
+    assert git(git_repo, "log", "--format=%s") == "initial"
+    check(cfg_for(git_repo, allow_dirty=True))  # and the checkout lock was let go
+
+
+def test_a_checkout_ralph_cannot_write_in_is_refused_in_one_line(
+    requires_bwrap: None, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    script = write_script(tmp_path / "s.yaml", [["done <promise>X</promise>"]])
+    run = [str(BIN / "ralph-loop"), "go <promise>X</promise>", "--model", f"script:{script}"]
+    run += ["--sandbox", "none", "--max-iterations", "1"]
+    read_only = ["bwrap", "--bind", "/", "/", "--ro-bind", str(repo), str(repo)]
+    read_only += ["--dev", "/dev", "--proc", "/proc"]
+    for extra in ([], ["--worktree"], ["--dry-run"]):
+        proc = subprocess.run(
+            [*read_only, *run, *extra], cwd=repo, env=clean_env(), capture_output=True, text=True
+        )
+        assert proc.returncode == 2, (extra, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"{repo} is not writable" in lines[0], proc.stderr
+    assert not (repo / ".ralph").exists()
+    (repo / ".ralph").write_text("not a directory\n")
+    proc = run_cli(["go <promise>X</promise>", "--model", f"script:{script}", "--sandbox", "none"],
+                   cwd=repo)  # fmt: skip
+    assert proc.returncode == 2 and ".ralph is not a directory" in proc.stderr, proc.stderr
+    assert git(repo, "branch", "--format=%(refname:short)") == "main"
+
+
+def test_reopen_refuses_a_branch_lock_left_by_a_killed_git(git_repo: Path) -> None:
+    ws = start(git_repo, run_id="r-9")
+    ref_lock = git_repo / ".git" / "refs" / "heads" / f"{ws.branch}.lock"
+    ref_lock.write_text("")  # `git update-ref` killed with the run: the commit would fail
+    with pytest.raises(UsageError) as raised:
+        Workspace.reopen(cfg_for(git_repo), ws.branch, None, ws.base_commit, "r-9")
+    assert f"{ref_lock} exists" in raised.value.message and "delete it" in raised.value.message
+    ref_lock.unlink()
+    again = Workspace.reopen(cfg_for(git_repo), ws.branch, None, ws.base_commit, "r-9")
+    (git_repo / "a.py").write_text("a\n")
+    again.changed_files()
+    assert again.commit("ralph(x): iteration 1/1 — a")
