@@ -465,6 +465,16 @@ class Journal:
             "FROM iterations a WHERE a.run_id = i.run_id AND a.number = i.number)",
             (run_id,),
         ).fetchone()[0]
+        if row["status"] == "error" and done:
+            # A fatal model error (authentication) ends the run inside an iteration, recorded
+            # as failed: the model never did its work, so it runs again once that is fixed.
+            last = self.conn.execute(
+                "SELECT outcome FROM iterations WHERE run_id = ? AND number = ? "
+                "ORDER BY attempt DESC LIMIT 1",
+                (run_id, done),
+            ).fetchone()
+            if last is not None and last["outcome"] == "failed":
+                done -= 1
         rejected = None
         config = json.loads(row["config"] or "{}")
         seen = self.conn.execute(

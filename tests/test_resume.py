@@ -275,3 +275,32 @@ def test_a_runtime_error_ends_the_run_as_error_and_it_stays_resumable(tmp_path: 
     commits = run_commits(repo, run["branch"])
     assert [c["subject"] for c in commits] == ["ralph(p): iteration 1 (interrupted)"]
     assert git(repo, "show", "--name-only", "--format=", commits[0]["sha"]) == "work.txt"
+
+
+def test_a_run_stopped_by_an_authentication_error_reruns_that_iteration(tmp_path: Path) -> None:
+    from tests.fakeapi import FakeAPI, Message
+
+    key = "sk-ant-api03-resume-test-key-0000000000"
+    repo = make_repo(tmp_path / "repo")
+    prompt = tmp_path / "p.md"
+    prompt.write_text(f"Work. <promise>{TOKEN}</promise>\n")
+    with FakeAPI(api_key=key) as api:
+        api.add(Message(f"Done. <promise>{TOKEN}</promise>"))
+        env = {k: v for k, v in clean_env().items() if not k.startswith("ANTHROPIC_")}
+        env.update(ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY="sk-ant-api03-wrong-key-000")
+        args = [str(prompt), "--sandbox", "none", "--max-iterations", "1"]
+        failed = run_cli(args, cwd=repo, env=env)
+        assert failed.returncode == 1 and "authentication failed" in failed.stderr
+        run = only_run(repo)
+        assert run["status"] == "error"
+        assert [it["outcome"] for it in run["iterations_detail"]] == ["failed"]
+
+        env["ANTHROPIC_API_KEY"] = key  # the key is put right: iteration 1 runs again
+        resumed = run_cli(["resume", run["id"]], cwd=repo, command="ralph", env=env)
+        assert resumed.returncode == 0, resumed.stderr
+        assert len(api.requests) == 2  # the refused call, then the real one
+    run = only_run(repo)
+    assert run["status"] == "completed" and run["sessions"] == 2
+    assert [(it["number"], it["attempts"], it["outcome"]) for it in run["iterations_detail"]] == [
+        (1, 2, "ended")
+    ]
