@@ -208,6 +208,27 @@ def test_a_tool_input_cut_off_at_max_tokens_is_not_asked_for_again(api: FakeAPI)
     assert response.stop_reason == "max_tokens" and response.text == "Writing it."
 
 
+def test_bad_tool_input_with_no_retry_window_is_reported_not_a_failed_call(
+    api: FakeAPI,
+) -> None:
+    # With no time left to ask again, the billed reply in hand is the answer: its bad call
+    # is reported for an error result, not turned into a failed call that loses its usage.
+    api.add(Message([text("Run it."), raw_tool_use("bash", '{"command": ls}', id="toolu_bad")]))
+    response = make_model(retry_window=0).complete(make_request())
+    assert len(api.requests) == 1 and response.retries == 0
+    assert set(response.invalid_inputs) == {"toolu_bad"} and response.text == "Run it."
+    assert response.usage == Usage(**api.usages[0])
+
+
+def test_bad_tool_input_then_only_overloads_is_the_bad_reply_counted_once(api: FakeAPI) -> None:
+    api.add(Message([raw_tool_use("bash", '["ls"]', id="toolu_bad")]))
+    api.default = HTTPError(529)
+    response = make_model(retry_window=0.4).complete(make_request())
+    assert len(api.requests) > 2 and response.retries == len(api.requests) - 1
+    assert set(response.invalid_inputs) == {"toolu_bad"}
+    assert response.usage == Usage(**api.usages[0]) and len(api.usages) == 1
+
+
 def test_a_tool_without_parameters_gets_an_empty_object(api: FakeAPI) -> None:
     api.add(Message([raw_tool_use("bash", "", id="toolu_1")]))
     response, _ = call(make_model())

@@ -228,23 +228,25 @@ class AnthropicModel:
 
         A reply whose tool input is not usable JSON is asked for again once (sampling may
         well get it right); a second such reply is returned with the bad calls listed in
-        `invalid_inputs`, for the agent to answer with error results."""
+        `invalid_inputs`, for the agent to answer with error results; so is the first one
+        when the retry window leaves no time to ask again (it was billed, and it is usable)."""
         import tenacity
 
         params = request_params(self.name, request)
         client = self.client()
         policy = _RetryPolicy(self.retry_window, self.backoff_base, self.backoff_max, on_event)
-        discarded: list[Usage] = []  # billed replies thrown away for a retry
+        held: list[tuple[_Reply, float, str | None]] = []  # a bad-input reply asked for again
 
         def attempt() -> tuple[_Reply, float, str | None]:
-            reply, latency, request_id = self._attempt(client, params, on_event)
+            result = self._attempt(client, params, on_event)
+            reply = result[0]
             # A reply cut off at max_tokens ends in a cut-off tool input: expected, and the
             # agent drops that call anyway.
-            if reply.invalid and not discarded and reply.stop_reason != "max_tokens":
-                discarded.append(reply.usage())
+            if reply.invalid and not held and reply.stop_reason != "max_tokens":
+                held.append(result)
                 why = "; ".join(f"{k}: {v}" for k, v in reply.invalid.items())
                 raise _Transient(_one_line(f"tool input that is not valid JSON ({why})"))
-            return reply, latency, request_id
+            return result
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Transient),
@@ -256,14 +258,17 @@ class AnthropicModel:
         try:
             reply, latency, request_id = retrying(attempt)
         except _Transient as exc:
-            raise ModelError(
-                f"Anthropic API still failing after {policy.retries} retries "
-                f"(retry window {self.retry_window:g} s): {exc.reason}",
-                status=exc.status,
-            ) from None
+            if not held:
+                raise ModelError(
+                    f"Anthropic API still failing after {policy.retries} retries "
+                    f"(retry window {self.retry_window:g} s): {exc.reason}",
+                    status=exc.status,
+                ) from None
+            # No better reply came within the window: the bad-input one is the answer.
+            reply, latency, request_id = held.pop()
         response = reply.response(self.name, latency, policy.retries, request_id)
-        for usage in discarded:
-            response.usage += usage
+        for thrown_away, _, _ in held:  # billed, so counted, once
+            response.usage += thrown_away.usage()
         return response
 
     def _attempt(
