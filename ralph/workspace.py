@@ -86,7 +86,7 @@ def _git_error(args: tuple[str, ...], cwd: Path, proc: subprocess.CompletedProce
     lines = [line for line in lines if line]
     errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
     error = (errors or lines or [f"exit {proc.returncode}"])[0]
-    if _index_locked(proc.stderr):
+    if b".lock': " in proc.stderr:  # git's "Unable to create '...lock': File exists."
         error += (
             " (another git command is running in this repository, or one was killed: if none "
             "is running, delete that file)"
@@ -359,6 +359,23 @@ def commit_message(
     return f"{subject}\n\nRalph-Run: {run_id}\nRalph-Iteration: {i}\n"
 
 
+def _git_locks(root: Path, branch: str) -> list[Path]:
+    """The lock files git takes to commit on `branch` in `root`: index.lock, HEAD.lock (HEAD
+    names the branch) and the branch's own."""
+    names = ("index.lock", "HEAD.lock", f"refs/heads/{branch}.lock")
+    asked = [arg for name in names for arg in ("--git-path", name)]
+    return [Path(p) for p in _out(root, "rev-parse", "--path-format=absolute", *asked).split("\n")]
+
+
+def _refuse_stale(lock: Path) -> None:
+    """A lock a killed git left would fail the first commit, after an iteration's work."""
+    if lock.exists():
+        raise UsageError(
+            f"{lock} exists (a git command was killed?); if no git command is running in this "
+            "repository, delete it and resume"
+        )
+
+
 def _new_branch(
     main: Path,
     chosen: str | None,
@@ -456,13 +473,6 @@ class Workspace:
                 f"the run's branch {branch} no longer exists, so the run cannot be resumed; "
                 "start a new run"
             )
-        common = Path(_out(main, "rev-parse", "--path-format=absolute", "--git-common-dir"))
-        ref_lock = common / "refs" / "heads" / f"{branch}.lock"
-        if ref_lock.exists():  # git would refuse the iteration's commit, after its work
-            raise UsageError(
-                f"{ref_lock} exists (a git command moving the run's branch was killed?); if no "
-                "git command is running in this repository, delete it and resume"
-            )
         root = main
         if worktree_path:
             root = Path(worktree_path)
@@ -475,20 +485,15 @@ class Workspace:
                     f"the run's worktree {root} is not on its branch {branch}; "
                     f"`git -C {root} switch {branch}`, then resume"
                 )
-            # The worktree is ralph's alone and we hold the run lock: a lock left there is
-            # from a git process killed with the run.
-            Path(
-                _out(root, "rev-parse", "--path-format=absolute", "--git-path", "index.lock")
-            ).unlink(missing_ok=True)
+            index_lock, head_lock, branch_lock = _git_locks(root, branch)
+            # The worktree's index and HEAD are ralph's alone and we hold the run lock: a lock
+            # left there is from a git process killed with the run.
+            index_lock.unlink(missing_ok=True)
+            head_lock.unlink(missing_ok=True)
+            _refuse_stale(branch_lock)
         else:
-            lock = Path(
-                _out(main, "rev-parse", "--path-format=absolute", "--git-path", "index.lock")
-            )
-            if lock.exists():
-                raise UsageError(
-                    f"{lock} exists (a git command was killed?); if no git command is running "
-                    "in this repository, delete it and resume"
-                )
+            for lock in _git_locks(main, branch):  # the checkout is the user's too
+                _refuse_stale(lock)
             if _current_branch(main) != branch:
                 dirty = sorted(_status(main))
                 if dirty:

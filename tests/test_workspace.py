@@ -652,15 +652,32 @@ def test_a_checkout_ralph_cannot_write_in_is_refused_in_one_line(
     assert git(repo, "branch", "--format=%(refname:short)") == "main"
 
 
-def test_reopen_refuses_a_branch_lock_left_by_a_killed_git(git_repo: Path) -> None:
+def test_reopen_refuses_ref_locks_left_by_a_killed_git(git_repo: Path) -> None:
     ws = start(git_repo, run_id="r-9")
-    ref_lock = git_repo / ".git" / "refs" / "heads" / f"{ws.branch}.lock"
-    ref_lock.write_text("")  # `git update-ref` killed with the run: the commit would fail
-    with pytest.raises(UsageError) as raised:
-        Workspace.reopen(cfg_for(git_repo), ws.branch, None, ws.base_commit, "r-9")
-    assert f"{ref_lock} exists" in raised.value.message and "delete it" in raised.value.message
-    ref_lock.unlink()
+    git_dir = git_repo / ".git"
+    # A `git update-ref` killed with the run leaves the branch's lock, and HEAD's when HEAD
+    # names the branch: the first commit would fail, after the iteration's work.
+    for lock in (git_dir / "refs" / "heads" / f"{ws.branch}.lock", git_dir / "HEAD.lock"):
+        lock.write_text("")
+        with pytest.raises(UsageError) as raised:
+            Workspace.reopen(cfg_for(git_repo), ws.branch, None, ws.base_commit, "r-9")
+        assert f"{lock} exists" in raised.value.message and "delete it" in raised.value.message
+        lock.unlink()
     again = Workspace.reopen(cfg_for(git_repo), ws.branch, None, ws.base_commit, "r-9")
     (git_repo / "a.py").write_text("a\n")
     again.changed_files()
     assert again.commit("ralph(x): iteration 1/1 — a")
+
+    git(git_repo, "checkout", "-q", "main")
+    wt = start(git_repo, run_id="r-10", worktree=True)
+    head_lock = git_dir / "worktrees" / "r-10" / "HEAD.lock"
+    head_lock.write_text("")  # the run's own worktree, and we hold the run lock: stale
+    again = Workspace.reopen(cfg_for(git_repo, worktree=True), wt.branch, wt.root, wt.base_commit)
+    assert not head_lock.exists()
+    (again.root / "b.py").write_text("b\n")
+    again.changed_files()
+    assert again.commit("ralph(x): iteration 1/1 — b")
+    branch_lock = git_dir / "refs" / "heads" / f"{wt.branch}.lock"
+    branch_lock.write_text("")  # shared by every checkout of the repository: the user decides
+    with pytest.raises(UsageError, match="exists"):
+        Workspace.reopen(cfg_for(git_repo, worktree=True), wt.branch, wt.root, wt.base_commit)
