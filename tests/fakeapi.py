@@ -15,7 +15,9 @@ Failures: `HTTPError` (status, error type, `retry-after` / `retry-after-ms`), `S
 late, or hang until `release()` / `stop()`), `Drop` (close the socket without a response), and
 on a `Message`: `error_after` (an `error` event mid-stream), `drop_after` and `stall_after`.
 `raw_tool_use(name, raw_json)` streams a tool input verbatim, valid JSON or not. A refusal
-carries `stop_details` (default `REFUSAL`, category "cyber") in message_delta.
+carries `stop_details` (default `REFUSAL`, category "cyber") in message_delta. A text block's
+`citations` come as `citations_delta`s, a `server_tool_use` input as `input_json_delta`s; any
+other block (redacted_thinking, web_search_tool_result, ...) whole in content_block_start.
 
 With `auto_cache=True`, usage not scripted is computed from the request like the real prompt
 cache: tokens ~ JSON bytes / 4 per block; the longest prefix (ending at a `cache_control`
@@ -360,8 +362,12 @@ def _block_events(index: int, block: Block) -> list[tuple[str, dict[str, Any]]]:
         start, value = {"type": "text", "text": ""}, str(block["text"])
         pieces = [value[i : i + 16] for i in range(0, len(value), 16)] or [""]
         deltas = [{"type": "text_delta", "text": p} for p in pieces]
-    elif kind == "tool_use":
-        start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+        if block.get("citations"):  # each citation precedes the text it supports
+            start["citations"] = []
+            cited = [{"type": "citations_delta", "citation": c} for c in block["citations"]]
+            deltas = cited + deltas
+    elif kind in ("tool_use", "server_tool_use"):
+        start = {k: v for k, v in block.items() if k != RAW_INPUT} | {"input": {}}
         raw = block[RAW_INPUT] if RAW_INPUT in block else json.dumps(block.get("input") or {})
         pieces = [""] + [raw[i : i + 7] for i in range(0, len(raw), 7)]  # the API starts with ""
         deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces]

@@ -122,6 +122,33 @@ def test_thinking_blocks_are_kept_as_dicts(api: FakeAPI) -> None:
     assert response.text == "Done."
 
 
+def test_every_kind_of_block_goes_back_exactly_as_the_api_sent_it(api: FakeAPI) -> None:
+    # Nulls the API sent stay (a citation's title is required back, even when null), and
+    # nothing of the SDK's own (parsed_output, a JSON buffer) is added.
+    citation = {"type": "web_search_result_location", "cited_text": "Loops.", "title": None,
+                "url": "https://example.com/a", "encrypted_index": "EI1"}  # fmt: skip
+    search = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+              "input": {"query": "ralph loop"}}  # fmt: skip
+    found = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
+             "content": [{"type": "web_search_result", "url": "https://example.com/a",
+                          "title": "A", "encrypted_content": "EC1", "page_age": None}]}  # fmt: skip
+    call_ = {**tool_use("bash", {"command": "ls"}, id="toolu_1"), "caller": {"type": "direct"}}
+    content = [thinking("Plan it.", "sig-1"), {"type": "redacted_thinking", "data": "ENC"},
+               search, found, {"type": "text", "text": "It loops.", "citations": [citation]},
+               tool_use("bash", {}, id="toolu_0"), call_]  # fmt: skip
+    api.add(Message(content), Message("Done."))
+    model = make_model()
+    first = model.complete(make_request())
+    assert first.content == content and not first.invalid_inputs
+    results = [{"type": "tool_result", "tool_use_id": b["id"], "content": "ok"}
+               for b in first.tool_uses]  # fmt: skip
+    messages = [{"role": "user", "content": "Go."}, {"role": "assistant", "content": first.content},
+                {"role": "user", "content": results}]  # fmt: skip
+    model.complete(make_request(messages))
+    sent = api.requests[1].json["messages"][1]["content"]
+    assert [{k: v for k, v in b.items() if k != "cache_control"} for b in sent] == content
+
+
 def test_usage_of_several_calls_sums_to_what_the_server_reported(api: FakeAPI) -> None:
     api.add(
         Message("one", usage=USAGE), Message("two"), Message("three", usage={"input_tokens": 7})

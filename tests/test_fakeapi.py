@@ -110,6 +110,28 @@ def test_raw_tool_input_is_streamed_verbatim_and_never_leaks_into_the_message() 
     ]
 
 
+def test_citations_server_tool_input_and_other_blocks_stream_as_the_api_sends_them() -> None:
+    cite = {"type": "char_location", "cited_text": "x", "document_index": 0,
+            "document_title": None, "start_char_index": 0, "end_char_index": 1}  # fmt: skip
+    search = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+              "input": {"query": "q"}}  # fmt: skip
+    redacted = {"type": "redacted_thinking", "data": "ENC"}
+    with FakeAPI() as api:
+        api.add(Message([search, redacted, {"type": "text", "text": "Yes.", "citations": [cite]}]))
+        events = sse(post(api, body()).text)
+    starts = [d["content_block"] for n, d in events if n == "content_block_start"]
+    deltas = [(d["index"], d["delta"]) for n, d in events if n == "content_block_delta"]
+    assert starts == [
+        {**search, "input": {}},
+        redacted,
+        {"type": "text", "text": "", "citations": []},
+    ]
+    partial = "".join(d["partial_json"] for i, d in deltas if i == 0)
+    assert json.loads(partial) == search["input"] and not [d for i, d in deltas if i == 1]
+    assert [d["type"] for i, d in deltas if i == 2] == ["citations_delta", "text_delta"]
+    assert deltas[-2][1]["citation"] == cite
+
+
 def test_a_refusal_sends_stop_details() -> None:
     details = {"type": "refusal", "category": "bio", "explanation": None}
     with FakeAPI() as api:

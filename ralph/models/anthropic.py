@@ -332,8 +332,7 @@ class _Reply:
             self.message = event.message.model_dump(mode="json", exclude_none=True)
             self._count(self.message.get("usage") or {})
         elif kind == "content_block_start":
-            block = event.content_block.model_dump(mode="json", exclude_none=True)
-            self.blocks[event.index] = block
+            self.blocks[event.index] = _wire(event.content_block)
         elif kind == "content_block_delta":
             self._delta(event.index, event.delta)
         elif kind == "content_block_stop":
@@ -369,8 +368,7 @@ class _Reply:
         elif kind == "signature_delta":
             block["signature"] = delta.signature
         elif kind == "citations_delta":
-            citation = delta.citation.model_dump(mode="json", exclude_none=True)
-            block.setdefault("citations", []).append(citation)
+            block.setdefault("citations", []).append(_wire(delta.citation))
 
     def _end_block(self, index: int) -> None:
         raw = self.partial_json.pop(index, None)
@@ -460,18 +458,30 @@ def _classify(exc: Any) -> Exception:
     return ModelError(f"Anthropic API: {reason}{suffix}; {hint}", status=status)
 
 
+def _wire(model: Any) -> dict[str, Any]:
+    """An SDK object as the API sent it: the fields it sent, nulls included, and none the SDK
+    filled in; the form the SDK sends a response object back in. Dropping nulls would drop
+    fields the API requires back (a citation's `title` or `document_title` may be null)."""
+    dumped: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    return dumped
+
+
 def _block(block: Block) -> Block:
-    """A reply's content block in the API's request shape (no nulls, no extra fields)."""
+    """A reply's content block in the API's request shape: text and tool_use rebuilt (no
+    `citations: null`, the parsed input), any other block exactly as the API sent it."""
     if block.get("type") == "text":
         out: Block = {"type": "text", "text": block.get("text", "")}
         if block.get("citations"):
             out["citations"] = block["citations"]
         return out
     if block.get("type") == "tool_use":
-        return {
+        out = {
             "type": "tool_use",
             "id": block.get("id"),
             "name": block.get("name"),
             "input": block.get("input", {}),
         }
+        # Request fields the API may send on a call (programmatic tool calling, toolsets).
+        out.update({k: block[k] for k in ("caller", "toolset_name") if block.get(k) is not None})
+        return out
     return block
