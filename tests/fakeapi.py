@@ -13,7 +13,8 @@ chunks for tool inputs); other requests get the JSON message. Every request is l
 
 Failures: `HTTPError` (status, error type, `retry-after` / `retry-after-ms`), `Stall` (answer
 late, or hang until `release()` / `stop()`), `Drop` (close the socket without a response), and
-on a `Message`: `error_after` (an `error` event mid-stream), `drop_after` and `stall_after`.
+on a `Message`: `error_after` (an `error` event mid-stream), `drop_after`, `end_after` and
+`stall_after`.
 `raw_tool_use(name, raw_json)` streams a tool input verbatim, valid JSON or not. A refusal
 carries `stop_details` (default `REFUSAL`, category "cyber") in message_delta. A text block's
 `citations` come as `citations_delta`s, a `server_tool_use` input as `input_json_delta`s; any
@@ -86,7 +87,8 @@ class Message:
     """A successful reply. `stop_reason` defaults to tool_use if a block is one, else end_turn.
 
     Mid-stream failures (streaming only), after N SSE events have been sent: `error_after`
-    sends an `error` event of `error_type`; `drop_after` closes the socket; `stall_after`
+    sends an `error` event of `error_type`; `drop_after` closes the socket; `end_after` ends
+    the body cleanly (no error, no message_stop: a proxy cutting it short); `stall_after`
     waits `stall` seconds (None: until released) and then carries on.
     """
 
@@ -95,11 +97,15 @@ class Message:
     # Sent in message_delta (and the message); default on a refusal: REFUSAL.
     stop_details: dict[str, Any] | None = None
     usage: dict[str, int] | None = None  # overrides the computed counts key by key
+    # The usage message_delta carries (running totals; default: all of `usage`). The real API
+    # may leave out counts that did not change since message_start.
+    delta_usage: dict[str, int] | None = None
     model: str | None = None  # default: the requested model
     chunk_delay: float = 0.0  # seconds between SSE events
     error_after: int | None = None
     error_type: str = "overloaded_error"
     drop_after: int | None = None
+    end_after: int | None = None
     stall_after: int | None = None
     stall: float | None = None
 
@@ -349,7 +355,8 @@ def _sse_events(
         events += _block_events(index, block)
     message["content"] = [{k: v for k, v in b.items() if k != RAW_INPUT} for b in content]
     delta = {key: message[key] for key in ("stop_reason", "stop_sequence", "stop_details")}
-    events.append(("message_delta", {"delta": delta, "usage": usage}))
+    delta_usage = usage if reply.delta_usage is None else reply.delta_usage
+    events.append(("message_delta", {"delta": delta, "usage": delta_usage}))
     events.append(("message_stop", {}))
     return [(name, {"type": name, **data}) for name, data in events], message
 
@@ -451,6 +458,8 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 if n == reply.drop_after:
                     return self._drop()
+                if n == reply.end_after:
+                    break
                 if n == reply.stall_after:
                     self._wait(reply.stall)
                 if reply.chunk_delay:

@@ -163,6 +163,15 @@ def test_usage_of_several_calls_sums_to_what_the_server_reported(api: FakeAPI) -
     assert total == expected and total.cache_read_input_tokens == 4000
 
 
+def test_message_delta_counts_are_running_totals_that_replace(api: FakeAPI) -> None:
+    # Counts left out of message_delta keep their message_start value; those in it replace.
+    api.add(Message("a", usage=USAGE, delta_usage={"output_tokens": 35}))
+    api.add(Message("b", usage=USAGE, delta_usage={**USAGE, "input_tokens": 500}))
+    model = make_model()
+    assert model.complete(make_request()).usage == Usage(**USAGE)
+    assert model.complete(make_request()).usage == Usage(**{**USAGE, "input_tokens": 500})
+
+
 @pytest.mark.parametrize(
     "stop_reason",
     [
@@ -311,6 +320,23 @@ def test_transient_failure_then_success(api: FakeAPI, failure: Any) -> None:
     assert response.text == "recovered" and response.retries == 1
     assert len(api.requests) == 2
     assert [e.kind for e in events].count("retry") == 1
+
+
+def test_a_stream_cut_short_is_retried_unless_only_message_stop_is_missing(
+    api: FakeAPI,
+) -> None:
+    # Events of Message("half"): message_start, ping, block start/delta/stop, message_delta,
+    # message_stop.
+    api.add(Message("half", end_after=4), Message("half", end_after=5), Message("ok"))
+    response, events = call(make_model())
+    assert response.text == "ok" and response.retries == 2
+    assert [e.reason for e in events if e.kind == "retry"] == [
+        "the stream ended before message_stop"
+    ] * 2
+    api.add(Message("all but the stop", end_after=6))
+    response, _ = call(make_model())
+    assert response.text == "all but the stop" and response.stop_reason == "end_turn"
+    assert response.retries == 0 and response.usage == Usage(**api.usages[-1])
 
 
 @pytest.mark.parametrize(

@@ -171,6 +171,15 @@ def test_mid_stream_error_event() -> None:
     assert events[-1][1]["error"]["type"] == "overloaded_error"
 
 
+def test_a_stream_ended_early_and_a_partial_message_delta_usage() -> None:
+    with FakeAPI() as api:
+        api.add(Message("text", end_after=3), Message("t", delta_usage={"output_tokens": 9}))
+        short = sse(post(api, body()).text)  # a complete chunked body: no error
+        delta = sse(post(api, body()).text)[-2][1]
+    assert [n for n, _ in short] == ["message_start", "ping", "content_block_start"]
+    assert delta["type"] == "message_delta" and delta["usage"] == {"output_tokens": 9}
+
+
 def test_dropped_connections() -> None:
     with FakeAPI() as api:
         api.add(Drop(), Message("some text", drop_after=3))
