@@ -44,11 +44,13 @@ Block = dict[str, Any]
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
     429: "rate_limit_error",
     500: "api_error",
+    504: "timeout_error",
     529: "overloaded_error",
 }
 LOOKBACK = 20  # blocks the real cache looks back from a breakpoint for an earlier entry

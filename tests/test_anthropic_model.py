@@ -397,11 +397,13 @@ def test_zero_retry_window_never_retries(api: FakeAPI) -> None:
     ("error_type", "status", "retried"),
     [
         ("invalid_request_error", 400, False),
+        ("billing_error", 402, False),
         ("permission_error", 403, False),
         ("not_found_error", 404, False),
         ("request_too_large", 413, False),
         ("rate_limit_error", 429, True),
         ("api_error", 500, True),
+        ("timeout_error", 504, True),
         ("overloaded_error", 529, True),
     ],
 )
@@ -433,7 +435,7 @@ def test_401_is_fatal_with_a_one_line_message(
     assert len(api.requests) == 1
 
 
-@pytest.mark.parametrize("status", [400, 403, 404, 413])
+@pytest.mark.parametrize("status", [400, 402, 403, 404, 413])
 def test_client_errors_end_the_call_without_retry(api: FakeAPI, status: int) -> None:
     # a retry-after header must not tempt the client into retrying these
     api.add(HTTPError(status, message=f"nope {status}", retry_after=0), Message("never sent"))

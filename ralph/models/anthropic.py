@@ -37,15 +37,18 @@ _RETRY_STATUSES = {408, 409, 429}
 _STREAM_ERROR_STATUS = {
     "invalid_request_error": 400,
     "authentication_error": 401,
+    "billing_error": 402,
     "permission_error": 403,
     "not_found_error": 404,
     "request_too_large": 413,
     "rate_limit_error": 429,
     "api_error": 500,
+    "timeout_error": 504,
     "overloaded_error": 529,
 }
 _HINTS = {
     400: "the API rejected the request",
+    402: "check the account's billing and credit balance",
     403: "the API key may not use this model or feature",
     404: "check --model (an Anthropic model id)",
     413: "the request is too large",
