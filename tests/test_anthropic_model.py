@@ -215,6 +215,7 @@ def test_bad_tool_input_json_is_asked_for_again_once_then_reported(api: FakeAPI,
     api.add(bad, bad)
     response, events = call(make_model())
     assert len(api.requests) == 2 and response.retries == 1
+    assert api.requests[0].body == api.requests[1].body  # asked again with the same request
     assert [e.kind for e in events].count("retry") == 1
     assert response.content[1:] == [
         {"type": "tool_use", "id": "toolu_bad", "name": "bash", "input": {}},
