@@ -187,6 +187,11 @@ class Journal:
             conn = _connect(path)
             migrate(conn)
         except sqlite3.DatabaseError as exc:
+            if not os.access(path.parent, os.W_OK):  # WAL needs to write beside the file
+                raise UsageError(
+                    f"cannot open the journal {path}: {exc}; {path.parent} is not writable (a "
+                    "read-only file system or permissions)"
+                ) from None
             raise RalphError(f"cannot open the journal {path}: {exc}") from None
         return cls(conn, path)
 

@@ -585,3 +585,21 @@ def test_state_that_cannot_be_created_is_one_usage_error(repo: Path) -> None:
         message = raised.value.message
         assert "cannot create" in message and "writable directory" in message, message
         assert "\n" not in message
+
+
+def test_a_journal_on_a_read_only_mount_is_one_usage_error(
+    requires_bwrap: None, repo: Path
+) -> None:
+    journal = Journal.open(repo)
+    started(Bus("run-ro", [journal]))
+    journal.close()
+    ralph = Path(sys.executable).parent / "ralph"
+    read_only = ["bwrap", "--bind", "/", "/", "--ro-bind", str(repo), str(repo)]
+    read_only += ["--dev", "/dev", "--proc", "/proc"]
+    for command in (["runs"], ["resume", "run-ro"]):
+        proc = subprocess.run(
+            [*read_only, str(ralph), *command, "--repo", str(repo)], capture_output=True, text=True
+        )
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "is not writable" in lines[0], proc.stderr
