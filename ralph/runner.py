@@ -78,7 +78,8 @@ def _preflight(cfg: RunConfig) -> Model:
 
     model = make_model(cfg)
     _check_pricing(cfg, model)
-    choose_sandbox(cfg.sandbox, cfg.network)  # a sandbox that cannot work: error before git
+    # A sandbox that cannot work: error before git (a worktree is checked once it exists).
+    choose_sandbox(cfg.sandbox, cfg.network, None if cfg.worktree else cfg.repo)
     _check_pr(cfg)
     return model
 

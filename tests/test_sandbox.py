@@ -30,7 +30,7 @@ from ralph.tools.sandbox import (
     secret_files,
     tool_dirs,
 )
-from tests.helpers import make_repo
+from tests.helpers import git, make_repo, run_cli, write_script
 
 
 def sandboxed(root: Path, *, network: str = "on", timeout: float = 20) -> BashTool:
@@ -341,6 +341,106 @@ def test_a_home_outside_root_and_home_is_hidden_too(
         assert "No such file or directory" in result.content, result.content
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_tools_and_a_venv_reached_through_a_symlinked_home_work(
+    requires_bwrap: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # $HOME or /home as a symlink into the hidden home (/home -> /var/home on Fedora Atomic,
+    # homes moved to another disk): bwrap could not make a mount point through the link and
+    # every command failed; a venv on PATH through it was bound read-only over the repository.
+    base = Path(tempfile.mkdtemp(prefix="ralph-test-", dir="/var/tmp"))
+    try:
+        real = base / "real-home"
+        (real / ".local/bin").mkdir(parents=True)
+        (real / ".local/bin/local-tool").write_text("#!/bin/sh\necho tool-ran\n")
+        (real / ".local/bin/local-tool").chmod(0o755)
+        (real / ".netrc").write_text("machine example.com password runner-credential\n")
+        repo = make_repo(real / "repo")
+        (repo / ".venv/bin").mkdir(parents=True)
+        link = base / "link"
+        link.symlink_to(real)
+        monkeypatch.setenv("HOME", str(link))
+        path = [str(link / "repo/.venv/bin"), str(link / ".local/bin"), os.environ["PATH"]]
+        monkeypatch.setenv("PATH", os.pathsep.join(path))
+        tool = sandboxed(link / "repo")
+        result = tool.run({"command": "local-tool && touch .venv/bin/installed && pwd"})
+        assert result.exit_code == 0, result.content
+        assert result.content == f"tool-ran\n{repo}", result.content
+        assert (repo / ".venv/bin/installed").is_file()
+        secret = tool.run({"command": f"cat {link}/.netrc {real}/.netrc"})
+        assert secret.exit_code != 0 and "runner-credential" not in secret.content
+        tool.close()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def foreign_repo(git_repo: Path) -> Iterator[tuple[Path, str]]:
+    """A repository another user owns, and the prefix git commands need to see it so: really
+    chowned when the tests run as root, else git's own test switch for a different owner."""
+    if os.geteuid() != 0:
+        yield git_repo, "GIT_TEST_ASSUME_DIFFERENT_OWNER=1 "
+        return
+    for path in (git_repo, *git_repo.rglob("*")):
+        os.lchown(path, 54321, 54321)
+    yield git_repo, ""
+    for path in (git_repo, *git_repo.rglob("*")):
+        os.lchown(path, 0, 0)
+
+
+@pytest.mark.parametrize("kind", ["bwrap", "none"])
+def test_the_agents_git_works_in_a_repository_another_user_owns(
+    requires_bwrap: None, foreign_repo: tuple[Path, str], kind: str
+) -> None:
+    # The runner's git trusts it (its ~/.gitconfig has safe.directory), the agent's HOME is
+    # private: without a safe.directory there, git stops at "dubious ownership".
+    repo, prefix = foreign_repo
+    tool = BashTool(make_sandbox(kind, repo, "on", ()), timeout=20, output_cap=20_000)
+    try:
+        for command in ("status --short", "log --oneline", "diff --stat HEAD"):
+            result = tool.run({"command": f"{prefix}git {command}"})
+            assert result.exit_code == 0 and "dubious" not in result.content, result.content
+        assert tool.run({"command": f"{prefix}git log --format=%s"}).content == "initial"
+    finally:
+        tool.close()
+
+
+def test_root_in_another_users_repository_is_refused_with_the_ways_out(
+    requires_bwrap: None, foreign_repo: tuple[Path, str]
+) -> None:
+    repo, _ = foreign_repo
+    if os.geteuid() != 0:
+        pytest.skip("only root can run in another user's repository")
+    # The reason: in the sandbox root is "other" to the owner's files, and nothing is saved.
+    tool = sandboxed(repo)
+    assert tool.run({"command": "echo x >> README.md || echo x > new.txt"}).exit_code != 0
+    tool.close()
+    for mode in ("auto", "bwrap"):
+        with pytest.raises(UsageError) as caught:
+            choose_sandbox(mode, "on", repo)
+        message = str(caught.value)
+        assert f"{repo} belongs to 54321 (uid 54321) but ralph runs as root" in message
+        assert "sudo -u 54321" in message and "--worktree" in message, message
+        assert "--sandbox none" in message
+    assert choose_sandbox("none", "on", repo) == ("none", [])
+    assert choose_sandbox("auto", "on", repo.parent) == ("bwrap", [])  # root's own: fine
+
+
+def test_a_run_as_root_in_another_users_repository_stops_before_git(
+    requires_bwrap: None, foreign_repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    repo, _ = foreign_repo
+    if os.geteuid() != 0:
+        pytest.skip("only root can run in another user's repository")
+    script = write_script(tmp_path / "session.yaml", [["done <promise>X</promise>"]])
+    args = ["go on <promise>X</promise>", "--model", f"script:{script}", "--max-iterations", "1"]
+    result = run_cli(args, cwd=repo)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "belongs to 54321" in lines[0], result.stderr
+    assert git(repo, "-c", "safe.directory=*", "branch", "--format=%(refname:short)") == "main"
+    assert not (repo / ".ralph").exists()
 
 
 def test_root_only_host_secrets_look_empty(tool: BashTool) -> None:

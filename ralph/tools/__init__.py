@@ -22,7 +22,7 @@ def make_toolset(cfg: RunConfig, root: Path) -> tuple[ToolSet, list[str]]:
     from .editor import EditorTool
     from .sandbox import choose_sandbox, make_sandbox
 
-    kind, warnings = choose_sandbox(cfg.sandbox, cfg.network)
+    kind, warnings = choose_sandbox(cfg.sandbox, cfg.network, root)
     sandbox = make_sandbox(kind, root, cfg.network, cfg.env)
     bash = BashTool(sandbox, timeout=cfg.bash_timeout, output_cap=cfg.output_cap)
     editor = EditorTool(root, output_cap=cfg.output_cap)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -83,6 +84,12 @@ NEEDED_FILES = ("/etc/resolv.conf",)
 SECRET_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-")
 SECRET_GLOBS = ("/etc/ssh/ssh_host_*_key",)
 SECRET_DIRS = ("/etc/ssl/private",)
+# The agent's git config, in its private HOME (the runner's ~/.gitconfig is not there). git
+# refuses a repository another user owns ("dubious ownership") unless it is a safe.directory,
+# and in the sandbox files of any uid but the runner's belong to "nobody". Inside the sandbox
+# git can run nothing the agent could not run itself, so its ownership check protects nothing;
+# "*" also covers submodules.
+AGENT_GITCONFIG = "[safe]\n\tdirectory = *\n"
 
 
 def agent_env(
@@ -181,7 +188,7 @@ LINKS_SCANNED = 500
 def _with_lib(path: Path) -> list[Path]:
     """A `bin` directory and the `lib` beside it, where its programs keep their code (npm in
     ~/.nvm/versions/node/vX/lib, `pip install --user` in ~/.local/lib)."""
-    lib = path.parent / "lib"
+    lib = Path(os.path.realpath(path.parent / "lib"))
     return [path, lib] if path.name == "bin" and lib.is_dir() else [path]
 
 
@@ -192,17 +199,17 @@ def tool_dirs(root: Path, hidden: Sequence[Path], path_var: str) -> list[Path]:
     its `shims`, e.g. ~/.pyenv; a `bin` with its `lib`) and the directories its symlinks
     point to (pipx and uv install links). From the repository's `.venv` or `venv`: the Python
     installation it was made from. Never a whole hidden directory, nor the repository's own.
+    All of them real paths (symlinks resolved), as `hidden` and `root` are.
     """
-
-    def hidden_path(path: Path) -> bool:
-        return _under(path, hidden) or _under(Path(os.path.realpath(path)), hidden)
-
     wanted: list[Path] = []
     for entry in path_var.split(os.pathsep):
         if not os.path.isabs(entry) or not os.path.isdir(entry):
             continue
-        path = Path(os.path.normpath(entry))
-        if not hidden_path(path):
+        # Bound at its real path: bwrap cannot make a mount point through a symlink into a
+        # hidden directory (a symlinked $HOME or /home -> /var/home), and a venv reached
+        # through one is still recognised as the repository's own.
+        path = Path(os.path.realpath(entry))
+        if not _under(path, hidden):
             continue
         if path.name == "shims":
             # The whole root (its versions, its libexec), or just the shims when the root
@@ -218,7 +225,7 @@ def tool_dirs(root: Path, hidden: Sequence[Path], path_var: str) -> list[Path]:
             links = []
         for link in links:
             target = Path(os.path.realpath(link))
-            if target.is_file() and hidden_path(target) and not target.is_relative_to(path):
+            if target.is_file() and _under(target, hidden) and not target.is_relative_to(path):
                 wanted += _with_lib(target.parent)
     for venv in (root / ".venv", root / "venv"):
         prefix = _python_prefix(venv)
@@ -227,11 +234,37 @@ def tool_dirs(root: Path, hidden: Sequence[Path], path_var: str) -> list[Path]:
     chosen: list[Path] = []
     for path in sorted(set(wanted), key=lambda p: (len(p.parts), p)):
         # Paths in the repository are bound with it; a whole hidden directory is never re-bound.
-        if not hidden_path(path) or path in hidden or path.is_relative_to(root):
+        if not _under(path, hidden) or path in hidden or path.is_relative_to(root):
             continue
         if not _under(path, chosen):
             chosen.append(path)
     return chosen
+
+
+def ownership_problem(root: Path) -> str | None:
+    """Why the sandbox could not write `root`, with the fix; None when it can.
+
+    Run by root, bwrap maps only uid 0 into its user namespace and drops every capability, so
+    files of another user (a repository mounted into a container, `sudo ralph` in someone's
+    checkout) are read-only to the agent: nothing it does could be saved.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        uid = root.stat().st_uid
+    except OSError:
+        return None
+    if uid == 0:
+        return None
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    return (
+        f"{root} belongs to {name} (uid {uid}) but ralph runs as root, and root cannot write "
+        f"another user's files in the sandbox; run ralph as {name} (sudo -u {name} ...), or "
+        "with --worktree (root owns the worktree ralph makes), or with --sandbox none"
+    )
 
 
 @lru_cache(maxsize=8)
@@ -261,12 +294,16 @@ def bwrap_problem(bwrap: str | None = None) -> str | None:
     return None
 
 
-def choose_sandbox(mode: str, network: str) -> tuple[str, list[str]]:
+def choose_sandbox(mode: str, network: str, root: Path | None = None) -> tuple[str, list[str]]:
     """The sandbox kind to use ("bwrap" or "none") and warnings to show; UsageError if the
-    requested setting cannot be honoured."""
+    requested setting cannot be honoured (for the agent's checkout `root`, when given)."""
     if mode not in ("auto", "bwrap", "none"):
         raise UsageError(f"--sandbox {mode}: use auto, bwrap or none")
     problem = None if mode == "none" else bwrap_problem()
+    owner = ownership_problem(root) if root is not None and mode != "none" and not problem else None
+    if owner:
+        # Not a fallback to no sandbox even with auto: the user chooses how to run as root.
+        raise UsageError(f"--sandbox {mode}: {owner}")
     if mode == "bwrap" and problem:
         raise UsageError(
             f"--sandbox bwrap: {problem}; install bubblewrap (Debian/Ubuntu: apt-get install "
@@ -330,6 +367,7 @@ class Sandbox:
             scratch = Path(tempfile.mkdtemp(prefix="ralph-home-")).resolve()
             self._home = scratch / "home"
             self._home.mkdir()
+            (self._home / ".gitconfig").write_text(AGENT_GITCONFIG, encoding="utf-8")
         return self._home
 
     @property
