@@ -27,6 +27,7 @@ from ralph.tools.sandbox import (
     git_paths,
     hidden_dirs,
     make_sandbox,
+    rustup_home,
     secret_files,
     tool_dirs,
 )
@@ -441,6 +442,57 @@ def test_a_run_as_root_in_another_users_repository_stops_before_git(
     assert len(lines) == 1 and "belongs to 54321" in lines[0], result.stderr
     assert git(repo, "-c", "safe.directory=*", "branch", "--format=%(refname:short)") == "main"
     assert not (repo / ".ralph").exists()
+
+
+@pytest.mark.parametrize("kind", ["bwrap", "none"])
+def test_cargo_from_rustup_in_the_home_finds_its_toolchains(
+    requires_bwrap: None, git_repo: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # rustup's proxies (cargo, rustc) look for toolchains in RUSTUP_HOME, by default ~/.rustup
+    # of a HOME the agent does not have: every cargo failed, sandboxed or not.
+    home = Path(tempfile.mkdtemp(prefix="ralph-test-home-", dir="/var/tmp"))
+    try:
+        (home / ".rustup/toolchains/stable").mkdir(parents=True)
+        (home / ".rustup/toolchains/stable/version").write_text("toolchain-found\n")
+        (home / ".rustup/credentials.toml").write_text("runner-credential\n")
+        (home / ".cargo/bin").mkdir(parents=True)
+        rustup = home / ".cargo/bin/rustup"
+        rustup.write_text('#!/bin/sh\ncat "$RUSTUP_HOME/toolchains/stable/version"\n')
+        rustup.chmod(0o755)
+        (home / ".cargo/bin/cargo").symlink_to("rustup")
+        monkeypatch.setenv("HOME", str(home))
+        monkeypatch.setenv("PATH", f"{home}/.cargo/bin{os.pathsep}{os.environ['PATH']}")
+        tool = BashTool(make_sandbox(kind, git_repo, "on", ()), timeout=20, output_cap=20_000)
+        assert tool.run({"command": "cargo build"}).content == "toolchain-found"
+        if kind == "bwrap":  # read-only, and nothing else of the home
+            assert tool.run({"command": f"touch {home}/.rustup/x"}).exit_code != 0
+            assert tool.run({"command": f"ls -A {home}"}).content.split() == [".cargo", ".rustup"]
+        tool.close()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_rustup_home_is_the_runners_when_rustup_is_on_path(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin/rustup").write_text("")
+    (tmp_path / "home/.rustup/toolchains").mkdir(parents=True)
+    (tmp_path / "elsewhere/toolchains").mkdir(parents=True)
+    env = {"HOME": str(tmp_path / "home")}
+    path = f"/usr/bin{os.pathsep}{tmp_path}/bin"
+    assert rustup_home(path, env) == tmp_path / "home/.rustup"
+    # The official rust image sets RUSTUP_HOME=/usr/local/rustup.
+    assert rustup_home(path, {**env, "RUSTUP_HOME": f"{tmp_path}/elsewhere"}) == (
+        tmp_path / "elsewhere"
+    )
+    assert rustup_home("/usr/bin", env) is None  # no rustup on PATH
+    assert rustup_home(path, {"HOME": str(tmp_path / "bin")}) is None  # no toolchains there
+
+
+def test_a_real_rustup_cargo_runs_in_the_sandbox(tool: BashTool) -> None:
+    if shutil.which("rustup") is None or shutil.which("cargo") is None:
+        pytest.skip("no rustup on PATH")
+    result = tool.run({"command": "cargo --version && rustc --version"})
+    assert result.exit_code == 0 and result.content.startswith("cargo "), result.content
 
 
 def test_root_only_host_secrets_look_empty(tool: BashTool) -> None:

@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from ..config import CONFIG_FILE
@@ -179,6 +179,23 @@ def _python_prefix(venv: Path) -> Path | None:
             if (prefix / "bin" / "python3").is_file() and any(prefix.glob("lib/python3.*/")):
                 return prefix
     return None
+
+
+def rustup_home(path_var: str, environ: Mapping[str, str]) -> Path | None:
+    """Where the rustup on PATH keeps its toolchains, when PATH has one.
+
+    Its proxies (cargo, rustc, ...) find them through RUSTUP_HOME, by default ~/.rustup of a
+    HOME the agent does not share: the agent is given this path, or every cargo fails with
+    "rustup could not choose a version".
+    """
+    entries = [e for e in path_var.split(os.pathsep) if os.path.isabs(e)]
+    if not any(os.path.isfile(os.path.join(entry, "rustup")) for entry in entries):
+        return None
+    home = environ.get("RUSTUP_HOME") or os.path.join(environ.get("HOME", ""), ".rustup")
+    if not os.path.isabs(home):
+        return None
+    real = Path(os.path.realpath(home))
+    return real if (real / "toolchains").is_dir() else None
 
 
 # Entries of a PATH directory looked at for symlinks into hidden directories.
@@ -382,6 +399,8 @@ class Sandbox:
     def launch(self, script: str) -> Launch:
         """The one place an agent process is defined: `bash -c script` in the repository root."""
         env = agent_env(self.home, self.passed_env)
+        if self.rustup_home is not None:
+            env["RUSTUP_HOME"] = str(self.rustup_home)
         shell = [shutil.which("bash") or "/bin/bash", "--noprofile", "--norc", "-c", script]
         if self.kind == "none":
             # bwrap has --die-with-parent; unsandboxed, setpriv gives the shell the same fate,
@@ -426,12 +445,24 @@ class Sandbox:
         args += ["--chdir", str(self.root)]
         return args
 
+    @cached_property
+    def rustup_home(self) -> Path | None:
+        """The runner's rustup toolchains for the agent's cargo (read-only under bwrap)."""
+        return rustup_home(os.environ.get("PATH", os.defpath), os.environ)
+
     def _host_view(self) -> HostView:
         """What of the host to hide and what to show again; worked out on first use and kept
         for the run."""
         if self._view is None:
             hidden = hidden_dirs()
             tools = tool_dirs(self.root, hidden, os.environ.get("PATH", os.defpath))
+            # rustup's toolchains, read-only (the agent runs them, it does not install any);
+            # like the PATH tools, never a whole hidden directory.
+            tools += [
+                path
+                for path in [self.rustup_home]
+                if path and path not in hidden and _under(path, hidden) and not _under(path, tools)
+            ]
             needed = []
             for name in NEEDED_FILES:
                 real = Path(os.path.realpath(name))
