@@ -376,6 +376,34 @@ def test_tools_and_a_venv_reached_through_a_symlinked_home_work(
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_path_dirs_behind_symlinks_in_a_hidden_home_still_run(
+    requires_bwrap: None, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Links inside the hidden home are gone in the sandbox: a PATH dir reached through one is
+    # shown where PATH names it, whether it points into the home (~/bin -> ~/dotfiles/bin)
+    # or out of it (a profile link to a store, as NixOS's /run/current-system).
+    base = Path(tempfile.mkdtemp(prefix="ralph-test-", dir="/var/tmp"))
+    try:
+        home, store = base / "home", base / "store/tools-1.0"
+        for bin_dir, name in ((home / "dotfiles/bin", "dot-tool"), (store / "bin", "store-tool")):
+            bin_dir.mkdir(parents=True)
+            (bin_dir / name).write_text(f"#!/bin/sh\necho {name}-ran\n")
+            (bin_dir / name).chmod(0o755)
+        (home / "bin").symlink_to("dotfiles/bin")
+        (home / "profile").symlink_to(store)
+        (home / ".netrc").write_text("machine example.com password runner-credential\n")
+        monkeypatch.setenv("HOME", str(home))
+        path = [str(home / "bin"), str(home / "profile/bin"), os.environ["PATH"]]
+        monkeypatch.setenv("PATH", os.pathsep.join(path))
+        tool = sandboxed(git_repo)
+        result = tool.run({"command": "dot-tool && store-tool"})
+        assert result.content == "dot-tool-ran\nstore-tool-ran", result.content
+        assert tool.run({"command": f"cat {home}/.netrc"}).exit_code != 0
+        tool.close()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture
 def foreign_repo(git_repo: Path) -> Iterator[tuple[Path, str]]:
     """A repository another user owns, and the prefix git commands need to see it so: really

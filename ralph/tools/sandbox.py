@@ -167,6 +167,7 @@ def _python_prefix(venv: Path) -> Path | None:
 
     pyvenv.cfg is repository content, so its `home` is trusted only when it names a real
     Python installation (bin/python3 and lib/python3.*), never an arbitrary host directory.
+    The path is the one written there (Python follows it as written, symlinks included).
     """
     try:
         text = (venv / "pyvenv.cfg").read_text(encoding="utf-8")
@@ -175,7 +176,7 @@ def _python_prefix(venv: Path) -> Path | None:
     for line in text.splitlines():
         key, sep, value = line.partition("=")
         if sep and key.strip() == "home" and os.path.isabs(value.strip()):
-            prefix = Path(os.path.realpath(value.strip())).parent
+            prefix = Path(os.path.normpath(value.strip())).parent
             if (prefix / "bin" / "python3").is_file() and any(prefix.glob("lib/python3.*/")):
                 return prefix
     return None
@@ -205,8 +206,27 @@ LINKS_SCANNED = 500
 def _with_lib(path: Path) -> list[Path]:
     """A `bin` directory and the `lib` beside it, where its programs keep their code (npm in
     ~/.nvm/versions/node/vX/lib, `pip install --user` in ~/.local/lib)."""
-    lib = Path(os.path.realpath(path.parent / "lib"))
+    lib = path.parent / "lib"
     return [path, lib] if path.name == "bin" and lib.is_dir() else [path]
+
+
+def sandbox_path(path: str | Path, hidden: Sequence[Path]) -> Path:
+    """Where the absolute `path` leads in the sandbox: its symlinks are followed until it
+    enters a hidden directory, where none is left (its tmpfs is empty).
+
+    A mount point must be made there: bwrap cannot make one through a symlink into a hidden
+    directory (a symlinked $HOME, /home -> /var/home), and the real path alone would miss a
+    link that is itself hidden (~/bin -> ~/dotfiles/bin, NixOS's /run/current-system).
+    """
+    parts = Path(os.path.normpath(path)).parts[1:]
+    current = Path("/")
+    for index, part in enumerate(parts):
+        current = current / part
+        if _under(current, hidden):
+            return current.joinpath(*parts[index + 1 :])
+        if current.is_symlink():
+            current = Path(os.path.realpath(current))
+    return current
 
 
 def tool_dirs(root: Path, hidden: Sequence[Path], path_var: str) -> list[Path]:
@@ -215,46 +235,51 @@ def tool_dirs(root: Path, hidden: Sequence[Path], path_var: str) -> list[Path]:
     From the runner's PATH: each directory in a hidden one (a version manager's whole root for
     its `shims`, e.g. ~/.pyenv; a `bin` with its `lib`) and the directories its symlinks
     point to (pipx and uv install links). From the repository's `.venv` or `venv`: the Python
-    installation it was made from. Never a whole hidden directory, nor the repository's own.
-    All of them real paths (symlinks resolved), as `hidden` and `root` are.
+    installation it was made from. Each where the agent reaches it (`sandbox_path`) and at its
+    real path; never a whole hidden directory, nor the repository's own (`hidden` and `root`
+    are real paths).
     """
+
+    def reached(path: str | Path) -> set[Path]:
+        return {Path(os.path.realpath(path)), sandbox_path(path, hidden)}
+
     wanted: list[Path] = []
     for entry in path_var.split(os.pathsep):
         if not os.path.isabs(entry) or not os.path.isdir(entry):
             continue
-        # Bound at its real path: bwrap cannot make a mount point through a symlink into a
-        # hidden directory (a symlinked $HOME or /home -> /var/home), and a venv reached
-        # through one is still recognised as the repository's own.
-        path = Path(os.path.realpath(entry))
-        if not _under(path, hidden):
+        path = Path(os.path.normpath(entry))
+        real = Path(os.path.realpath(path))
+        if not any(_under(p, hidden) for p in reached(path)):
             continue
-        if path.name == "shims":
+        if real.name == "shims":
             # The whole root (its versions, its libexec), or just the shims when the root
             # is a hidden directory itself.
             wanted += [path.parent, path]
             continue
         wanted += _with_lib(path)
         try:
-            with os.scandir(path) as entries:
+            with os.scandir(real) as entries:
                 first = itertools.islice(entries, LINKS_SCANNED)
                 links = [item.path for item in first if item.is_symlink()]
         except OSError:
             links = []
         for link in links:
             target = Path(os.path.realpath(link))
-            if target.is_file() and _under(target, hidden) and not target.is_relative_to(path):
+            if target.is_file() and _under(target, hidden) and not target.is_relative_to(real):
                 wanted += _with_lib(target.parent)
     for venv in (root / ".venv", root / "venv"):
         prefix = _python_prefix(venv)
         if prefix is not None:
             wanted.append(prefix)
+    places = set().union(*map(reached, wanted)) if wanted else set()
     chosen: list[Path] = []
-    for path in sorted(set(wanted), key=lambda p: (len(p.parts), p)):
+    for path in sorted(places, key=lambda p: (len(p.parts), p)):
         # Paths in the repository are bound with it; a whole hidden directory is never re-bound.
-        if not _under(path, hidden) or path in hidden or path.is_relative_to(root):
+        if not _under(path, hidden) or path in hidden:
             continue
-        if not _under(path, chosen):
-            chosen.append(path)
+        if Path(os.path.realpath(path)).is_relative_to(root) or _under(path, chosen):
+            continue
+        chosen.append(path)
     return chosen
 
 
