@@ -523,6 +523,38 @@ def test_a_real_rustup_cargo_runs_in_the_sandbox(tool: BashTool) -> None:
     assert result.exit_code == 0 and result.content.startswith("cargo "), result.content
 
 
+@pytest.mark.parametrize("home", [None, "", "/", "relative/home", "/no/such/home"])
+def test_missing_dirs_and_odd_homes_are_not_mounted(
+    requires_bwrap: None,
+    git_repo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    home: str | None,
+) -> None:
+    # bwrap fails when a tmpfs target is missing: hosts without /run or /home, a HOME that is
+    # unset, "/", relative or gone must still give a working sandbox.
+    (tmp_path / "a-file").write_text("")
+    missing = [str(tmp_path / "no-such-dir"), str(tmp_path / "a-file")]
+    monkeypatch.setattr(sandbox_module, "SOCKET_DIRS", (*missing, "/run"))
+    monkeypatch.setattr(sandbox_module, "HOME_DIRS", ("/no/such/home-dir",))
+    if home is None:
+        monkeypatch.delenv("HOME", raising=False)
+    else:
+        monkeypatch.setenv("HOME", home)
+    hidden = hidden_dirs()
+    assert all(path.is_dir() for path in hidden) and Path("/") not in hidden, hidden
+    assert tool_run_ok(git_repo)
+
+
+def tool_run_ok(repo: Path) -> bool:
+    tool = sandboxed(repo)
+    try:
+        result = tool.run({"command": "echo works > f.txt && cat f.txt"})
+        return result.exit_code == 0 and result.content == "works"
+    finally:
+        tool.close()
+
+
 def test_root_only_host_secrets_look_empty(tool: BashTool) -> None:
     files = secret_files()
     assert Path("/etc/shadow") in files  # present on every Linux this runs on
