@@ -404,6 +404,52 @@ def test_path_dirs_behind_symlinks_in_a_hidden_home_still_run(
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_toolchains_installed_in_a_hidden_home_are_shown_whole(
+    requires_bwrap: None, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Their bin and lib are not enough: a Homebrew keg links another keg through the prefix,
+    # a Go root needs its src and pkg/tool, a JDK its conf. ~/.local is not shown whole.
+    home = Path(tempfile.mkdtemp(prefix="ralph-test-home-", dir="/var/tmp"))
+
+    def tool(path: Path, reads: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"#!/bin/sh\ncat {reads}\n")
+        path.chmod(0o755)
+        reads.parent.mkdir(parents=True, exist_ok=True)
+        reads.write_text(f"{path.name}-ok\n")
+
+    try:
+        brew, goroot, jdk, local = home / "brew", home / "sdk/go", home / "jdk", home / ".local"
+        tool(brew / "Cellar/brewed/1.0/bin/brewed", brew / "Cellar/dep/2.0/lib/brewed")
+        (brew / "opt").mkdir()
+        (brew / "opt/dep").symlink_to("../Cellar/dep/2.0")
+        (brew / "Cellar/brewed/1.0/bin/brewed").write_text(
+            f"#!/bin/sh\ncat {brew}/opt/dep/lib/brewed\n"
+        )
+        (brew / "bin").mkdir()
+        (brew / "bin/brewed").symlink_to("../Cellar/brewed/1.0/bin/brewed")
+        tool(goroot / "bin/gotool", goroot / "src/runtime/gotool")
+        (goroot / "pkg/tool").mkdir(parents=True)
+        (goroot / "VERSION").write_text("go1.22\n")
+        tool(jdk / "bin/javatool", jdk / "conf/security/javatool")
+        (jdk / "lib").mkdir()
+        (jdk / "release").write_text('JAVA_VERSION="21"\n')
+        tool(local / "bin/localtool", local / "lib/localtool")
+        (local / "share/keyrings").mkdir(parents=True)
+        (local / "share/keyrings/login.keyring").write_text("runner-credential\n")
+        monkeypatch.setenv("HOME", str(home))
+        bins = [str(d / "bin") for d in (brew, goroot, jdk, local)]
+        monkeypatch.setenv("PATH", os.pathsep.join([*bins, os.environ["PATH"]]))
+        sandbox = sandboxed(git_repo)
+        result = sandbox.run({"command": "brewed; gotool; javatool; localtool"})
+        assert result.content == "brewed-ok\ngotool-ok\njavatool-ok\nlocaltool-ok", result.content
+        listing = sandbox.run({"command": f"ls -A {local}"}).content
+        assert listing.split() == ["bin", "lib"], listing
+        sandbox.close()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture
 def foreign_repo(git_repo: Path) -> Iterator[tuple[Path, str]]:
     """A repository another user owns, and the prefix git commands need to see it so: really

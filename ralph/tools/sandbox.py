@@ -201,6 +201,17 @@ def rustup_home(path_var: str, environ: Mapping[str, str]) -> Path | None:
 
 # Entries of a PATH directory looked at for symlinks into hidden directories.
 LINKS_SCANNED = 500
+# Files that mark a `bin`'s parent as one installation the tools need whole: a Homebrew prefix
+# (kegs link each other's libraries through it), a Go root (src, pkg/tool), a JDK (conf).
+# Never a shared prefix like ~/.local or ~/.cargo, which hold keyrings and credentials.
+INSTALL_MARKERS = (("Cellar",), ("VERSION", "src", "pkg/tool"), ("release", "conf", "lib"))
+
+
+def _installation(path: Path) -> bool:
+    """Whether the `bin` directory `path` belongs to one such installation."""
+    return path.name == "bin" and any(
+        all((path.parent / name).exists() for name in names) for names in INSTALL_MARKERS
+    )
 
 
 def _with_lib(path: Path) -> list[Path]:
@@ -256,6 +267,8 @@ def tool_dirs(root: Path, hidden: Sequence[Path], path_var: str) -> list[Path]:
             # is a hidden directory itself.
             wanted += [path.parent, path]
             continue
+        if _installation(path):
+            wanted.append(path.parent)
         wanted += _with_lib(path)
         try:
             with os.scandir(real) as entries:
