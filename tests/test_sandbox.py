@@ -33,9 +33,22 @@ from ralph.tools.sandbox import (
 )
 from tests.helpers import git, make_repo, run_cli, write_script
 
+_OPEN: list[BashTool] = []  # closed after each test, so no private HOME is left in /tmp
 
-def sandboxed(root: Path, *, network: str = "on", timeout: float = 20) -> BashTool:
-    return BashTool(make_sandbox("bwrap", root, network, ()), timeout=timeout, output_cap=20_000)
+
+def sandboxed(
+    root: Path, *, network: str = "on", timeout: float = 20, kind: str = "bwrap"
+) -> BashTool:
+    tool = BashTool(make_sandbox(kind, root, network, ()), timeout=timeout, output_cap=20_000)
+    _OPEN.append(tool)
+    return tool
+
+
+@pytest.fixture(autouse=True)
+def _close_tools() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
 
 
 @pytest.fixture
@@ -471,7 +484,7 @@ def test_the_agents_git_works_in_a_repository_another_user_owns(
     # The runner's git trusts it (its ~/.gitconfig has safe.directory), the agent's HOME is
     # private: without a safe.directory there, git stops at "dubious ownership".
     repo, prefix = foreign_repo
-    tool = BashTool(make_sandbox(kind, repo, "on", ()), timeout=20, output_cap=20_000)
+    tool = sandboxed(repo, kind=kind)
     try:
         for command in ("status --short", "log --oneline", "diff --stat HEAD"):
             result = tool.run({"command": f"{prefix}git {command}"})
@@ -536,7 +549,7 @@ def test_cargo_from_rustup_in_the_home_finds_its_toolchains(
         (home / ".cargo/bin/cargo").symlink_to("rustup")
         monkeypatch.setenv("HOME", str(home))
         monkeypatch.setenv("PATH", f"{home}/.cargo/bin{os.pathsep}{os.environ['PATH']}")
-        tool = BashTool(make_sandbox(kind, git_repo, "on", ()), timeout=20, output_cap=20_000)
+        tool = sandboxed(git_repo, kind=kind)
         assert tool.run({"command": "cargo build"}).content == "toolchain-found"
         if kind == "bwrap":  # read-only, and nothing else of the home
             assert tool.run({"command": f"touch {home}/.rustup/x"}).exit_code != 0
