@@ -188,6 +188,21 @@ def _open_repo(path: Path) -> Any:
     return repo
 
 
+def _refuse_dubious_ownership(repo: Any, main: Path) -> None:
+    """GitPython reads HEAD itself, so a repository git refuses to use (owned by another user,
+    not in safe.directory) would look empty; ask git, and name the real cause."""
+    import git
+
+    try:
+        repo.git.rev_parse("--git-dir")
+    except git.GitCommandError as e:
+        if "dubious ownership" in str(e):
+            raise UsageError(
+                f"git refuses {main}: it is owned by another user; run ralph as its owner, or "
+                f"trust it with `git config --global --add safe.directory {main}`"
+            ) from None
+
+
 def find_main_repo(start: Path) -> Path | None:
     """The repository whose `.ralph/` holds the journal, from anywhere inside it (or inside one
     of ralph's worktrees); pure Python, so `ralph runs` starts fast."""
@@ -283,6 +298,7 @@ def check(cfg: RunConfig, holding_checkout: bool = False) -> Path:
     repo = _open_repo(cfg.repo)
     main = Path(repo.working_tree_dir)
     if not repo.head.is_valid():
+        _refuse_dubious_ownership(repo, main)
         raise UsageError(
             f"{main} has no commits yet; ralph branches from HEAD: make a first commit "
             "(e.g. `git commit --allow-empty -m init`)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -64,6 +65,20 @@ def test_repository_without_commits_is_refused(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q")
     with pytest.raises(UsageError, match="no commits yet"):
         check(cfg_for(tmp_path))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand the repository to another user")
+def test_a_repository_git_refuses_for_its_owner_names_the_real_cause(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    subprocess.run(["chown", "-R", "12345:12345", str(repo)], check=True)
+    home = tmp_path / "home"
+    home.mkdir()  # no ~/.gitconfig, so no safe.directory
+    env = clean_env(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", ANTHROPIC_API_KEY="sk-ant-test")
+    args = ["Fix it. <promise>DONE</promise>", "--dry-run", "--sandbox", "none"]
+    proc = run_cli(args, cwd=repo, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "owned by another user" in proc.stderr and "safe.directory" in proc.stderr
+    assert "no commits" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_dirty_tree_is_refused_naming_files_and_the_ways_out(git_repo: Path) -> None:
