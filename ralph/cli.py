@@ -337,10 +337,7 @@ def run_command(
         ),
     ] = None,
 ) -> None:
-    if resume:
-        resume_run(resume, repo)
-        return
-    if prompt is None:
+    if prompt is None and not resume:
         raise _fail("missing PROMPT: give a prompt file, - for stdin, a built-in name or text")
     flags: dict[str, Any] = {
         "max_iterations": max_iterations,
@@ -376,17 +373,23 @@ def run_command(
         "pr_labels": pr_label,
         "remote": remote,
     }
+    # Only options given on the command line override: None means "not given" (an
+    # explicit --no-X is False and overrides a true from ralph.yaml or the environment).
+    given = {k: v for k, v in flags.items() if v is not None and v != []}
+    if not dry_run:
+        given.pop("dry_run")  # RALPH_DRY_RUN=1 may still ask for one
+    if resume:
+        _refuse_resume_overrides(prompt, given)
+        resume_run(resume, repo)
+        return
+    assert prompt is not None
     try:
-        from .config import parse_layer
+        from .config import COMMAND_LINE, parse_layer
 
-        # Only options given on the command line override: None means "not given" (an
-        # explicit --no-X is False and overrides a true from ralph.yaml or the environment).
-        given = {k: v for k, v in flags.items() if v is not None and v != []}
-        given.pop("dry_run", None)
         log_path = given.pop("log_file", None)
-        parsed = parse_layer(given, "command line")
-        parsed["dry_run"] = dry_run
-        parsed["log_file"] = log_path
+        parsed = parse_layer(given, COMMAND_LINE)
+        if log_path is not None:
+            parsed["log_file"] = log_path
         cfg = build_config(prompt, parsed, repo)
         if cfg.dry_run:
             from .runner import dry_run as print_dry_run
@@ -396,6 +399,24 @@ def run_command(
         _exit_with(_execute(cfg))
     except RalphError as exc:
         raise _fail(exc.message, exc.exit_code) from None
+
+
+def _refuse_resume_overrides(prompt: str | None, given: dict[str, Any]) -> None:
+    """A resumed run keeps the prompt and settings it started with (its budgets are counted
+    from the start), so anything else on the command line is refused, not silently ignored."""
+    from .config import option_name
+
+    if prompt is not None:
+        raise _fail(
+            "--resume RUN takes no PROMPT: the run continues with its own; drop the PROMPT, "
+            "or drop --resume to start a new run"
+        )
+    if given:
+        names = ", ".join(option_name(name) for name in given)
+        raise _fail(
+            f"--resume RUN continues the run with the settings it started with; {names} "
+            "cannot be changed on resume (start a new run to use other settings)"
+        )
 
 
 def _execute(cfg: Any, resume: Any = None) -> int:

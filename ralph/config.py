@@ -146,12 +146,43 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else _str(value)
 
 
+def _yaml_list(text: str) -> list[str] | None:
+    """A YAML flow list written in one string (`["pytest -q", "ruff check ."]`), else None."""
+    if not text.strip().startswith("["):
+        return None
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(f"{text!r} is not a valid YAML list") from None
+    if not isinstance(value, list):
+        raise ValueError(f"{text!r} is not a valid YAML list")
+    return [_str(v) for v in value]
+
+
 def _str_list(value: Any) -> list[str]:
     if isinstance(value, list):
         return [_str(v) for v in value]
     if isinstance(value, str):
+        listed = _yaml_list(value)
+        if listed is not None:
+            return listed
         return [v.strip() for v in value.split(",") if v.strip()]
     raise ValueError("expected a list")
+
+
+def _commands(value: Any) -> list[str]:
+    """Shell commands: a list, a YAML list in a string, or one command per line; never split
+    on commas, which commands hold (`python -c "f(1, 2)"`)."""
+    if isinstance(value, list):
+        return [_str(v) for v in value]
+    if isinstance(value, str):
+        listed = _yaml_list(value)
+        if listed is not None:
+            return listed
+        return [line.strip() for line in value.splitlines() if line.strip()]
+    raise ValueError("expected a list of commands")
 
 
 def _choice(*choices: str) -> Callable[[Any], str]:
@@ -208,6 +239,7 @@ def _path(value: Any) -> Path:
 
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
+    "dry_run": _bool,
     "completion_promise": _str,
     "description": _str,
     "model": _str,
@@ -231,7 +263,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "timeout": parse_duration,
     "stall_limit": _int,
     "max_failures": _int,
-    "verify": _str_list,
+    "verify": _commands,
     "artifacts": _any_list,
     "log_format": _choice("auto", "plain", "json", "rich"),
     "log_file": _path,
@@ -252,6 +284,38 @@ NULLABLE = {"max_cost", "max_tokens", "timeout", "branch", "pr_base", "log_file"
 # Settings a file (ralph.yaml, front matter) may hold; the rest are per-invocation.
 FILE_KEYS = set(PARSERS) - {"dry_run", "log_file"}
 
+# The `where` of the command-line layer: its errors name the option (`--max-cost`).
+COMMAND_LINE = "command line"
+
+# Bounds of single settings, checked in every layer so that an error names the file or
+# variable the bad value came from (and checked again by `validate`, for stored configs).
+BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "max_iterations": (lambda v: v >= 0, "cannot be negative; use 0 for no limit with a budget"),
+    "max_turns": (lambda v: v >= 1, "must be at least 1"),
+    "max_output_tokens": (lambda v: v >= 1, "must be at least 1"),
+    "stall_limit": (lambda v: v >= 0, "cannot be negative; 0 turns it off"),
+    "max_failures": (lambda v: v >= 1, "must be at least 1"),
+    "max_cost": (lambda v: v > 0, "must be more than 0"),
+    "max_tokens": (lambda v: v > 0, "must be more than 0"),
+    "timeout": (lambda v: v > 0, "must be more than 0"),
+    "output_cap": (lambda v: v >= 1000, "must be at least 1000 bytes"),
+    "bash_timeout": (lambda v: v > 0, "must be more than 0"),
+    "model": (
+        lambda v: bool(v.strip()),
+        f"is empty; give an Anthropic model id (default {DEFAULT_MODEL}) or script:PATH",
+    ),
+}
+
+# Settings with no command-line option: errors name them as they are spelt in files.
+NO_FLAG = {"description", "max_output_tokens", "output_cap", "pricing", "artifacts"}
+
+
+def option_name(name: str) -> str:
+    """How the user spells a setting on the command line (`--pr-label` for pr_labels)."""
+    if name in NO_FLAG:
+        return name
+    return "--pr-label" if name == "pr_labels" else "--" + name.replace("_", "-")
+
 
 def parse_layer(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Validate one source's settings; `where` names it in error messages."""
@@ -261,14 +325,22 @@ def parse_layer(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         parser = PARSERS.get(name)
         if parser is None:
             raise UsageError(f"{where}: unknown setting {key!r}; see `ralph init` for the list")
+        if where == COMMAND_LINE:
+            label = option_name(name)
+        elif where.startswith("environment variable"):
+            label = where
+        else:
+            label = f"{where}: {key}"
         if value is None and name in NULLABLE:
             out[name] = None
             continue
         try:
             out[name] = parser(value)
         except ValueError as exc:
-            label = where if where.startswith("environment variable") else f"{where}: {key}"
             raise UsageError(f"{label}: {exc}") from None
+        bound = BOUNDS.get(name)
+        if bound is not None and not bound[0](out[name]):
+            raise UsageError(f"{label} {bound[1]}")
     return out
 
 
@@ -416,30 +488,18 @@ def file_layer(repo: Path) -> dict[str, Any]:
 
 def validate(cfg: RunConfig) -> None:
     """Reject combinations that make no sense, with the fix in the message."""
-    if cfg.max_iterations < 0:
-        raise UsageError("--max-iterations cannot be negative; use 0 for no limit with a budget")
+    for name, (ok, problem) in BOUNDS.items():
+        value = getattr(cfg, name)
+        if value is not None and not ok(value):
+            raise UsageError(f"{option_name(name)} {problem}")
     if cfg.max_iterations == 0 and cfg.max_cost is None and cfg.timeout is None:
         raise UsageError(
             "--max-iterations 0 (no limit) needs a budget: add --max-cost USD or --timeout DURATION"
         )
     checks: list[tuple[bool, str]] = [
-        (cfg.max_turns < 1, "--max-turns must be at least 1"),
-        (cfg.max_output_tokens < 1, "max_output_tokens must be at least 1"),
-        (cfg.stall_limit < 0, "--stall-limit cannot be negative; 0 turns it off"),
-        (cfg.max_failures < 1, "--max-failures must be at least 1"),
-        (cfg.max_cost is not None and cfg.max_cost <= 0, "--max-cost must be more than 0"),
-        (cfg.max_tokens is not None and cfg.max_tokens <= 0, "--max-tokens must be more than 0"),
-        (cfg.timeout is not None and cfg.timeout <= 0, "--timeout must be more than 0"),
-        (cfg.output_cap < 1000, "output_cap must be at least 1000 bytes"),
-        (cfg.bash_timeout <= 0, "bash_timeout must be more than 0"),
         (cfg.in_place and cfg.worktree, "--in-place and --worktree exclude each other; pick one"),
         (cfg.in_place and cfg.branch is not None, "--in-place and --branch exclude each other"),
         (not cfg.prompt.strip(), "the prompt is empty; write the task in the prompt file"),
-        (
-            not cfg.model.strip(),
-            f"--model is empty; give an Anthropic model id (default {DEFAULT_MODEL}) "
-            "or script:PATH",
-        ),
     ]
     for failed, message in checks:
         if failed:

@@ -124,9 +124,16 @@ def load_prompt(arg: str, stdin: TextIO | None = None, cwd: Path | None = None) 
     if _looks_like_path(arg):
         if candidate.is_dir():
             raise UsageError(f"prompt {arg} is a directory; name a prompt file inside it")
+        hint = (
+            # "Fix the bug in notes.md" reads as a file name with spaces: say how to mean text.
+            "; if it is the prompt text, end it with something other than a file name, or "
+            "pass it on stdin with -"
+            if re.search(r"\s", arg.strip())
+            else ""
+        )
         raise UsageError(
             f"prompt file {arg} does not exist; check the path, or run `ralph prompts` "
-            "for the built-in names"
+            f"for the built-in names{hint}"
         )
     if not re.search(r"\s", arg.strip()):
         close = difflib.get_close_matches(arg, builtin_names(), n=1)

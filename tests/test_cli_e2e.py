@@ -278,3 +278,33 @@ def test_dry_run_prints_config_and_first_request(tmp_path: Path) -> None:
     assert request["messages"][0]["content"].startswith("Harden this repository.")
     assert TOKEN in request["system"]
     assert not (repo / ".ralph").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-iterations", "50"], "--max-iterations cannot be changed on resume"),
+        (["--no-quiet", "--max-cost", "5"], "--max-cost, --quiet cannot be changed on resume"),
+        (["p.md"], "--resume RUN takes no PROMPT"),
+    ],
+)
+def test_resume_refuses_what_it_would_ignore(tmp_path: Path, args: list[str], message: str) -> None:
+    # A resumed run keeps its recorded settings; an option it would drop is refused up front.
+    repo = make_repo(tmp_path / "repo")
+    proc = run_cli(["--resume", "20250101-000000-aaaa", *args], cwd=repo, env=clean_env())
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert message in proc.stderr
+    # `ralph resume` has no such options at all.
+    proc = run_cli(
+        ["resume", "20250101-000000-aaaa", "--max-iterations", "50"],
+        cwd=repo,
+        command="ralph",
+        env=clean_env(),
+    )
+    assert proc.returncode == 2 and "No such option: --max-iterations" in proc.stderr
+
+
+def test_resume_alone_reaches_the_journal(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    proc = run_cli(["--resume", "2025", "--repo", str(repo)], cwd=tmp_path, env=clean_env())
+    assert proc.returncode == 2 and "no runs recorded" in proc.stderr, proc.stderr

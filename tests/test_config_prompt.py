@@ -374,3 +374,107 @@ def test_sentence_ending_in_a_file_name_is_inline() -> None:
     assert spec.source == "inline" and spec.promises == ["DONE"]
     spec = load_prompt("Harden it: see sdlc/notes and docs/x. Output <promise>D</promise>")
     assert spec.source == "inline"
+
+
+# --- a bad value names the layer it came from -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("layer", "expected"),
+    [
+        ("ralph.yaml", "ralph.yaml: max_cost must be more than 0"),
+        ("front matter", "p.md front matter: max_cost must be more than 0"),
+        ("environment", "environment variable RALPH_MAX_COST must be more than 0"),
+    ],
+)
+def test_out_of_range_value_names_its_file_or_variable(
+    layer: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompt = tmp_path / "p.md"
+    prompt.write_text(GO + "\n")
+    if layer == "ralph.yaml":
+        (tmp_path / "ralph.yaml").write_text("max_cost: 0\n")
+    elif layer == "front matter":
+        prompt.write_text(f"---\nmax_cost: 0\n---\n{GO}\n")
+    else:
+        monkeypatch.setenv("RALPH_MAX_COST", "0")
+    with pytest.raises(UsageError) as err:
+        build_config(str(prompt), {}, tmp_path)
+    # Not "--max-cost must be ...": the user gave no such option.
+    assert err.value.message.endswith(expected) and "--max-cost" not in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--timeout", "soon"], "ralph-loop: error: --timeout: 'soon' is not a duration"),
+        (["--stall-limit", "-1"], "ralph-loop: error: --stall-limit cannot be negative"),
+        (["--network", "maybe"], "ralph-loop: error: --network: 'maybe' is not one of: on, off"),
+    ],
+)
+def test_cli_bad_option_value_names_the_option(args: list[str], line: str, tmp_path: Path) -> None:
+    proc = run_cli([GO, "--dry-run", *args], cwd=make_repo(tmp_path / "repo"), env=clean_env())
+    assert proc.returncode == 2 and proc.stderr.startswith(line), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "flag", "expected"),
+    [("false", True, True), ("true", False, False), ("0", None, False), ("yes", None, True)],
+)
+def test_flag_beats_environment_either_way(
+    env: str, flag: bool | None, expected: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ralph.yaml").write_text(f"quiet: {str(not expected).lower()}\n")
+    monkeypatch.setenv("RALPH_QUIET", env)
+    flags = {} if flag is None else {"quiet": flag}
+    assert build_config(GO, flags, tmp_path).quiet is expected
+
+
+def test_front_matter_list_replaces_the_ralph_yaml_list(tmp_path: Path) -> None:
+    (tmp_path / "ralph.yaml").write_text("verify: [a]\nenv: [RALPH_A]\npr_labels: [la]\n")
+    prompt = tmp_path / "p.md"
+    prompt.write_text(f"---\nverify: [b]\nenv: [RALPH_B]\npr_labels: [lb]\n---\n{GO}\n")
+    cfg = build_config(str(prompt), {}, tmp_path)
+    assert (cfg.verify, cfg.env, cfg.pr_labels) == (["b"], ["RALPH_B"], ["lb"])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('python -c "print(1, 2)"', ['python -c "print(1, 2)"']),
+        ("pytest -q\nruff check .\n", ["pytest -q", "ruff check ."]),
+        ('["pytest -q", "echo a, b"]', ["pytest -q", "echo a, b"]),
+    ],
+)
+def test_verify_from_the_environment_keeps_commas(
+    value: str, expected: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RALPH_VERIFY", value)
+    monkeypatch.setenv("RALPH_PR_LABELS", "security, bot")
+    assert env_layer()["verify"] == expected
+    assert env_layer()["pr_labels"] == ["security", "bot"]
+
+
+def test_verify_string_in_a_file_is_one_command(tmp_path: Path) -> None:
+    (tmp_path / "ralph.yaml").write_text("verify: python -c 'import a, b'\n")
+    assert build_config(GO, {}, tmp_path).verify == ["python -c 'import a, b'"]
+
+
+def test_dry_run_from_the_environment_not_from_files(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    env = clean_env(ANTHROPIC_API_KEY="sk-ant-not-a-real-key", RALPH_DRY_RUN="1")
+    proc = run_cli([GO, "--sandbox", "none"], cwd=repo, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["config"]["dry_run"] is True
+    assert not (repo / ".ralph").exists()
+    (tmp_path / "ralph.yaml").write_text("dry_run: true\n")
+    with pytest.raises(UsageError, match="not a file setting; remove it, and pass --dry-run"):
+        build_config(GO, {}, tmp_path)
+
+
+def test_sentence_ending_in_a_missing_file_name_says_how_to_mean_text(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"pass it on stdin with -$"):
+        load_prompt("Fix the bug in notes.md", cwd=tmp_path)
+    with pytest.raises(UsageError, match=r"built-in names$"):
+        load_prompt("notes.md", cwd=tmp_path)
