@@ -14,6 +14,10 @@ TEMPLATE = """\
 # Precedence, lowest to highest: built-in defaults < this file < a prompt's front matter
 # < RALPH_<SETTING> environment variables < command-line flags.
 # Every setting is shown with its default; uncomment a line to change it.
+# The agent can edit this file and front matter, so ralph refuses from them what would
+# loosen security (sandbox: none, a price for a built-in model or a price of 0, a log_file);
+# when both set one, the stricter wins. The environment and flags may do anything. log_file
+# and dry_run are per-run only: --log-file / RALPH_LOG_FILE, --dry-run / RALPH_DRY_RUN.
 
 # --- the loop ---------------------------------------------------------------------------
 # model: claude-sonnet-5-5       # Anthropic model id, or script:PATH to replay a session offline
@@ -27,7 +31,8 @@ TEMPLATE = """\
 # retry_window: 15m               # keep retrying rate limits / overloads this long
 # bash_timeout: 120s              # timeout of each bash command the agent runs
 # output_cap: 30000               # bytes of a tool's output the model sees (head and tail)
-# pricing:                        # USD per million tokens, for models the built-in table lacks
+# pricing:                        # USD per million tokens, for models the built-in table lacks;
+#                                 # every price above 0 (others only by RALPH_PRICING)
 #   my-model-id: {input: 3.0, output: 15.0, cache_write: 3.75, cache_read: 0.30}
 
 # --- git ----------------------------------------------------------------------------------

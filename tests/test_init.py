@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
-from ralph.config import FILE_KEYS, file_layer
+from ralph.cli import build_config
+from ralph.config import FILE_KEYS, RunConfig, file_layer
 from ralph.init import TEMPLATE
 from tests.helpers import make_repo, run_cli
 
@@ -46,3 +49,45 @@ def test_example_ralph_yaml_loads(tmp_path: Path) -> None:
     layer = file_layer(tmp_path)
     assert layer["worktree"] is True and layer["timeout"] == 8 * 3600
     assert layer["verify"] == ["python -m pytest -q", "ruff check ."]
+
+
+def _setting_blocks() -> list[tuple[str, str]]:
+    """Each commented setting of the template with its indented continuation lines,
+    uncommented as a user would: (setting, yaml text)."""
+    lines = TEMPLATE.splitlines()
+    blocks = []
+    for i, line in enumerate(lines):
+        match = re.match(r"^# ([a-z_]+):", line)
+        if match is None:
+            continue
+        block = [line[2:]]
+        for more in lines[i + 1 :]:
+            if not re.match(r"^#\s{2,}", more):
+                break
+            block.append(more[2:])
+        blocks.append((match.group(1), "\n".join(block) + "\n"))
+    return blocks
+
+
+@pytest.mark.parametrize(("setting", "text"), _setting_blocks())
+def test_each_template_setting_uncommented_alone_loads_with_its_default(
+    setting: str, text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("RALPH_"):
+            monkeypatch.delenv(name)
+    (tmp_path / "ralph.yaml").write_text(text)
+    # The whole path a run takes: parsing, the repository-file checks, merging, validation.
+    cfg = build_config("go <promise>T</promise>", {}, tmp_path)
+    if setting == "completion_promise":  # an example: by default the prompt names it
+        assert cfg.completion_promise == "DONE"
+    elif setting == "pricing":  # an example of a model the built-in table lacks
+        assert list(cfg.pricing) == ["my-model-id"]
+    else:
+        assert getattr(cfg, setting) == getattr(RunConfig(), setting), text
+
+
+def test_template_states_the_repository_file_restrictions() -> None:
+    flat = " ".join(line.lstrip("# ") for line in TEMPLATE.splitlines())
+    for rule in ("sandbox: none", "built-in model", "price of 0", "log_file", "stricter wins"):
+        assert rule in flat, rule
