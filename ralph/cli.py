@@ -9,13 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
+from .config import DEFAULT_MODEL
 from .errors import EXIT_CODES_HELP, ExitCode, RalphError, UsageError
 
 RUN_HELP = (
     "Run PROMPT against a git repository in a Ralph loop until the agent's final message "
     "carries <promise>TOKEN</promise> (checked by the completion gate), --max-iterations is "
     "reached, or a guard stops it. PROMPT is a prompt file, - for stdin, a built-in name "
-    "(security, observability, incident-response, reliability) or the prompt text itself."
+    "(security, observability, incident-response, reliability) or the prompt text itself. "
+    "Settings also come from ralph.yaml, the prompt's front matter and RALPH_<SETTING> "
+    "variables (e.g. RALPH_MAX_COST=20); an option given here wins."
 )
 
 app = typer.Typer(
@@ -138,7 +141,8 @@ def run_command(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Anthropic model id, or script:PATH to replay a recorded session offline.",
+            help=f"Model: an Anthropic model id (default {DEFAULT_MODEL}), or script:PATH "
+            "to replay a recorded session offline.",
             show_default=False,
         ),
     ] = None,
@@ -333,7 +337,10 @@ def run_command(
     resume: Annotated[
         str | None,
         typer.Option(
-            "--resume", help="Resume run RUN instead of starting one.", show_default=False
+            "--resume",
+            metavar="RUN",
+            help="Resume run RUN with its recorded settings instead of starting one.",
+            show_default=False,
         ),
     ] = None,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -308,3 +309,71 @@ def test_resume_alone_reaches_the_journal(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     proc = run_cli(["--resume", "2025", "--repo", str(repo)], cwd=tmp_path, env=clean_env())
     assert proc.returncode == 2 and "no runs recorded" in proc.stderr, proc.stderr
+
+
+def _run_options() -> dict[str, str]:
+    """Each option of `ralph-loop` as its names (`-q, --quiet / --no-quiet`) -> its help."""
+    from typer.main import get_command
+
+    from ralph.cli import app
+
+    command = get_command(app).commands["run"]  # type: ignore[attr-defined]
+    out = {}
+    for param in command.params:
+        if param.param_type_name == "option":
+            out[" ".join(sorted([*param.opts, *param.secondary_opts]))] = param.help or ""
+    return out
+
+
+def _help_default(text: str) -> str | None:
+    match = re.search(r"\(default:? (.+?)(?=[:;,)])", text)
+    return match.group(1) if match else None
+
+
+def test_readme_option_table_matches_help() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("Options of `ralph-loop`", 1)[1].split("### Exit codes", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        if line.startswith("| `-"):
+            cells = [c.strip().strip("`") for c in line.replace("\\|", "/").strip("|").split("|")]
+            names = " ".join(sorted(re.findall(r"(?<![\w-])--?[a-z][a-z-]*", cells[0])))
+            rows[names] = cells[1]
+    options = _run_options()
+    assert set(rows) == set(options)
+    for names, help_text in options.items():
+        default = _help_default(help_text)
+        if default is not None:
+            assert rows[names] == default, names
+        else:
+            assert rows[names] in {"off", "none", "commit", "—"}, names
+
+
+def test_help_defaults_are_the_real_defaults() -> None:
+    from ralph.config import PARSERS, RunConfig
+
+    checked = 0
+    for names, help_text in _run_options().items():
+        default = _help_default(help_text)
+        name = names.split()[0].lstrip("-").replace("-", "_")
+        if default is None or " " in default or name not in PARSERS:
+            continue  # none, or a description such as "the one the prompt names"
+        try:
+            value = PARSERS[name](default)
+        except ValueError:
+            continue  # a description, such as ralph/<prompt>-<UTC time>
+        assert value == getattr(RunConfig(), name), names
+        checked += 1
+    assert checked >= 10
+
+
+def test_help_fits_80_columns_and_lists_each_option_once(tmp_path: Path) -> None:
+    for command, args in (("ralph-loop", ["--help"]), ("ralph", ["run", "--help"])):
+        env = {"COLUMNS": "80", "PATH": "/usr/bin:/bin"}
+        proc = run_cli(args, cwd=tmp_path, env=env, command=command)
+        assert proc.returncode == 0
+        assert max(len(line) for line in proc.stdout.splitlines()) <= 80
+        options = proc.stdout.split("\nOptions:\n", 1)[1]
+        listed = re.findall(r"^  (-[-\w]+(?:, --[-\w]+)?)", options, re.M)
+        assert len(listed) == len(set(listed)) == len(_run_options()) + 1  # and --help
+        assert "Exit codes: 0 completed" in proc.stdout and "130 interrupted" in proc.stdout
