@@ -202,9 +202,26 @@ def _on_off(value: Any) -> str:
     return _choice("on", "off")(value)
 
 
-def _any_list(value: Any) -> list[Any]:
+def _artifacts(value: Any) -> list[Any]:
+    """Artifact entries, checked now: a bad one found when the run starts would leave a
+    branch and .ralph/ behind, and --dry-run would pass it."""
+    if isinstance(value, str):  # RALPH_ARTIFACTS='[{path: sdlc/audit.md, checklist: true}]'
+        import yaml
+
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError("expected a YAML list of artifacts") from None
     if not isinstance(value, list):
         raise ValueError("expected a list")
+    from .gate import parse_artifacts
+
+    try:
+        parse_artifacts(value)
+    except UsageError as exc:
+        raise ValueError(exc.message.removeprefix("artifacts: ")) from None
+    except (TypeError, ValueError):
+        raise ValueError("an entry's min must be a whole number") from None
     return value
 
 
@@ -264,7 +281,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "stall_limit": _int,
     "max_failures": _int,
     "verify": _commands,
-    "artifacts": _any_list,
+    "artifacts": _artifacts,
     "log_format": _choice("auto", "plain", "json", "rich"),
     "log_file": _path,
     "quiet": _bool,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -478,3 +479,34 @@ def test_sentence_ending_in_a_missing_file_name_says_how_to_mean_text(tmp_path: 
         load_prompt("Fix the bug in notes.md", cwd=tmp_path)
     with pytest.raises(UsageError, match=r"built-in names$"):
         load_prompt("notes.md", cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("42", "artifacts: entry 1 needs a `path`"),
+        ("{path: a.md, min: lots}", "artifacts: an entry's min must be a whole number"),
+        ("{path: ../a.md}", "artifacts: entry 1: path '../a.md' must be relative"),
+    ],
+)
+def test_bad_artifact_is_refused_before_anything_is_created(
+    entry: str, message: str, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    prompt = tmp_path / "p.md"
+    prompt.write_text(f"---\nartifacts: [{entry}]\n---\n{GO}\n")
+    proc = run_cli([str(prompt), "--sandbox", "none"], cwd=repo, env=clean_env())
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert f"p.md front matter: {message}" in proc.stderr
+    assert not (repo / ".ralph").exists()
+    assert (
+        "ralph/"
+        not in subprocess.run(
+            ["git", "branch"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout
+    )
+
+
+def test_artifacts_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RALPH_ARTIFACTS", "[{path: sdlc/audit.md, checklist: true}]")
+    assert env_layer()["artifacts"] == [{"path": "sdlc/audit.md", "checklist": True}]
