@@ -56,6 +56,15 @@ def _note(message: str, json_logs: bool) -> None:
         sys.stderr.write(f"{prog}: note: {message}\n")
 
 
+REPO_HELP = "The repository (default: RALPH_REPO or the current directory)."
+
+
+def repo_dir(repo: Path | None) -> Path:
+    """The repository a command works on: --repo, else RALPH_REPO, else the current directory
+    (every command alike, so the `ralph resume RUN` a run prints works in the same shell)."""
+    return (repo or Path(os.environ.get("RALPH_REPO") or Path.cwd())).expanduser()
+
+
 def build_config(prompt: str, flags: dict[str, Any], repo: Path | None) -> Any:
     """Merge defaults < ralph.yaml < front matter < RALPH_* env < flags into a RunConfig.
 
@@ -73,9 +82,10 @@ def build_config(prompt: str, flags: dict[str, Any], repo: Path | None) -> Any:
     )
     from .prompt import load_prompt
 
-    root = (repo or Path(os.environ.get("RALPH_REPO") or Path.cwd())).expanduser()
+    root = repo_dir(repo)
     if not root.is_dir():
-        raise UsageError(f"--repo {root} does not exist or is not a directory")
+        given = f"--repo {root}" if repo is not None else f"RALPH_REPO={root}"
+        raise UsageError(f"{given} does not exist or is not a directory")
     root = root.resolve()
     spec = load_prompt(prompt)
     from_file = file_layer(root)
@@ -149,7 +159,8 @@ def run_command(
     repo: Annotated[
         Path | None,
         typer.Option(
-            help="The git repository to work on (default: current directory).", show_default=False
+            help="The git repository to work on (default: RALPH_REPO or the current directory).",
+            show_default=False,
         ),
     ] = None,
     max_turns: Annotated[
@@ -443,7 +454,7 @@ def resume_run(run: str, repo: Path | None) -> None:
     try:
         from .resume import resume_config
 
-        root = (repo or Path.cwd()).expanduser().resolve()
+        root = repo_dir(repo).resolve()
         cfg, point = resume_config(root, run)
         _exit_with(_execute(cfg, point))
     except RalphError as exc:
@@ -458,7 +469,7 @@ def resume_cmd(
     run: Annotated[str, typer.Argument(help="Run id (or a unique prefix), from `ralph runs`.")],
     repo: Annotated[
         Path | None,
-        typer.Option(help="The repository (default: current directory).", show_default=False),
+        typer.Option(help=REPO_HELP, show_default=False),
     ] = None,
 ) -> None:
     """Resume an interrupted, crashed or killed run where it stopped."""
@@ -469,7 +480,7 @@ def resume_cmd(
 def runs_cmd(
     repo: Annotated[
         Path | None,
-        typer.Option(help="The repository (default: current directory).", show_default=False),
+        typer.Option(help=REPO_HELP, show_default=False),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON array of runs, each with an id.")
@@ -479,7 +490,7 @@ def runs_cmd(
     from .history import runs_command
 
     try:
-        runs_command((repo or Path.cwd()).expanduser().resolve(), as_json, sys.stdout)
+        runs_command(repo_dir(repo).resolve(), as_json, sys.stdout)
     except RalphError as exc:
         raise _fail(exc.message, exc.exit_code) from None
 
@@ -489,7 +500,7 @@ def show_cmd(
     run: Annotated[str, typer.Argument(help="Run id (or a unique prefix), from `ralph runs`.")],
     repo: Annotated[
         Path | None,
-        typer.Option(help="The repository (default: current directory).", show_default=False),
+        typer.Option(help=REPO_HELP, show_default=False),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
     report: Annotated[bool, typer.Option("--report", help="Print the run's report.md.")] = False,
@@ -500,7 +511,7 @@ def show_cmd(
     from .history import show_command
     from .ui import clean
 
-    root = (repo or Path.cwd()).expanduser().resolve()
+    root = repo_dir(repo).resolve()
     try:
         if report:
             from .report import load_report
@@ -536,7 +547,7 @@ def prompts_cmd() -> None:
 def init_cmd(
     repo: Annotated[
         Path | None,
-        typer.Option(help="The repository (default: current directory).", show_default=False),
+        typer.Option(help=REPO_HELP, show_default=False),
     ] = None,
     prompts: Annotated[
         bool,
@@ -547,7 +558,7 @@ def init_cmd(
     """Write a commented ralph.yaml (every setting, its default, what it does)."""
     from .init import init_repo
 
-    root = (repo or Path.cwd()).expanduser()
+    root = repo_dir(repo)
     try:
         if not root.is_dir():
             raise UsageError(f"--repo {root} does not exist or is not a directory")

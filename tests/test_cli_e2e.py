@@ -377,3 +377,21 @@ def test_help_fits_80_columns_and_lists_each_option_once(tmp_path: Path) -> None
         listed = re.findall(r"^  (-[-\w]+(?:, --[-\w]+)?)", options, re.M)
         assert len(listed) == len(set(listed)) == len(_run_options()) + 1  # and --help
         assert "Exit codes: 0 completed" in proc.stdout and "130 interrupted" in proc.stdout
+
+
+def test_ralph_repo_is_honoured_by_every_command(tmp_path: Path) -> None:
+    # The run's own closing line says `ralph resume RUN`: in the same shell it must find it.
+    repo, prompt, script = setup(tmp_path, [[work_turn(1), f"<promise>{TOKEN}</promise>"]])
+    env = clean_env(RALPH_REPO=str(repo))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = [str(prompt), "--model", f"script:{script}", "--sandbox", "none"]
+    assert run_cli(run, cwd=elsewhere, env=env).returncode == 0
+    runs = run_cli(["runs", "--json"], cwd=elsewhere, env=env, command="ralph")
+    assert runs.returncode == 0, runs.stderr
+    assert '"status": "completed"' in runs.stdout
+    resume = run_cli(["resume", "nosuchrun"], cwd=elsewhere, env=env, command="ralph")
+    assert resume.returncode == 2 and "no runs recorded" not in resume.stderr, resume.stderr
+    missing = clean_env(RALPH_REPO=str(tmp_path / "gone"))
+    proc = run_cli([str(prompt), "--dry-run"], cwd=elsewhere, env=missing)
+    assert proc.returncode == 2 and f"RALPH_REPO={tmp_path / 'gone'} does not" in proc.stderr
