@@ -84,8 +84,8 @@ def build_config(prompt: str, flags: dict[str, Any], repo: Path | None) -> Any:
 
     root = repo_dir(repo)
     if not root.is_dir():
-        given = f"--repo {root}" if repo is not None else f"RALPH_REPO={root}"
-        raise UsageError(f"{given} does not exist or is not a directory")
+        named = f"--repo {root}" if repo is not None else f"RALPH_REPO={root}"
+        raise UsageError(f"{named} does not exist or is not a directory")
     root = root.resolve()
     spec = load_prompt(prompt)
     from_file = file_layer(root)
