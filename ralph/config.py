@@ -317,6 +317,13 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "timeout": (lambda v: v > 0, "must be more than 0"),
     "output_cap": (lambda v: v >= 1000, "must be at least 1000 bytes"),
     "bash_timeout": (lambda v: v > 0, "must be more than 0"),
+    # A blank token can never be matched: the run would go on to its last iteration.
+    "completion_promise": (
+        lambda v: bool(v.strip()),
+        "is empty; give the token (e.g. DONE), or leave it out to use the prompt's "
+        "<promise>TOKEN</promise>",
+    ),
+    "remote": (lambda v: bool(v.strip()), "is empty; name a git remote (default origin)"),
     "model": (
         lambda v: bool(v.strip()),
         f"is empty; give an Anthropic model id (default {DEFAULT_MODEL}) or script:PATH",
@@ -507,6 +514,8 @@ def validate(cfg: RunConfig) -> None:
     """Reject combinations that make no sense, with the fix in the message."""
     for name, (ok, problem) in BOUNDS.items():
         value = getattr(cfg, name)
+        if name == "completion_promise":
+            continue  # "" is "not given" here: build_config takes the prompt's
         if value is not None and not ok(value):
             raise UsageError(f"{option_name(name)} {problem}")
     if cfg.max_iterations == 0 and cfg.max_cost is None and cfg.timeout is None:

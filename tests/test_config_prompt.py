@@ -510,3 +510,13 @@ def test_bad_artifact_is_refused_before_anything_is_created(
 def test_artifacts_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RALPH_ARTIFACTS", "[{path: sdlc/audit.md, checklist: true}]")
     assert env_layer()["artifacts"] == [{"path": "sdlc/audit.md", "checklist": True}]
+
+
+@pytest.mark.parametrize(("option", "value"), [("--completion-promise", " "), ("--remote", "")])
+def test_blank_token_or_remote_is_refused(option: str, value: str, tmp_path: Path) -> None:
+    # A blank promise can never be matched: the run would burn every iteration.
+    proc = run_cli([GO, option, value, "--dry-run"], cwd=make_repo(tmp_path / "r"), env=clean_env())
+    assert proc.returncode == 2 and f"error: {option} is empty" in proc.stderr, proc.stderr
+    (tmp_path / "ralph.yaml").write_text(f"{option[2:].replace('-', '_')}: '{value}'\n")
+    with pytest.raises(UsageError, match=r"ralph\.yaml: \w+ is empty"):
+        build_config(GO, {}, tmp_path)
