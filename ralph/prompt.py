@@ -91,8 +91,9 @@ def _read_file(path: Path) -> str:
 def _from_text(text: str, name: str, source: str, path: Path | None) -> PromptSpec:
     settings, body = split_front_matter(text, str(path) if path else source)
     if not body.strip():
-        where = path or source
-        raise UsageError(f"the prompt in {where} is empty; write the task in it")
+        if source == "-":
+            raise UsageError("the prompt on standard input (-) is empty; pipe the task in")
+        raise UsageError(f"the prompt in {path or source} is empty; write the task in it")
     return PromptSpec(body.strip() + "\n", name, source, settings, path)
 
 

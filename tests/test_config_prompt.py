@@ -76,7 +76,7 @@ def test_inline_and_stdin() -> None:
     assert spec.promises == ["S"]
     spec = load_prompt("-", stdin=io.StringIO("fix things <promise>F</promise>\n"))
     assert spec.source == "-" and spec.promises == ["F"]
-    with pytest.raises(UsageError, match="empty"):
+    with pytest.raises(UsageError, match=r"standard input \(-\) is empty; pipe the task in"):
         load_prompt("-", stdin=io.StringIO("  \n"))
 
 
