@@ -132,6 +132,8 @@ def load_prompt(arg: str, stdin: TextIO | None = None, cwd: Path | None = None) 
             if re.search(r"\s", arg.strip())
             else ""
         )
+        if builtin_path(Path(arg).stem) is not None:  # security.md, other/security.md
+            hint = f"; the built-in is `ralph-loop {Path(arg).stem}`"
         raise UsageError(
             f"prompt file {arg} does not exist; check the path, or run `ralph prompts` "
             f"for the built-in names{hint}"

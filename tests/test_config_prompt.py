@@ -335,8 +335,10 @@ def test_existing_prompts_file_beats_the_builtin(tmp_path: Path) -> None:
 def test_prompts_path_of_no_builtin_is_still_an_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="does not exist"):
         load_prompt("prompts/securty.md", cwd=tmp_path)
-    with pytest.raises(UsageError, match="does not exist"):
+    with pytest.raises(UsageError, match=r"does not exist.*the built-in is `ralph-loop security`"):
         load_prompt("other/security.md", cwd=tmp_path)
+    with pytest.raises(UsageError, match="the built-in is `ralph-loop reliability`"):
+        load_prompt("reliability.md", cwd=tmp_path)
 
 
 def test_readme_usage_works_in_any_repository(tmp_path: Path) -> None:
