@@ -161,28 +161,26 @@ def _yaml_list(text: str) -> list[str] | None:
     return [_str(v) for v in value]
 
 
-def _str_list(value: Any) -> list[str]:
+def _listed(value: Any, pieces: Callable[[str], list[str]], expected: str) -> list[str]:
+    """A list, a YAML list in a string, or a string cut into `pieces`."""
     if isinstance(value, list):
         return [_str(v) for v in value]
     if isinstance(value, str):
         listed = _yaml_list(value)
         if listed is not None:
             return listed
-        return [v.strip() for v in value.split(",") if v.strip()]
-    raise ValueError("expected a list")
+        return [v.strip() for v in pieces(value) if v.strip()]
+    raise ValueError(expected)
+
+
+def _str_list(value: Any) -> list[str]:
+    return _listed(value, lambda s: s.split(","), "expected a list")
 
 
 def _commands(value: Any) -> list[str]:
     """Shell commands: a list, a YAML list in a string, or one command per line; never split
     on commas, which commands hold (`python -c "f(1, 2)"`)."""
-    if isinstance(value, list):
-        return [_str(v) for v in value]
-    if isinstance(value, str):
-        listed = _yaml_list(value)
-        if listed is not None:
-            return listed
-        return [line.strip() for line in value.splitlines() if line.strip()]
-    raise ValueError("expected a list of commands")
+    return _listed(value, str.splitlines, "expected a list of commands")
 
 
 def _choice(*choices: str) -> Callable[[Any], str]:
