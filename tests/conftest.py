@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_repo
+from tests.helpers import OPEN_TOOLS, make_repo
 
 
 @pytest.fixture
@@ -28,3 +29,11 @@ def requires_bwrap() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI must run the bubblewrap tests, but {problem}")
     pytest.skip(f"bubblewrap unavailable: {problem}")
+
+
+@pytest.fixture(autouse=True)
+def _close_open_tools() -> Iterator[None]:
+    """Close the tools a test registered with `closed_after_test`, so no HOME is left in /tmp."""
+    yield
+    while OPEN_TOOLS:
+        OPEN_TOOLS.pop().close()

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -128,3 +128,13 @@ def interrupt_in_iteration(
     stdout, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130
     return stdout
+
+
+T = TypeVar("T")
+OPEN_TOOLS: list[Any] = []  # tools a test made; conftest closes them after it (private HOMEs)
+
+
+def closed_after_test(tool: T) -> T:
+    """Register `tool` (anything with close()) to be closed when the current test ends."""
+    OPEN_TOOLS.append(tool)
+    return tool

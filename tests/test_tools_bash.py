@@ -16,23 +16,14 @@ import pytest
 from ralph.errors import Interrupted
 from ralph.tools.bash import NOTE_ROOM, BashTool, CappedOutput
 from ralph.tools.sandbox import make_sandbox
-
-_OPEN: list[BashTool] = []  # closed after each test, so no private HOME is left in /tmp
+from tests.helpers import closed_after_test
 
 
 def bash(
     root: Path, *, timeout: float = 20, cap: int = 2000, env: tuple[str, ...] = ()
 ) -> BashTool:
     tool = BashTool(make_sandbox("none", root, "on", env), timeout=timeout, output_cap=cap)
-    _OPEN.append(tool)
-    return tool
-
-
-@pytest.fixture(autouse=True)
-def _close_tools() -> Iterator[None]:
-    yield
-    while _OPEN:
-        _OPEN.pop().close()
+    return closed_after_test(tool)
 
 
 @pytest.fixture
