@@ -31,24 +31,22 @@ from ralph.tools.sandbox import (
     secret_files,
     tool_dirs,
 )
-from tests.helpers import git, make_repo, run_cli, write_script
-
-_OPEN: list[BashTool] = []  # closed after each test, so no private HOME is left in /tmp
+from tests.helpers import closed_after_test, git, make_repo, run_cli, write_script
 
 
 def sandboxed(
     root: Path, *, network: str = "on", timeout: float = 20, kind: str = "bwrap"
 ) -> BashTool:
     tool = BashTool(make_sandbox(kind, root, network, ()), timeout=timeout, output_cap=20_000)
-    _OPEN.append(tool)
-    return tool
+    return closed_after_test(tool)
 
 
-@pytest.fixture(autouse=True)
-def _close_tools() -> Iterator[None]:
-    yield
-    while _OPEN:
-        _OPEN.pop().close()
+@pytest.fixture
+def var_tmp() -> Iterator[Path]:
+    """A fresh directory under /var/tmp: outside /tmp, which the sandbox replaces."""
+    directory = Path(tempfile.mkdtemp(prefix="ralph-test-", dir="/var/tmp"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
@@ -343,78 +341,77 @@ def test_homes_are_hidden_but_a_repository_and_tools_in_them_are_not(
 
 
 def test_a_home_outside_root_and_home_is_hidden_too(
-    requires_bwrap: None, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+    requires_bwrap: None,
+    git_repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    var_tmp: Path,
 ) -> None:
-    home = Path(tempfile.mkdtemp(prefix="ralph-test-home-", dir="/var/tmp"))
-    try:
-        (home / ".netrc").write_text("machine example.com password runner-credential\n")
-        monkeypatch.setenv("HOME", str(home))
-        assert Path(home) in hidden_dirs()
-        result = sandboxed(git_repo).run({"command": f"cat {home}/.netrc"})
-        assert result.exit_code != 0 and "runner-credential" not in result.content
-        assert "No such file or directory" in result.content, result.content
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    home = var_tmp
+    (home / ".netrc").write_text("machine example.com password runner-credential\n")
+    monkeypatch.setenv("HOME", str(home))
+    assert Path(home) in hidden_dirs()
+    result = sandboxed(git_repo).run({"command": f"cat {home}/.netrc"})
+    assert result.exit_code != 0 and "runner-credential" not in result.content
+    assert "No such file or directory" in result.content, result.content
 
 
 def test_tools_and_a_venv_reached_through_a_symlinked_home_work(
-    requires_bwrap: None, monkeypatch: pytest.MonkeyPatch
+    requires_bwrap: None,
+    monkeypatch: pytest.MonkeyPatch,
+    var_tmp: Path,
 ) -> None:
     # $HOME or /home as a symlink into the hidden home (/home -> /var/home on Fedora Atomic,
     # homes moved to another disk): bwrap could not make a mount point through the link and
     # every command failed; a venv on PATH through it was bound read-only over the repository.
-    base = Path(tempfile.mkdtemp(prefix="ralph-test-", dir="/var/tmp"))
-    try:
-        real = base / "real-home"
-        (real / ".local/bin").mkdir(parents=True)
-        (real / ".local/bin/local-tool").write_text("#!/bin/sh\necho tool-ran\n")
-        (real / ".local/bin/local-tool").chmod(0o755)
-        (real / ".netrc").write_text("machine example.com password runner-credential\n")
-        repo = make_repo(real / "repo")
-        (repo / ".venv/bin").mkdir(parents=True)
-        link = base / "link"
-        link.symlink_to(real)
-        monkeypatch.setenv("HOME", str(link))
-        path = [str(link / "repo/.venv/bin"), str(link / ".local/bin"), os.environ["PATH"]]
-        monkeypatch.setenv("PATH", os.pathsep.join(path))
-        tool = sandboxed(link / "repo")
-        result = tool.run({"command": "local-tool && touch .venv/bin/installed && pwd"})
-        assert result.exit_code == 0, result.content
-        assert result.content == f"tool-ran\n{repo}", result.content
-        assert (repo / ".venv/bin/installed").is_file()
-        secret = tool.run({"command": f"cat {link}/.netrc {real}/.netrc"})
-        assert secret.exit_code != 0 and "runner-credential" not in secret.content
-        tool.close()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    base = var_tmp
+    real = base / "real-home"
+    (real / ".local/bin").mkdir(parents=True)
+    (real / ".local/bin/local-tool").write_text("#!/bin/sh\necho tool-ran\n")
+    (real / ".local/bin/local-tool").chmod(0o755)
+    (real / ".netrc").write_text("machine example.com password runner-credential\n")
+    repo = make_repo(real / "repo")
+    (repo / ".venv/bin").mkdir(parents=True)
+    link = base / "link"
+    link.symlink_to(real)
+    monkeypatch.setenv("HOME", str(link))
+    path = [str(link / "repo/.venv/bin"), str(link / ".local/bin"), os.environ["PATH"]]
+    monkeypatch.setenv("PATH", os.pathsep.join(path))
+    tool = sandboxed(link / "repo")
+    result = tool.run({"command": "local-tool && touch .venv/bin/installed && pwd"})
+    assert result.exit_code == 0, result.content
+    assert result.content == f"tool-ran\n{repo}", result.content
+    assert (repo / ".venv/bin/installed").is_file()
+    secret = tool.run({"command": f"cat {link}/.netrc {real}/.netrc"})
+    assert secret.exit_code != 0 and "runner-credential" not in secret.content
+    tool.close()
 
 
 def test_path_dirs_behind_symlinks_in_a_hidden_home_still_run(
-    requires_bwrap: None, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+    requires_bwrap: None,
+    git_repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    var_tmp: Path,
 ) -> None:
     # Links inside the hidden home are gone in the sandbox: a PATH dir reached through one is
     # shown where PATH names it, whether it points into the home (~/bin -> ~/dotfiles/bin)
     # or out of it (a profile link to a store, as NixOS's /run/current-system).
-    base = Path(tempfile.mkdtemp(prefix="ralph-test-", dir="/var/tmp"))
-    try:
-        home, store = base / "home", base / "store/tools-1.0"
-        for bin_dir, name in ((home / "dotfiles/bin", "dot-tool"), (store / "bin", "store-tool")):
-            bin_dir.mkdir(parents=True)
-            (bin_dir / name).write_text(f"#!/bin/sh\necho {name}-ran\n")
-            (bin_dir / name).chmod(0o755)
-        (home / "bin").symlink_to("dotfiles/bin")
-        (home / "profile").symlink_to(store)
-        (home / ".netrc").write_text("machine example.com password runner-credential\n")
-        monkeypatch.setenv("HOME", str(home))
-        path = [str(home / "bin"), str(home / "profile/bin"), os.environ["PATH"]]
-        monkeypatch.setenv("PATH", os.pathsep.join(path))
-        tool = sandboxed(git_repo)
-        result = tool.run({"command": "dot-tool && store-tool"})
-        assert result.content == "dot-tool-ran\nstore-tool-ran", result.content
-        assert tool.run({"command": f"cat {home}/.netrc"}).exit_code != 0
-        tool.close()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    base = var_tmp
+    home, store = base / "home", base / "store/tools-1.0"
+    for bin_dir, name in ((home / "dotfiles/bin", "dot-tool"), (store / "bin", "store-tool")):
+        bin_dir.mkdir(parents=True)
+        (bin_dir / name).write_text(f"#!/bin/sh\necho {name}-ran\n")
+        (bin_dir / name).chmod(0o755)
+    (home / "bin").symlink_to("dotfiles/bin")
+    (home / "profile").symlink_to(store)
+    (home / ".netrc").write_text("machine example.com password runner-credential\n")
+    monkeypatch.setenv("HOME", str(home))
+    path = [str(home / "bin"), str(home / "profile/bin"), os.environ["PATH"]]
+    monkeypatch.setenv("PATH", os.pathsep.join(path))
+    tool = sandboxed(git_repo)
+    result = tool.run({"command": "dot-tool && store-tool"})
+    assert result.content == "dot-tool-ran\nstore-tool-ran", result.content
+    assert tool.run({"command": f"cat {home}/.netrc"}).exit_code != 0
+    tool.close()
 
 
 def test_toolchains_installed_in_a_hidden_home_are_shown_whole(
@@ -533,30 +530,31 @@ def test_a_run_as_root_in_another_users_repository_stops_before_git(
 
 @pytest.mark.parametrize("kind", ["bwrap", "none"])
 def test_cargo_from_rustup_in_the_home_finds_its_toolchains(
-    requires_bwrap: None, git_repo: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+    requires_bwrap: None,
+    git_repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    var_tmp: Path,
 ) -> None:
     # rustup's proxies (cargo, rustc) look for toolchains in RUSTUP_HOME, by default ~/.rustup
     # of a HOME the agent does not have: every cargo failed, sandboxed or not.
-    home = Path(tempfile.mkdtemp(prefix="ralph-test-home-", dir="/var/tmp"))
-    try:
-        (home / ".rustup/toolchains/stable").mkdir(parents=True)
-        (home / ".rustup/toolchains/stable/version").write_text("toolchain-found\n")
-        (home / ".rustup/credentials.toml").write_text("runner-credential\n")
-        (home / ".cargo/bin").mkdir(parents=True)
-        rustup = home / ".cargo/bin/rustup"
-        rustup.write_text('#!/bin/sh\ncat "$RUSTUP_HOME/toolchains/stable/version"\n')
-        rustup.chmod(0o755)
-        (home / ".cargo/bin/cargo").symlink_to("rustup")
-        monkeypatch.setenv("HOME", str(home))
-        monkeypatch.setenv("PATH", f"{home}/.cargo/bin{os.pathsep}{os.environ['PATH']}")
-        tool = sandboxed(git_repo, kind=kind)
-        assert tool.run({"command": "cargo build"}).content == "toolchain-found"
-        if kind == "bwrap":  # read-only, and nothing else of the home
-            assert tool.run({"command": f"touch {home}/.rustup/x"}).exit_code != 0
-            assert tool.run({"command": f"ls -A {home}"}).content.split() == [".cargo", ".rustup"]
-        tool.close()
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    home = var_tmp
+    (home / ".rustup/toolchains/stable").mkdir(parents=True)
+    (home / ".rustup/toolchains/stable/version").write_text("toolchain-found\n")
+    (home / ".rustup/credentials.toml").write_text("runner-credential\n")
+    (home / ".cargo/bin").mkdir(parents=True)
+    rustup = home / ".cargo/bin/rustup"
+    rustup.write_text('#!/bin/sh\ncat "$RUSTUP_HOME/toolchains/stable/version"\n')
+    rustup.chmod(0o755)
+    (home / ".cargo/bin/cargo").symlink_to("rustup")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PATH", f"{home}/.cargo/bin{os.pathsep}{os.environ['PATH']}")
+    tool = sandboxed(git_repo, kind=kind)
+    assert tool.run({"command": "cargo build"}).content == "toolchain-found"
+    if kind == "bwrap":  # read-only, and nothing else of the home
+        assert tool.run({"command": f"touch {home}/.rustup/x"}).exit_code != 0
+        assert tool.run({"command": f"ls -A {home}"}).content.split() == [".cargo", ".rustup"]
+    tool.close()
 
 
 def test_rustup_home_is_the_runners_when_rustup_is_on_path(tmp_path: Path) -> None:
