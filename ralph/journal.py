@@ -75,6 +75,13 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX tool_calls_run ON tool_calls (run_id, iteration)",
         "CREATE INDEX events_run ON events (run_id, iteration)",
     ),
+    (  # 2: what operators ask of a run from elsewhere (ralph steer / ralph stop), see control.py
+        """CREATE TABLE requests (
+            id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, kind TEXT NOT NULL, text TEXT,
+            keep INTEGER NOT NULL DEFAULT 0, created REAL, withdrawn REAL,
+            delivered_iteration INTEGER, delivered REAL)""",
+        "CREATE INDEX requests_run ON requests (run_id)",
+    ),
 ]
 
 

@@ -198,7 +198,7 @@ def test_a_version_1_store_opens_with_newer_migrations(
     monkeypatch.setattr(journal_mod, "MIGRATIONS", newer)
     journal = Journal.open(repo)
     versions = [r[0] for r in journal.conn.execute("SELECT version FROM schema_version")]
-    assert versions == [1, 2]
+    assert versions == list(range(1, len(newer) + 1))
     assert [r["id"] for r in journal.list_runs()] == ["old-run"]
     journal.conn.execute("UPDATE runs SET note = 'x'")  # the new column exists
     journal.close()
