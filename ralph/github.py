@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from .errors import RalphError
 from .redact import is_secret_name, redact
+from .status import RunStatus
 
 if TYPE_CHECKING:
     import httpx
@@ -550,23 +551,16 @@ def set_draft(api: GitHubAPI, pr: dict[str, Any], draft: bool) -> dict[str, Any]
     return {**pr, "draft": draft}
 
 
-OUTCOMES = {
-    "completed": "completed",
-    "budget": "budget ran out",
-    "stalled": "stalled",
-    "failed": "stopped after repeated failures",
-    "interrupted": "interrupted",
-    "error": "stopped by an error",
-}
-
-
 def pr_title(prompt_name: str, status: str, iterations: int = 0, max_iterations: int = 0) -> str:
     """`ralph: security hardening — stopped at max iterations (12/30)` and the like."""
     job = f"{prompt_name} hardening" if prompt_name in BUILTIN_PROMPTS else prompt_name
     if status == "max_iterations":
         outcome = f"stopped at max iterations ({iterations}/{max_iterations})"
     else:
-        outcome = OUTCOMES.get(status, status.replace("_", " "))
+        try:
+            outcome = RunStatus(status).label
+        except ValueError:  # a status this ralph does not know (a newer journal)
+            outcome = status.replace("_", " ")
     return f"ralph: {job} — {outcome}"
 
 

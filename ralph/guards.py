@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from .config import RunConfig
 from .models.base import Usage
+from .status import Outcome
 
-FAILED_OUTCOMES = {"failed", "refused"}
+FAILED_OUTCOMES = {o.value for o in Outcome if o.failure}
 TOOL_STORM = 5  # an iteration whose tool calls (at least this many) all failed counts as failed
 
 

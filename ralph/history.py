@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import UsageError
-from .journal import FINISHED, Journal, db_path
+from .journal import Journal, db_path
+from .status import FINISHED
 
 
 def _money(cost: float | None) -> str:

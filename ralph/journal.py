@@ -29,9 +29,9 @@ from .config import STATE_DIR
 from .errors import RalphError, UsageError
 from .events import Event
 from .models.base import Usage
+from .status import FINISHED
 
 DB_NAME = "ralph.db"
-FINISHED = ("completed", "max_iterations", "budget", "stalled")
 TOKENS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 OUTPUT_KEEP = 8000  # characters of a tool's output kept (head and tail)
 STRING_KEEP = 4000  # characters of any one string inside a tool's input

@@ -18,16 +18,7 @@ from .gate import Gate, rejection_feedback
 from .guards import Guards, IterationRecord, Stop
 from .models.base import ModelError, Usage
 from .signals import STOP
-
-STATUS_EXIT = {
-    "completed": ExitCode.COMPLETED,
-    "max_iterations": ExitCode.MAX_ITERATIONS,
-    "budget": ExitCode.BUDGET,
-    "stalled": ExitCode.GUARD,
-    "failed": ExitCode.GUARD,
-    "interrupted": ExitCode.INTERRUPTED,
-    "error": ExitCode.ERROR,
-}
+from .status import RunStatus
 
 SYSTEM_PROMPT = """\
 You are an autonomous engineer working in the git repository at {root}. You run in a loop: \
@@ -120,7 +111,7 @@ class RunResult:
     def exit_code(self) -> ExitCode:
         if self.pr_failed and self.status == "completed":
             return ExitCode.ERROR  # otherwise the run's own non-zero code says more
-        return STATUS_EXIT[self.status]
+        return RunStatus(self.status).exit_code
 
 
 @dataclass

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .config import STATE_DIR, RunConfig
-from .errors import ExitCode, Interrupted, UsageError
+from .errors import UsageError
 from .events import Event
+from .status import RESUMABLE, status_of
 from .ui import clean, fmt_cost, fmt_duration, usage_total
 
 REPORT_NAME = "report.md"
-RESUMABLE = {"interrupted", "error", "failed", "running", "crashed"}
-EXIT_OF = {"interrupted": int(ExitCode.INTERRUPTED), "error": int(ExitCode.ERROR)}
 
 
 @dataclass
@@ -252,12 +251,8 @@ def complete(
 ) -> RunSummary:
     """Fill in what only the ending process knows: a crash, the limits, artifacts, resume."""
     if error is not None:
-        interrupted = isinstance(error, Interrupted | KeyboardInterrupt)
-        summary.status = "interrupted" if interrupted else "error"
-        summary.exit_code = EXIT_OF[summary.status]
-        summary.reason = (
-            "interrupted by a signal" if interrupted else f"{type(error).__name__}: {error}"
-        )
+        status, code, summary.reason = status_of(error)
+        summary.status, summary.exit_code = status.value, int(code)
     if cfg is not None:
         summary.limits = _limits(cfg.to_dict())
         if root is not None:

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from .agent import Agent
 from .config import RunConfig
-from .errors import Interrupted, UsageError
+from .errors import UsageError
 from .events import Bus, Observer
 from .gate import Gate, parse_artifacts
 from .guards import Guards
@@ -164,24 +164,18 @@ def _commit_left_over(
 def _end_cut_short(bus: Bus, exc: BaseException, guards: Guards, duration_s: float) -> None:
     """Emit run_ended for a run an exception cut short, so the journal does not keep it
     running: status error (or interrupted, for a signal), still resumable."""
-    from .errors import ExitCode, RalphError
     from .redact import redact
+    from .status import status_of
 
-    interrupted = isinstance(exc, Interrupted | KeyboardInterrupt)
-    if interrupted:
-        status, code, reason = "interrupted", int(ExitCode.INTERRUPTED), "interrupted by a signal"
-    elif isinstance(exc, RalphError):
-        status, code, reason = "error", int(exc.exit_code), exc.message
-    else:
-        status, code, reason = "error", int(ExitCode.ERROR), f"{type(exc).__name__}: {exc}"
+    status, code, reason = status_of(exc)
     iterations = bus.iteration or 0
     bus.iteration = None
     # The journal may be what failed: then the first error is the one to report.
     with contextlib.suppress(Exception):
         bus.emit(
             "run_ended",
-            status=status,
-            exit_code=code,
+            status=status.value,
+            exit_code=int(code),
             reason=redact(reason),
             iterations=iterations,
             usage=guards.usage.as_dict(),

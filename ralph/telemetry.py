@@ -17,12 +17,13 @@ from typing import Any
 from .config import RunConfig
 from .errors import UsageError
 from .events import Event, Observer
+from .status import RunStatus
 
 ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 TIMEOUT_VARS = ("OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
 EXPORT_TIMEOUT_S = 4.0  # one export, retries included
 FLUSH_TIMEOUT_MS = 5000  # the run is over: don't make the user wait long on a dead collector
-ERROR_STATUSES = {"error", "failed"}
+ERROR_STATUSES = {s.value for s in RunStatus if s.failure}
 FAILED_OUTCOMES = {"failed", "refused", "context_exceeded"}
 ATTR_KEEP = 1000  # characters of a string attribute (a bash command, an error message)
 
