@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import typing
 from collections.abc import Iterator
@@ -451,32 +453,52 @@ def test_client_errors_end_the_call_without_retry(api: FakeAPI, status: int) -> 
 
 def test_interrupted_propagates_at_once_from_a_hung_request(api: FakeAPI) -> None:
     api.add(Stall(None))
-    _interrupt_after(0.3, lambda: make_model(timeout=30).complete(make_request()))
+    model = make_model(timeout=30)
+    _interrupt_when(lambda: len(api.requests) == 1, lambda: model.complete(make_request()))
     assert len(api.requests) == 1
 
 
 def test_interrupted_propagates_from_a_retry_wait(api: FakeAPI) -> None:
     api.add(HTTPError(429, retry_after=30), Message("never"))
-    _interrupt_after(0.3, lambda: make_model(retry_window=60).complete(make_request()))
+    events: list[StreamEvent] = []
+    model = make_model(retry_window=60)
+    _interrupt_when(
+        lambda: any(e.kind == "retry" for e in events),
+        lambda: model.complete(make_request(), events.append),
+    )
     assert len(api.requests) == 1
 
 
-def _interrupt_after(seconds: float, work: typing.Callable[[], object]) -> None:
-    """Run `work` while a SIGALRM handler raises Interrupted, as ralph's handler does."""
+def _interrupt_when(ready: typing.Callable[[], bool], work: typing.Callable[[], object]) -> None:
+    """Run `work` and, once `ready()` (the request is in flight, or the retry wait has begun),
+    send SIGALRM to this thread, whose handler raises Interrupted as ralph's does. Armed by
+    what the test waits for, not by a clock: the SDK's import alone takes seconds on a busy
+    machine. `work` must then end within seconds, not wait out the 30 s stall or retry-after."""
 
     def handler(signum: int, frame: object) -> None:
         raise Interrupted(signum)
 
+    main, sent = threading.get_ident(), []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # into the blocking read or the sleep itself
+        sent.append(time.monotonic())
+        signal.pthread_kill(main, signal.SIGALRM)
+
     previous = signal.signal(signal.SIGALRM, handler)
-    started = time.monotonic()
+    watcher = threading.Thread(target=watch, daemon=True)
     try:
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        watcher.start()
         with pytest.raises(Interrupted):
             work()
+        assert ready()
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        watcher.join(130)
         signal.signal(signal.SIGALRM, previous)
-    assert time.monotonic() - started < seconds + 1.5
+    assert time.monotonic() - sent[0] < 15
 
 
 # --- prompt caching ----------------------------------------------------------------------------
@@ -649,18 +671,28 @@ def test_cost_of_usage() -> None:
     assert pricing.cost(usage) == pytest.approx(3.0 + 1.5 + 0.75 + 0.6)
 
 
-def test_the_default_model_is_not_deprecated() -> None:
-    from anthropic._data import DEPRECATED_MODELS
-
-    assert DEFAULT_MODEL not in DEPRECATED_MODELS
-
-
-def test_every_priced_id_is_a_model_the_sdk_knows_and_prices_are_coherent() -> None:
+def sdk_model_ids() -> set[str]:
+    """The model ids the installed (locked) SDK lists in its ModelParam type."""
     from anthropic.types.model_param import ModelParam
 
     literal = typing.get_args(ModelParam)[0]
-    known = set(typing.get_args(literal))
+    return set(typing.get_args(literal))
+
+
+def test_the_default_model_is_one_the_locked_sdk_lists_prices_and_does_not_deprecate() -> None:
+    # What users meet without a --model: it must be a current model, with a known cost.
+    from anthropic._data import DEPRECATED_MODELS
+
+    assert DEFAULT_MODEL in sdk_model_ids()
+    assert DEFAULT_MODEL not in DEPRECATED_MODELS
+    assert lookup(DEFAULT_MODEL) is not None
+
+
+def test_builtin_prices_are_coherent() -> None:
+    # Ids the SDK has since dropped stay priced on purpose (an old run's journal still needs
+    # its cost), so this checks the table's shape, not upstream's list of the day.
     table = builtin_prices()
-    assert table and set(table) <= known
+    assert table
     for model, p in table.items():
+        assert re.fullmatch(r"claude-[a-z]+(-\d+)+", model), model
         assert 0 < p.cache_read < p.input < p.cache_write and p.input < p.output, model
