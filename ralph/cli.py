@@ -590,6 +590,73 @@ def demo_cmd(
     _exit_with(code)
 
 
+RUN_ARG_HELP = "Run id, a unique prefix of one, or latest (the default)."
+
+
+@app.command("steer")
+def steer_cmd(
+    run: Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or latest.")],
+    text: Annotated[
+        str | None,
+        typer.Argument(
+            help="Guidance for the run's next iteration (- reads it from stdin); none lists "
+            "the guidance still to be given.",
+            show_default=False,
+        ),
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Give it to every coming iteration, not just the next.")
+    ] = False,
+    withdraw: Annotated[
+        str | None,
+        typer.Option(help="Withdraw guidance: its id, or all.", show_default=False),
+    ] = None,
+    repo: Annotated[Path | None, typer.Option(help=REPO_HELP, show_default=False)] = None,
+) -> None:
+    """Guide a running (or resumable) run: the next iteration's message carries the text."""
+    from .operate import steer_command
+
+    try:
+        steer_command(repo_dir(repo).resolve(), run, text, keep=keep, withdraw=withdraw)
+    except RalphError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+
+
+@app.command("stop")
+def stop_cmd(
+    run: Annotated[str | None, typer.Argument(help=RUN_ARG_HELP, show_default=False)] = None,
+    now: Annotated[
+        bool, typer.Option("--now", help="Stop at once, as Ctrl-C does (still resumable).")
+    ] = False,
+    repo: Annotated[Path | None, typer.Option(help=REPO_HELP, show_default=False)] = None,
+) -> None:
+    """Ask a running run to finish its iteration, commit and end as stopped (exit 130)."""
+    from .operate import stop_command
+
+    try:
+        stop_command(repo_dir(repo).resolve(), run, now)
+    except RalphError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+
+
+@app.command("watch", epilog=EXIT_CODES_HELP)
+def watch_cmd(
+    run: Annotated[str | None, typer.Argument(help=RUN_ARG_HELP, show_default=False)] = None,
+    log_format: Annotated[
+        str, typer.Option(help="auto | plain | json | rich, as for a run.")
+    ] = "auto",
+    repo: Annotated[Path | None, typer.Option(help=REPO_HELP, show_default=False)] = None,
+) -> None:
+    """Follow a run from another terminal (read-only); exits with the run's exit code."""
+    from .operate import watch_command
+
+    try:
+        code = watch_command(repo_dir(repo).resolve(), run, log_format)
+    except RalphError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+    _exit_with(code)
+
+
 def loop_main() -> None:
     """Entry point of `ralph-loop`: the run command on its own."""
     single = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None)

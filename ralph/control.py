@@ -17,7 +17,7 @@ import os
 import signal
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
@@ -132,3 +132,18 @@ def interrupt(main_repo: Path, run_id: str) -> int:
         )
     os.kill(pid, signal.SIGINT)
     return pid
+
+
+@dataclass
+class JournalControl:
+    """The running loop's view of its requests (loop.Control), on the journal's connection."""
+
+    conn: sqlite3.Connection
+    run_id: str
+    since: float = field(default_factory=time.time)  # requests before this session are old
+
+    def guidance(self, iteration: int) -> list[tuple[int, str, bool]]:
+        return [(g.id, g.text, g.keep) for g in take_guidance(self.conn, self.run_id, iteration)]
+
+    def stop_requested(self) -> bool:
+        return stop_requested(self.conn, self.run_id, self.since)

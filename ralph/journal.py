@@ -233,19 +233,20 @@ class Journal:
         def write(db: sqlite3.Connection) -> None:
             if writer is not None:
                 writer(db, event, data)
-            if event.name not in _STRUCTURED:
-                db.execute(
-                    "INSERT INTO events (run_id, iteration, ts, name, level, data) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        event.run_id,
-                        event.iteration,
-                        event.ts,
-                        event.name,
-                        event.level,
-                        _dumps(data),
-                    ),
-                )
+            # Every event is in the events table too, in order, for `ralph watch`; what the
+            # structured tables already keep whole is clipped there.
+            db.execute(
+                "INSERT INTO events (run_id, iteration, ts, name, level, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    event.run_id,
+                    event.iteration,
+                    event.ts,
+                    event.name,
+                    event.level,
+                    _dumps(_for_watching(data) if event.name in _STRUCTURED else data),
+                ),
+            )
             if event.name != "run_ended":
                 db.execute("UPDATE runs SET last_seen = ? WHERE id = ?", (event.ts, event.run_id))
 
@@ -519,6 +520,15 @@ _STRUCTURED = {
     "run_started", "iteration_started", "model_started", "model_call", "tool_started",
     "tool_finished", "iteration_ended", "run_ended",
 }  # fmt: skip
+WATCH_KEEP = 2000  # characters of a tool's output in the events table (tool_calls has more)
+
+
+def _for_watching(data: dict[str, Any]) -> dict[str, Any]:
+    """A structured event's data as the events table keeps it: long strings clipped."""
+    return {
+        k: _clip(v, WATCH_KEEP) if isinstance(v, str) and len(v) > WATCH_KEEP else v
+        for k, v in data.items()
+    }
 
 
 def _summary(value: Any) -> str | None:

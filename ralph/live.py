@@ -207,7 +207,9 @@ class LiveView:
                 out.append(self._line("✓" if ok else "✗", text, "green" if ok else "yellow"))
             case "guard_tripped":
                 out.append(self._line("■", f"guard {d.get('guard')}: {d.get('message')}", "red"))
-            case "warning" | "pull_request_failed":
+            case "guidance":
+                out.append(self._line("»", f"operator guidance: {d.get('text')}", "cyan"))
+            case "warning" | "pull_request_failed" | "stop_requested" | "notification_failed":
                 out.append(self._line("!", f"{event.level}: {d.get('message')}", "yellow"))
             case "pull_request":
                 verb = "opened" if d.get("created") else "updated"

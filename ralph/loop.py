@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -37,12 +37,25 @@ def system_prompt(root: Path, token: str) -> str:
     return SYSTEM_PROMPT.format(root=root, token=token or "DONE")
 
 
-def iteration_message(prompt: str, i: int, max_iterations: int, feedback: str | None) -> str:
-    """The first (only) user message of an iteration: the prompt and where the loop stands."""
+def iteration_message(
+    prompt: str,
+    i: int,
+    max_iterations: int,
+    feedback: str | None,
+    guidance: Sequence[str] = (),
+) -> str:
+    """The first (only) user message of an iteration: the prompt, where the loop stands, the
+    gate's feedback and the operator's guidance (`ralph steer`)."""
     limit = str(max_iterations) if max_iterations else "unlimited"
     parts = [prompt.rstrip(), f"[ralph] Iteration {i} of {limit}."]
     if feedback:
         parts.append(feedback)
+    if guidance:
+        notes = "\n".join(f"- {' '.join(text.split())}" for text in guidance)
+        parts.append(
+            "[operator] Guidance from the person running this loop (`ralph steer`); it takes "
+            f"precedence over the task where they conflict:\n{notes}"
+        )
     return "\n\n".join(parts)
 
 
@@ -82,6 +95,14 @@ def _first_line(outcome: IterationOutcome, redact: Callable[[str], str]) -> str:
 def _clip(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class Control(Protocol):
+    """What operators ask of a run from elsewhere (ralph steer / ralph stop; control.py)."""
+
+    def guidance(self, iteration: int) -> list[tuple[int, str, bool]]: ...
+
+    def stop_requested(self) -> bool: ...
 
 
 class Workspace(Protocol):
@@ -125,6 +146,7 @@ class Loop:
     workspace: Workspace
     gate: Gate
     guards: Guards
+    control: Control | None = None
     started: float = field(default_factory=time.monotonic)
 
     def _commit(
@@ -175,8 +197,13 @@ class Loop:
                     "guard_tripped", level="warning", guard=stop.guard, message=stop.reason
                 )
                 return self._result(stop.status, stop.reason, i - 1)
+            if self.control is not None and self.control.stop_requested():
+                reason = "stopped by `ralph stop` after the last iteration"
+                self.bus.emit("stop_requested", level="warning", message=reason)
+                return self._result(RunStatus.STOPPED, reason, i - 1)
             self.bus.iteration = i
             self.bus.emit("iteration_started", max_iterations=cfg.max_iterations)
+            guidance = self._guidance(i)
             began = time.monotonic()
             # A stop seen before the agent starts must not record the last iteration's usage again.
             self.agent.current = IterationOutcome("interrupted")
@@ -184,7 +211,9 @@ class Loop:
                 STOP.check()
                 self.workspace.begin_iteration()
                 outcome = self.agent.iterate(
-                    system, iteration_message(cfg.prompt, i, cfg.max_iterations, feedback), i
+                    system,
+                    iteration_message(cfg.prompt, i, cfg.max_iterations, feedback, guidance),
+                    i,
                 )
             except Interrupted:
                 return self._interrupted(i, began)
@@ -243,6 +272,15 @@ class Loop:
             f"reached --max-iterations {cfg.max_iterations} without the promise",
             i - 1,
         )
+
+    def _guidance(self, i: int) -> list[str]:
+        """The operator's guidance for iteration `i`, each piece journaled as it is given."""
+        if self.control is None:
+            return []
+        given = self.control.guidance(i)
+        for request, text, keep in given:
+            self.bus.emit("guidance", request=request, text=text, keep=keep)
+        return [text for _, text, _ in given]
 
     def _stopped(self, stop: Stop, i: int) -> RunResult:
         self.bus.emit("guard_tripped", level="warning", guard=stop.guard, message=stop.reason)

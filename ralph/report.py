@@ -66,6 +66,7 @@ class RunSummary:
     )  # iteration, token, accepted, reasons
     guards: list[dict[str, Any]] = field(default_factory=list)  # iteration, guard, message
     warnings: list[str] = field(default_factory=list)
+    guidance: list[dict[str, Any]] = field(default_factory=list)  # iteration, text, keep
     limits: dict[str, Any] = field(default_factory=dict)  # max_iterations, max_cost, ...
     artifacts: list[str] = field(default_factory=list)  # artifact files that exist
     resume: str | None = None
@@ -108,8 +109,8 @@ class ReportCollector:
                 s.limits = _limits(config if isinstance(config, dict) else {})
             case "iteration_ended":
                 s.iterations.append(_row(int(event.iteration or 0), d))
-            case "promise_seen" | "guard_tripped" | "warning":
-                _note(s, event.name, event.iteration, d)
+            case name if name in NOTED:
+                _note(s, name, event.iteration, d)
             case "run_ended":
                 self.ended = True
                 s.status, s.exit_code = str(d.get("status")), d.get("exit_code")
@@ -183,6 +184,13 @@ def _row(number: int, d: dict[str, Any]) -> IterationRow:
     )
 
 
+# Events the report keeps as they come (the others it reads from the journal's tables).
+NOTED = (
+    "promise_seen", "guard_tripped", "warning", "guidance", "stop_requested",
+    "notification_failed",
+)  # fmt: skip
+
+
 def _note(s: RunSummary, name: str, iteration: int | None, d: dict[str, Any]) -> None:
     """Keep a promise verdict, a guard or a warning."""
     if name == "promise_seen":
@@ -196,6 +204,8 @@ def _note(s: RunSummary, name: str, iteration: int | None, d: dict[str, Any]) ->
                 "reasons": reasons,
             }
         )
+    elif name == "guidance":
+        s.guidance.append({"iteration": iteration, "text": d.get("text"), "keep": d.get("keep")})
     elif name == "guard_tripped":
         s.guards.append(
             {"iteration": iteration, "guard": d.get("guard"), "message": d.get("message")}
@@ -219,8 +229,8 @@ def summary_from_journal(main_repo: Path, run_id: str) -> RunSummary | None:
         conn = journal.conn
         rows = conn.execute(
             "SELECT iteration, name, data FROM events WHERE run_id = ? AND name IN "
-            "('promise_seen', 'guard_tripped', 'warning') ORDER BY id",
-            (run["id"],),
+            f"({', '.join('?' for _ in NOTED)}) ORDER BY id",
+            (run["id"], *NOTED),
         ).fetchall()
         config_row = conn.execute("SELECT config FROM runs WHERE id = ?", (run["id"],)).fetchone()
     finally:
@@ -382,6 +392,13 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
         lines += [
             f"- iteration {g['iteration'] or '-'}: {g['guard']} — {_cell(g['message'], 300)}"
             for g in s.guards
+        ]
+    if s.guidance:
+        lines += ["", "### Operator guidance", ""]
+        lines += [
+            f"- iteration {g['iteration']}{' (standing)' if g['keep'] else ''}: "
+            f"{_cell(g['text'], 300)}"
+            for g in s.guidance
         ]
     if s.warnings:
         lines += ["", "### Warnings", ""]

@@ -20,6 +20,7 @@ from .guards import Guards
 from .loop import Loop, RunResult, iteration_message, system_prompt
 from .models.base import Model, ModelResponse, Usage
 from .signals import STOP
+from .status import RunStatus
 
 
 def new_run_id() -> str:
@@ -267,7 +268,10 @@ def _execute(
         return (result.exit_code if result.exit_code is not None else 1), result.content
 
     gate = Gate(workspace.root, parse_artifacts(cfg.artifacts), cfg.verify, run_command)
-    loop = Loop(cfg, run_id, agent, bus, workspace, gate, guards)
+    from .control import JournalControl
+
+    control = JournalControl(journal.conn, run_id)
+    loop = Loop(cfg, run_id, agent, bus, workspace, gate, guards, control)
     STOP.install()
     report_error: BaseException | None = None
     ended = False  # run_ended was emitted
@@ -307,10 +311,10 @@ def _execute(
             usage=result.usage.as_dict(),
             cost_usd=result.cost_usd,
             duration_s=round(result.duration_s, 3),
-            resume=f"ralph resume {run_id}" if result.status == "interrupted" else None,
+            resume=f"ralph resume {run_id}" if RunStatus(result.status).resumable else None,
         )
         ended = True
-        if cfg.pr and result.status != "interrupted":
+        if cfg.pr and result.status not in (RunStatus.INTERRUPTED, RunStatus.STOPPED):
             result.pr_failed = not _publish(cfg, workspace, result, bus)
         return result
     except BaseException as exc:

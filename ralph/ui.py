@@ -160,7 +160,16 @@ class PlainLines:
                 return f"{it}commit {str(d.get('sha'))[:8]}: {len(d.get('files') or [])} file(s)"
             case "guard_tripped":
                 return f"{it}guard {d.get('guard')}: {short(d.get('message'), 300)}"
-            case "warning" | "model_error" | "pull_request_failed":
+            case "guidance":
+                standing = " (standing)" if d.get("keep") else ""
+                return f"{it}operator guidance{standing}: {short(d.get('text'), 300)}"
+            case (
+                "warning"
+                | "model_error"
+                | "pull_request_failed"
+                | "stop_requested"
+                | ("notification_failed")
+            ):
                 return f"{it}{event.level}: {short(d.get('message'), 500)}"
             case "pull_request":
                 verb = "opened" if d.get("created") else "updated"
