@@ -5,6 +5,7 @@ Artifact entries (front matter or ralph.yaml `artifacts:`) are a path, or a mapp
     - path: sdlc/security-audit.md   # a file, or a glob that must match (at least `min`, default 1)
       headings: [Findings]           # markdown headings that must be present (any level)
       checklist: true                # every "- [ ]" box checked, or carrying "N/A: reason"
+      boxes: ["A03 Software Supply Chain Failures"]  # boxes that must be there, ticked or N/A
       contains: ["OWASP"]            # literal text that must appear
 
 A required heading matches a heading whose text (case and spacing ignored, a leading section
@@ -16,6 +17,11 @@ Checkboxes are bulleted ("- [ ]", "* [ ]", "+ [ ]") or numbered ("1. [ ]", "2) [
 box passes only when it says "N/A" (any case) followed by ":", a spaced hyphen " - " or an
 en/em dash, and then a reason: "N/A: no XML parsing", "N/A — JSON only". "see na-notes",
 "n/a-todo" or a bare "N/A:" do not count.
+
+A required box is a checkbox whose text is the required text or starts with it followed by a
+non-word character (the heading rule): "Injection" is satisfied by "- [x] Injection (SQL):
+fixed", not by "- [x] Injections" or by the word anywhere else in the file. It must be ticked
+("[x]") or carry "N/A: reason"; a box that is missing fails even when its name appears in prose.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 # A leading section number ("3.", "2.1", "4)") is not part of a heading's name.
 _SECTION_NUMBER = re.compile(r"^\d+(?:\.\d+)*[.)]?\s+")
 _UNCHECKED = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])\s+\[ \]\s*(.*)$", re.M)
+_BOX = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])\s+\[([ xX])\]\s*(.*)$", re.M)
 # A literal N/A (not "na-notes", "DNA/A"), then ":" or a spaced hyphen or an en/em dash, then
 # a reason with at least one letter or digit.
 _NA = re.compile(r"(?<![\w/])N/A(?:\s*:|\s+-\s|\s*[—–])(?=.*[^\W_])", re.I)
@@ -47,6 +54,7 @@ class Artifact:
     checklist: bool = False
     contains: list[str] = field(default_factory=list)
     min: int = 1
+    boxes: list[str] = field(default_factory=list)
 
 
 def parse_artifacts(raw: list[Any], where: str = "artifacts") -> list[Artifact]:
@@ -57,9 +65,12 @@ def parse_artifacts(raw: list[Any], where: str = "artifacts") -> list[Artifact]:
             entry = {"path": entry}
         if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
             raise UsageError(f"{where}: entry {n} needs a `path`")
-        unknown = set(entry) - {"path", "headings", "checklist", "contains", "min"}
+        unknown = set(entry) - {"path", "headings", "checklist", "contains", "min", "boxes"}
         if unknown:
             raise UsageError(f"{where}: entry {n} has unknown keys {sorted(unknown)}")
+        for key in ("headings", "contains", "boxes"):
+            if not isinstance(entry.get(key) or [], list):
+                raise UsageError(f"{where}: entry {n}: `{key}` must be a list of texts")
         path = entry["path"]
         if path.startswith("/") or ".." in Path(path).parts:
             raise UsageError(f"{where}: entry {n}: path {path!r} must be relative, inside the repo")
@@ -70,6 +81,7 @@ def parse_artifacts(raw: list[Any], where: str = "artifacts") -> list[Artifact]:
                 bool(entry.get("checklist", False)),
                 [str(c) for c in entry.get("contains") or []],
                 int(entry.get("min", 1)),
+                [str(b) for b in entry.get("boxes") or []],
             )
         )
     return out
@@ -78,6 +90,20 @@ def parse_artifacts(raw: list[Any], where: str = "artifacts") -> list[Artifact]:
 def unchecked_items(text: str) -> list[str]:
     """Checklist items left open without an `N/A: reason`."""
     return [m.group(1).strip() for m in _UNCHECKED.finditer(text) if not _NA.search(m.group(1))]
+
+
+def box_problems(text: str, required: list[str], report_open: bool = True) -> list[str]:
+    """The required boxes that are missing or (with `report_open`) left open: neither ticked
+    nor N/A: reason. A `checklist: true` artifact reports open boxes once, in its own line."""
+    boxes = [(mark != " ", label.strip()) for mark, label in _BOX.findall(text)]
+    problems: list[str] = []
+    for want in required:
+        found = [(ticked, label) for ticked, label in boxes if heading_matches(want, label)]
+        if not found:
+            problems.append(f"no box {want!r}")
+        elif report_open and not any(ticked or _NA.search(label) for ticked, label in found):
+            problems.append(f"box {want!r} is neither ticked nor 'N/A: reason'")
+    return problems
 
 
 def _norm(text: str) -> str:
@@ -118,6 +144,7 @@ def check_artifact(root: Path, art: Artifact) -> list[str]:
         for heading in art.headings:
             if not any(heading_matches(heading, h) for h in present):
                 problems.append(f"{rel}: no heading {heading!r}")
+        problems += [f"{rel}: {p}" for p in box_problems(text, art.boxes, not art.checklist)]
         for needle in art.contains:
             if needle not in text:
                 problems.append(f"{rel}: does not contain {needle!r}")

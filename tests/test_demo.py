@@ -54,6 +54,22 @@ out = {
     "union": send("GET", "/users/search", query="q=" + union),
     "origin": send("GET", "/", origin="https://evil.example"),
 }
+token = json.loads(send("POST", "/login", json.dumps({"username": "bob", "password": "builder"}).encode())[1])["token"]
+def preview(url):
+    environ_auth = {"HTTP_AUTHORIZATION": "Bearer " + token}
+    body = json.dumps({"url": url}).encode()
+    environ = {}
+    setup_testing_defaults(environ)
+    environ.update(REQUEST_METHOD="POST", PATH_INFO="/avatar/preview", CONTENT_TYPE="application/json",
+                   CONTENT_LENGTH=str(len(body)), **{"wsgi.input": io.BytesIO(body)}, **environ_auth)
+    seen = {}
+    def start_response(status, headers, exc_info=None):
+        seen.update(status=int(status.split()[0]))
+    with contextlib.redirect_stdout(io.StringIO()):
+        raw = b"".join(application(environ, start_response)).decode()
+    return [seen["status"], raw, {}]
+out["ssrf file"] = preview("file:///etc/passwd")
+out["ssrf metadata"] = preview("http://169.254.169.254/latest/meta-data/")
 print(json.dumps(out))
 """
 
@@ -105,7 +121,7 @@ def test_demo_hardens_the_app_and_the_gate_rejects_the_early_promise(demo: Demo)
     branch = git(repo, "branch", "--show-current")
     assert branch.startswith("ralph/security-")
     commits = run_commits(repo, branch)
-    assert [c["iteration"] for c in commits] == ["1", "2", "3"]
+    assert [c["iteration"] for c in commits] == ["1", "2", "3", "4"]
     assert (
         git(repo, "log", "--format=%s", "main") == "Vulnerable app: the starting point of the demo"
     )
@@ -131,15 +147,16 @@ def test_demo_hardens_the_app_and_the_gate_rejects_the_early_promise(demo: Demo)
     assert tests.returncode == 0, tests.stderr
     assert re.search(r"Ran (\d+) tests", tests.stderr)
 
-    # The journal shows the early promise in iteration 2 rejected, the one in 3 accepted.
+    # The journal shows the early promise in iteration 2 rejected, the one in 4 accepted.
     seen = [
         (it, json.loads(data))
         for it, data in demo.db.execute(
             "SELECT iteration, data FROM events WHERE name = 'promise_seen' ORDER BY id"
         )
     ]
-    assert [(it, d["accepted"]) for it, d in seen] == [(2, False), (3, True)]
-    assert any("14 unchecked item(s)" in reason for reason in seen[0][1]["reasons"])
+    assert [(it, d["accepted"]) for it, d in seen] == [(2, False), (4, True)]
+    # 14 of the 2017 list and the hardening items, and the ten of OWASP Top 10:2025
+    assert any("24 unchecked item(s)" in reason for reason in seen[0][1]["reasons"])
     (status,) = demo.db.execute("SELECT status FROM runs").fetchone()
     assert status == "completed"
     assert ".ralph" not in git(repo, "ls-files")
@@ -147,7 +164,7 @@ def test_demo_hardens_the_app_and_the_gate_rejects_the_early_promise(demo: Demo)
 
 def test_every_command_the_session_runs_succeeds(demo: Demo) -> None:
     """Under bubblewrap, with the stdlib only: no command of the recording fails or errors."""
-    calls = [call for it in (1, 2, 3) for call in demo.bash_calls(it)]
+    calls = [call for it in (1, 2, 3, 4) for call in demo.bash_calls(it)]
     assert len(calls) >= 10
     for command, output, code in calls:
         assert code == 0, (command, output)
@@ -178,6 +195,9 @@ def test_the_hardened_app_validates_input_and_sets_headers(demo: Demo) -> None:
         status, body, _ = out[name]
         assert status == 400, (name, body)
         assert "error" in json.loads(body) and "Traceback" not in body
+    for name in ("ssrf file", "ssrf metadata"):
+        status, body, _ = out[name]
+        assert status == 400 and "root:" not in body, (name, body)
     status, body, _ = out["union"]
     assert (status, json.loads(body)) == (200, {"users": []})
     _, _, headers = out["origin"]
@@ -228,7 +248,7 @@ def test_every_ticked_box_points_at_evidence_that_exists(demo: Demo) -> None:
     audit = (repo / "sdlc" / "security-audit.md").read_text()
     checklist = audit.split("## Checklist", 1)[1].split("\n## ", 1)[0]
     boxes = [line for line in checklist.splitlines() if line.startswith("- [")]
-    assert len(boxes) == 19
+    assert len(boxes) == 29
     tests = "".join(p.read_text() for p in (repo / "tests").glob("test_*.py"))
     for line in boxes:
         if line.startswith("- [ ]"):
@@ -239,6 +259,60 @@ def test_every_ticked_box_points_at_evidence_that_exists(demo: Demo) -> None:
             assert (repo / path).is_file(), (line, path)
         for name in re.findall(r"\b(test_\w+)\b(?!\.)", line):
             assert f"def {name}(" in tests, (line, name)
+
+
+def test_iteration_4_reproduces_the_ssrf_and_fixes_it_with_a_test(
+    demo: Demo, tmp_path: Path
+) -> None:
+    """A finding from a category the 2017 list lacks (SSRF, OWASP Top 10:2025 A01): shown
+    exploitable, fixed, proved by tests that fail on the old code, and ticked."""
+    repro = [(out, code) for c, out, code in demo.bash_calls(4) if "/avatar/preview" in c]
+    assert [out.split(" ", 1)[0] for out, _ in repro] == ["200", "400"], repro
+    assert repro[0][0].startswith("200 root:")  # the host's /etc/passwd, through the app
+    audit = (demo.repo / "sdlc" / "security-audit.md").read_text()
+    (a01,) = [line for line in audit.splitlines() if "A01 Broken Access Control" in line]
+    assert a01.startswith("- [x]") and "SEC-009" in a01
+    assert re.search(r"^\| SEC-009 \| high \| app\.py:\d+ \| .*SSRF.* \| fixed \|$", audit, re.M)
+    assert "## SEC-009:" in (demo.repo / "sdlc" / "remediation-tasks.md").read_text()
+    # The new tests fail on the code before iteration 4 and pass after it.
+    branch = git(demo.repo, "branch", "--show-current")
+    old = tmp_path / "before-iteration-4"
+    git(demo.repo, "worktree", "add", "-q", "--detach", str(old), f"{branch}~1")
+    try:
+        (old / "tests" / "test_outbound.py").write_text(
+            (demo.repo / "tests" / "test_outbound.py").read_text()
+        )
+        results = {}
+        for name, where in (("before", old), ("after", demo.repo)):
+            results[name] = subprocess.run(
+                ["python3", "-m", "unittest", "-v", "tests.test_outbound"],
+                cwd=where,
+                capture_output=True,
+                text=True,
+                env={"PATH": USER_PATH, "PYTHONDONTWRITEBYTECODE": "1"},
+                timeout=120,
+                check=False,
+            )
+    finally:
+        git(demo.repo, "worktree", "remove", "--force", str(old))
+    assert results["after"].returncode == 0, results["after"].stderr
+    before = results["before"].stderr
+    assert results["before"].returncode != 0
+    for test in (
+        "test_internal_urls_are_refused_without_a_request",
+        "test_redirects_are_not_followed",
+        "test_login_webhook_has_a_timeout_and_cannot_break_login",
+    ):
+        assert re.search(rf"^{test} .* \.\.\. (FAIL|ERROR)$", before, re.M), before
+
+
+def test_the_threat_model_names_tests_that_exist(demo: Demo) -> None:
+    model = (demo.repo / "sdlc" / "threat-model.md").read_text()
+    tests = "".join(p.read_text() for p in (demo.repo / "tests").glob("test_*.py"))
+    named = set(re.findall(r"\b(test_\w+)\b", model))
+    assert len(named) >= 8
+    for name in named:
+        assert f"def {name}(" in tests, name
 
 
 def test_the_closing_hint_runs_as_printed(demo: Demo) -> None:

@@ -135,8 +135,42 @@ def test_an_artifact_linking_outside_the_repository_is_not_read(tmp_path: Path) 
     assert check_artifact(repo, inner) == []
 
 
+def test_required_boxes_must_be_there_and_done(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.md"
+    [art] = parse_artifacts([{"path": "audit.md", "boxes": ["Injection", "A06 Insecure Design"]}])
+    audit.write_text(
+        "# Audit\nInjection and A06 Insecure Design are discussed here, in prose.\n"
+        "- [x] Injections of dependencies\n"
+    )
+    assert check_artifact(tmp_path, art) == [
+        "audit.md: no box 'Injection'",
+        "audit.md: no box 'A06 Insecure Design'",
+    ]
+    audit.write_text("- [X] Injection (SQL): parameterised\n2. [ ] A06 Insecure Design (new)\n")
+    assert check_artifact(tmp_path, art) == [
+        "audit.md: box 'A06 Insecure Design' is neither ticked nor 'N/A: reason'"
+    ]
+    audit.write_text(
+        "- [x] Injection: fixed\n* [ ] A06 Insecure Design — N/A: a static page, no flows\n"
+    )
+    assert check_artifact(tmp_path, art) == []
+    # with `checklist: true` an open box is reported once, by the checklist
+    [both] = parse_artifacts([{"path": "audit.md", "checklist": True, "boxes": ["Injection"]}])
+    audit.write_text("- [ ] Injection (SQL)\n")
+    assert check_artifact(tmp_path, both) == [
+        "audit.md: 1 unchecked item(s) without 'N/A: reason': Injection (SQL)"
+    ]
+
+
 @pytest.mark.parametrize(
-    "entry", [{"nopath": 1}, {"path": "/etc/passwd"}, {"path": "../x.md"}, {"path": "a", "x": 1}]
+    "entry",
+    [
+        {"nopath": 1},
+        {"path": "/etc/passwd"},
+        {"path": "../x.md"},
+        {"path": "a", "x": 1},
+        {"path": "a", "boxes": "Injection"},
+    ],
 )
 def test_bad_artifact_entries(entry: dict[str, object]) -> None:
     with pytest.raises(UsageError):

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ralph.gate import check_artifact, parse_artifacts, unchecked_items
+from ralph.gate import check_artifact, heading_matches, parse_artifacts, unchecked_items
 from ralph.prompt import BUILTIN_DIR, builtin_names, load_prompt, split_front_matter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,6 +111,15 @@ LOOP_STEPS: dict[str, list[str]] = {
         "Input validation",
         "sdlc/security-audit.md",
         "Taskmaster",
+        "OWASP Top 10:2025",
+        "SSRF",
+        "169.254.169.254",
+        "lockfiles",
+        "full commit SHA",
+        "curl | sh",
+        "provenance",
+        "threat model",
+        "fail closed",
     ],
     "observability": [
         "/health",
@@ -165,8 +174,30 @@ LOOP_STEPS: dict[str, list[str]] = {
 TASKMASTER_FIELDS = [
     "id", "title", "description", "status", "priority", "dependencies", "details", "testStrategy",
 ]  # fmt: skip
-ARTIFACT_KEYS = {"path", "headings", "checklist", "contains", "min"}
-MAX_WORDS = 1200  # the body is sent every iteration: keep it short
+ARTIFACT_KEYS = {"path", "headings", "checklist", "contains", "min", "boxes"}
+# The body is sent every iteration: keep it short. The security prompt checks two OWASP
+# editions (the seed document's 2017 list and the current 2025 one), with a step for each.
+MAX_WORDS = {"security": 1500}
+DEFAULT_MAX_WORDS = 1200
+
+# OWASP Top 10:2025 (https://owasp.org/Top10/2025/): each category and words its step in the
+# security prompt must contain, concrete enough to act on.
+OWASP_2025: dict[str, list[str]] = {
+    "A01 Broken Access Control": ["SSRF", "allow-list", "169.254.169.254", "127.0.0.1"],
+    "A02 Security Misconfiguration": ["debug mode", "default credentials", "XXE"],
+    "A03 Software Supply Chain Failures": [
+        "lockfiles", "pinned", "permissions:", "commit SHA", "curl | sh", "provenance",
+    ],
+    "A04 Cryptographic Failures": ["salted KDF", "homemade crypto", "TLS", "keys in code"],
+    "A05 Injection": ["string formatting", "shell commands", "XSS"],
+    "A06 Insecure Design": ["threat model", "abuse cases", "tests"],
+    "A07 Authentication Failures": ["brute-force", "session"],
+    "A08 Software or Data Integrity Failures": ["deserialization", "integrity check", "CI"],
+    "A09 Security Logging and Alerting Failures": ["failed logins", "alert"],
+    "A10 Mishandling of Exceptional Conditions": [
+        "fail closed", "stack traces", "timeout", "error paths",
+    ],
+}  # fmt: skip
 _FRONT = re.compile(r"\A---\n(.*?)\n---\n(.*)\Z", re.DOTALL)
 
 
@@ -301,7 +332,7 @@ def test_artifacts_shape(name: str) -> None:
         assert set(entry) <= ARTIFACT_KEYS
         assert isinstance(entry["path"], str)
         assert entry["path"].startswith("sdlc/")
-        for key in ("headings", "contains"):
+        for key in ("headings", "contains", "boxes"):
             value = entry.get(key, [])
             assert isinstance(value, list)
             assert all(isinstance(v, str) and v for v in value)
@@ -344,7 +375,7 @@ def test_body_is_written_for_a_fresh_agent(name: str) -> None:
     for field in TASKMASTER_FIELDS:
         assert f'"{field}"' in body, field
     assert "one-line summary" in body
-    assert len(body.split()) <= MAX_WORDS
+    assert len(body.split()) <= MAX_WORDS.get(name, DEFAULT_MAX_WORDS)
 
 
 @pytest.mark.parametrize("name", sorted(PROMPTS))
@@ -352,6 +383,56 @@ def test_loop_steps_are_in_the_body(name: str) -> None:
     _, body = _read(name)
     missing = [step for step in LOOP_STEPS[name] if step.lower() not in body.lower()]
     assert not missing
+
+
+def test_security_prompt_gives_each_owasp_2025_category_a_concrete_step() -> None:
+    _, body = _read("security")
+    steps = dict(re.findall(r"^  - \*\*(A\d\d [^*]+)\*\*: (.+)$", body, re.M))
+    assert list(steps) == list(OWASP_2025)
+    for category, words in OWASP_2025.items():
+        missing = [w for w in words if w.lower() not in steps[category].lower()]
+        assert not missing, (category, missing)
+    # each 2025 box of the skeleton names the 2017 items it absorbs (or says it is new), and
+    # together they absorb all ten 2017 items, so nothing is audited twice
+    checklist = _section(_skeleton("security"), "Checklist")
+    boxes_2025 = re.findall(r"^- \[ \] (A\d\d .*)$", checklist, re.M)
+    assert [b.split(" (")[0].split(",")[0] for b in boxes_2025] == list(OWASP_2025)
+    absorbed = [m for b in boxes_2025 for m in re.findall(r"\(2017: (.*)\)$", b)]
+    new = [b for b in boxes_2025 if b.endswith("(new)")]
+    assert len(absorbed) + len(new) == 10
+    section_2017 = checklist.split("### OWASP Top 10 (2017)\n", 1)[1].split("\n### ", 1)[0]
+    items_2017 = re.findall(r"^- \[ \] (.*)$", section_2017, re.M)
+    assert len(items_2017) == 10
+    names_2017 = {"XSS", "XXE"} | {line.split(" (")[0] for line in items_2017}
+    covered = {name.strip() for group in absorbed for name in group.split(",")}
+    assert covered <= names_2017
+    assert len(covered) == 10
+
+
+def test_security_gate_requires_every_box_of_the_skeleton() -> None:
+    """The front matter's `boxes` name each Checklist box of the skeleton, once."""
+    front, _ = _read("security")
+    [art, _tasks] = parse_artifacts(front["artifacts"])
+    labels = re.findall(r"^- \[ \] (.*)$", _section(_skeleton("security"), "Checklist"), re.M)
+    assert len(labels) == len(art.boxes) == 29
+    for required in art.boxes:
+        assert sum(heading_matches(required, label) for label in labels) == 1, required
+    assert set(OWASP_2025) <= set(art.boxes)
+
+
+def test_ralph_prompts_says_which_owasp_editions_are_covered() -> None:
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ralph"), "prompts"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [line] = [line for line in proc.stdout.splitlines() if line.startswith("security ")]
+    assert "OWASP Top 10 (2017 and 2025 editions)" in line
+    table = (BUILTIN_DIR / "README.md").read_text(encoding="utf-8")
+    [row] = [r for r in table.splitlines() if r.startswith("| `security` |")]
+    assert "OWASP Top 10:2025" in row and "2017" in row
 
 
 def _write(root: Path, rel: str, text: str) -> None:
@@ -409,6 +490,15 @@ def test_gate_accepts_the_filled_skeleton_and_nothing_less(name: str, tmp_path: 
     _write(tmp_path, progress, done.replace(f"- [x] {first.group(1)}", na, 1))
     assert _gate_problems(tmp_path, name) == []
 
+    if name == "security":
+        # each 2025 box is required: without it the gate refuses, even though the category's
+        # name is still written elsewhere in the file
+        for category in OWASP_2025:
+            [line] = [ln for ln in done.splitlines() if ln.startswith(f"- [x] {category}")]
+            prose = f"Notes: {category} was discussed.\n"
+            _write(tmp_path, progress, done.replace(line + "\n", "") + prose)
+            assert _gate_problems(tmp_path, name) == [f"{progress}: no box {category!r}"]
+
     # dropping the whole checklist does not pass as "nothing left to do"
     _write(tmp_path, progress, done.replace(_section(done, "Checklist"), "\n"))
     assert _gate_problems(tmp_path, name)
@@ -442,6 +532,7 @@ DEFECTS = [
     ("app.py", "            print(f\"login failed for {data.get('username')}\")"),
     ("app.py", '    requests.post(LOGIN_WEBHOOK, json={"event": "login", "user": username})'),
     ("requirements.txt", "requests==2.19.1"),
+    ("app.py", "    with urlopen(url) as response:"),  # SSRF in the avatar preview (2025 A01)
 ]
 
 # The fixes `ralph demo` makes (parameterised SQL; the secret from the environment, refusing to
@@ -502,6 +593,43 @@ def _leaked_rows(app_dir: Path) -> int:
     return int(done.stdout.strip())
 
 
+# SSRF through the avatar preview: a logged-in user reads a file of the host with file://.
+_SSRF = """
+import base64, contextlib, io, json, sys, tempfile
+from wsgiref.util import setup_testing_defaults
+import app
+with contextlib.redirect_stdout(io.StringIO()):
+    wsgi = app.create_app(tempfile.mkdtemp() + "/a.db")
+def send(path, body, token=""):
+    env = {}
+    setup_testing_defaults(env)
+    data = json.dumps(body).encode()
+    env.update(REQUEST_METHOD="POST", PATH_INFO=path, CONTENT_TYPE="application/json",
+               CONTENT_LENGTH=str(len(data)), HTTP_AUTHORIZATION="Bearer " + token)
+    env["wsgi.input"] = io.BytesIO(data)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return json.loads(b"".join(wsgi(env, lambda status, headers, exc_info=None: None)))
+token = send("/login", {"username": "alice", "password": "wonderland"})["token"]
+print(base64.b64decode(send("/avatar/preview", {"url": sys.argv[1]}, token)["data"]).decode())
+"""
+
+
+def _avatar_preview(app_dir: Path, tmp_path: Path) -> str:
+    secret = tmp_path / "host-file.txt"
+    secret.write_text("a file of the host", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+    env.update(APP_SECRET_KEY="probe-secret-value", PYTHONDONTWRITEBYTECODE="1")
+    done = subprocess.run(
+        [sys.executable, "-c", _SSRF, secret.as_uri()],
+        cwd=app_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_vulnerable_app_has_its_findable_defects() -> None:
     for name, line in DEFECTS:
         lines = (APP_DIR / name).read_text(encoding="utf-8").splitlines()
@@ -526,6 +654,7 @@ def test_vulnerable_app_tests_pass_before_and_after_the_demo_fixes(tmp_path: Pat
     assert before.returncode == 0, before.stderr
     assert "Ran 7 tests" in before.stderr
     assert _leaked_rows(copy) == 3, "the search endpoint is injectable"
+    assert _avatar_preview(copy, tmp_path) == "a file of the host", "the preview is an SSRF"
 
     source = copy / "app.py"
     text = source.read_text(encoding="utf-8")

@@ -1,9 +1,10 @@
-"""Accounts service: user search, login and profile over plain WSGI and SQLite.
+"""Accounts service: user search, login, profile and avatar preview over plain WSGI and SQLite.
 
 Run it with `python app.py` (port 8000, or $PORT); the database file is $APP_DB
 (default accounts.db) and is created with a few demo users on first start.
 """
 
+import base64
 import hashlib
 import hmac
 import json
@@ -12,6 +13,7 @@ import sqlite3
 import traceback
 from contextlib import closing
 from urllib.parse import parse_qs
+from urllib.request import urlopen
 from wsgiref.simple_server import make_server
 
 DEBUG = True
@@ -73,6 +75,14 @@ def notify_login(username):
     requests.post(LOGIN_WEBHOOK, json={"event": "login", "user": username})
 
 
+def fetch_avatar(url):
+    """Download a profile picture so the client can preview it before saving it."""
+    with urlopen(url) as response:
+        data = response.read()
+        content_type = response.headers.get_content_type()
+    return {"content_type": content_type, "size": len(data), "data": base64.b64encode(data).decode()}
+
+
 def search_users(conn, name):
     query = f"SELECT id, username, email FROM users WHERE username LIKE '%{name}%' ORDER BY username"
     return [dict(row) for row in conn.execute(query)]
@@ -92,9 +102,16 @@ def read_body(environ):
     return {key: values[0] for key, values in parse_qs(raw.decode()).items()}
 
 
+def logged_in_user(conn, environ):
+    """The user named by a valid `Authorization: Bearer TOKEN` header, or None."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    username = verify(auth[len("Bearer "):]) if auth.startswith("Bearer ") else None
+    return find_user(conn, username) if username else None
+
+
 def route(conn, method, path, environ):
     if method == "GET" and path == "/":
-        return "200 OK", {"service": "accounts", "endpoints": ["/users/search", "/login", "/me"]}
+        return "200 OK", {"service": "accounts", "endpoints": ["/users/search", "/login", "/me", "/avatar/preview"]}
 
     if method == "GET" and path == "/users/search":
         name = parse_qs(environ.get("QUERY_STRING", "")).get("q", [""])[0]
@@ -112,12 +129,15 @@ def route(conn, method, path, environ):
         return "200 OK", {"token": sign(user["username"])}
 
     if method == "GET" and path == "/me":
-        auth = environ.get("HTTP_AUTHORIZATION", "")
-        username = verify(auth[len("Bearer "):]) if auth.startswith("Bearer ") else None
-        user = find_user(conn, username) if username else None
+        user = logged_in_user(conn, environ)
         if user is None:
             return "401 Unauthorized", {"error": "login required"}
         return "200 OK", {"id": user["id"], "username": user["username"], "email": user["email"]}
+
+    if method == "POST" and path == "/avatar/preview":
+        if logged_in_user(conn, environ) is None:
+            return "401 Unauthorized", {"error": "login required"}
+        return "200 OK", fetch_avatar(read_body(environ).get("url", ""))
 
     return "404 Not Found", {"error": "not found"}
 
