@@ -345,6 +345,35 @@ def run_command(
     remote: Annotated[
         str | None, typer.Option(help="Git remote to push to (default origin).", show_default=False)
     ] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            help="builtin | claude-code | codex: the agent of each iteration (default builtin).",
+            show_default=False,
+        ),
+    ] = None,
+    agent_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--agent-arg",
+            help="An argument passed to the agent CLI (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    fallback_agent: Annotated[
+        str | None,
+        typer.Option(
+            help="Agent that runs an iteration when the agent hits its usage limit.",
+            show_default=False,
+        ),
+    ] = None,
+    usage_limit_wait: Annotated[
+        str | None,
+        typer.Option(
+            help="Longest wait for an agent's usage limit to reset (default 6h; then exit 1).",
+            show_default=False,
+        ),
+    ] = None,
     resume: Annotated[
         str | None,
         typer.Option(
@@ -390,6 +419,10 @@ def run_command(
         "pr_base": pr_base,
         "pr_labels": pr_label,
         "remote": remote,
+        "agent": agent,
+        "agent_args": agent_arg,
+        "fallback_agent": fallback_agent,
+        "usage_limit_wait": usage_limit_wait,
     }
     # Only options given on the command line override: None means "not given" (an
     # explicit --no-X is False and overrides a true from ralph.yaml or the environment).

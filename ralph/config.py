@@ -67,6 +67,11 @@ class RunConfig:
     pr_base: str | None = None
     pr_labels: list[str] = field(default_factory=list)
     remote: str = "origin"
+    # the agent of each iteration: the built-in one or an agent CLI (operator-only settings)
+    agent: str = "builtin"  # builtin | claude-code | codex
+    agent_args: list[str] = field(default_factory=list)  # passed to the agent CLI
+    fallback_agent: str | None = None  # runs an iteration when the agent hits a usage limit
+    usage_limit_wait: float = 21600.0  # seconds an iteration may wait for a usage limit
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -183,6 +188,13 @@ def _commands(value: Any) -> list[str]:
     return _listed(value, str.splitlines, "expected a list of commands")
 
 
+def _args(value: Any) -> list[str]:
+    """Arguments: a list, a YAML list in a string, or a string split like a shell would."""
+    import shlex
+
+    return _listed(value, shlex.split, "expected a list of arguments")
+
+
 def _choice(*choices: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = _str(value).strip().lower()
@@ -291,13 +303,23 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "pr_base": _opt_str,
     "pr_labels": _str_list,
     "remote": _str,
+    "agent": _choice("builtin", "claude-code", "codex"),
+    "agent_args": _args,
+    "fallback_agent": lambda v: (
+        None if v is None else _choice("builtin", "claude-code", "codex")(v)
+    ),
+    "usage_limit_wait": parse_duration,
 }
 
 # Settings whose "not set" value is null.
-NULLABLE = {"max_cost", "max_tokens", "timeout", "branch", "pr_base", "log_file"}
+NULLABLE = {
+    "max_cost", "max_tokens", "timeout", "branch", "pr_base", "log_file", "fallback_agent"
+}  # fmt: skip
 
 # Settings a file (ralph.yaml, front matter) may hold; the rest are per-invocation.
-FILE_KEYS = set(PARSERS) - {"dry_run", "log_file"}
+# Which agent runs, and with what arguments, is the operator's choice: a repository file the
+# agent can write must not swap it (or pass it --dangerously-anything).
+FILE_KEYS = set(PARSERS) - {"dry_run", "log_file", "agent", "agent_args", "fallback_agent"}
 
 # The `where` of the command-line layer: its errors name the option (`--max-cost`).
 COMMAND_LINE = "command line"
@@ -315,6 +337,7 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "timeout": (lambda v: v > 0, "must be more than 0"),
     "output_cap": (lambda v: v >= 1000, "must be at least 1000 bytes"),
     "bash_timeout": (lambda v: v > 0, "must be more than 0"),
+    "usage_limit_wait": (lambda v: v >= 0, "cannot be negative; 0 never waits"),
     # A blank token can never be matched: the run would go on to its last iteration.
     "completion_promise": (
         lambda v: bool(v.strip()),
@@ -336,7 +359,8 @@ def option_name(name: str) -> str:
     """How the user spells a setting on the command line (`--pr-label` for pr_labels)."""
     if name in NO_FLAG:
         return name
-    return "--pr-label" if name == "pr_labels" else "--" + name.replace("_", "-")
+    spelt = {"pr_labels": "--pr-label", "agent_args": "--agent-arg"}
+    return spelt.get(name, "--" + name.replace("_", "-"))
 
 
 def parse_layer(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -381,9 +405,9 @@ def check_repo_layer(
     """
     for key in settings:
         if key not in FILE_KEYS:
-            flag = key.replace("_", "-")
+            flag = option_name(key)
             raise UsageError(
-                f"{where}: {key} is not a file setting; remove it, and pass --{flag} or set "
+                f"{where}: {key} is not a file setting; remove it, and pass {flag} or set "
                 f"RALPH_{key.upper()}"
             )
     if settings.get("sandbox") == "none" and "sandbox" not in overridden:

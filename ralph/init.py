@@ -74,6 +74,9 @@ TEMPLATE = """\
 # pr_base: null                   # default: the repository's default branch
 # pr_labels: []
 # remote: origin
+
+# --- other agents (agent, agent_args, fallback_agent: --agent ... or RALPH_AGENT only) ----
+# usage_limit_wait: 6h            # longest wait for an agent CLI's usage limit to reset
 """
 
 

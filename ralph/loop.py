@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Protocol
 
 from . import promise
-from .agent import Agent, IterationOutcome
+from .agent import IterationOutcome
+from .agents import IterationAgent
 from .config import RunConfig
 from .errors import ExitCode, Interrupted
 from .events import Bus
@@ -141,7 +142,7 @@ class Loop:
 
     cfg: RunConfig
     run_id: str
-    agent: Agent
+    agent: IterationAgent  # the built-in Agent, or an agent CLI (ralph.agents)
     bus: Bus
     workspace: Workspace
     gate: Gate

@@ -72,13 +72,20 @@ def dry_run(cfg: RunConfig, out: TextIO = sys.stdout) -> None:
 
 
 def _preflight(cfg: RunConfig) -> Model:
-    """The checks a run makes before it touches git (model, credentials, prices, sandbox, --pr);
-    the model. Creates nothing, so --dry-run makes them too."""
+    """The checks a run makes before it touches git (model, credentials, prices, agent CLIs,
+    sandbox, --pr); the model. Creates nothing, so --dry-run makes them too."""
+    from . import agents
     from .models import make_model
     from .tools.sandbox import choose_sandbox
 
-    model = make_model(cfg)
-    _check_pricing(cfg, model)
+    agents.preflight(cfg)  # the agent CLIs: installed, recent enough, logged in
+    builtin = None
+    if "builtin" in (cfg.agent, cfg.fallback_agent):
+        builtin = make_model(cfg)
+        _check_pricing(cfg, builtin)
+    model = (
+        builtin if builtin is not None and cfg.agent == "builtin" else agents.CliModel(cfg, builtin)
+    )
     # A sandbox that cannot work: error before git (a worktree is checked once it exists).
     choose_sandbox(cfg.sandbox, cfg.network, None if cfg.worktree else cfg.repo)
     _check_pr(cfg)
@@ -240,7 +247,8 @@ def _execute(
     report = ReportCollector()  # writes the report at the end, however the run ends
     bus = Bus(run_id, [journal, *(observers or []), report])
     tools, warnings = make_toolset(cfg, workspace.root)
-    pricing = model_pricing(model.name, cfg)
+    builtin_model = getattr(model, "builtin", model)  # an agent CLI's fallback, if any
+    pricing = model_pricing(builtin_model.name, cfg) if builtin_model else None
 
     def cost_of(response: ModelResponse) -> float | None:
         return pricing.cost(response.usage) if pricing else None
@@ -252,14 +260,20 @@ def _execute(
             resume.cost_usd,
             resume.elapsed_s,
         )
-    agent = Agent(
-        model,
-        tools,
-        bus,
-        max_turns=cfg.max_turns,
-        max_output_tokens=cfg.max_output_tokens,
-        cost_of=cost_of,
-    )
+
+    def builtin() -> Agent:
+        return Agent(
+            builtin_model,
+            tools,
+            bus,
+            max_turns=cfg.max_turns,
+            max_output_tokens=cfg.max_output_tokens,
+            cost_of=cost_of,
+        )
+
+    from .agents import assemble
+
+    agent = assemble(cfg, model, builtin, workspace.root, bus)
 
     def run_command(cmd: str) -> tuple[int, str]:
         # restart: verify commands start at the repository root, not where the agent cd'd to
@@ -325,5 +339,6 @@ def _execute(
     finally:
         STOP.uninstall()
         tools.close()
+        getattr(agent, "close", lambda: None)()
         bus.close()
         report.finish(cfg, workspace.main_repo, workspace.root, report_error)

@@ -124,6 +124,21 @@ class HTTPError:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def usage_limit(resets_at: float, claim: str = "five_hour") -> HTTPError:
+    """A subscription's usage limit, as the API reports it to Claude Code: 429 with the
+    unified rate-limit headers (status rejected, the reset time in epoch seconds)."""
+    reset = str(int(resets_at))
+    short = {"five_hour": "5h", "seven_day": "7d"}.get(claim, claim)
+    headers = {
+        "anthropic-ratelimit-unified-status": "rejected",
+        "anthropic-ratelimit-unified-reset": reset,
+        "anthropic-ratelimit-unified-representative-claim": claim,
+        f"anthropic-ratelimit-unified-{short}-status": "rejected",
+        f"anthropic-ratelimit-unified-{short}-reset": reset,
+    }
+    return HTTPError(429, message="usage limit reached", headers=headers)
+
+
 @dataclass
 class Stall:
     """Send nothing for `seconds` (None: until `release()` or `stop()`), then `then`."""

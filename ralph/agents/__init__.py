@@ -1,0 +1,160 @@
+"""The agent of an iteration: the built-in one, or a coding-agent CLI run per iteration.
+
+Whatever the agent, the loop around it is the same: fresh context per iteration, promise
+rules, gate, guards and budgets, commits, journal, live view, report and PR. An external
+agent (Claude Code, Codex) runs as one sandboxed process per iteration; its JSON-lines
+output is turned into the bus events the built-in agent emits (model_call, tool_started,
+tool_finished, model_text), so every observer works unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import UsageError
+from ..models.base import ModelError
+
+if TYPE_CHECKING:
+    from ..agent import IterationOutcome
+    from ..config import RunConfig
+    from ..events import Bus
+    from ..models.base import Model, ModelRequest, StreamCallback, Usage
+
+AGENTS = ("builtin", "claude-code", "codex")
+EXTERNAL = ("claude-code", "codex")
+
+StopCheck = Callable[["Usage", "float | None"], "str | None"]
+
+
+class IterationAgent(Protocol):
+    """What the loop needs of an agent: run one iteration, and report it when cut off."""
+
+    # The iteration in progress (what a signal or a fatal error records).
+    current: IterationOutcome
+    # Called whenever usage grows; a reason stops the iteration (a budget ran out).
+    stop_check: StopCheck
+
+    def iterate(self, system: str, user_text: str, iteration: int) -> IterationOutcome: ...
+
+
+def external_model(cfg: RunConfig) -> str | None:
+    """The model to pass to an agent CLI: --model when given (not the built-in default, an
+    Anthropic id the CLI may not serve), else None (the CLI's own configuration decides)."""
+    from ..config import DEFAULT_MODEL
+    from ..models import is_script
+
+    # A script: model is the built-in fallback's (a test or a demo), never the CLI's.
+    return None if cfg.model == DEFAULT_MODEL or is_script(cfg.model) else cfg.model
+
+
+class CliModel:
+    """Stands for an agent CLI's model where the runner names one (run_started); `builtin`
+    is the built-in agent's model when that is the fallback."""
+
+    def __init__(self, cfg: RunConfig, builtin: Model | None = None) -> None:
+        self.name = external_model(cfg) or cfg.agent
+        self.builtin = builtin
+
+    def complete(self, request: ModelRequest, on_event: StreamCallback | None = None) -> Any:
+        raise ModelError("an agent CLI makes its own model calls", fatal=True)
+
+
+def preflight(cfg: RunConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Check the run's agent CLIs before anything is created (exit 2 when one is missing, too
+    old or not logged in, or cannot work with these settings); their binaries by name."""
+    source = os.environ if environ is None else environ
+    names = [n for n in dict.fromkeys([cfg.agent, cfg.fallback_agent or ""]) if n in EXTERNAL]
+    if cfg.fallback_agent and cfg.fallback_agent == cfg.agent:
+        raise UsageError(
+            f"--fallback-agent {cfg.fallback_agent} is the run's agent already; name another"
+        )
+    binaries: dict[str, str] = {}
+    for name in names:
+        if cfg.network == "off":
+            raise UsageError(
+                f"--agent {name} needs the network to reach its API; drop --network off or use "
+                "--agent builtin"
+            )
+        binaries[name] = _CHECKED[name] = _module(name).preflight(source)
+    if "codex" in names and cfg.max_cost is not None:
+        from .codex import model_for_prices
+
+        model = model_for_prices(cfg, source)
+        from ..models.pricing import lookup
+
+        if model is None or lookup(model, cfg.pricing) is None:
+            raise UsageError(
+                f"--max-cost with --agent codex needs the price of its model "
+                f"({model or 'unknown: pass --model'}); add it under `pricing:` in ralph.yaml "
+                "or RALPH_PRICING, or use --max-tokens"
+            )
+    return binaries
+
+
+# The binaries the last preflight found, by agent name (the run that follows uses them).
+_CHECKED: dict[str, str] = {}
+
+
+def _module(name: str) -> Any:
+    if name == "claude-code":
+        from . import claude_code
+
+        return claude_code
+    from . import codex
+
+    return codex
+
+
+def assemble(
+    cfg: RunConfig, model: Any, builtin: Callable[[], IterationAgent], root: Path, bus: Bus
+) -> IterationAgent:
+    """The run's agent: the built-in one, or an agent CLI wrapped to wait out (or fall back
+    from) its usage limits."""
+
+    def make(name: str) -> IterationAgent:
+        if name == "builtin":
+            return builtin()
+        binary = _CHECKED.get(name) or _module(name).preflight(os.environ)
+        return build(name, cfg, binary, root, bus)
+
+    if cfg.agent == "builtin" and not cfg.fallback_agent:
+        return builtin()
+    from .limits import LimitAware
+
+    fallback = make(cfg.fallback_agent) if cfg.fallback_agent else None
+    return LimitAware(
+        make(cfg.agent),
+        cfg.agent,
+        bus,
+        max_wait=cfg.usage_limit_wait,
+        fallback=fallback,
+        fallback_name=cfg.fallback_agent or "",
+    )
+
+
+def build(
+    name: str,
+    cfg: RunConfig,
+    binary: str,
+    root: Path,
+    bus: Bus,
+) -> IterationAgent:
+    """An agent CLI for the run, in the same sandbox as the bash tool (its own private HOME)."""
+    from ..tools.sandbox import choose_sandbox, make_sandbox
+
+    kind, _ = choose_sandbox(cfg.sandbox, cfg.network, root)
+    sandbox = make_sandbox(kind, root, cfg.network, ())
+    cls = _module(name).AGENT
+    agent: IterationAgent = cls(
+        binary,
+        sandbox,
+        bus,
+        max_turns=cfg.max_turns,
+        model=external_model(cfg),
+        extra_args=cfg.agent_args if name == cfg.agent else (),
+        pricing=cfg.pricing,
+    )
+    return agent

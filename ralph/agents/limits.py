@@ -1,0 +1,134 @@
+"""Usage limits of an agent CLI (a subscription's five-hour limit, a Codex rate limit).
+
+An iteration that hits one is not a failure: it waits until the limit resets (shown and
+journaled, at most `usage_limit_wait` seconds) and runs again, or, with a fallback agent,
+runs on that agent instead until the limit has reset.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from ..agent import IterationOutcome
+from ..events import Bus
+from ..models.base import ModelError, Usage
+from ..signals import STOP
+from . import IterationAgent, StopCheck
+
+USAGE_LIMIT = "usage_limit"  # the outcome of an iteration that hit a usage limit
+CHECK_EVERY_S = 1.0  # how often budgets are looked at while waiting
+
+
+def _clock(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class LimitAware:
+    """Wraps the run's agent: waits out its usage limits, or hands the iteration over."""
+
+    def __init__(
+        self,
+        primary: IterationAgent,
+        name: str,
+        bus: Bus,
+        *,
+        max_wait: float,
+        fallback: IterationAgent | None = None,
+        fallback_name: str = "",
+    ) -> None:
+        self.primary = primary
+        self.name = name
+        self.bus = bus
+        self.max_wait = max_wait
+        self.fallback = fallback
+        self.fallback_name = fallback_name
+        self.limited_until = 0.0  # the primary's limit, while the fallback stands in
+        self._stop_check: StopCheck = lambda u, c: None
+        self._active: IterationAgent = primary
+
+    @property
+    def stop_check(self) -> StopCheck:
+        return self._stop_check
+
+    @stop_check.setter
+    def stop_check(self, check: StopCheck) -> None:
+        self._stop_check = check
+        self.primary.stop_check = check
+        if self.fallback is not None:
+            self.fallback.stop_check = check
+
+    @property
+    def current(self) -> IterationOutcome:
+        return self._active.current
+
+    @current.setter
+    def current(self, value: IterationOutcome) -> None:
+        self._active.current = value
+
+    def iterate(self, system: str, user_text: str, iteration: int) -> IterationOutcome:
+        while True:
+            if self.fallback is not None and time.time() < self.limited_until:
+                return self._on_fallback(system, user_text, iteration)
+            self._active = self.primary
+            out = self.primary.iterate(system, user_text, iteration)
+            if out.outcome != USAGE_LIMIT:
+                return out
+            until = getattr(self.primary, "limited_until", None) or time.time() + 3600
+            if self.fallback is not None:
+                self.limited_until = until
+                # A warning: every view shows it, the journal keeps it with the iteration.
+                self.bus.emit(
+                    "warning",
+                    level="warning",
+                    message=f"{self.name} reached its usage limit (resets {_clock(until)}); "
+                    f"running on {self.fallback_name} until then",
+                    agent=self.name,
+                    fallback=self.fallback_name,
+                    until=until,
+                )
+                return self._on_fallback(system, user_text, iteration)
+            stopped = self._wait(until)
+            if stopped is not None:
+                return stopped
+
+    def _on_fallback(self, system: str, user_text: str, iteration: int) -> IterationOutcome:
+        assert self.fallback is not None
+        self._active = self.fallback
+        return self.fallback.iterate(system, user_text, iteration)
+
+    def _wait(self, until: float) -> IterationOutcome | None:
+        """Sleep until `until`; an outcome when a budget stops the run meanwhile. A limit
+        that resets later than the bound ends the run (resumable) instead."""
+        wait = max(0.0, until - time.time())
+        if wait > self.max_wait:
+            raise ModelError(
+                f"{self.name} reached its usage limit, which resets at {_clock(until)}: later "
+                f"than --usage-limit-wait ({self.max_wait:.0f}s) allows; resume the run after "
+                "that, raise --usage-limit-wait, or pass --fallback-agent",
+                fatal=True,
+            )
+        reason = f"{self.name} usage limit, resets {_clock(until)}"
+        self.bus.emit(
+            "warning",
+            level="warning",
+            message=f"{reason}: waiting {wait:.0f}s (not counted as a failure)",
+            agent=self.name,
+            until=until,
+            wait_s=round(wait, 1),
+        )
+        # The live view shows a countdown for this.
+        self.bus.emit("model_retry", level="warning", wait_s=round(wait, 1), reason=reason)
+        while True:
+            left = until - time.time()
+            if left <= 0:
+                return None
+            with STOP.interruptible():
+                time.sleep(min(CHECK_EVERY_S, left))
+            why = self._stop_check(Usage(), 0.0)
+            if why:
+                return IterationOutcome("stopped", error=why)
+
+    def close(self) -> None:
+        for agent in (self.primary, self.fallback):
+            getattr(agent, "close", lambda: None)()
