@@ -21,6 +21,9 @@ README ("Structured logs"):
 - iteration_ended: outcome, summary, promise, files_changed, commit, usage{...}, cost_usd,
   duration_s, error
 - warning: message
+- usage_limit: agent, limit, resets_at (an agent CLI reported its usage limit; level warning)
+- usage_limit_wait: agent, reason, until, wait_s (the iteration waits for it to reset)
+- agent_process: agent, exit_code, duration_s, stderr (an agent CLI's process ended)
 - run_ended: status, exit_code, reason, iterations, usage{...}, cost_usd, duration_s, resume
 - pull_request: url, number, created, base (after run_ended, with --pr)
 - pull_request_failed: message (level error)

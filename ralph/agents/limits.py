@@ -109,12 +109,13 @@ class LimitAware:
                 fatal=True,
             )
         reason = f"{self.name} usage limit, resets {_clock(until)}"
+        # Journaled, and notified (ralph.notify); never counted as a failure.
         self.bus.emit(
-            "warning",
+            "usage_limit_wait",
             level="warning",
-            message=f"{reason}: waiting {wait:.0f}s (not counted as a failure)",
             agent=self.name,
-            until=until,
+            reason=f"{self.name} usage limit",
+            until=_clock(until),
             wait_s=round(wait, 1),
         )
         # The live view shows a countdown for this.
