@@ -746,3 +746,15 @@ def test_make_toolset_gives_both_tools(git_repo: Path) -> None:
         {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"},
     ]
     assert toolset.run("bash", {"command": "echo hi"}).content == "hi"
+
+
+def test_writing_to_any_inherited_descriptor_does_not_grow_the_runner(
+    tool: BashTool, git_repo: Path
+) -> None:
+    from tests.test_tools_bash import flood_peak
+
+    (git_repo / "sub").mkdir()
+    output, peak = flood_peak(tool)
+    assert "flooded" in output
+    assert peak < 5_000_000, f"peak Python memory {peak} bytes"
+    assert tool.cwd == git_repo / "sub"

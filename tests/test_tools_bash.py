@@ -259,3 +259,32 @@ def test_runner_secret_values_in_output_are_redacted(
     (git_repo / "config.ini").write_text("token=runner-secret-value-42\naws=AKIAIOSFODNN7EXAMPLE\n")
     content = tool.run({"command": "cat config.ini"}).content
     assert content == "token=[REDACTED]\naws=AKIAIOSFODNN7EXAMPLE"
+
+
+# Writes 200 MB to every descriptor the shell has beyond stdin, stdout and stderr, whatever
+# its number (the red team's `head -c 3G /dev/zero >&6` hit the runner's cwd report file).
+FLOOD_EVERY_FD = (
+    'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null || continue; '
+    'head -c 200000000 /dev/zero >&"$n" 2>/dev/null; echo "flooded $n"; done; cd sub'
+)
+
+
+def flood_peak(tool: BashTool) -> tuple[str, int]:
+    """What the flood command printed, and the runner's peak Python memory while it ran."""
+    tracemalloc.start()
+    try:
+        result = tool.run({"command": FLOOD_EVERY_FD})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result.content, peak
+
+
+def test_writing_to_any_inherited_descriptor_does_not_grow_the_runner(
+    tool: BashTool, git_repo: Path
+) -> None:
+    (git_repo / "sub").mkdir()
+    output, peak = flood_peak(tool)
+    assert "flooded" in output  # the report descriptor was there to be flooded
+    assert peak < 5_000_000, f"peak Python memory {peak} bytes"
+    assert tool.cwd == git_repo / "sub"  # the final directory is still reported

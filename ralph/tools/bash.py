@@ -13,7 +13,6 @@ import selectors
 import shlex
 import signal
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,8 @@ KILL_GRACE = 1.0
 # Bytes of the output cap kept for the runner's note on a cut (about 200) and the exit code.
 NOTE_ROOM = 256
 BINARY_SAMPLE = 8192  # bytes looked at to tell binary output from text
+# Bytes of the command's report kept (its last line is its final directory: at most PATH_MAX).
+REPORT_CAP = 8192
 
 
 def _looks_binary(sample: bytes) -> bool:
@@ -112,13 +113,51 @@ def terminate_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE) ->
     proc.wait()
 
 
+class ReportPipe:
+    """A pipe the command writes a short report to (its final directory), read bounded.
+
+    Only the last `REPORT_CAP` bytes are kept: the agent can write anything to the descriptor
+    (`head -c 3G /dev/zero >&N`), and none of it may grow the runner's memory or a file.
+    """
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        self.data = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > 2 * REPORT_CAP:
+            del self.data[:-REPORT_CAP]
+
+    def drain(self) -> None:
+        """Read what is buffered now, at most a pipe's worth of reads (never blocks)."""
+        for _ in range(64):
+            try:
+                chunk = os.read(self.read_fd, READ_CHUNK)
+            except (BlockingIOError, OSError):
+                return
+            if not chunk:
+                return
+            self.feed(chunk)
+
+    def lines(self) -> list[str]:
+        return bytes(self.data[-REPORT_CAP:]).decode("utf-8", "replace").splitlines()
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def run_command(
-    launch: Launch, timeout: float, cap: int, pass_fds: tuple[int, ...] = ()
+    launch: Launch, timeout: float, cap: int, report: ReportPipe | None = None
 ) -> CommandOutcome:
     """Run `launch` with stdout+stderr merged and capped, killing its group after `timeout`.
 
-    If an exception (e.g. `Interrupted` from a signal handler) arrives while waiting, the
-    process group is terminated before it propagates.
+    `report`, when given, is passed to the command as its write end and read bounded. If an
+    exception (e.g. `Interrupted` from a signal handler) arrives while waiting, the process
+    group is terminated before it propagates.
     """
     out = CappedOutput(cap)
     proc = subprocess.Popen(
@@ -129,8 +168,12 @@ def run_command(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, and no controlling terminal
-        pass_fds=pass_fds,
+        pass_fds=(report.write_fd,) if report else (),
     )
+    if report:
+        # Only the command holds the write end now: the runner reads it, never a file.
+        os.close(report.write_fd)
+        report.write_fd = -1
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
@@ -139,6 +182,8 @@ def run_command(
     try:
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
+            if report:
+                selector.register(report.read_fd, selectors.EVENT_READ)
             eof, exited_at = False, None
             while not eof:
                 now = time.monotonic()
@@ -149,12 +194,17 @@ def run_command(
                     exited_at = now
                 if exited_at is not None and now - exited_at > DRAIN_AFTER_EXIT:
                     break  # background processes hold the pipe; they are killed below
-                for _ in selector.select(min(deadline - now, 0.1)):
+                for key, _ in selector.select(min(deadline - now, 0.1)):
                     try:
-                        chunk = os.read(fd, READ_CHUNK)
+                        chunk = os.read(key.fd, READ_CHUNK)
                     except BlockingIOError:
                         continue
-                    if chunk:
+                    if report and key.fd == report.read_fd:
+                        if chunk:
+                            report.feed(chunk)
+                        else:
+                            selector.unregister(key.fd)
+                    elif chunk:
                         out.feed(chunk)
                     else:
                         eof = True
@@ -174,6 +224,8 @@ def run_command(
         raise
     finally:
         proc.stdout.close()
+        if report:
+            report.drain()
     code = None if timed_out else proc.returncode
     if code is not None and code < 0:
         code = 128 - code  # killed by a signal: report it the way a shell would
@@ -211,19 +263,22 @@ class BashTool:
         """Run one shell command in the current working directory; report, never raise."""
         if not self.cwd.is_dir():
             self.cwd = self.sandbox.root
-        with tempfile.TemporaryFile() as state:
-            fd = state.fileno()
-            # The EXIT trap reports the final directory even after `exit N` or an error.
+        report = ReportPipe()
+        try:
+            fd = report.write_fd
+            # The EXIT trap reports the final directory even after `exit N` or an error, on
+            # a line of its own whatever the command wrote to the descriptor before.
             script = (
-                f"trap 'pwd -P >&{fd} 2>/dev/null' EXIT\n"
+                f"trap '{{ echo; pwd -P; }} >&{fd} 2>/dev/null' EXIT\n"
                 f"cd -- {shlex.quote(str(self.cwd))} 2>/dev/null || "
                 f"cd -- {shlex.quote(str(self.sandbox.root))}\n{command}"
             )
             outcome = run_command(
-                self.sandbox.launch(script), self.timeout, self.output_cap, pass_fds=(fd,)
+                self.sandbox.launch(script), self.timeout, self.output_cap, report
             )
-            state.seek(0)
-            lines = state.read().decode("utf-8", "replace").splitlines()
+            lines = report.lines()
+        finally:
+            report.close()
         if lines and Path(lines[-1]).is_dir():
             self.cwd = Path(lines[-1])
         return self._result(outcome)
