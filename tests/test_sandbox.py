@@ -758,3 +758,11 @@ def test_writing_to_any_inherited_descriptor_does_not_grow_the_runner(
     assert "flooded" in output
     assert peak < 5_000_000, f"peak Python memory {peak} bytes"
     assert tool.cwd == git_repo / "sub"
+
+
+def test_no_process_outlives_its_command_even_in_a_session_of_its_own(
+    tool: BashTool, git_repo: Path
+) -> None:
+    from tests.test_tools_bash import assert_no_process_outlives_its_command
+
+    assert_no_process_outlives_its_command(tool, git_repo)

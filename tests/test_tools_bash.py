@@ -288,3 +288,46 @@ def test_writing_to_any_inherited_descriptor_does_not_grow_the_runner(
     assert "flooded" in output  # the report descriptor was there to be flooded
     assert peak < 5_000_000, f"peak Python memory {peak} bytes"
     assert tool.cwd == git_repo / "sub"  # the final directory is still reported
+
+
+# Processes that leave the command's session: `setsid -f`, and a double fork through a
+# subshell that exits at once (its orphan goes to init, or to a subreaper). Each holds an
+# exclusive lock on its file for as long as it lives.
+ESCAPES = {
+    "setsid.lock": "setsid -f flock setsid.lock sleep 300",
+    "double.lock": "(setsid sh -c 'flock double.lock sleep 300 &' &)",
+    "nohup.lock": "nohup setsid flock nohup.lock sleep 300 >/dev/null 2>&1 &",
+}
+
+
+def lock_released(path: Path, wait: float = 10.0) -> bool:
+    """Whether the lock on `path` is free within `wait` seconds (its holder died)."""
+    import fcntl
+
+    deadline = time.monotonic() + wait
+    with path.open("a") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+
+
+def assert_no_process_outlives_its_command(tool: BashTool, root: Path) -> None:
+    held = " && ".join(f"! flock -n {name} true" for name in ESCAPES)
+    # The command ends once every holder has its lock (the script's text never says
+    # "all-held": only the echo does).
+    wait = f"for i in $(seq 200); do {held} && break; sleep 0.05; done\n{held} && echo all-'held'"
+    result = tool.run({"command": "\n".join([*ESCAPES.values(), wait])})
+    assert result.content == "all-held", result.content
+    for name in ESCAPES:
+        assert lock_released(root / name), f"{ESCAPES[name]} outlived its command"
+
+
+def test_no_process_outlives_its_command_even_in_a_session_of_its_own(
+    tool: BashTool, git_repo: Path
+) -> None:
+    assert_no_process_outlives_its_command(tool, git_repo)

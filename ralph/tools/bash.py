@@ -1,8 +1,9 @@
 """Anthropic's bash tool: one fresh shell per command, in the repository, bounded in time and output.
 
 Each command is a new `bash -c` started by the sandbox; the working directory carries over
-from one command to the next (exported variables and background processes do not: a
-command's process group is killed when it ends). stdin is /dev/null: nobody answers.
+from one command to the next (exported variables and background processes do not: every
+process a command started is killed when it ends, even one in a session of its own).
+stdin is /dev/null: nobody answers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from ..redact import redact
 from .base import ToolResult
+from .reaper import kill_adopted, start_time, subreaper
 from .sandbox import Launch, Sandbox
 
 READ_CHUNK = 65536
@@ -157,8 +159,16 @@ def run_command(
 
     `report`, when given, is passed to the command as its write end and read bounded. If an
     exception (e.g. `Interrupted` from a signal handler) arrives while waiting, the process
-    group is terminated before it propagates.
+    group is terminated before it propagates. Processes that left the group (`setsid -f`)
+    are killed at the end too (see reaper).
     """
+    with subreaper():
+        return _run_and_reap(launch, timeout, cap, report)
+
+
+def _run_and_reap(
+    launch: Launch, timeout: float, cap: int, report: ReportPipe | None
+) -> CommandOutcome:
     out = CappedOutput(cap)
     proc = subprocess.Popen(
         launch.argv,
@@ -170,6 +180,8 @@ def run_command(
         start_new_session=True,  # its own process group, and no controlling terminal
         pass_fds=(report.write_fd,) if report else (),
     )
+    # What the runner adopts from now on (orphans of the command) is killed at its end.
+    started = start_time(proc.pid)
     if report:
         # Only the command holds the write end now: the runner reads it, never a file.
         os.close(report.write_fd)
@@ -223,6 +235,7 @@ def run_command(
         terminate_group(proc)
         raise
     finally:
+        kill_adopted(started)
         proc.stdout.close()
         if report:
             report.drain()
