@@ -325,7 +325,8 @@ def run_command(
         bool | None,
         typer.Option(
             "--pr-draft/--no-pr-draft",
-            help="Open the pull request as a draft.",
+            help="Pull request always a draft, or never (default: by outcome: a draft "
+            "unless the run completed).",
             show_default=False,
         ),
     ] = None,

@@ -63,7 +63,7 @@ class RunConfig:
     otel: bool = False
     # pull requests
     pr: bool = False
-    pr_draft: bool = False
+    pr_draft: bool | None = None  # None: a draft unless the run completed
     pr_base: str | None = None
     pr_labels: list[str] = field(default_factory=list)
     remote: str = "origin"
@@ -299,7 +299,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "show_text": _bool,
     "otel": _bool,
     "pr": _bool,
-    "pr_draft": _bool,
+    "pr_draft": _bool,  # null (the default): a draft unless the run completed
     "pr_base": _opt_str,
     "pr_labels": _str_list,
     "remote": _str,
@@ -313,7 +313,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
 
 # Settings whose "not set" value is null.
 NULLABLE = {
-    "max_cost", "max_tokens", "timeout", "branch", "pr_base", "log_file", "fallback_agent"
+    "max_cost", "max_tokens", "timeout", "branch", "pr_draft", "pr_base", "log_file",
+    "fallback_agent",
 }  # fmt: skip
 
 # Settings a file (ralph.yaml, front matter) may hold; the rest are per-invocation.

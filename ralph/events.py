@@ -25,7 +25,7 @@ README ("Structured logs"):
 - usage_limit_wait: agent, reason, until, wait_s (the iteration waits for it to reset)
 - agent_process: agent, exit_code, duration_s, stderr (an agent CLI's process ended)
 - run_ended: status, exit_code, reason, iterations, usage{...}, cost_usd, duration_s, resume
-- pull_request: url, number, created, base (after run_ended, with --pr)
+- pull_request: url, number, created, base, draft (after run_ended, with --pr)
 - pull_request_failed: message (level error)
 """
 

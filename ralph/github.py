@@ -34,6 +34,9 @@ API_VERSION = "2022-11-28"
 BODY_LIMIT = 65_536  # characters GitHub accepts in a pull request body
 LIST_LIMIT = 200  # files listed in the body; the rest are counted
 PUSH_TIMEOUT = 300.0
+MAX_REDIRECTS = 5
+MAX_PAGES = 10  # of 100 pull requests: one branch never has that many open
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 REPO_OVERRIDE_VAR = "RALPH_GITHUB_REPO"
 BUILTIN_PROMPTS = frozenset({"security", "observability", "incident-response", "reliability"})
 
@@ -54,13 +57,16 @@ class GitHubError(RalphError):
 
 @dataclass(frozen=True)
 class PublishResult:
-    """The pull request a run was published to."""
+    """The pull request a run was published to, and what did not go as asked."""
 
     url: str
     number: int
     created: bool  # False when an open pull request for the branch was updated
     base: str
     head_sha: str
+    draft: bool = False
+    notes: tuple[str, ...] = ()  # worth knowing: a retarget, another open pull request
+    problems: tuple[str, ...] = ()  # asked for but not done: labels, draft state
 
 
 # --- remotes -------------------------------------------------------------------------------
@@ -318,7 +324,9 @@ class GitHubAPI:
                 "User-Agent": "ralph-loop",
             },
             timeout=timeout,
-            follow_redirects=True,  # renamed repositories answer 301/307
+            # Redirects are followed by `_send`: httpx would turn a redirected POST into a
+            # GET, which "succeeds" without doing anything (a label never added).
+            follow_redirects=False,
         )
 
     def __enter__(self) -> GitHubAPI:
@@ -337,6 +345,29 @@ class GitHubAPI:
         what: str = "",
     ) -> Any:
         """The decoded JSON of `method path`, retrying 5xx, rate limits and dropped connections."""
+        resp = self._call(method, path, json, params, what)
+        return resp.json() if resp.content else None
+
+    def paginate(self, path: str, params: Mapping[str, str], *, what: str = "") -> list[Any]:
+        """Every item of a list endpoint, following its `Link: <...>; rel="next"` pages."""
+        items: list[Any] = []
+        url: str | None = path
+        query: Mapping[str, str] | None = {**params, "per_page": "100"}
+        for _ in range(MAX_PAGES):
+            if url is None:
+                break
+            resp = self._call("GET", url, None, query, what or f"GET {path}")
+            page = resp.json() if resp.content else []
+            items += page if isinstance(page, list) else []
+            # The next page's URL carries the whole query (GitHub's and our fake's do).
+            url, query = resp.links.get("next", {}).get("url"), None
+            if url is not None and not _same_origin(resp.url.join(url), resp.url):
+                raise GitHubError(f"GitHub's next page of {what or path} is on another host")
+        return items
+
+    def _call(
+        self, method: str, path: str, json: Any, params: Mapping[str, str] | None, what: str
+    ) -> httpx.Response:
         from tenacity import Retrying, retry_if_exception_type
 
         retrying = Retrying(
@@ -376,21 +407,52 @@ class GitHubAPI:
 
     def _send(
         self, method: str, path: str, body: Any, params: Mapping[str, str] | None, what: str
-    ) -> Any:
+    ) -> httpx.Response:
         import httpx
 
-        try:
-            resp = self._client.request(method, path, json=body, params=params)
-        except httpx.TransportError as exc:
-            raise _Transient(type(exc).__name__, None) from exc
+        url: str | httpx.URL = path
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                resp = self._client.request(method, url, json=body, params=params)
+            except httpx.TransportError as exc:
+                raise _Transient(type(exc).__name__, None) from exc
+            if resp.status_code not in _REDIRECTS or "location" not in resp.headers:
+                break
+            url, params = self._redirect(resp, method, what), None  # Location has the query
+        else:
+            raise GitHubError(f"GitHub redirected {what} more than {MAX_REDIRECTS} times")
         if resp.status_code < 400:
-            return resp.json() if resp.content else None
+            return resp
         retry_after = _wait_hint(resp)
         if resp.status_code in (403, 429) and retry_after is not None:
             raise _Transient(f"{resp.status_code} rate limited", retry_after, rate_limited=True)
         if resp.status_code >= 500:
             raise _Transient(f"{resp.status_code} {resp.reason_phrase}", None)
         raise _api_error(resp, what, self.environ)
+
+    def _redirect(self, resp: httpx.Response, method: str, what: str) -> httpx.URL:
+        """Where to re-send a redirected request: the same method and body, or an error.
+
+        A GET may follow any redirect. A request that changes something follows only 307 and
+        308, which keep the method; 301-303 would make it a bodiless GET. `publish` reads the
+        repository first (a GET, which follows a rename) and uses the name GitHub gives back,
+        so a renamed repository's writes never meet a 301.
+        """
+        target = resp.url.join(resp.headers["location"])
+        if not _same_origin(target, resp.url):  # the token goes along: only to the API's host
+            raise GitHubError(
+                f"GitHub redirected {what} to another host ({target.host}); it was not followed",
+                resp.status_code,
+            )
+        if method not in ("GET", "HEAD") and resp.status_code not in (307, 308):
+            raise GitHubError(
+                f"GitHub could not {what}: it answered {resp.status_code} (moved to "
+                f"{target.path}), and a {method} is never re-sent as a GET; the repository "
+                f"was probably renamed or transferred: update the remote's URL or set "
+                f"{REPO_OVERRIDE_VAR}=owner/name",
+                resp.status_code,
+            )
+        return target
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -401,6 +463,10 @@ class GitHubAPI:
     def _out_of_time(self, state: RetryCallState) -> bool:
         # Stop before a wait that would end past the budget, not after it.
         return (state.seconds_since_start or 0.0) + self._wait(state) > self.retry_seconds
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
 
 
 def _wait_hint(resp: httpx.Response) -> float | None:
@@ -461,6 +527,20 @@ def _error_text(error: Any) -> str:
 # --- pull requests -------------------------------------------------------------------------
 
 
+@dataclass
+class _Outcome:
+    """What `open_or_update_pr` did: the pull request, and what the user should hear."""
+
+    pr: dict[str, Any]
+    created: bool
+    notes: list[str]
+    problems: list[str]
+
+
+def _base_of(pr: Mapping[str, Any]) -> str:
+    return str((pr.get("base") or {}).get("ref") or "")
+
+
 def open_or_update_pr(
     api: GitHubAPI,
     owner: str,
@@ -472,16 +552,44 @@ def open_or_update_pr(
     body: str,
     draft: bool = False,
     labels: Sequence[str] = (),
-) -> tuple[dict[str, Any], bool]:
-    """Update the open pull request for `branch`, or open one; then add `labels`.
+    retarget: bool = False,
+) -> _Outcome:
+    """Update the open pull request from `branch` into `base`, or open one; set its draft
+    state and add `labels`.
 
-    Returns the pull request as GitHub describes it and whether it was created.
+    An open pull request from the branch into another base is never updated as if it were
+    this one: with `retarget` (the user named the base) the only such one is moved to `base`;
+    otherwise a new one is opened and a note says which were left alone. Labels and draft
+    state that could not be set are `problems` (the pull request itself is there).
     """
     pulls = f"/repos/{owner}/{repo}/pulls"
-    open_prs = api.request(
-        "GET", pulls, params={"head": f"{owner}:{branch}", "state": "open"}, what="list pulls"
+    head = f"{owner}:{branch}"
+    notes: list[str] = []
+    mine = api.paginate(
+        pulls, {"head": head, "base": base, "state": "open"}, what="list pull requests"
     )
-    pr: dict[str, Any] | None = open_prs[0] if open_prs else None
+    pr: dict[str, Any] | None = mine[0] if mine else None
+    change: dict[str, Any] = {"title": title, "body": body}
+    if pr is None:
+        others = api.paginate(pulls, {"head": head, "state": "open"}, what="list pull requests")
+        others = [p for p in others if _base_of(p) != base]
+        if retarget and len(others) == 1:
+            pr, change["base"] = others[0], base
+            notes.append(
+                f"pull request #{pr['number']} from {branch} was into {_base_of(pr)}; it now "
+                f"targets {base}, as --pr-base asks"
+            )
+        elif others:
+            listed = ", ".join(f"#{p['number']} (into {_base_of(p)})" for p in others)
+            hint = (
+                ""
+                if retarget
+                else f"; pass --pr-base {_base_of(others[0])} to update #{others[0]['number']} instead"
+            )
+            notes.append(
+                f"{branch} has open pull requests into other branches, left as they are: "
+                f"{listed}; a new one into {base} was opened{hint}"
+            )
     created = pr is None
     if pr is None:
         new = {"head": branch, "base": base, "title": title, "body": body, "draft": draft}
@@ -491,29 +599,35 @@ def open_or_update_pr(
             # A retried POST whose first try did land, or a run racing ours: update that one.
             if exc.status != 422 or not any("already exists" in d for d in exc.details):
                 raise
-            again = api.request("GET", pulls, params={"head": f"{owner}:{branch}", "state": "open"})
+            again = api.paginate(pulls, {"head": head, "base": base, "state": "open"})
             if not again:
                 raise
             pr, created = again[0], False
+    assert pr is not None
     if not created:
-        assert pr is not None
         pr = api.request(
             "PATCH",
             f"{pulls}/{pr['number']}",
-            json={"title": title, "body": body},
+            json=change,
             what=f"update pull request #{pr['number']}",
         )
-    assert pr is not None
-    if not created and bool(pr.get("draft")) != draft:
-        pr = set_draft(api, pr, draft)
+    problems: list[str] = []
+    if bool(pr.get("draft")) != draft:
+        try:
+            pr = set_draft(api, pr, draft)
+        except GitHubError as exc:
+            problems.append(exc.message)
     if labels:
-        api.request(
-            "POST",
-            f"/repos/{owner}/{repo}/issues/{pr['number']}/labels",
-            json={"labels": list(labels)},
-            what=f"label pull request #{pr['number']}",
-        )
-    return pr, created
+        try:
+            api.request(
+                "POST",
+                f"/repos/{owner}/{repo}/issues/{pr['number']}/labels",
+                json={"labels": list(labels)},
+                what=f"label pull request #{pr['number']}",
+            )
+        except GitHubError as exc:
+            problems.append(f"labels {', '.join(labels)} were not added: {exc.message}")
+    return _Outcome(pr, created, notes, problems)
 
 
 _READY = """mutation($id: ID!) {
@@ -535,13 +649,14 @@ def set_draft(api: GitHubAPI, pr: dict[str, Any], draft: bool) -> dict[str, Any]
         if draft
         else (_READY, "markPullRequestReadyForReview")
     )
+    keep = (
+        "--no-pr-draft to leave it ready for review" if draft else "--pr-draft to leave it a draft"
+    )
     try:
         data = api.graphql(mutation, {"id": pr["node_id"]}, what=action)
     except GitHubError as exc:
         raise GitHubError(
-            f"pull request #{number} was updated, but {exc.message}; "
-            + ("drop --pr-draft" if draft else "pass --pr-draft")
-            + " to keep it as it is",
+            f"pull request #{number} was updated, but {exc.message}; pass {keep}",
             exc.status,
             exc.details,
         ) from None
@@ -549,6 +664,12 @@ def set_draft(api: GitHubAPI, pr: dict[str, Any], draft: bool) -> dict[str, Any]
     if is_draft is not None and bool(is_draft) != draft:
         raise GitHubError(f"pull request #{number} was updated, but GitHub did not {action}")
     return {**pr, "draft": draft}
+
+
+def draft_for(status: str, flag: bool | None) -> bool:
+    """Whether a run's pull request is a draft: as `--pr-draft/--no-pr-draft` say, else
+    unless the run completed (a reviewer should not merge work the run did not finish)."""
+    return status != RunStatus.COMPLETED if flag is None else flag
 
 
 def pr_title(prompt_name: str, status: str, iterations: int = 0, max_iterations: int = 0) -> str:
@@ -695,9 +816,16 @@ def publish(
     token = _token(env)
     api_url = _api_url(env)
     owner, repo = resolve_repo(remote_url(repo_path, remote), env, github_repo)
+    notes: list[str] = []
     with GitHubAPI(api_url, token, retry_seconds=retry_seconds, environ=env) as api:
         # Reading the repository first catches a bad token or name before anything is pushed.
         info = api.request("GET", f"/repos/{owner}/{repo}", what=f"read {owner}/{repo}")
+        moved = str(info.get("full_name") or "")
+        if moved.count("/") == 1 and moved.lower() != f"{owner}/{repo}".lower():
+            # Renamed or transferred: the GET followed GitHub's 301; writes must not meet it.
+            notes.append(f"{owner}/{repo} is now {moved} on GitHub (renamed or transferred)")
+            owner, repo = moved.split("/")
+        explicit = base is not None
         base = base or str(info.get("default_branch") or "main")
         if base == branch:
             raise GitHubError(
@@ -715,7 +843,7 @@ def publish(
             artifacts=artifacts,
             environ=env,
         )
-        pr, created = open_or_update_pr(
+        done = open_or_update_pr(
             api,
             owner,
             repo,
@@ -725,5 +853,16 @@ def publish(
             body=text,
             draft=draft,
             labels=labels,
+            retarget=explicit,
         )
-    return PublishResult(str(pr["html_url"]), int(pr["number"]), created, base, head_sha)
+    pr = done.pr
+    return PublishResult(
+        str(pr["html_url"]),
+        int(pr["number"]),
+        done.created,
+        base,
+        head_sha,
+        draft=bool(pr.get("draft")),
+        notes=tuple(notes + done.notes),
+        problems=tuple(done.problems),
+    )

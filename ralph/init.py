@@ -70,7 +70,7 @@ TEMPLATE = """\
 
 # --- pull requests --------------------------------------------------------------------------
 # pr: false                       # push the run branch and open or update a pull request
-# pr_draft: false
+# pr_draft: null                  # true: always a draft, false: never; null: a draft unless the run completed
 # pr_base: null                   # default: the repository's default branch
 # pr_labels: []
 # remote: origin

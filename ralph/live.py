@@ -212,7 +212,9 @@ class LiveView:
             case "warning" | "pull_request_failed" | "stop_requested" | "notification_failed":
                 out.append(self._line("!", f"{event.level}: {d.get('message')}", "yellow"))
             case "pull_request":
-                verb = "opened" if d.get("created") else "updated"
+                verb = ("opened" if d.get("created") else "updated") + (
+                    " (draft)" if d.get("draft") else ""
+                )
                 out.append(
                     self._line(
                         "↑", f"pull request #{d.get('number')} {verb}: {d.get('url')}", "green"

@@ -121,7 +121,7 @@ def _publish(cfg: RunConfig, workspace: Any, result: RunResult, bus: Bus) -> boo
     """Push the run branch and open or update its pull request; False when that failed."""
     import subprocess
 
-    from .github import GitHubError, pr_title, publish
+    from .github import GitHubError, draft_for, pr_title, publish
     from .report import build_summary, render_markdown
 
     count = subprocess.run(
@@ -144,13 +144,24 @@ def _publish(cfg: RunConfig, workspace: Any, result: RunResult, bus: Bus) -> boo
             remote=cfg.remote,
             base=cfg.pr_base,
             labels=cfg.pr_labels,
-            draft=cfg.pr_draft,
+            draft=draft_for(result.status, cfg.pr_draft),
         )
     except GitHubError as exc:
         bus.emit("pull_request_failed", level="error", message=exc.message)
         return False
-    bus.emit("pull_request", url=pr.url, number=pr.number, created=pr.created, base=pr.base)
-    return True
+    bus.emit(
+        "pull_request",
+        url=pr.url,
+        number=pr.number,
+        created=pr.created,
+        base=pr.base,
+        draft=pr.draft,
+    )
+    for note in pr.notes:
+        bus.emit("warning", level="warning", message=f"--pr: {note}")
+    for problem in pr.problems:  # the pull request is there, but not as it was asked for
+        bus.emit("pull_request_failed", level="error", message=problem)
+    return not pr.problems
 
 
 def _commit_left_over(

@@ -172,7 +172,9 @@ class PlainLines:
             ):
                 return f"{it}{event.level}: {short(d.get('message'), 500)}"
             case "pull_request":
-                verb = "opened" if d.get("created") else "updated"
+                verb = ("opened" if d.get("created") else "updated") + (
+                    " (draft)" if d.get("draft") else ""
+                )
                 return f"pull request #{d.get('number')} {verb}: {d.get('url')}"
             case "iteration_ended":
                 return (

@@ -2,8 +2,11 @@
 
 `FakeGitHub` runs a threaded stdlib HTTP server on 127.0.0.1 with a free port. It serves the
 endpoints ralph uses (read a repository and a branch, list/create/update pull requests, add
-labels, and the GraphQL mutations that mark a pull request ready or draft) from in-memory
-state, records every request, and can inject failures. Given `repos_root`, it also
+and list labels, and the GraphQL mutations that mark a pull request ready or draft) from
+in-memory state, records every request, and can inject failures. As GitHub does, it filters
+pull requests by `head`, `base` and `state`, pages lists (`per_page`, `page`, a `Link`
+header), serves a repository under `/repositories/ID/...` too, and answers requests to a
+renamed repository's old name with a 301 to that path. Given `repos_root`, it also
 serves the bare repositories `{repos_root}/{owner}/{repo}.git` over smart HTTP through
 `git http-backend`, checking the token as GitHub does, and validates a new pull request's head
 against them.
@@ -11,6 +14,7 @@ against them.
     with FakeGitHub(token="ghp_...", repos_root=tmp_path / "remotes") as gh:
         env = {"GITHUB_API_URL": gh.url, "GITHUB_TOKEN": "ghp_..."}
         gh.fail("POST", r"/pulls$", 500)          # the next POST to a pulls URL fails once
+        gh.rename("octo/app", "octo/app2")        # /repos/octo/app/... now answers 301
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 BODY_LIMIT = 65_536
 
@@ -62,6 +66,7 @@ class Repo:
     name: str
     default_branch: str = "main"
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    id: int = 1
 
 
 class FakeGitHub:
@@ -83,6 +88,8 @@ class FakeGitHub:
         # installation token.
         self.permissions = {"push": True, "pull": True} if permissions is None else permissions
         self.repos: dict[str, Repo] = {f"{owner}/{repo}": Repo(owner, repo, default_branch)}
+        self.moved: dict[str, Repo] = {}  # old full name -> the repository it now is
+        self.page_size: int | None = None  # caps per_page, to make a test's lists page
         self.requests: list[Recorded] = []
         self.failures: list[Failure] = []
         self.lock = threading.Lock()
@@ -134,6 +141,30 @@ class FakeGitHub:
         repo = self.repos[full_name] if full_name else next(iter(self.repos.values()))
         return list(repo.pulls.values())
 
+    def rename(self, old: str, new: str) -> None:
+        """Rename (or transfer) a repository: its old name answers 301, as GitHub's does."""
+        repo = self.repos.pop(old)
+        if self.repos_root is not None and self.bare_repo(repo.owner, repo.name).exists():
+            # Git keeps working at the old address (GitHub redirects it too): a link.
+            before = self.bare_repo(repo.owner, repo.name)
+            after = self.bare_repo(*new.split("/"))
+            after.parent.mkdir(parents=True, exist_ok=True)
+            before.rename(after)
+            before.symlink_to(after)
+        repo.owner, repo.name = new.split("/")
+        self.repos[new] = repo
+        self.moved[old] = repo
+
+    def open_pull(self, head: str, base: str, *, draft: bool = False, title: str = "theirs") -> int:
+        """Open a pull request from `head` into `base` directly (one a person made)."""
+        repo = next(iter(self.repos.values()))
+        with self.lock:
+            status, _, body = self._create(
+                repo, {"head": head, "base": base, "title": title, "draft": draft}, check=False
+            )
+        assert status == 201, body
+        return int(json.loads(body)["number"])
+
     def bare_repo(self, owner: str, name: str) -> Path:
         """Where the bare repository served for owner/name lives."""
         assert self.repos_root is not None, "FakeGitHub(repos_root=...) serves repositories"
@@ -176,10 +207,23 @@ class FakeGitHub:
 
     def _api(self, req: Recorded) -> tuple[int, dict[str, str], bytes]:
         m = re.fullmatch(r"/repos/([^/]+)/([^/]+)(/.*)?", req.path)
-        repo = self.repos.get(f"{m[1]}/{m[2]}") if m else None
-        if not m or repo is None:
+        by_id = re.fullmatch(r"/repositories/(\d+)(/.*)?", req.path)
+        if m and f"{m[1]}/{m[2]}" in self.moved:
+            # GitHub's answer for an old name, whatever the method (the spec lists 301 for
+            # the write operations too): the same request under the repository's id.
+            where = f"{self.url}/repositories/{self.moved[f'{m[1]}/{m[2]}'].id}{m[3] or ''}"
+            if req.query:
+                where += "?" + urlencode(req.query)
+            return _json(301, {"message": "Moved Permanently", "url": where}, {"Location": where})
+        if by_id:
+            repo = next((r for r in self.repos.values() if r.id == int(by_id[1])), None)
+            rest = by_id[2] or ""
+        else:
+            repo = self.repos.get(f"{m[1]}/{m[2]}") if m else None
+            rest = (m[3] or "") if m else ""
+        if repo is None:
             return _json(404, {"message": "Not Found"})
-        rest, key = m[3] or "", (req.method, re.sub(r"\d+", "N", m[3] or ""))
+        key = (req.method, re.sub(r"\d+", "N", rest))
         number = int(re.sub(r"\D", "", rest) or 0)
         if key == ("GET", ""):
             return _json(200, self._repo_json(repo))
@@ -191,22 +235,22 @@ class FakeGitHub:
                 return _json(200, {"name": name})
             return _json(404, {"message": "Branch not found"})
         if key == ("GET", "/pulls"):
-            head, state = req.query.get("head", ""), req.query.get("state", "open")
+            head, base = req.query.get("head", ""), req.query.get("base", "")
+            state = req.query.get("state", "open")
             found = [
                 p
                 for p in repo.pulls.values()
-                if (not head or p["head"]["label"] == head) and state in ("all", p["state"])
+                if (not head or p["head"]["label"] == head)
+                and (not base or p["base"]["ref"] == base)
+                and state in ("all", p["state"])
             ]
-            return _json(200, found)
+            return self._page(req, found)
         if key == ("POST", "/pulls"):
             return self._create(repo, req.json or {})
         if key == ("PATCH", "/pulls/N") and number in repo.pulls:
-            pr = repo.pulls[number]
-            data = req.json or {}
-            if len(data.get("body") or "") > BODY_LIMIT:
-                return _invalid("body is too long (maximum is 65536 characters)")
-            pr.update({k: data[k] for k in ("title", "body", "state") if k in data})
-            return _json(200, pr)
+            return self._update(repo, repo.pulls[number], req.json or {})
+        if key == ("GET", "/issues/N/labels") and number in repo.pulls:
+            return _json(200, repo.pulls[number]["labels"])
         if key == ("POST", "/issues/N/labels") and number in repo.pulls:
             names = (req.json or {}).get("labels") or []
             labels = repo.pulls[number]["labels"]
@@ -214,7 +258,50 @@ class FakeGitHub:
             return _json(200, labels)
         return _json(404, {"message": "Not Found"})
 
-    def _create(self, repo: Repo, data: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    def _page(self, req: Recorded, items: list[Any]) -> tuple[int, dict[str, str], bytes]:
+        """One page of `items` as GitHub pages lists: per_page (30, at most 100), page, Link."""
+        size = min(int(req.query.get("per_page") or 30), 100, self.page_size or 100)
+        page = int(req.query.get("page") or 1)
+        last = max(1, -(-len(items) // size))
+        links = []
+        for rel, number in (("next", page + 1), ("last", last)):
+            if page < last:
+                query = urlencode({**req.query, "page": str(number)})
+                links.append(f'<{self.url}{req.path}?{query}>; rel="{rel}"')
+        headers = {"Link": ", ".join(links)} if links else {}
+        return _json(200, items[(page - 1) * size : page * size], headers)
+
+    def _update(
+        self, repo: Repo, pr: dict[str, Any], data: dict[str, Any]
+    ) -> tuple[int, dict[str, str], bytes]:
+        """PATCH a pull request: title, body, state and base (REST cannot change draft)."""
+        if len(data.get("body") or "") > BODY_LIMIT:
+            return _invalid("body is too long (maximum is 65536 characters)")
+        base = data.get("base")
+        if base and base != pr["base"]["ref"]:
+            if self.repos_root is not None and self._sha(repo, str(base)) is None:
+                return _json(
+                    422,
+                    {
+                        "message": "Validation Failed",
+                        "errors": [{"resource": "PullRequest", "field": "base", "code": "invalid"}],
+                    },
+                )
+            if self._open_with(repo, pr["head"]["label"], str(base)):
+                return _invalid(f"A pull request already exists for base branch '{base}'")
+            pr["base"] = {"ref": base}
+        pr.update({k: data[k] for k in ("title", "body", "state") if k in data})
+        return _json(200, pr)
+
+    def _open_with(self, repo: Repo, label: str, base: str) -> bool:
+        return any(
+            p["head"]["label"] == label and p["base"]["ref"] == base and p["state"] == "open"
+            for p in repo.pulls.values()
+        )
+
+    def _create(
+        self, repo: Repo, data: dict[str, Any], check: bool = True
+    ) -> tuple[int, dict[str, str], bytes]:
         missing = [k for k in ("head", "base", "title") if not data.get(k)]
         if missing:
             return _json(
@@ -231,9 +318,10 @@ class FakeGitHub:
         label = f"{repo.owner}:{head}"
         if len(data.get("body") or "") > BODY_LIMIT:
             return _invalid("body is too long (maximum is 65536 characters)")
-        if any(p["head"]["label"] == label and p["state"] == "open" for p in repo.pulls.values()):
+        # One open pull request per head and base; the same head may target other bases.
+        if self._open_with(repo, label, str(data["base"])):
             return _invalid(f"A pull request already exists for {label}.")
-        if self.repos_root is not None:
+        if check and self.repos_root is not None:
             problem = self._check_branches(repo, head, str(data["base"]))
             if problem:
                 return _json(422, {"message": "Validation Failed", "errors": [problem]})
@@ -286,6 +374,7 @@ class FakeGitHub:
 
     def _repo_json(self, repo: Repo) -> dict[str, Any]:
         data: dict[str, Any] = {
+            "id": repo.id,
             "full_name": f"{repo.owner}/{repo.name}",
             "default_branch": repo.default_branch,
             "html_url": f"{self.url}/{repo.owner}/{repo.name}",

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 
 from ralph.github import (
+    GitHubAPI,
     GitHubError,
     PublishResult,
     auth_env,
     default_graphql_url,
+    draft_for,
     parse_remote,
     pr_body,
     pr_title,
@@ -111,8 +113,13 @@ def test_publish_pushes_the_branch_and_opens_a_pull_request(world: World) -> Non
     assert remote_sha(world) == head  # the push happened
     assert result.created and result.number == 1 and result.base == "main"
     assert result.url == f"{world.gh.url}/octo/app/pull/1"
-    [lookup] = world.gh.calls("GET", r"/pulls$")
-    assert lookup.query == {"head": f"octo:{BRANCH}", "state": "open"}
+    lookup = world.gh.calls("GET", r"/pulls$")[0]
+    assert lookup.query == {
+        "head": f"octo:{BRANCH}",
+        "base": "main",
+        "state": "open",
+        "per_page": "100",
+    }
     [create] = world.gh.calls("POST", r"/pulls$")
     assert create.json["head"] == BRANCH and create.json["base"] == "main"
     assert create.json["title"] == "ralph: security hardening — completed"
@@ -439,13 +446,22 @@ def test_a_refused_draft_change_is_a_clear_error(world: World) -> None:
         200,
         json={"data": None, "errors": [{"message": "Resource not accessible by integration"}]},
     )
-    with pytest.raises(GitHubError) as caught:
-        world.publish(draft=True, body="# Newer\n")
-    assert caught.value.message == (
+    result = world.publish(draft=True, body="# Newer\n")
+    assert result.problems == (
         "pull request #1 was updated, but GitHub could not convert it to a draft (GraphQL: "
-        "Resource not accessible by integration); drop --pr-draft to keep it as it is"
+        "Resource not accessible by integration); pass --no-pr-draft to leave it ready for "
+        "review",
     )
+    assert not result.draft and result.url.endswith("/pull/1")
     assert world.gh.pulls()[0]["body"].startswith("# Newer")  # the update itself landed
+
+
+def test_a_run_that_did_not_complete_is_a_draft_unless_a_flag_says_otherwise() -> None:
+    assert draft_for("completed", None) is False
+    for status in ("max_iterations", "budget", "stalled", "failed", "error"):
+        assert draft_for(status, None) is True, status
+        assert draft_for(status, False) is False  # --no-pr-draft: never a draft
+    assert draft_for("completed", True) is True  # --pr-draft: always a draft
 
 
 def test_the_graphql_endpoint_follows_the_api_root() -> None:
@@ -543,3 +559,133 @@ def test_preflight_needs_a_token_and_leaves_a_non_repository_to_the_run(tmp_path
     with pytest.raises(GitHubError, match=r"--pr needs a GitHub token"):
         preflight(tmp_path, environ={})
     assert preflight(tmp_path, environ={"GITHUB_TOKEN": TOKEN}) is None
+
+
+# --- which pull request: head and base, pages ------------------------------------------------
+
+
+def push_branch_to_remote(world: World, name: str) -> None:
+    git(world.work, "push", "-q", str(world.bare), f"main:refs/heads/{name}")
+
+
+def test_a_pull_request_into_another_base_is_left_alone_and_a_new_one_opened(
+    world: World,
+) -> None:
+    theirs = world.gh.open_pull(BRANCH, "develop", title="into develop")
+    result = world.publish()  # no --pr-base: the repository's default, main
+
+    assert result.created and result.number != theirs and result.base == "main"
+    by_number = {p["number"]: p for p in world.gh.pulls()}
+    assert by_number[result.number]["base"]["ref"] == "main"
+    assert by_number[theirs]["base"]["ref"] == "develop"
+    assert by_number[theirs]["title"] == "into develop"  # not updated
+    assert world.gh.calls("PATCH") == []
+    assert result.notes == (
+        f"{BRANCH} has open pull requests into other branches, left as they are: "
+        f"#{theirs} (into develop); a new one into main was opened; pass --pr-base develop "
+        f"to update #{theirs} instead",
+    )
+
+
+def test_an_explicit_base_retargets_the_only_open_pull_request_of_the_branch(
+    world: World,
+) -> None:
+    push_branch_to_remote(world, "develop")
+    theirs = world.gh.open_pull(BRANCH, "main")
+    result = world.publish(base="develop")
+
+    assert not result.created and result.number == theirs and result.base == "develop"
+    [patch] = world.gh.calls("PATCH", rf"/pulls/{theirs}$")
+    assert patch.json["base"] == "develop"
+    [pr] = world.gh.pulls()
+    assert pr["base"]["ref"] == "develop" and pr["title"].endswith("completed")
+    assert result.notes == (
+        f"pull request #{theirs} from {BRANCH} was into main; it now targets develop, as "
+        "--pr-base asks",
+    )
+
+
+def test_the_pull_request_with_the_runs_base_is_updated_not_the_first_listed(
+    world: World,
+) -> None:
+    push_branch_to_remote(world, "develop")
+    world.gh.open_pull(BRANCH, "develop", title="into develop")
+    ours = world.gh.open_pull(BRANCH, "main", title="into main")
+    result = world.publish(base="main")
+    assert not result.created and result.number == ours and result.notes == ()
+    assert [c.path for c in world.gh.calls("PATCH")] == [f"/repos/octo/app/pulls/{ours}"]
+    assert {p["base"]["ref"] for p in world.gh.pulls()} == {"main", "develop"}
+
+
+def test_every_page_of_the_branchs_pull_requests_is_read(world: World) -> None:
+    world.gh.page_size = 1
+    first = world.gh.open_pull(BRANCH, "develop")
+    second = world.gh.open_pull(BRANCH, "release")
+    result = world.publish(base="main")  # two others: none is retargeted
+
+    assert result.created and world.gh.calls("PATCH") == []
+    assert f"#{first} (into develop), #{second} (into release)" in result.notes[0]
+    pages = [c.query.get("page") for c in world.gh.calls("GET", r"/pulls$")]
+    assert "2" in pages  # the Link header's next page was read
+
+
+def test_paginate_follows_link_headers_to_the_last_page(world: World) -> None:
+    world.gh.page_size = 2
+    numbers = [world.gh.open_pull(f"topic-{i}", "main") for i in range(5)]
+    with GitHubAPI(world.gh.url, TOKEN) as api:
+        found = api.paginate("/repos/octo/app/pulls", {"state": "open"})
+    assert [p["number"] for p in found] == numbers
+    assert len(world.gh.calls("GET", r"/pulls$")) == 3
+
+
+# --- redirects ---------------------------------------------------------------------------------
+
+
+def test_a_301_on_adding_labels_is_not_resent_as_a_get_and_is_reported(world: World) -> None:
+    moved = f"{world.gh.url}/repositories/1/issues/1/labels"
+    world.gh.fail(
+        "POST", r"/issues/1/labels$", 301, {"message": "Moved Permanently"}, {"Location": moved}
+    )
+    result = world.publish(labels=["security"])
+
+    assert result.created and result.number == 1  # the pull request itself is there
+    assert world.gh.calls("GET", r"/labels$") == []  # never turned into a GET
+    assert world.gh.pulls()[0]["labels"] == []
+    [problem] = result.problems
+    assert problem.startswith(
+        "labels security were not added: GitHub could not label pull request #1: it "
+        "answered 301 (moved to /repositories/1/issues/1/labels), and a POST is never "
+        "re-sent as a GET"
+    )
+    assert "RALPH_GITHUB_REPO" in problem
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_307_or_308_is_followed_with_the_same_method_and_body(world: World, status: int) -> None:
+    moved = f"{world.gh.url}/repositories/1/issues/1/labels"
+    world.gh.fail("POST", r"/repos/.*/labels$", status, {}, {"Location": moved})
+    result = world.publish(labels=["security"])
+    assert result.problems == ()
+    [resent] = world.gh.calls("POST", r"^/repositories/1/issues/1/labels$")
+    assert resent.json == {"labels": ["security"]}
+    assert world.gh.pulls()[0]["labels"] == [{"name": "security"}]
+
+
+def test_a_renamed_repository_is_published_under_its_new_name(world: World) -> None:
+    world.gh.rename("octo/app", "octo/app2")  # RALPH_GITHUB_REPO still says octo/app
+    result = world.publish(labels=["security"])
+
+    assert result.created and result.problems == ()
+    assert result.notes == ("octo/app is now octo/app2 on GitHub (renamed or transferred)",)
+    [pr] = world.gh.pulls("octo/app2")
+    assert pr["labels"] == [{"name": "security"}] and pr["head"]["label"] == f"octo:{BRANCH}"
+    changes = [r for r in world.gh.requests if r.method != "GET" and ".git/" not in r.path]
+    assert changes and all(r.path.startswith(("/repos/octo/app2/", "/graphql")) for r in changes)
+
+
+def test_a_redirect_to_another_host_is_not_followed(world: World, tmp_path: Path) -> None:
+    with FakeGitHub("octo", "app") as elsewhere:
+        world.gh.fail("GET", r"/repos/octo/app$", 302, {}, {"Location": elsewhere.url + "/x"})
+        with pytest.raises(GitHubError, match=r"redirected read octo/app to another host"):
+            world.publish()
+        assert elsewhere.requests == []  # the token never went there

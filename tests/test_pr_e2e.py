@@ -78,6 +78,15 @@ def ralph(
     return run_cli(args, cwd=repo, env=env)
 
 
+def ralph_again(
+    repo: Path, env: dict[str, str], script: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """The same job run again on the run branch (checked out), as a nightly does."""
+    args = ["Audit it. <promise>DONE</promise>", "--model", f"script:{script}", "--sandbox", "none",
+            "--max-iterations", "1", "--pr", "--in-place", *extra]  # fmt: skip
+    return run_cli(args, cwd=repo, env=env)
+
+
 def test_pr_opened_then_updated_and_token_kept_out(tmp_path: Path, gh: FakeGitHub) -> None:
     repo, env, script = setup(tmp_path, gh, "Audited. <promise>DONE</promise>")
     proc = ralph(repo, env, script)
@@ -149,15 +158,16 @@ def test_pr_without_token_is_a_usage_error_before_anything_is_created(
     assert not (repo / ".ralph").exists()
 
 
-def test_over_http_owner_and_repo_come_from_the_url_and_draft_state_follows_the_flag(
+def test_over_http_owner_and_repo_come_from_the_url_and_the_draft_flags_win(
     tmp_path: Path, gh: FakeGitHub
 ) -> None:
     repo, env, script = setup(tmp_path, gh, "Audited. <promise>DONE</promise>", http=True)
     assert "RALPH_GITHUB_REPO" not in env
-    proc = ralph(repo, env, script, "--pr-draft")
+    proc = ralph(repo, env, script, "--pr-draft")  # a draft although the run completed
     assert proc.returncode == 0, proc.stderr
     [pr] = gh.pulls()
     assert pr["draft"] is True and pr["title"].endswith("completed")
+    assert "pull request #1 opened (draft)" in proc.stderr
     # Pushed over HTTP with the token as GitHub takes it, and never stored.
     [push] = gh.calls("POST", r"^/octo/app\.git/git-receive-pack$")
     assert push.headers["authorization"].lower().startswith("basic ")
@@ -167,7 +177,7 @@ def test_over_http_owner_and_repo_come_from_the_url_and_draft_state_follows_the_
     assert TOKEN not in (repo / ".git" / "config").read_text()
 
     # A second run that stops short: the same pull request gets the new title and body and,
-    # without --pr-draft, is marked ready for review.
+    # with --no-pr-draft, is marked ready for review although the run did not complete.
     git(repo, "checkout", "-q", "ralph/audit")
     second = write_script(
         tmp_path / "s2.yaml",
@@ -177,7 +187,7 @@ def test_over_http_owner_and_repo_come_from_the_url_and_draft_state_follows_the_
     )  # fmt: skip
     again = run_cli(
         ["Audit again. <promise>DONE</promise>", "--model", f"script:{second}", "--sandbox",
-         "none", "--max-iterations", "1", "--pr", "--in-place"],
+         "none", "--max-iterations", "1", "--pr", "--in-place", "--no-pr-draft"],
         cwd=repo, env=env,
     )  # fmt: skip
     assert again.returncode == 3, again.stderr  # max iterations; the PR step succeeded
@@ -191,6 +201,54 @@ def test_over_http_owner_and_repo_come_from_the_url_and_draft_state_follows_the_
     [mark] = gh.calls("POST", r"^/graphql$")
     assert "markPullRequestReadyForReview" in mark.text
     assert len(gh.calls("POST", r"/pulls$")) == 1
+
+
+def test_a_run_that_did_not_complete_is_a_draft_and_a_completed_one_makes_it_ready(
+    tmp_path: Path, gh: FakeGitHub
+) -> None:
+    repo, env, script = setup(tmp_path, gh, "Audit half done.")
+    proc = ralph(repo, env, script)
+    assert proc.returncode == 3, proc.stderr  # max iterations
+    [pr] = gh.pulls()
+    assert pr["draft"] is True
+    assert pr["title"] == "ralph: audit-it-promise — stopped at max iterations (1/1)"
+    assert "pull request #1 opened (draft)" in proc.stderr
+
+    # The next run completes: the same pull request is marked ready, its title says so.
+    git(repo, "checkout", "-q", "ralph/audit")
+    done = write_script(
+        tmp_path / "s2.yaml",
+        [[{"text": "finish", "tools": [{"str_replace_based_edit_tool": {
+            "command": "create", "path": "sdlc/runbook.md", "file_text": "# Runbook\n"}}]},
+          "Audited. <promise>DONE</promise>"]],
+    )  # fmt: skip
+    again = ralph_again(repo, env, done)
+    assert again.returncode == 0, again.stderr
+    [pr] = gh.pulls()
+    assert pr["draft"] is False and pr["title"] == "ralph: audit-it-promise — completed"
+    [mark] = gh.calls("POST", r"^/graphql$")
+    assert "markPullRequestReadyForReview" in mark.text
+
+    # And one that stops short again turns it back into a draft.
+    write_script(script, [[{"text": "more", "tools": [{"bash": {"command": "echo x >> x"}}]},
+                           "Not done."]])  # fmt: skip
+    third = ralph_again(repo, env, script)
+    assert third.returncode == 3, third.stderr
+    [pr] = gh.pulls()
+    assert pr["draft"] is True and pr["title"].endswith("stopped at max iterations (1/1)")
+    assert "convertPullRequestToDraft" in gh.calls("POST", r"^/graphql$")[-1].text
+
+
+def test_a_label_github_would_not_set_fails_a_completed_run(tmp_path: Path, gh: FakeGitHub) -> None:
+    repo, env, script = setup(tmp_path, gh, "Audited. <promise>DONE</promise>")
+    # A renamed repository's 301 on a POST: never re-sent as a GET that "succeeds".
+    moved = f"{gh.url}/repositories/1/issues/1/labels"
+    gh.fail("POST", r"/issues/1/labels$", 301, {"message": "Moved"}, {"Location": moved})
+    proc = ralph(repo, env, script)
+    assert proc.returncode == 1, proc.stderr
+    assert "pull request #1 opened" in proc.stderr  # the pull request is there
+    assert "labels security were not added" in proc.stderr
+    assert gh.pulls()[0]["labels"] == [] and not gh.calls("GET", r"/labels$")
 
 
 @pytest.mark.parametrize("problem", ["no such remote", "not a GitHub URL", "bad token"])
