@@ -500,7 +500,7 @@ app.command("run", help=RUN_HELP, epilog=EXIT_CODES_HELP)(run_command)
 
 @app.command("resume", epilog=EXIT_CODES_HELP)
 def resume_cmd(
-    run: Annotated[str, typer.Argument(help="Run id (or a unique prefix), from `ralph runs`.")],
+    run: Annotated[str, typer.Argument(help=RUN_ARG_HELP)],
     repo: Annotated[
         Path | None,
         typer.Option(help=REPO_HELP, show_default=False),
@@ -529,9 +529,14 @@ def runs_cmd(
         raise _fail(exc.message, exc.exit_code) from None
 
 
+RUN_ARG_HELP = "Run id, a unique part of one, or `latest`, from `ralph runs`."
+
+
 @app.command("show")
 def show_cmd(
-    run: Annotated[str, typer.Argument(help="Run id (or a unique prefix), from `ralph runs`.")],
+    run: Annotated[
+        str, typer.Argument(help=RUN_ARG_HELP + " Default: the latest run.", show_default=False)
+    ] = "latest",
     repo: Annotated[
         Path | None,
         typer.Option(help=REPO_HELP, show_default=False),

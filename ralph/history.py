@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import UsageError
-from .journal import Journal, db_path
+from .journal import LATEST, Journal, db_path
 from .status import FINISHED
 
 
@@ -62,8 +62,9 @@ def format_runs(runs: list[dict[str, Any]]) -> str:
     )
 
 
-def format_run(run: dict[str, Any]) -> str:
-    """The `ralph show RUN` text: the run's totals, then one line per iteration."""
+def format_run(run: dict[str, Any], resume: str | None = None) -> str:
+    """The `ralph show RUN` text: the run's totals, then one line per iteration; `resume`: the
+    command that resumes it (default `ralph resume ID`)."""
     usage = run["usage"]
     status = run["status"] + (f" (exit {run['exit_code']})" if run["exit_code"] is not None else "")
     lines = [
@@ -73,7 +74,8 @@ def format_run(run: dict[str, Any]) -> str:
         + f" with {run['model']}",
         f"status    {status}" + (f": {run['reason']}" if run["reason"] else ""),
         f"branch    {run['branch']} from {(run['base_commit'] or '')[:10]}"
-        + (f" in worktree {run['worktree']}" if run["worktree"] else ""),
+        + (f" in worktree {run['worktree']}" if run["worktree"] else "")
+        + f", {len(run.get('commits') or [])} commit(s)",
         f"started   {_when(run['started'])} UTC, ran {_duration(run['duration_s'])}"
         + (f" in {run['sessions']} sessions" if run["sessions"] > 1 else ""),
         f"tokens    {run['tokens']:,} (input {usage['input_tokens']:,}, output "
@@ -81,8 +83,12 @@ def format_run(run: dict[str, Any]) -> str:
         f"cache read {usage['cache_read_input_tokens']:,}), cost {_money(run['cost_usd'])}",
         f"calls     {run['model_calls']} model, {run['tool_calls']} tool",
     ]
+    for p in run.get("promises") or []:
+        verdict = "accepted" if p["accepted"] else "refused"
+        why = f": {'; '.join(p['reasons'])}" if p["reasons"] and not p["accepted"] else ""
+        lines.append(f"promise   {p['token']} in iteration {p['iteration']} {verdict}{why}")
     if run["status"] not in FINISHED:
-        lines.append(f"resume    ralph resume {run['id']}")
+        lines.append(f"resume    {resume or 'ralph resume ' + run['id']}")
     rows = []
     for it in run["iterations_detail"]:
         tokens = sum(it["usage"].values())
@@ -95,7 +101,7 @@ def format_run(run: dict[str, Any]) -> str:
             [
                 str(it["number"]) + (f" (x{it['attempts']})" if it["attempts"] > 1 else ""),
                 it["outcome"],
-                (it["commit"] or "-")[:8],
+                ",".join(c[:8] for c in it.get("commits") or []) or "-",
                 str(len(it["files_changed"])),
                 f"{tokens:,}",
                 "-" if it["cost_usd"] is None else f"${it['cost_usd']:.4f}",
@@ -131,7 +137,7 @@ def runs_command(start: Path, as_json: bool, out: TextIO) -> None:
 
 
 def show_command(start: Path, run: str, as_json: bool, out: TextIO) -> None:
-    """Print one run (id or unique prefix); a UsageError when there is no such run."""
+    """Print one run (id, unique fragment or `latest`); a UsageError when there is none."""
     journal = _journal(start)
     found = None
     if journal is not None:
@@ -140,5 +146,15 @@ def show_command(start: Path, run: str, as_json: bool, out: TextIO) -> None:
         finally:
             journal.close()
     if found is None:
+        if run == LATEST:
+            raise UsageError("no runs recorded in this repository yet")
         raise UsageError(f"no run {run!r} in this repository; `ralph runs` lists them")
-    out.write((json.dumps(found, indent=2) if as_json else format_run(found)) + "\n")
+    if as_json:
+        out.write(json.dumps(found, indent=2) + "\n")
+        return
+    from .report import resume_command
+    from .workspace import find_main_repo
+
+    main = find_main_repo(start)
+    resume = resume_command(found["id"], main) if main is not None else None
+    out.write(format_run(found, resume) + "\n")

@@ -36,6 +36,7 @@ TOKENS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache
 OUTPUT_KEEP = 8000  # characters of a tool's output kept (head and tail)
 STRING_KEEP = 4000  # characters of any one string inside a tool's input
 LOCK_TRIES = 10  # attempts, 20 ms apart, to take a lock another process may be probing
+LATEST = "latest"  # names the newest run wherever a run id is taken
 CRASHED_REASON = "the process died without ending the run (killed, out of memory or a crash)"
 
 _TOKEN_COLS = ", ".join(f"{t} INTEGER NOT NULL DEFAULT 0" for t in TOKENS)
@@ -351,8 +352,15 @@ class Journal:
 
     def _on_commit(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
         db.execute(
-            "UPDATE iterations SET commit_sha = ? WHERE run_id = ? AND number = ? AND attempt = ?",
-            (d.get("sha"), e.run_id, e.iteration, self._attempt(db, e)),
+            "UPDATE iterations SET commit_sha = ?, files_changed = COALESCE(files_changed, ?) "
+            "WHERE run_id = ? AND number = ? AND attempt = ?",
+            (
+                d.get("sha"),
+                _dumps(d.get("files") or []),
+                e.run_id,
+                e.iteration,
+                self._attempt(db, e),
+            ),
         )
 
     def _on_iteration_ended(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
@@ -389,17 +397,25 @@ class Journal:
     # --- reading ---------------------------------------------------------------------------
 
     def resolve(self, run: str) -> str | None:
-        """The full id of the run `run` names (an id or a unique prefix), or None."""
-        rows = self.conn.execute(
-            "SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id", (len(run), run)
-        ).fetchall()
-        ids = [r["id"] for r in rows]
+        """The full id of the run `run` names, or None: `latest` (the newest run), an id, a
+        unique prefix, or else a unique fragment of an id."""
+        if run == LATEST:
+            row = self.conn.execute(
+                "SELECT id FROM runs ORDER BY started DESC, id DESC LIMIT 1"
+            ).fetchone()
+            return None if row is None else str(row["id"])
+        ids = self._ids("substr(id, 1, ?) = ?", len(run), run)
         if run in ids:
             return run
+        ids = ids or self._ids("instr(id, ?) > 0", run)
         if len(ids) > 1:
             shown = ", ".join(ids[:5]) + (" …" if len(ids) > 5 else "")
             raise UsageError(f"run {run!r} is ambiguous ({shown}); give more of the id")
         return ids[0] if ids else None
+
+    def _ids(self, where: str, *params: Any) -> list[str]:
+        rows = self.conn.execute(f"SELECT id FROM runs WHERE {where} ORDER BY id", params)
+        return [str(r["id"]) for r in rows.fetchall()]
 
     def list_runs(self) -> list[dict[str, Any]]:
         """Every run, newest first: id, prompt, started, status, iterations, cost and more."""
@@ -436,7 +452,13 @@ class Journal:
         return lock_holder(path) is None
 
     def get_run(self, run: str) -> dict[str, Any] | None:
-        """One run (id or unique prefix) with its iterations (final attempts) and totals."""
+        """One run (id, unique fragment or `latest`) with its iterations and totals.
+
+        An iteration that ran more than once (interrupted, killed, resumed) is one row: every
+        attempt's commits, files and usage are in it, so the rows add up to the run's totals
+        and agree with git. Usage is summed from the model calls, which a killed attempt
+        recorded too (its own row never ended).
+        """
         run_id = self.resolve(run)
         if run_id is None:
             return None
@@ -444,21 +466,54 @@ class Journal:
         if not found:
             return None
         summary = found[0]
-        rows = self.conn.execute(
-            "SELECT i.*, (SELECT COUNT(*) FROM iterations a WHERE a.run_id = i.run_id AND "
-            "a.number = i.number) AS attempts FROM iterations i WHERE i.run_id = ? AND "
-            "i.attempt = (SELECT MAX(attempt) FROM iterations a WHERE a.run_id = i.run_id AND "
-            "a.number = i.number) ORDER BY i.number",
-            (run_id,),
+        attempts = self.conn.execute(
+            "SELECT * FROM iterations WHERE run_id = ? ORDER BY number, attempt", (run_id,)
         ).fetchall()
+        spent = {
+            row["iteration"]: row
+            for row in self.conn.execute(
+                f"SELECT iteration, {', '.join(f'SUM({t}) AS {t}' for t in TOKENS)}, "
+                "SUM(cost_usd) AS cost_usd, SUM(cost_usd IS NULL) AS unpriced "
+                "FROM model_calls WHERE run_id = ? GROUP BY iteration",
+                (run_id,),
+            ).fetchall()
+        }
         counts = self.conn.execute(
             "SELECT (SELECT COUNT(*) FROM model_calls WHERE run_id = ?) AS model_calls, "
             "(SELECT COUNT(*) FROM tool_calls WHERE run_id = ?) AS tool_calls",
             (run_id, run_id),
         ).fetchone()
-        summary["iterations_detail"] = [_iteration(row) for row in rows]
+        by_number: dict[int, list[sqlite3.Row]] = {}
+        for row in attempts:
+            by_number.setdefault(row["number"], []).append(row)
+        dead = "crashed" if summary["status"] == "crashed" else "running"
+        summary["iterations_detail"] = [
+            _iteration(rows, spent.get(number), dead) for number, rows in by_number.items()
+        ]
         summary["model_calls"], summary["tool_calls"] = counts[0], counts[1]
+        summary["commits"] = [c for it in summary["iterations_detail"] for c in it["commits"]]
+        summary["promises"] = self.promises(run_id)
         return summary
+
+    def promises(self, run_id: str) -> list[dict[str, Any]]:
+        """Every promise the agent made in run `run_id`: iteration, token, accepted, reasons."""
+        rows = self.conn.execute(
+            "SELECT iteration, data FROM events WHERE run_id = ? AND name = 'promise_seen' "
+            "ORDER BY id",
+            (run_id,),
+        ).fetchall()
+        found = []
+        for row in rows:
+            data = json.loads(row["data"] or "{}")
+            found.append(
+                {
+                    "iteration": row["iteration"],
+                    "token": data.get("token"),
+                    "accepted": bool(data.get("accepted")),
+                    "reasons": list(data.get("reasons") or []),
+                }
+            )
+        return found
 
     def resume_state(self, run: str) -> ResumeState:
         """What resuming `run` needs; a UsageError when it does not exist or has finished."""
@@ -569,22 +624,49 @@ def _run_summary(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _iteration(row: sqlite3.Row) -> dict[str, Any]:
+def _iteration(attempts: list[sqlite3.Row], spent: sqlite3.Row | None, dead: str) -> dict[str, Any]:
+    """One iteration from its attempts (oldest first) and its model calls' usage.
+
+    `dead`: what an attempt that never ended is called (`running`, or `crashed` once its
+    process is gone).
+    """
+    last = attempts[-1]
+    files: dict[str, None] = {}
+    for row in attempts:
+        files.update(dict.fromkeys(json.loads(row["files_changed"] or "[]")))
+    commits = [row["commit_sha"] for row in attempts if row["commit_sha"]]
+    if spent is not None:
+        usage = {t: int(spent[t] or 0) for t in TOKENS}
+        cost = None if spent["unpriced"] else round(float(spent["cost_usd"] or 0.0), 6)
+    else:
+        usage, cost = dict.fromkeys(TOKENS, 0), 0.0
+    durations = [row["duration_s"] for row in attempts if row["duration_s"] is not None]
     return {
-        "number": row["number"],
-        "attempts": row["attempts"],
-        "started": _iso(row["started"]),
-        "outcome": row["outcome"] or "running",
-        "promise_seen": bool(row["promise_seen"]),
-        "promise_accepted": bool(row["promise_accepted"]),
-        "summary": row["summary"],
-        "commit": row["commit_sha"],
-        "files_changed": json.loads(row["files_changed"] or "[]"),
-        "usage": {t: row[t] for t in TOKENS},
-        "cost_usd": row["cost_usd"],
-        "turns": row["turns"],
-        "duration_s": row["duration_s"],
-        "error": row["error"],
+        "number": last["number"],
+        "attempts": len(attempts),
+        "started": _iso(attempts[0]["started"]),
+        "outcome": last["outcome"] or dead,
+        "promise_seen": bool(last["promise_seen"]),
+        "promise_accepted": bool(last["promise_accepted"]),
+        "summary": last["summary"],
+        "commit": commits[-1] if commits else None,
+        "commits": commits,
+        "files_changed": list(files),
+        "usage": usage,
+        "cost_usd": cost,
+        "turns": sum(row["turns"] or 0 for row in attempts),
+        "duration_s": round(sum(durations), 3) if durations else None,
+        "error": last["error"],
+        "attempts_detail": [
+            {
+                "attempt": row["attempt"],
+                "outcome": row["outcome"] or dead,
+                "commit": row["commit_sha"],
+                "files_changed": json.loads(row["files_changed"] or "[]"),
+                "error": row["error"],
+            }
+            for row in attempts
+        ],
     }
 
 

@@ -149,6 +149,8 @@ class Loop:
     guards: Guards
     control: Control | None = None
     started: float = field(default_factory=time.monotonic)
+    # The last promise the gate refused: (iteration, reasons), for the run's closing reason.
+    refused: tuple[int, list[str]] | None = None
 
     def _commit(
         self, i: int, summary: str, interrupted: bool = False
@@ -241,6 +243,7 @@ class Loop:
                     level="info" if accepted else "warning",
                 )
                 feedback = None if accepted else rejection_feedback(problems)
+                self.refused = None if accepted else (i, list(problems))
             for other in check.other_tokens:
                 self.bus.emit(
                     "promise_seen",
@@ -268,10 +271,18 @@ class Loop:
             if outcome_stop:
                 return self._stopped(outcome_stop, i)
             i += 1
-        return self._result(
-            "max_iterations",
-            f"reached --max-iterations {cfg.max_iterations} without the promise",
-            i - 1,
+        return self._result("max_iterations", self._max_iterations_reason(), i - 1)
+
+    def _max_iterations_reason(self) -> str:
+        """Why the run stopped at --max-iterations: no promise, or a promise the gate refused."""
+        reached = f"reached --max-iterations {self.cfg.max_iterations}"
+        if self.refused is None:
+            return f"{reached} without the promise"
+        i, reasons = self.refused
+        why = "; ".join(reasons) or "no reason given"
+        return (
+            f"{reached}: the promise {promise.normalise(self.cfg.completion_promise)} was made "
+            f"in iteration {i} and refused by the completion gate ({why})"
         )
 
     def _guidance(self, i: int) -> list[str]:

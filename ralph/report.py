@@ -38,6 +38,8 @@ class IterationRow:
     duration_s: float | None = None
     error: str | None = None
     promise: bool = False
+    commits: list[str] = field(default_factory=list)  # every attempt's, oldest first
+    attempts: int = 1
 
     @property
     def tokens(self) -> int:
@@ -70,6 +72,12 @@ class RunSummary:
     limits: dict[str, Any] = field(default_factory=dict)  # max_iterations, max_cost, ...
     artifacts: list[str] = field(default_factory=list)  # artifact files that exist
     resume: str | None = None
+    worktree: str | None = None
+    commits: list[str] = field(default_factory=list)  # the run's commits on its branch (git)
+    sandbox: str | None = None  # "bwrap" or "none" (None: not recorded)
+    network: str | None = None
+    pull_request: str | None = None  # its URL
+    next_steps: list[str] = field(default_factory=list)  # commands to run next
 
     @property
     def tokens(self) -> int:
@@ -104,6 +112,7 @@ class ReportCollector:
                 self._started_ts = event.ts
                 s.prompt, s.model = str(d.get("prompt_name") or ""), str(d.get("model") or "")
                 s.branch, s.base_commit = d.get("branch"), d.get("base_commit")
+                s.worktree = str(d.get("root")) if d.get("worktree") else None
                 s.started = _iso(event.ts)
                 config = d.get("config")
                 s.limits = _limits(config if isinstance(config, dict) else {})
@@ -150,8 +159,10 @@ class ReportCollector:
                 summary = summary_from_journal(main_repo, self.summary.run_id)
             except Exception:  # a broken journal must not cost the report: use the events
                 summary = None
-            summary = summary or self.collected()
-            complete(summary, cfg, root, error)
+            if summary is None:
+                summary = self.collected()
+                add_git_facts(summary, main_repo)
+            complete(summary, cfg, root, error, main_repo)
             path = write_report(main_repo, summary)
             from .ui import print_summary
 
@@ -181,13 +192,15 @@ def _row(number: int, d: dict[str, Any]) -> IterationRow:
         duration_s=d.get("duration_s"),
         error=d.get("error"),
         promise=bool(d.get("promise", d.get("promise_accepted"))),
+        commits=list(d.get("commits") or ([d["commit"]] if d.get("commit") else [])),
+        attempts=int(d.get("attempts") or 1),
     )
 
 
 # Events the report keeps as they come (the others it reads from the journal's tables).
 NOTED = (
     "promise_seen", "guard_tripped", "warning", "guidance", "stop_requested",
-    "notification_failed",
+    "notification_failed", "sandbox", "pull_request",
 )  # fmt: skip
 
 
@@ -206,6 +219,10 @@ def _note(s: RunSummary, name: str, iteration: int | None, d: dict[str, Any]) ->
         )
     elif name == "guidance":
         s.guidance.append({"iteration": iteration, "text": d.get("text"), "keep": d.get("keep")})
+    elif name == "sandbox":
+        s.sandbox, s.network = d.get("kind"), d.get("network")
+    elif name == "pull_request":
+        s.pull_request = d.get("url")
     elif name == "guard_tripped":
         s.guards.append(
             {"iteration": iteration, "guard": d.get("guard"), "message": d.get("message")}
@@ -244,6 +261,7 @@ def summary_from_journal(main_repo: Path, run_id: str) -> RunSummary | None:
         model=str(run.get("model") or ""),
         branch=run.get("branch"),
         base_commit=run.get("base_commit"),
+        worktree=run.get("worktree"),
         started=run.get("started"),
         duration_s=float(run.get("duration_s") or 0),
         usage=dict(run.get("usage") or {}),
@@ -253,13 +271,69 @@ def summary_from_journal(main_repo: Path, run_id: str) -> RunSummary | None:
     summary.iterations = [_row(int(it["number"]), it) for it in run.get("iterations_detail") or []]
     for row in rows:
         _note(summary, row["name"], row["iteration"], json.loads(row["data"] or "{}"))
+    add_git_facts(summary, main_repo)
     return summary
 
 
+def add_git_facts(summary: RunSummary, main_repo: Path) -> None:
+    """The run's commits as git has them (its branch, `Ralph-Run` trailers): the report counts
+    what is on the branch, including commits whose journal rows a kill lost."""
+    if not (summary.branch and summary.base_commit and summary.run_id):
+        return
+    from .workspace import run_commits
+
+    try:
+        found = run_commits(main_repo, summary.base_commit, summary.branch, summary.run_id)
+    except Exception:  # a deleted branch, a broken repository: the journal's word stands
+        return
+    summary.commits = [sha for sha, _ in found]
+
+
+def here_option(main_repo: Path, flag: str = "--repo") -> str:
+    """` --repo DIR` when a command run from the current directory would not find `main_repo`
+    (the run was started with --repo), else "": printed commands work where they are shown."""
+    import shlex
+
+    from .workspace import find_main_repo
+
+    try:
+        if find_main_repo(Path.cwd()) == main_repo.resolve():
+            return ""
+    except OSError:  # the current directory was removed
+        pass
+    return f" {flag} {shlex.quote(str(main_repo))}"
+
+
+def resume_command(run_id: str, main_repo: Path) -> str:
+    """`ralph resume RUN`, with --repo when it is needed where it is printed."""
+    return f"ralph resume {run_id}{here_option(main_repo)}"
+
+
+def next_steps(summary: RunSummary, main_repo: Path) -> list[str]:
+    """The commands a person runs next: review the commits, resume, the pull request."""
+    steps = []
+    if summary.commits and summary.branch and summary.base_commit:
+        import shlex
+
+        git = "git" + here_option(main_repo, "-C")
+        span = f"{summary.base_commit[:8]}..{shlex.quote(summary.branch)}"
+        steps.append(f"{git} log --stat {span}")
+    if summary.resume:
+        steps.append(summary.resume)
+    if summary.pull_request:
+        steps.append(f"open {summary.pull_request}")
+    return steps
+
+
 def complete(
-    summary: RunSummary, cfg: RunConfig | None, root: Path | None, error: BaseException | None
+    summary: RunSummary,
+    cfg: RunConfig | None,
+    root: Path | None,
+    error: BaseException | None,
+    main_repo: Path | None = None,
 ) -> RunSummary:
-    """Fill in what only the ending process knows: a crash, the limits, artifacts, resume."""
+    """Fill in what only the ending process knows: a crash, the limits, artifacts, resume,
+    the next commands."""
     if error is not None:
         status, code, summary.reason = status_of(error)
         summary.status, summary.exit_code = status.value, int(code)
@@ -267,8 +341,15 @@ def complete(
         summary.limits = _limits(cfg.to_dict())
         if root is not None:
             summary.artifacts = existing_artifacts(cfg.artifacts, root)
+    main_repo = main_repo or (cfg.repo if cfg is not None else None)
     if summary.status in RESUMABLE and summary.run_id:
-        summary.resume = f"ralph resume {summary.run_id}"
+        summary.resume = (
+            resume_command(summary.run_id, main_repo)
+            if main_repo is not None
+            else f"ralph resume {summary.run_id}"
+        )
+    if main_repo is not None:
+        summary.next_steps = next_steps(summary, main_repo)
     return summary
 
 
@@ -291,7 +372,7 @@ def build_summary(main_repo: Path, run_id: str, cfg: RunConfig | None = None) ->
     summary = summary_from_journal(main_repo, run_id)
     if summary is None:
         return None
-    return complete(summary, cfg, cfg.repo if cfg else None, None)
+    return complete(summary, cfg, cfg.repo if cfg else None, None, main_repo)
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -311,6 +392,24 @@ def _files(files: list[str], shown: int = 3) -> str:
     names = ", ".join(f"`{f}`" for f in files[:shown])
     more = f" +{len(files) - shown}" if len(files) > shown else ""
     return f"{len(files)}: {names}{more}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _commits_cell(it: IterationRow) -> str:
+    return ", ".join(f"`{sha[:8]}`" for sha in it.commits) or "-"
+
+
+def sandbox_line(s: RunSummary) -> str:
+    """Whether the agent's commands ran in the sandbox: a warning when they did not."""
+    if s.sandbox == "bwrap":
+        return f"bubblewrap (network {s.network or 'on'})"
+    return (
+        "**off** — the agent's commands ran unsandboxed, with your user's access to this "
+        "machine; review every change before you trust it"
+    )
 
 
 def _outcome_line(s: RunSummary) -> str:
@@ -350,7 +449,10 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
     ]
     if s.branch:
         base = f" (from `{s.base_commit[:8]}`)" if s.base_commit else ""
-        lines.append(f"- Branch: `{s.branch}`{base}")
+        where = f" in worktree `{s.worktree}`" if s.worktree and not for_pr else ""
+        lines.append(f"- Branch: `{s.branch}`{base}{where} · {_count(len(s.commits), 'commit')}")
+    if s.sandbox:
+        lines.append(f"- Sandbox: {sandbox_line(s)}")
     lines.append(
         f"- Started: {s.started or '?'} · duration {fmt_duration(s.duration_s)} · "
         f"{s.tokens:,} tokens · cost {fmt_cost(s.cost_usd)}"
@@ -367,7 +469,7 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
                 summary_text += f" ({_cell(it.error, 100)})"
             lines.append(
                 f"| {it.number} | {_cell(it.outcome)} | {summary_text} | "
-                f"{_cell(_files(it.files_changed))} | {f'`{it.commit[:8]}`' if it.commit else '-'} | "
+                f"{_cell(_files(it.files_changed))} | {_commits_cell(it)} | "
                 f"{it.tokens:,} | {fmt_cost(it.cost_usd)} | {fmt_duration(it.duration_s)} |"
             )
         files = sum(len(it.files_changed) for it in s.iterations)
@@ -410,6 +512,8 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
         ]
         if s.resume:
             lines += ["", "### Resume", "", f"    {s.resume}"]
+        if s.next_steps:
+            lines += ["", "### Next", ""] + [f"    {step}" for step in s.next_steps]
     # Escape codes in the agent's words would reach whoever cats the report: none survive.
     return redact(clean("\n".join(lines) + "\n"))
 
@@ -432,6 +536,7 @@ def load_report(main_repo: Path, run_id: str) -> str:
     """The saved report.md of run `run_id` (or a unique prefix), for `ralph show --report`;
     rebuilt from the journal (and saying so) when the run never wrote one."""
     runs = main_repo / STATE_DIR / "runs"
+    run_id = _resolve(main_repo, run_id)
     path = report_path(main_repo, run_id)
     if not path.is_file() and runs.is_dir() and "/" not in run_id:
         matches = sorted(p for p in runs.glob(f"{run_id}*/{REPORT_NAME}") if p.is_file())
@@ -449,6 +554,19 @@ def load_report(main_repo: Path, run_id: str) -> str:
             "(a run writes its report when it ends)"
         )
     return rebuilt
+
+
+def _resolve(main_repo: Path, run: str) -> str:
+    """The full id of `run` (a fragment, `latest`) when the journal knows it, else `run`."""
+    from .journal import Journal, db_path
+
+    if not db_path(main_repo).exists():
+        return run
+    journal = Journal.open(main_repo, create=False)
+    try:
+        return journal.resolve(run) or run
+    finally:
+        journal.close()
 
 
 REBUILT_NOTE = (

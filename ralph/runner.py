@@ -180,7 +180,15 @@ def _commit_left_over(
             bus.iteration = None
 
 
-def _end_cut_short(bus: Bus, exc: BaseException, guards: Guards, duration_s: float) -> None:
+def _sandbox_kind(tools: Any) -> str:
+    """ "bwrap" or "none": where the agent's commands run."""
+    bash = tools.get("bash")
+    return str(getattr(getattr(bash, "sandbox", None), "kind", "none"))
+
+
+def _end_cut_short(
+    bus: Bus, exc: BaseException, guards: Guards, duration_s: float, resume: str
+) -> None:
     """Emit run_ended for a run an exception cut short, so the journal does not keep it
     running: status error (or interrupted, for a signal), still resumable."""
     from .redact import redact
@@ -200,7 +208,7 @@ def _end_cut_short(bus: Bus, exc: BaseException, guards: Guards, duration_s: flo
             usage=guards.usage.as_dict(),
             cost_usd=guards.cost_usd,
             duration_s=round(duration_s, 3),
-            resume=f"ralph resume {bus.run_id}",
+            resume=resume,
         )
 
 
@@ -253,7 +261,7 @@ def _execute(
         workspace = ws_mod.Workspace.prepare(cfg, run_id, cfg.prompt_name)
         locks.append(acquire_run_lock(workspace.main_repo, run_id))
     journal = Journal.open(workspace.main_repo)
-    from .report import ReportCollector
+    from .report import ReportCollector, resume_command
 
     report = ReportCollector()  # writes the report at the end, however the run ends
     bus = Bus(run_id, [journal, *(observers or []), report])
@@ -319,6 +327,7 @@ def _execute(
             earlier_elapsed_s=round(resume.elapsed_s, 3) if resume else None,
             config=cfg.to_dict(),
         )
+        bus.emit("sandbox", kind=_sandbox_kind(tools), network=cfg.network)
         for warning in warnings:
             bus.emit("warning", level="warning", message=warning)
         if resume:
@@ -336,7 +345,9 @@ def _execute(
             usage=result.usage.as_dict(),
             cost_usd=result.cost_usd,
             duration_s=round(result.duration_s, 3),
-            resume=f"ralph resume {run_id}" if RunStatus(result.status).resumable else None,
+            resume=resume_command(run_id, workspace.main_repo)
+            if RunStatus(result.status).resumable
+            else None,
         )
         ended = True
         if cfg.pr and result.status not in (RunStatus.INTERRUPTED, RunStatus.STOPPED):
@@ -345,7 +356,8 @@ def _execute(
     except BaseException as exc:
         report_error = exc
         if not ended:
-            _end_cut_short(bus, exc, guards, time.monotonic() - loop.started)
+            resume_at = resume_command(run_id, workspace.main_repo)
+            _end_cut_short(bus, exc, guards, time.monotonic() - loop.started, resume_at)
         raise
     finally:
         STOP.uninstall()

@@ -246,11 +246,18 @@ def _columns(s: RunSummary) -> list[tuple[str, list[str], str]]:
             [str(len(i.files_changed)) for i in its],
             str(sum(len(i.files_changed) for i in its)),
         ),
-        ("commit", [(i.commit or "-")[:8] for i in its], ""),
+        ("commit", [_commits(i.commits or ([i.commit] if i.commit else [])) for i in its], ""),
         ("tokens", [f"{i.tokens:,}" for i in its], f"{s.tokens:,}"),
         ("cost", [fmt_cost(i.cost_usd) for i in its], fmt_cost(s.cost_usd)),
         ("time", [fmt_duration(i.duration_s) for i in its], fmt_duration(s.duration_s)),
     ]
+
+
+def _commits(shas: list[str]) -> str:
+    """`1a2b3c4d`, or `1a2b3c4d +1` for an iteration committed by more than one attempt."""
+    if not shas:
+        return "-"
+    return shas[-1][:8] + (f" +{len(shas) - 1}" if len(shas) > 1 else "")
 
 
 def _table(s: RunSummary, width: int) -> Any:
@@ -321,10 +328,32 @@ def print_summary(summary: RunSummary, out: TextIO, report_path: Path | None = N
     ]
     console.print(Text("budgets: " + " · ".join(used)))
     # Paths and commands are printed whole (soft wrap) so they can be copied.
+    for line in where_lines(s):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     if report_path is not None:
         console.print(f"report: {report_path}", soft_wrap=True, markup=False)
     if s.resume:
         console.print(f"resume with: {s.resume}", soft_wrap=True, markup=False)
+    if s.next_steps:
+        console.print("next:", soft_wrap=True, markup=False)
+        for step in s.next_steps:
+            console.print(f"  {step}", soft_wrap=True, markup=False, highlight=False)
+
+
+def where_lines(s: RunSummary) -> list[str]:
+    """Where the work is (branch or worktree, commits) and whether it ran sandboxed."""
+    lines = []
+    if s.branch:
+        n = len(s.commits)
+        base = f" from {s.base_commit[:8]}" if s.base_commit else ""
+        lines.append(f"branch: {s.branch} · {n} commit{'' if n == 1 else 's'}{base}")
+    if s.worktree:
+        lines.append(f"worktree: {s.worktree}")
+    if s.sandbox == "bwrap":
+        lines.append(f"sandbox: bubblewrap (network {s.network or 'on'})")
+    elif s.sandbox:
+        lines.append("sandbox: OFF — the agent's commands ran unsandboxed; review every change")
+    return lines
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -375,6 +375,21 @@ def commit_message(
     return f"{subject}\n\nRalph-Run: {run_id}\nRalph-Iteration: {i}\n"
 
 
+def run_commits(main: Path, base: str, branch: str, run_id: str) -> list[tuple[str, int]]:
+    """(sha, iteration) of run `run_id`'s commits on `branch` since `base`, oldest first, as
+    their `Ralph-Run` / `Ralph-Iteration` trailers say."""
+    fmt = "%H%x1f%(trailers:key=Ralph-Run,valueonly,separator=,)%x1f" + (
+        "%(trailers:key=Ralph-Iteration,valueonly,separator=,)%x1e"
+    )
+    raw = _out(main, "log", "--reverse", f"--format={fmt}", f"{base}..refs/heads/{branch}", "--")
+    found = []
+    for record in raw.split("\x1e"):
+        parts = [part.strip() for part in record.strip().split("\x1f")]
+        if len(parts) == 3 and parts[1] == run_id and parts[2].isdigit():
+            found.append((parts[0], int(parts[2])))
+    return found
+
+
 def _git_locks(root: Path, branch: str) -> list[Path]:
     """The lock files git takes to commit on `branch` in `root`: index.lock, HEAD.lock (HEAD
     names the branch) and the branch's own."""
