@@ -20,7 +20,8 @@ class ExitCode(IntEnum):
 EXIT_CODES_HELP = (
     "Exit codes: 0 completed (promise accepted) · 1 runtime error · 2 usage or bad input · "
     "3 max iterations reached without the promise · 4 a budget ran out (cost, tokens, time) · "
-    "5 stopped by a guard (stall, repeated failures) · 130 interrupted (SIGINT/SIGTERM)."
+    "5 stopped by a guard (stall, repeated failures) · 130 interrupted (SIGINT/SIGTERM) or "
+    "stopped by `ralph stop`."
 )
 
 
