@@ -84,6 +84,21 @@ def test_each_call_is_counted_with_its_final_usage_and_the_cli_cost() -> None:
     assert [e.data["text"] for e in events.named("model_text")] == ["Done"]
 
 
+def test_a_calls_tools_start_when_the_call_ends_not_when_their_results_arrive() -> None:
+    recorder = Recorder()
+    stream = ClaudeStream(Bus("run", [recorder]), IterationOutcome("failed"), {})
+    use = {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "sleep 5"}}
+    stream.handle({"type": "stream_event", "parent_tool_use_id": None, "event": {
+        "type": "message_start", "message": {"id": "m1", "usage": {"input_tokens": 5}}}})  # fmt: skip
+    stream.handle(assistant("m1", use))
+    assert recorder.named("tool_started") == []
+    stream.handle({"type": "stream_event", "parent_tool_use_id": None,
+                   "event": {"type": "message_stop"}})  # fmt: skip
+    (started,) = recorder.named("tool_started")
+    assert started.data["tool"] == "bash" and started.data["input"]["command"] == "sleep 5"
+    assert len(recorder.named("model_call")) == 1
+
+
 def test_only_a_rejected_rate_limit_event_is_a_usage_limit() -> None:
     warning = {"type": "rate_limit_event",
                "rate_limit_info": {"status": "allowed_warning", "resetsAt": 2_000_000_000}}  # fmt: skip

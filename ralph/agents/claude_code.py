@@ -149,6 +149,10 @@ class ClaudeStream:
                 self.bus.emit("model_text", text=str(delta.get("text") or ""))
         elif kind == "message_delta":
             self._merge_usage(data.get("usage"))
+        elif kind == "message_stop":
+            # The call is complete: its tools start now (their time is the tools', and the
+            # live view shows what runs), not when their results arrive.
+            self._flush()
 
     def _begin(self, mid: str, model: str, top_level: bool) -> None:
         if top_level:

@@ -3,6 +3,7 @@ home, and one sandboxed process per iteration whose output becomes bus events.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -155,7 +156,13 @@ class CliAgent:
                 return str(reason)
             return self.stop_check(out.usage, out.cost_usd)
 
-        spawned = run_lines(launch, stdin, parser.handle, should_stop)
+        try:
+            spawned = run_lines(launch, stdin, parser.handle, should_stop)
+        except BaseException:
+            # A signal: the calls made so far still count (the loop records `current`).
+            with contextlib.suppress(Exception):
+                parser.finish(None, "")
+            raise
         parser.finish(spawned.returncode, spawned.stderr)
         self.limited_until = parser.limited_until
         if spawned.stopped and not own:
