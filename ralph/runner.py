@@ -67,7 +67,13 @@ def dry_run(cfg: RunConfig, out: TextIO = sys.stdout) -> None:
             }
         ],
     }
-    json.dump({"config": cfg.to_dict(), "warnings": warnings, "request": request}, out, indent=2)
+    shown: dict[str, Any] = {"config": cfg.to_dict(), "warnings": warnings, "request": request}
+    if cfg.agent != "builtin":
+        from .agents import first_command
+
+        # What an agent CLI is given instead of that request: its command and standard input.
+        shown["request"] = first_command(cfg, request["system"], request["messages"][0]["content"])
+    json.dump(shown, out, indent=2)
     out.write("\n")
 
 

@@ -3,6 +3,8 @@ usage limit, a turn limit or a failure, and the events the journal and live view
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from ralph.agent import IterationOutcome
@@ -10,6 +12,7 @@ from ralph.agents.claude_code import ClaudeStream
 from ralph.agents.codex import CodexStream
 from ralph.events import Bus, Recorder
 from ralph.models.base import Usage
+from tests.helpers import clean_env, make_repo, run_cli
 
 
 def claude(lines: list[dict[str, Any]]) -> tuple[IterationOutcome, ClaudeStream, Recorder]:
@@ -183,3 +186,23 @@ def test_codex_max_turns_counts_its_tool_calls() -> None:
     out, stream, _ = codex(calls, max_turns=2)
     assert stream.should_stop() is not None
     assert out.outcome == "max_turns"
+
+
+def test_dry_run_shows_the_agent_cli_command_with_model_and_agent_args(tmp_path: Path) -> None:
+    fake = tmp_path / "claude"
+    fake.write_text("#!/bin/sh\necho '2.1.332 (Claude Code)'\n")
+    fake.chmod(0o755)
+    repo = make_repo(tmp_path / "repo")
+    env = clean_env(RALPH_CLAUDE_BIN=str(fake), ANTHROPIC_API_KEY="sk-ant-test")
+    args = ["Fix it. <promise>DONE</promise>", "--repo", str(repo), "--agent", "claude-code",
+            "--model", "claude-opus-5-5", "--agent-arg", "--mcp-config", "--agent-arg", "m.json",
+            "--max-turns", "7", "--dry-run"]  # fmt: skip
+    proc = run_cli(args, repo, env=env)
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)["request"]
+    argv = shown["argv"]
+    assert argv[0] == str(fake) and argv[argv.index("--max-turns") + 1] == "7"
+    assert argv[argv.index("--model") + 1] == "claude-opus-5-5"
+    assert argv[-2:] == ["--mcp-config", "m.json"]
+    assert "<promise>DONE</promise>" in argv[argv.index("--append-system-prompt") + 1]
+    assert shown["stdin"].startswith("Fix it.")

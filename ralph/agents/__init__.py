@@ -140,13 +140,15 @@ def build(
     cfg: RunConfig,
     binary: str,
     root: Path,
-    bus: Bus,
+    bus: Any,
+    sandbox: Any = None,
 ) -> IterationAgent:
     """An agent CLI for the run, in the same sandbox as the bash tool (its own private HOME)."""
     from ..tools.sandbox import choose_sandbox, make_sandbox
 
-    kind, _ = choose_sandbox(cfg.sandbox, cfg.network, root)
-    sandbox = make_sandbox(kind, root, cfg.network, ())
+    if sandbox is None:
+        kind, _ = choose_sandbox(cfg.sandbox, cfg.network, root)
+        sandbox = make_sandbox(kind, root, cfg.network, ())
     cls = _module(name).AGENT
     agent: IterationAgent = cls(
         binary,
@@ -158,3 +160,18 @@ def build(
         pricing=cfg.pricing,
     )
     return agent
+
+
+def first_command(cfg: RunConfig, system: str, user_text: str) -> dict[str, Any]:
+    """The command line and standard input of the first iteration's agent CLI (--dry-run)."""
+    from ..tools.sandbox import Sandbox
+
+    binary = _CHECKED.get(cfg.agent) or _module(cfg.agent).preflight(os.environ)
+    agent = build(cfg.agent, cfg, binary, cfg.repo, _NoBus(), Sandbox("none", cfg.repo))
+    argv, stdin = agent.command(system, user_text)  # type: ignore[attr-defined]
+    return {"agent": cfg.agent, "argv": argv, "stdin": (stdin or b"").decode("utf-8")}
+
+
+class _NoBus:
+    def emit(self, name: str, level: str = "info", **data: Any) -> None:
+        pass
