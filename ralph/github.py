@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+from . import markdown as md
 from .errors import RalphError
 from .redact import is_secret_name, redact
 from .status import RunStatus
@@ -682,7 +683,9 @@ def pr_title(prompt_name: str, status: str, iterations: int = 0, max_iterations:
             outcome = RunStatus(status).label
         except ValueError:  # a status this ralph does not know (a newer journal)
             outcome = status.replace("_", " ")
-    return f"ralph: {job} — {outcome}"
+    # A title is plain text, but GitHub links `#1` and `@name` in it, and a squash merge makes
+    # it a commit subject (where `[skip ci]` skips CI): the prompt's name is made inert.
+    return md.neutralise(f"ralph: {job} — {outcome}")
 
 
 def pr_body(
@@ -698,9 +701,10 @@ def pr_body(
     """The redacted run report, trimmed to `limit`, then the artifacts and changed files."""
 
     def link(path: str) -> str:
+        # Names are the agent's: escaped, so none closes the link or code span it is in.
         if not web_url:
-            return f"- `{path}`"
-        return f"- [{path}]({web_url}/blob/{quote(branch)}/{quote(path)})"
+            return f"- {md.code(path, environ)}"
+        return f"- [{md.text(path, environ)}]({web_url}/blob/{quote(branch)}/{quote(path)})"
 
     def listing(heading: str, paths: Sequence[str]) -> str:
         if not paths:
@@ -712,7 +716,8 @@ def pr_body(
     if artifacts is None:  # audits, runbooks and progress notes are the markdown files
         artifacts = [f for f in files if f.lower().endswith(".md")]
     tail = listing("Artifacts", artifacts) + listing(f"Changed files ({len(files)})", files)
-    tail = redact(tail + f"\n\n<sub>Branch `{branch}`, pushed by ralph-loop.</sub>\n", environ)
+    tail += f"\n\n<sub>Branch {md.code(branch, environ)}, pushed by ralph-loop.</sub>\n"
+    tail = redact(tail, environ)  # a secret as a file name is in its link's URL too
     text = redact(report.rstrip(), environ)
     room = limit - len(tail)
     if len(text) > room:

@@ -18,6 +18,8 @@ from typing import Any, TextIO
 from .config import STATE_DIR, RunConfig
 from .errors import UsageError
 from .events import Event
+from .markdown import code, one_line
+from .markdown import text as md_text
 from .status import RESUMABLE, status_of
 from .ui import clean, fmt_cost, fmt_duration, usage_total
 
@@ -379,17 +381,18 @@ def build_summary(main_repo: Path, run_id: str, cfg: RunConfig | None = None) ->
 
 
 def _cell(text: Any, width: int = 0) -> str:
-    """A markdown table cell: one line, no escape codes, pipes escaped, optionally shortened."""
-    line = " ".join(clean(text if text is not None else "").split()).replace("|", "\\|")
+    """Agent or repository text as inert Markdown on one line (a table cell or list item),
+    optionally shortened first (an escape is never cut in two)."""
+    line = one_line(text)
     if width and len(line) > width:
         line = line[: width - 1] + "…"
-    return line
+    return md_text(line)
 
 
 def _files(files: list[str], shown: int = 3) -> str:
     if not files:
         return "0"
-    names = ", ".join(f"`{f}`" for f in files[:shown])
+    names = ", ".join(code(f, table=True) for f in files[:shown])
     more = f" +{len(files) - shown}" if len(files) > shown else ""
     return f"{len(files)}: {names}{more}"
 
@@ -413,8 +416,8 @@ def sandbox_line(s: RunSummary) -> str:
 
 
 def _outcome_line(s: RunSummary) -> str:
-    code = f" (exit {s.exit_code})" if s.exit_code is not None else ""
-    return f"**{s.status}**{code} — {s.reason or 'no reason recorded'}"
+    exit_code = f" (exit {s.exit_code})" if s.exit_code is not None else ""
+    return f"**{_cell(s.status)}**{exit_code} — {_cell(s.reason or 'no reason recorded')}"
 
 
 def _limit(value: Any, fmt: Any) -> str:
@@ -445,12 +448,14 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
         f"## ralph-loop run `{s.run_id}`" if for_pr else f"# ralph-loop run {s.run_id}",
         "",
         f"- Outcome: {_outcome_line(s)}",
-        f"- Prompt: `{s.prompt}` · model `{s.model}`",
+        f"- Prompt: {code(s.prompt)} · model {code(s.model)}",
     ]
     if s.branch:
-        base = f" (from `{s.base_commit[:8]}`)" if s.base_commit else ""
-        where = f" in worktree `{s.worktree}`" if s.worktree and not for_pr else ""
-        lines.append(f"- Branch: `{s.branch}`{base}{where} · {_count(len(s.commits), 'commit')}")
+        base = f" (from {code(s.base_commit[:8])})" if s.base_commit else ""
+        where = f" in worktree {code(s.worktree)}" if s.worktree and not for_pr else ""
+        lines.append(
+            f"- Branch: {code(s.branch)}{base}{where} · {_count(len(s.commits), 'commit')}"
+        )
     if s.sandbox:
         lines.append(f"- Sandbox: {sandbox_line(s)}")
     lines.append(
@@ -469,7 +474,7 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
                 summary_text += f" ({_cell(it.error, 100)})"
             lines.append(
                 f"| {it.number} | {_cell(it.outcome)} | {summary_text} | "
-                f"{_cell(_files(it.files_changed))} | {_commits_cell(it)} | "
+                f"{_files(it.files_changed)} | {_commits_cell(it)} | "
                 f"{it.tokens:,} | {fmt_cost(it.cost_usd)} | {fmt_duration(it.duration_s)} |"
             )
         files = sum(len(it.files_changed) for it in s.iterations)
@@ -483,7 +488,7 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
     if s.promises:
         for p in s.promises:
             verdict = "accepted" if p["accepted"] else "rejected"
-            lines.append(f"- iteration {p['iteration']}: `{p['token']}` {verdict}")
+            lines.append(f"- iteration {p['iteration']}: {code(p['token'])} {verdict}")
             lines.extend(f"  - {_cell(reason, 300)}" for reason in p["reasons"])
     else:
         lines.append("No promise was made.")
@@ -492,7 +497,7 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
     if s.guards:
         lines += ["", "### Guards", ""]
         lines += [
-            f"- iteration {g['iteration'] or '-'}: {g['guard']} — {_cell(g['message'], 300)}"
+            f"- iteration {g['iteration'] or '-'}: {_cell(g['guard'])} — {_cell(g['message'], 300)}"
             for g in s.guards
         ]
     if s.guidance:
@@ -507,7 +512,7 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
         lines += [f"- {_cell(w, 300)}" for w in s.warnings]
     if not for_pr:
         lines += ["", "### Artifacts", ""]
-        lines += [f"- `{a}`" for a in s.artifacts] or [
+        lines += [f"- {code(a)}" for a in s.artifacts] or [
             "None of the configured artifact files exist."
         ]
         if s.resume:

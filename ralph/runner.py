@@ -128,6 +128,7 @@ def _publish(cfg: RunConfig, workspace: Any, result: RunResult, bus: Bus) -> boo
     import subprocess
 
     from .github import GitHubError, draft_for, pr_title, publish
+    from .markdown import text as md_text
     from .report import build_summary, render_markdown
 
     count = subprocess.run(
@@ -140,7 +141,7 @@ def _publish(cfg: RunConfig, workspace: Any, result: RunResult, bus: Bus) -> boo
         )
         return True
     summary = build_summary(workspace.main_repo, result.run_id, cfg)
-    body = render_markdown(summary, for_pr=True) if summary else result.reason
+    body = render_markdown(summary, for_pr=True) if summary else md_text(result.reason)
     try:
         pr = publish(
             workspace.root,

@@ -363,16 +363,18 @@ def commit_message(
     prompt_name: str, i: int, n: int, summary: str, run_id: str, interrupted: bool = False
 ) -> str:
     """The commit message of iteration `i` of `n` (0: no limit, shown as ∞), with trailers."""
-    from .redact import redact
+    from .markdown import neutralise
 
     if interrupted:
         subject = f"ralph({prompt_name}): iteration {i} (interrupted)"
     else:
-        line = redact(" ".join(summary.split())) or "no summary"
+        line = neutralise(summary) or "no summary"
         if len(line) > SUMMARY_WIDTH:
             line = line[: SUMMARY_WIDTH - 1].rstrip() + "…"
         subject = f"ralph({prompt_name}): iteration {i}/{n if n else '∞'} — {line}"
-    return f"{subject}\n\nRalph-Run: {run_id}\nRalph-Iteration: {i}\n"
+    # The agent's words stay on the subject line (no trailer of theirs), redacted, and inert
+    # once pushed: no mention, no issue closed, no CI skipped.
+    return f"{neutralise(subject)}\n\nRalph-Run: {run_id}\nRalph-Iteration: {i}\n"
 
 
 def run_commits(main: Path, base: str, branch: str, run_id: str) -> list[tuple[str, int]]:

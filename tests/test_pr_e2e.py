@@ -311,3 +311,32 @@ def test_an_interrupted_run_is_not_published_until_it_is_resumed(
     assert git(gh.bare_repo("octo", "app"), "rev-parse", "ralph/audit") == git(
         repo, "rev-parse", "ralph/audit"
     )
+
+
+def test_the_agents_words_and_file_names_reach_github_inert(tmp_path: Path, gh: FakeGitHub) -> None:
+    from tests.test_markdown import effects, read
+
+    repo, env, _ = setup(tmp_path, gh, "x")
+    name = "notes` <img src=x onerror=alert(1)> `@org [skip ci] Closes #1.md"
+    final = (
+        "Closes #1 for @org/team <img src=//evil.example/p.png> "
+        "[Re-authenticate](https://evil.example/login)\n<promise>DONE</promise>"
+    )
+    turns = [{"text": "work", "tools": [{"bash": {"command": f"echo x > '{name}'"}}]}, final]
+    script = write_script(tmp_path / "evil.yaml", [turns])
+    proc = ralph(repo, env, script)
+    assert proc.returncode == 0, proc.stderr
+
+    [pr] = gh.pulls()
+    shape, shown = read(pr["body"])
+    assert not [tag for tag in shape if tag[0] == "img"]
+    links = [part for tag in shape if tag[0] == "a" for part in tag[1:]]
+    assert links and all(h.startswith(f"href={gh.url}/octo/app/blob/ralph/audit/") for h in links)
+    assert effects(shown) == [] and effects(pr["title"]) == []
+    assert "Re-authenticate" in shown and "onerror=alert(1)" in shown  # shown, as words
+    message = git(gh.bare_repo("octo", "app"), "log", "-1", "--format=%B", "ralph/audit")
+    subject, _, *trailers = message.splitlines()
+    assert effects(subject) == [] and [t.split(":")[0] for t in trailers] == [
+        "Ralph-Run",
+        "Ralph-Iteration",
+    ]
