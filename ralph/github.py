@@ -595,7 +595,19 @@ def open_or_update_pr(
     if pr is None:
         new = {"head": branch, "base": base, "title": title, "body": body, "draft": draft}
         try:
-            pr = api.request("POST", pulls, json=new, what="create the pull request")
+            try:
+                pr = api.request("POST", pulls, json=new, what="create the pull request")
+            except GitHubError as exc:
+                # Private repositories on some plans have no drafts: open it ready, and say so.
+                if not (draft and exc.status == 422 and any("raft" in d for d in exc.details)):
+                    raise
+                pr = api.request(
+                    "POST", pulls, json={**new, "draft": False}, what="create the pull request"
+                )
+                notes.append(
+                    f"GitHub has no draft pull requests in {owner}/{repo}; "
+                    f"#{pr['number']} was opened ready for review"
+                )
         except GitHubError as exc:
             # A retried POST whose first try did land, or a run racing ours: update that one.
             if exc.status != 422 or not any("already exists" in d for d in exc.details):
@@ -613,7 +625,7 @@ def open_or_update_pr(
             what=f"update pull request #{pr['number']}",
         )
     problems: list[str] = []
-    if bool(pr.get("draft")) != draft:
+    if bool(pr.get("draft")) != draft and not (created and draft):
         try:
             pr = set_draft(api, pr, draft)
         except GitHubError as exc:

@@ -90,6 +90,7 @@ class FakeGitHub:
         self.repos: dict[str, Repo] = {f"{owner}/{repo}": Repo(owner, repo, default_branch)}
         self.moved: dict[str, Repo] = {}  # old full name -> the repository it now is
         self.page_size: int | None = None  # caps per_page, to make a test's lists page
+        self.drafts = True  # False: a plan without draft pull requests (GitHub answers 422)
         self.requests: list[Recorded] = []
         self.failures: list[Failure] = []
         self.lock = threading.Lock()
@@ -316,6 +317,8 @@ class FakeGitHub:
             )
         head = str(data["head"]).split(":")[-1]
         label = f"{repo.owner}:{head}"
+        if data.get("draft") and not self.drafts:
+            return _invalid("Draft pull requests are not supported in this repository.")
         if len(data.get("body") or "") > BODY_LIMIT:
             return _invalid("body is too long (maximum is 65536 characters)")
         # One open pull request per head and base; the same head may target other bases.

@@ -456,6 +456,17 @@ def test_a_refused_draft_change_is_a_clear_error(world: World) -> None:
     assert world.gh.pulls()[0]["body"].startswith("# Newer")  # the update itself landed
 
 
+def test_a_repository_without_drafts_gets_a_ready_pull_request_and_a_note(world: World) -> None:
+    world.gh.drafts = False
+    result = world.publish(draft=True)
+    assert result.created and not result.draft and result.problems == ()
+    assert result.notes == (
+        "GitHub has no draft pull requests in octo/app; #1 was opened ready for review",
+    )
+    assert [c.json["draft"] for c in world.gh.calls("POST", r"/pulls$")] == [True, False]
+    assert graphql_calls(world) == []
+
+
 def test_a_run_that_did_not_complete_is_a_draft_unless_a_flag_says_otherwise() -> None:
     assert draft_for("completed", None) is False
     for status in ("max_iterations", "budget", "stalled", "failed", "error"):
