@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -105,6 +109,49 @@ def repo_and_prompt(
     path = tmp_path / "harden.md"
     path.write_text(prompt)
     return repo, path
+
+
+def wait_for(ready: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    """Poll `ready()` until it is true; fail naming `what` after `timeout` seconds. The bound
+    only ends a hang: it is far above what any step takes on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def interrupt_when(ready: Callable[[], bool], work: Callable[[], object]) -> float:
+    """Run `work()` in this (main) thread and, once `ready()` (a request is in flight, a wait
+    has begun), send SIGALRM to it, whose handler raises Interrupted as ralph's does. Check
+    that Interrupted comes out of `work` and return the seconds it took after the signal.
+
+    The signal is armed by the event the test is about, never by a clock: the set-up before
+    it (importing the SDK alone) takes seconds on a busy machine."""
+    from ralph.errors import Interrupted
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    main, sent = threading.get_ident(), []
+
+    def watch() -> None:
+        wait_for(ready, "the moment to interrupt")
+        time.sleep(0.05)  # into the blocking call itself
+        sent.append(time.monotonic())
+        signal.pthread_kill(main, signal.SIGALRM)
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        watcher.start()
+        try:
+            work()
+        except Interrupted:
+            return time.monotonic() - sent[0]
+        raise AssertionError(f"{work} returned without being interrupted")
+    finally:
+        watcher.join(130)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def interrupt_in_iteration(

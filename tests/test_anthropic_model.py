@@ -6,10 +6,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 import typing
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from typing import Any
 import pytest
 
 from ralph.config import DEFAULT_MODEL
-from ralph.errors import Interrupted, UsageError
+from ralph.errors import UsageError
 from ralph.models.anthropic import AnthropicModel, check_credentials, with_moving_breakpoint
 from ralph.models.base import ModelError, ModelRequest, Pricing, StreamEvent, Usage
 from ralph.models.pricing import builtin_prices, lookup
@@ -35,6 +33,7 @@ from tests.fakeapi import (
     thinking,
     tool_use,
 )
+from tests.helpers import interrupt_when
 
 KEY = "sk-ant-test-key"
 MODEL = "claude-sonnet-5-5"
@@ -263,7 +262,8 @@ def test_bad_tool_input_then_only_overloads_is_the_bad_reply_counted_once(api: F
     api.add(Message([raw_tool_use("bash", '["ls"]', id="toolu_bad")]))
     api.default = HTTPError(529)
     response = make_model(retry_window=0.4).complete(make_request())
-    assert len(api.requests) > 2 and response.retries == len(api.requests) - 1
+    # At least one overload (how many fit in the window depends on the machine's load).
+    assert len(api.requests) >= 2 and response.retries == len(api.requests) - 1
     assert set(response.invalid_inputs) == {"toolu_bad"}
     assert response.usage == Usage(**api.usages[0]) and len(api.usages) == 1
 
@@ -283,7 +283,7 @@ def test_429_waits_as_long_as_retry_after_says_and_reports_it(api: FakeAPI) -> N
     response, events = call(make_model())
     assert response.text == "ok" and response.retries == 1
     first, second = api.requests
-    assert 1.0 <= second.at - first.at < 2.0
+    assert second.at - first.at >= 1.0  # no more than asked: the planned wait below
     (retry,) = [e for e in events if e.kind == "retry"]
     assert retry.data == pytest.approx(1.0) and "429" in retry.reason
 
@@ -292,7 +292,7 @@ def test_retry_after_ms_is_honoured(api: FakeAPI) -> None:
     api.add(HTTPError(529, retry_after_ms=400), Message("ok"))
     response, events = call(make_model())
     first, second = api.requests
-    assert 0.4 <= second.at - first.at < 1.4
+    assert second.at - first.at >= 0.4  # no more than asked: the planned wait below
     assert [e.data for e in events if e.kind == "retry"] == [pytest.approx(0.4)]
     assert response.retries == 1
 
@@ -344,15 +344,15 @@ def test_a_stream_cut_short_is_retried_unless_only_message_stop_is_missing(
 
 @pytest.mark.parametrize(
     "stall",
-    [Stall(10, then=Message("late")), Message("slow", stall_after=3, stall=10)],
+    [Stall(60, then=Message("late")), Message("slow", stall_after=3, stall=60)],
     ids=["before-response", "mid-stream"],
 )
 def test_stall_past_the_timeout_is_retried(api: FakeAPI, stall: Any) -> None:
     api.add(stall, Message("fresh"))
-    started = time.monotonic()
     response, events = call(make_model(timeout=0.5))
     assert response.text == "fresh" and response.retries == 1
-    assert time.monotonic() - started < 5
+    first, second = api.requests
+    assert second.at - first.at < 30  # not the 60 s stall
     (retry,) = [e for e in events if e.kind == "retry"]
     assert "0.5 s" in retry.reason
 
@@ -372,7 +372,8 @@ def test_retry_window_exhausted_is_a_non_fatal_error(api: FakeAPI) -> None:
     elapsed = time.monotonic() - started
     assert not caught.value.fatal and caught.value.status == 529
     assert "retry window" in caught.value.message and "\n" not in caught.value.message
-    assert 0.6 <= elapsed < 3 and len(api.requests) > 2
+    # It stops once the window is spent (a loop without one never would); at least one retry.
+    assert 0.6 <= elapsed < 30 and len(api.requests) >= 2
 
 
 def test_retry_after_is_capped_to_the_remaining_window(api: FakeAPI) -> None:
@@ -381,7 +382,7 @@ def test_retry_after_is_capped_to_the_remaining_window(api: FakeAPI) -> None:
     started = time.monotonic()
     with pytest.raises(ModelError) as caught:
         make_model(retry_window=0.5).complete(make_request(), events.append)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 30  # not the 60 s retry-after
     assert caught.value.status == 429 and not caught.value.fatal
     assert events and all(e.kind == "retry" and e.data <= 0.5 for e in events)
 
@@ -454,7 +455,8 @@ def test_client_errors_end_the_call_without_retry(api: FakeAPI, status: int) -> 
 def test_interrupted_propagates_at_once_from_a_hung_request(api: FakeAPI) -> None:
     api.add(Stall(None))
     model = make_model(timeout=30)
-    _interrupt_when(lambda: len(api.requests) == 1, lambda: model.complete(make_request()))
+    took = interrupt_when(lambda: len(api.requests) == 1, lambda: model.complete(make_request()))
+    assert took < 15  # not the 30 s timeout
     assert len(api.requests) == 1
 
 
@@ -462,43 +464,12 @@ def test_interrupted_propagates_from_a_retry_wait(api: FakeAPI) -> None:
     api.add(HTTPError(429, retry_after=30), Message("never"))
     events: list[StreamEvent] = []
     model = make_model(retry_window=60)
-    _interrupt_when(
+    took = interrupt_when(
         lambda: any(e.kind == "retry" for e in events),
         lambda: model.complete(make_request(), events.append),
     )
+    assert took < 15  # not the 30 s retry-after
     assert len(api.requests) == 1
-
-
-def _interrupt_when(ready: typing.Callable[[], bool], work: typing.Callable[[], object]) -> None:
-    """Run `work` and, once `ready()` (the request is in flight, or the retry wait has begun),
-    send SIGALRM to this thread, whose handler raises Interrupted as ralph's does. Armed by
-    what the test waits for, not by a clock: the SDK's import alone takes seconds on a busy
-    machine. `work` must then end within seconds, not wait out the 30 s stall or retry-after."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
-
-    main, sent = threading.get_ident(), []
-
-    def watch() -> None:
-        deadline = time.monotonic() + 120
-        while not ready() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.1)  # into the blocking read or the sleep itself
-        sent.append(time.monotonic())
-        signal.pthread_kill(main, signal.SIGALRM)
-
-    previous = signal.signal(signal.SIGALRM, handler)
-    watcher = threading.Thread(target=watch, daemon=True)
-    try:
-        watcher.start()
-        with pytest.raises(Interrupted):
-            work()
-        assert ready()
-    finally:
-        watcher.join(130)
-        signal.signal(signal.SIGALRM, previous)
-    assert time.monotonic() - sent[0] < 15
 
 
 # --- prompt caching ----------------------------------------------------------------------------

@@ -274,17 +274,20 @@ def test_a_second_signal_in_json_mode_is_a_json_line_and_show_rebuilds_the_repor
     import contextlib
     import os
     import signal
-    import time
 
-    from tests.helpers import BIN
+    from tests.helpers import BIN, wait_for
 
     repo = make_repo(tmp_path / "repo", {"README.md": "# p\n", "ralph.yaml": "log_format: json\n"})
     prompt = tmp_path / "task.md"
     prompt.write_text("Harden it. Output <promise>DONE</promise> when done.\n")
-    pidfile = tmp_path / "pid"
-    # The command ignores SIGTERM, so the first SIGINT's clean stop takes a grace period and
-    # the second SIGINT arrives during it: ralph exits at once, with no report.md.
-    command = f"trap '' TERM; echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; sleep 30"
+    pidfile, termed = tmp_path / "pid", tmp_path / "termed"
+    # The command outlives SIGTERM (noting it in `termed`), so the first SIGINT's clean stop
+    # takes a grace period; the second SIGINT is sent once the TERM came, during that period:
+    # ralph exits at once, with no report.md.
+    command = (
+        f"trap 'touch {termed}' TERM; echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; "
+        "while :; do sleep 1; done"
+    )
     script = write_script(
         tmp_path / "s.yaml",
         [[{"text": "Working.", "tools": [{"bash": {"command": command}}]}, "Done."]],
@@ -295,15 +298,13 @@ def test_a_second_signal_in_json_mode_is_a_json_line_and_show_rebuilds_the_repor
     )  # fmt: skip
     pgid = 0
     try:
-        deadline = time.monotonic() + 30
-        while not pidfile.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.02)
+        wait_for(lambda: pidfile.exists() or proc.poll() is not None, "the command to start")
+        assert proc.poll() is None, proc.communicate()
         pgid = int(pidfile.read_text())
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.3)
+        wait_for(termed.exists, "the command to get SIGTERM")
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=60)
     finally:
         if pgid:
             with contextlib.suppress(ProcessLookupError):

@@ -209,7 +209,7 @@ def test_timeout_kills_everything_in_the_sandbox(requires_bwrap: None, git_repo:
     tool = sandboxed(git_repo, timeout=0.5)
     started = time.monotonic()
     result = tool.run({"command": "(sleep 1.5; touch late.txt) & sleep 30"})
-    assert result.exit_code == 124 and time.monotonic() - started < 5
+    assert result.exit_code == 124 and time.monotonic() - started < 25  # not the 30 s sleep
     time.sleep(1.5)
     assert not (git_repo / "late.txt").exists()
 
