@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling bench_* 
 
 from bench_api import api_figures
 from bench_loop import iteration_overhead, memory, output_flood
+from bench_stop import stop_on_signal
 from bench_tools import startup, tool_calls
 from common import Row, Settings, scratch
 
@@ -40,6 +41,7 @@ FIGURES: dict[int, tuple[str, Callable[[Settings], list[Row]]]] = {
     5: ("cache efficiency", api_figures),
     6: ("memory", memory),
     7: ("tool output cap", output_flood),
+    8: ("stop on a signal", stop_on_signal),
 }
 
 
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small, fast smoke run; exit 0")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    parser.add_argument("--only", default="", help="comma-separated figure numbers (1-7)")
+    parser.add_argument("--only", default="", help="comma-separated figure numbers (1-8)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
     try:
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--only {args.only}: give figure numbers, e.g. --only 1,4")
     if not only <= set(FIGURES):
-        parser.error(f"--only {args.only}: the figures are 1 to 7")
+        parser.error(f"--only {args.only}: the figures are 1 to 8")
     work = scratch("ralph-bench-")
     settings = Settings.make(args.quick, work)
     started = time.perf_counter()
