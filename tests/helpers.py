@@ -16,6 +16,9 @@ from typing import Any, TypeVar
 import yaml
 
 BIN = Path(sys.executable).parent
+# Seconds after which a test gives up on a process or a condition: a bound that only ends a
+# hang. A run that takes 3 s on a quiet machine has taken over 60 s with the machine loaded.
+HANG = 300
 
 
 def git(repo: Path, *args: str) -> str:
@@ -61,7 +64,7 @@ def run_cli(
     *,
     command: str = "ralph-loop",
     env: dict[str, str] | None = None,
-    timeout: float = 120,
+    timeout: float = HANG,
     stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed console script in a subprocess, as a user would."""
@@ -111,7 +114,7 @@ def repo_and_prompt(
     return repo, path
 
 
-def wait_for(ready: Callable[[], bool], what: str, timeout: float = 120) -> None:
+def wait_for(ready: Callable[[], bool], what: str, timeout: float = HANG) -> None:
     """Poll `ready()` until it is true; fail naming `what` after `timeout` seconds. The bound
     only ends a hang: it is far above what any step takes on a loaded machine."""
     deadline = time.monotonic() + timeout
@@ -150,7 +153,7 @@ def interrupt_when(ready: Callable[[], bool], work: Callable[[], object]) -> flo
             return time.monotonic() - sent[0]
         raise AssertionError(f"{work} returned without being interrupted")
     finally:
-        watcher.join(130)
+        watcher.join(HANG + 10)
         signal.signal(signal.SIGALRM, previous)
 
 
@@ -167,12 +170,12 @@ def interrupt_in_iteration(
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stderr is not None
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG
     while f"iteration {iteration}/" not in proc.stderr.readline():
         assert time.monotonic() < deadline and proc.poll() is None
     time.sleep(0.3)
     os.kill(proc.pid, signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=60)
+    stdout, _ = proc.communicate(timeout=HANG)
     assert proc.returncode == 130
     return stdout
 

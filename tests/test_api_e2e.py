@@ -60,7 +60,6 @@ def ralph(
         [str(prompt), "--repo", str(repo), "--sandbox", "none", "--retry-window", "30s", *extra],
         cwd=repo,
         env=env,
-        timeout=60,
     )
 
 

@@ -68,8 +68,7 @@ def test_the_rejection_is_in_the_next_iterations_prompt(tmp_path: Path) -> None:
              "--verify", NOISY_VERIFY],
             cwd=repo,
             env=env,
-            timeout=60,
-        )  # fmt: skip
+            )  # fmt: skip
         bodies = api.bodies
     assert proc.returncode == 3, proc.stderr  # max iterations: the promise was not accepted
     assert len(bodies) == 3

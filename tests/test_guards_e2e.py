@@ -39,7 +39,6 @@ def ralph(
         [str(prompt), "--repo", str(repo), "--sandbox", "none", *extra],
         cwd=repo,
         env=env,
-        timeout=60,
     )
 
 

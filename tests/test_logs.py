@@ -281,11 +281,11 @@ def test_a_second_signal_in_json_mode_is_a_json_line_and_show_rebuilds_the_repor
     prompt = tmp_path / "task.md"
     prompt.write_text("Harden it. Output <promise>DONE</promise> when done.\n")
     pidfile, termed = tmp_path / "pid", tmp_path / "termed"
-    # The command outlives SIGTERM (noting it in `termed`), so the first SIGINT's clean stop
+    # The command outlives SIGTERM (noting it in `termed`, with no process to start), so the first SIGINT's clean stop
     # takes a grace period; the second SIGINT is sent once the TERM came, during that period:
     # ralph exits at once, with no report.md.
     command = (
-        f"trap 'touch {termed}' TERM; echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; "
+        f"trap ': > {termed}' TERM; echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; "
         "while :; do sleep 1; done"
     )
     script = write_script(
@@ -302,9 +302,10 @@ def test_a_second_signal_in_json_mode_is_a_json_line_and_show_rebuilds_the_repor
         assert proc.poll() is None, proc.communicate()
         pgid = int(pidfile.read_text())
         proc.send_signal(signal.SIGINT)
-        wait_for(termed.exists, "the command to get SIGTERM")
+        wait_for(lambda: termed.exists() or proc.poll() is not None, "the command's SIGTERM")
+        assert proc.poll() is None, "ralph stopped before the second signal could be sent"
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=300)
     finally:
         if pgid:
             with contextlib.suppress(ProcessLookupError):

@@ -24,7 +24,7 @@ from tests.helpers import (
 TOKEN = "RESILIENT"
 
 
-def wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+def wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert proc.poll() is None, proc.communicate()

@@ -62,7 +62,6 @@ def run(
         [str(prompt), "--repo", str(repo), "--sandbox", sandbox, "--max-iterations", "2", *extra],
         cwd=repo,
         env=env,
-        timeout=60,
     )
 
 

@@ -54,7 +54,7 @@ def start(
 
 
 def wait_until(
-    ready: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 120
+    ready: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 300
 ) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
@@ -78,7 +78,7 @@ def integrity(repo: Path) -> str:
         return str(db.execute("PRAGMA integrity_check").fetchone()[0])
 
 
-def group_gone(pgid: int, within: float = 2.0) -> bool:
+def group_gone(pgid: int, within: float = 60.0) -> bool:
     """Whether process group `pgid` dies within `within` seconds (a SIGKILL sent just before
     the runner exited takes effect asynchronously, later on a loaded machine)."""
     deadline = time.monotonic() + within
@@ -159,7 +159,7 @@ def test_a_signal_during_a_model_request_then_resume(
         api.release()
         api.add(Message([create("three.md")]), Message(f"Done. <promise>{TOKEN}</promise>"))
         seen = len(api.requests)
-        resumed = run_cli(["resume", run_id], cwd=repo, command="ralph", env=env, timeout=60)
+        resumed = run_cli(["resume", run_id], cwd=repo, command="ralph", env=env)
         assert resumed.returncode == 0, resumed.stderr
         (message,) = api.bodies[seen]["messages"]  # a fresh conversation, prompt only
         assert "[ralph] Iteration 2 of 5." in message["content"][0]["text"]
@@ -225,7 +225,7 @@ def test_a_second_sigint_exits_at_once_and_the_run_stays_resumable(tmp_path: Pat
     # takes a grace period; the second SIGINT is sent once the TERM came, during that period.
     # On resume the command returns at once.
     command = (
-        f"[ -e {again} ] && exit 0; touch {again}; trap 'touch {termed}' TERM; "
+        f"[ -e {again} ] && exit 0; touch {again}; trap ': > {termed}' TERM; "
         f"echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; while :; do sleep 1; done"
     )
     script = write_script(
