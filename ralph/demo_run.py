@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -38,8 +37,10 @@ def ralph_command(argv0: str | None = None) -> str:
     return f"{shlex.quote(sys.executable)} -m ralph"
 
 
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True)
+def _git(repo: Path, *args: str) -> str:
+    from . import gitrun
+
+    return gitrun.out(repo, *args)
 
 
 def prepare_repo(target: Path | None) -> Path:
@@ -94,9 +95,7 @@ def run_demo(target: Path | None, sandbox: str, echo: Callable[[str], None]) -> 
     cfg.verify = ["PYTHONDONTWRITEBYTECODE=1 python3 -m unittest -q"]
     echo(f"repository: {repo}")
     result = execute(cfg, make_observers(cfg))
-    branch = subprocess.run(
-        ["git", "branch", "--show-current"], cwd=repo, capture_output=True, text=True, check=False
-    ).stdout.strip()
+    branch = _git(repo, "branch", "--show-current")
     echo(
         f"\nThe hardened repository is {repo} (branch {branch}). See what each iteration did:\n"
         f"  git -C {repo} log --stat main..{branch}\n"

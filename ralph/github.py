@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from . import markdown as md
 from .errors import RalphError
-from .redact import is_secret_name, redact
+from .redact import redact
 from .status import RunStatus
 
 if TYPE_CHECKING:
@@ -200,25 +200,28 @@ def _push(
     env_in: Mapping[str, str],
     dry_run: bool = False,
 ) -> None:
+    from .gitrun import GitTimeout, git_env
+
     url = remote_url(repo_path, remote)
-    # Secrets stay out of git's environment (hooks, helpers, ssh); only our header goes in.
-    env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
-    env.update(GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never")
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-    auth = {}
+    # Secrets stay out of git's environment (helpers, ssh; gitrun drops them); only our header
+    # goes in.
+    env = {"GCM_INTERACTIVE": "never"}
+    if "GIT_SSH_COMMAND" not in os.environ:
+        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
     if not _has_extraheader(repo_path):  # a second Authorization header makes GitHub fail
-        auth = auth_env(url, token, api_url, env_in, int(env.get("GIT_CONFIG_COUNT", "0")))
-    env.update(auth)
-    args = ["-c", "core.hooksPath=/dev/null", "push", "--porcelain", "--no-verify"]
+        count = int(git_env().get("GIT_CONFIG_COUNT", "0") or "0")
+        env.update(auth_env(url, token, api_url, env_in, count))
+    authed = "GIT_CONFIG_COUNT" in env
+    args = ["push", "--porcelain", "--no-verify"]
     args += ["--dry-run"] if dry_run else []
     args += ["--no-follow-tags", "--recurse-submodules=no", remote, f"{source}:refs/heads/{branch}"]
     timeout = 60.0 if dry_run else PUSH_TIMEOUT
     try:
         proc = _git(repo_path, *args, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except GitTimeout:
         raise GitHubError(f"git push to {safe_url(url)} took over {timeout:.0f}s") from None
     if proc.returncode != 0:
-        raise _push_error(proc.stdout + proc.stderr, url, remote, branch, bool(auth), env_in)
+        raise _push_error(proc.stdout + proc.stderr, url, remote, branch, authed, env_in)
 
 
 def _push_error(
@@ -263,15 +266,16 @@ def _has_extraheader(repo_path: Path) -> bool:
 def _git(
     repo_path: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args],
-        cwd=repo_path,
-        env=None if env is None else dict(env),
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=timeout,
-        check=False,
+    """A git command through ralph's safe runner (no hooks or repository-run programs, no
+    secrets in its environment), its output as text; never raises for git's exit code."""
+    from . import gitrun
+
+    proc = gitrun.run(repo_path, *args, env=env, timeout=timeout, check=False)
+    return subprocess.CompletedProcess(
+        proc.args,
+        proc.returncode,
+        proc.stdout.decode("utf-8", "replace"),
+        proc.stderr.decode("utf-8", "replace"),
     )
 
 

@@ -117,6 +117,8 @@ class Workspace(Protocol):
 
     def commit(self, message: str) -> str | None: ...
 
+    def refusals(self) -> list[str]: ...
+
 
 @dataclass
 class RunResult:
@@ -158,14 +160,16 @@ class Loop:
         from .workspace import commit_message
 
         files = self.workspace.changed_files()
-        if not files or self.cfg.no_commit:
-            return files, None
-        message = commit_message(
-            self.cfg.prompt_name, i, self.cfg.max_iterations, summary, self.run_id, interrupted
-        )
-        sha = self.workspace.commit(message)
-        if sha:
-            self.bus.emit("commit", sha=sha, files=files, message=message.splitlines()[0])
+        sha = None
+        if files and not self.cfg.no_commit:
+            message = commit_message(
+                self.cfg.prompt_name, i, self.cfg.max_iterations, summary, self.run_id, interrupted
+            )
+            sha = self.workspace.commit(message)
+            if sha:
+                self.bus.emit("commit", sha=sha, files=files, message=message.splitlines()[0])
+        for line in self.workspace.refusals():  # nested repositories, FIFOs, ralph.yaml, ...
+            self.bus.emit("warning", level="warning", message=line)
         return files, sha
 
     def _result(self, status: str, reason: str, i: int) -> RunResult:

@@ -125,17 +125,14 @@ def _check_pr(cfg: RunConfig) -> None:
 
 def _publish(cfg: RunConfig, workspace: Any, result: RunResult, bus: Bus) -> bool:
     """Push the run branch and open or update its pull request; False when that failed."""
-    import subprocess
-
+    from . import gitrun
     from .github import GitHubError, draft_for, pr_title, publish
     from .markdown import text as md_text
     from .report import build_summary, render_markdown
 
-    count = subprocess.run(
-        ["git", "rev-list", "--count", f"{workspace.base_commit}..{workspace.branch}"],
-        cwd=workspace.root, capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-    if count in ("", "0"):
+    span = f"{workspace.base_commit}..{workspace.branch}"
+    count = gitrun.run(workspace.root, "rev-list", "--count", span, check=False).stdout.strip()
+    if count in (b"", b"0"):
         bus.emit(
             "warning", level="warning", message="--pr: the run made no commit; no pull request"
         )
@@ -178,13 +175,15 @@ def _commit_left_over(
     from .workspace import commit_message
 
     files = workspace.changed_files()
+    bus.iteration = iteration
     if files and not cfg.no_commit:
         message = commit_message(cfg.prompt_name, iteration, cfg.max_iterations, "", run_id, True)
         sha = workspace.commit(message)
         if sha:
-            bus.iteration = iteration
             bus.emit("commit", sha=sha, files=files, message=message.splitlines()[0])
-            bus.iteration = None
+    for line in workspace.refusals():
+        bus.emit("warning", level="warning", message=line)
+    bus.iteration = None
 
 
 def _sandbox_kind(tools: Any) -> str:

@@ -1,17 +1,12 @@
 """The git workspace of a run: its branch or worktree, the clean-tree policy, one commit per
 iteration.
 
-GitPython finds and inspects the repository; the per-iteration path (status, add, commit) runs
-the git binary directly, a fixed handful of processes per iteration, because its cost is
-benchmarked against `git add -A && git commit`. Every git call made here:
-
-- runs no hooks (`core.hooksPath=/dev/null`, which also covers post-commit hooks that
-  `--no-verify` leaves on): without the sandbox the agent could plant a hook that would run
-  with the runner's environment, and a user's slow or failing pre-commit hook must not block
-  an unattended run; `--verify` commands are the place for checks;
-- never signs (a pinentry prompt nobody answers would hang an overnight run);
-- gets the runner's environment minus secret-named variables (no git command here needs one);
-- treats paths literally (a file named `*.py` is that file, not a glob).
+Every git command goes through `gitrun` (no hooks, no fsmonitor, no filter drivers, no
+submodules, time-bounded; see there); the per-iteration path (status, update-index,
+write-tree, commit-tree, update-ref) is a fixed handful of processes, because its cost is
+benchmarked against `git add -A && git commit`. Which changed paths a commit may hold is
+decided in `staging`: never a nested repository (a gitlink), a FIFO, socket, device or huge
+file, an untracked cache, or an agent's change to a file that configures ralph.
 
 Nothing is ever pushed, forced or rewritten: a commit only advances the run's branch from the
 tip it had (`update-ref` with the old value), so a branch moved by someone else is an error.
@@ -19,35 +14,39 @@ tip it had (`update-ref` with the old value), so a branch moved by someone else 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from . import gitrun
 from .config import STATE_DIR, RunConfig
 from .errors import RalphError, UsageError
+from .staging import (
+    NESTED_REPO,
+    PROTECTED,
+    CacheFilter,
+    Refusal,
+    describe,
+    fingerprint,
+    is_protected,
+    protected_paths,
+    refusal,
+)
 
 if TYPE_CHECKING:
     from .journal import RunLock
 
 IDENTITY = ("ralph-loop", "ralph-loop@users.noreply.github.com")
-INDEX_LOCK_WAIT_S = 3.0  # how long a git command waits for another git's index.lock
 SUMMARY_WIDTH = 72
-_GIT_OPTIONS = (
-    "-c",
-    "core.hooksPath=/dev/null",
-    "-c",
-    "commit.gpgSign=false",
-    "-c",
-    "core.quotePath=false",
-    "--literal-pathspecs",
-)
+GITLINK = "160000"
 
 # path -> (two-letter status code, content fingerprint or None when not computed yet)
 Snapshot = dict[str, tuple[str, str | None]]
@@ -65,69 +64,24 @@ class FileStat:
 # --- running git ---------------------------------------------------------------------------
 
 
-def _git_env() -> dict[str, str]:
-    from .redact import is_secret_name
-
-    env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    return env
-
-
-def _index_locked(stderr: bytes) -> bool:
-    """Whether git failed because another git process holds (or a killed one left) index.lock."""
-    return b"index.lock'" in stderr
-
-
-def _git_error(args: tuple[str, ...], cwd: Path, proc: subprocess.CompletedProcess[bytes]) -> str:
-    """One line for a failed git command: git's own error line (`fatal:`/`error:`), not the
-    advice that follows it, which does not name the problem."""
-    command = next((a for a in args if not a.startswith("-")), "command")
-    lines = [line.strip() for line in proc.stderr.decode("utf-8", "replace").splitlines()]
-    lines = [line for line in lines if line]
-    errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    error = (errors or lines or [f"exit {proc.returncode}"])[0]
-    if b".lock': " in proc.stderr:  # git's "Unable to create '...lock': File exists."
-        error += (
-            " (another git command is running in this repository, or one was killed: if none "
-            "is running, delete that file)"
-        )
-    return f"git {command} failed in {cwd}: {error}"
-
-
 def _git(
-    cwd: Path, *args: str, stdin: bytes | None = None, check: bool = True
+    cwd: Path,
+    *args: str,
+    stdin: bytes | None = None,
+    check: bool = True,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run one git command in `cwd`; a failure raises RalphError with git's own message.
-
-    A command that finds the index locked runs again for up to INDEX_LOCK_WAIT_S: an editor's
-    or the user's `git status` takes the lock for a moment, and a command that could not take
-    it has changed nothing yet.
-    """
-    deadline: float | None = None
-    while True:
-        proc = subprocess.run(
-            ["git", *_GIT_OPTIONS, *args],
-            cwd=cwd,
-            input=stdin,
-            stdin=None if stdin is not None else subprocess.DEVNULL,
-            capture_output=True,
-            env=_git_env(),
-            check=False,
-        )
-        if proc.returncode == 0 or not _index_locked(proc.stderr):
-            break
-        now = time.monotonic()
-        deadline = now + INDEX_LOCK_WAIT_S if deadline is None else deadline
-        if now >= deadline:
-            break
-        time.sleep(0.05)
-    if check and proc.returncode != 0:
-        raise RalphError(_git_error(args, cwd, proc))
-    return proc
+    return gitrun.run(cwd, *args, stdin=stdin, check=check, env=env)
 
 
-def _out(cwd: Path, *args: str, stdin: bytes | None = None) -> str:
-    return _git(cwd, *args, stdin=stdin).stdout.decode("utf-8", "surrogateescape").strip()
+def _out(
+    cwd: Path, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> str:
+    return (
+        gitrun.run(cwd, *args, stdin=stdin, env=env)
+        .stdout.decode("utf-8", "surrogateescape")
+        .strip()
+    )
 
 
 def _nul(paths: list[str]) -> bytes:
@@ -141,66 +95,67 @@ def _is_state(path: str) -> bool:
 
 
 def _status(root: Path) -> dict[str, str]:
-    """Changed, deleted and untracked (not ignored) paths of the work tree -> status code."""
+    """Changed, deleted and untracked (not ignored) paths of the work tree -> status code.
+
+    Submodules and nested repositories are never entered (`--ignore-submodules=all`: git
+    would run their configuration); untracked caches and virtualenvs count as ignored.
+    """
     raw = _git(
-        root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"
-    ).stdout.decode("utf-8", "surrogateescape")
+        root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames",
+        "--ignore-submodules=all",
+    ).stdout.decode("utf-8", "surrogateescape")  # fmt: skip
+    caches = CacheFilter(root)
     entries = {}
     for entry in raw.split("\0"):
-        if len(entry) > 3 and not _is_state(entry[3:]):
-            entries[entry[3:]] = entry[:2]
+        path, code = entry[3:], entry[:2]
+        if len(entry) > 3 and not _is_state(path):
+            if code == "??" and caches.skipped(path):
+                continue
+            entries[path] = code
     return entries
-
-
-def _fingerprint(root: Path, path: str) -> str:
-    """What a path holds now: content hash and executable bit, link target, or absence."""
-    target = root / path
-    try:
-        info = os.lstat(target)
-        if stat.S_ISLNK(info.st_mode):
-            return "link:" + os.readlink(target)
-        if stat.S_ISDIR(info.st_mode):
-            return "dir"
-        with open(target, "rb") as handle:
-            digest = hashlib.file_digest(handle, "blake2b").hexdigest()
-        return f"{digest}:{int(bool(info.st_mode & 0o111))}"
-    except FileNotFoundError:
-        return "missing"
-    except OSError as exc:
-        return f"unreadable:{exc.errno}"
 
 
 # --- the repository ------------------------------------------------------------------------
 
 
-def _open_repo(path: Path) -> Any:
-    """The GitPython Repo of the work tree containing `path`, or a UsageError."""
-    import git
+@dataclass(frozen=True)
+class _Repo:
+    """Where a repository's work tree and (common) git directory are."""
 
-    try:
-        repo = git.Repo(path, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+    root: Path
+    common_dir: Path
+
+
+def _open_repo(path: Path) -> _Repo:
+    """The repository of the work tree containing `path`, or a UsageError naming the problem
+    (not a repository, bare, or one git refuses because another user owns it)."""
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a git repository; run `git init` or pass --repo DIR")
+    asked = ("rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir")
+    proc = _git(path, *asked, check=False)
+    if proc.returncode == 0:
+        root, common = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
+        return _Repo(Path(root), Path(common))
+    error = proc.stderr.decode("utf-8", "replace")
+    if "dubious ownership" in error:
+        main = (re.findall(r"repository at '(.*)'", error) or [str(path)])[0]
         raise UsageError(
-            f"{path} is not a git repository; run `git init` or pass --repo DIR"
-        ) from None
-    if repo.bare or repo.working_tree_dir is None:
+            f"git refuses {main}: it is owned by another user; run ralph as its owner, or "
+            f"trust it with `git config --global --add safe.directory {main}`"
+        )
+    if "must be run in a work tree" in error:
         raise UsageError(f"{path} is a bare git repository; ralph needs a work tree (--repo DIR)")
-    return repo
+    if "not a git repository" in error:
+        raise UsageError(f"{path} is not a git repository; run `git init` or pass --repo DIR")
+    raise RalphError(gitrun.error_line(asked, path, proc))
 
 
-def _refuse_dubious_ownership(repo: Any, main: Path) -> None:
-    """GitPython reads HEAD itself, so a repository git refuses to use (owned by another user,
-    not in safe.directory) would look empty; ask git, and name the real cause."""
-    import git
-
-    try:
-        repo.git.rev_parse("--git-dir")
-    except git.GitCommandError as e:
-        if "dubious ownership" in str(e):
-            raise UsageError(
-                f"git refuses {main}: it is owned by another user; run ralph as its owner, or "
-                f"trust it with `git config --global --add safe.directory {main}`"
-            ) from None
+def _head_commit(root: Path) -> str | None:
+    """The commit HEAD points at, or None before the first commit."""
+    found = _git(root, "rev-parse", "-q", "--verify", "HEAD^{commit}", check=False)
+    if found.returncode:
+        return None
+    return found.stdout.decode().strip() or None
 
 
 def find_main_repo(start: Path) -> Path | None:
@@ -296,21 +251,20 @@ def check(cfg: RunConfig, holding_checkout: bool = False) -> Path:
     the checkout lock (`acquire_checkout_lock`), so it is not another run's.
     """
     repo = _open_repo(cfg.repo)
-    main = Path(repo.working_tree_dir)
-    if not repo.head.is_valid():
-        _refuse_dubious_ownership(repo, main)
+    main = repo.root
+    if _head_commit(main) is None:
         raise UsageError(
             f"{main} has no commits yet; ralph branches from HEAD: make a first commit "
             "(e.g. `git commit --allow-empty -m init`)"
         )
-    _check_writable(main, Path(repo.common_dir))
+    _check_writable(main, repo.common_dir)
     if not cfg.worktree and not holding_checkout:
         from .journal import lock_holder
 
         holder = lock_holder(_checkout_lock_path(main))
         if holder is not None:
             raise _busy_checkout(main, holder, resuming=False)
-    if cfg.in_place and repo.head.is_detached:
+    if cfg.in_place and _current_branch(main) is None:
         raise UsageError("--in-place needs a branch, but HEAD is detached; `git switch` to one")
     if cfg.branch is not None:
         if _git(main, "check-ref-format", "--branch", cfg.branch, check=False).returncode:
@@ -431,7 +385,7 @@ def _new_branch(
         if done.returncode == 0:
             return branch
         if b"already exists" not in done.stderr or not _branch_exists(main, branch):
-            raise RalphError(_git_error(command, main, done))
+            raise RalphError(gitrun.error_line(command, main, done))
         if chosen is not None:  # another run took it since `check`
             raise UsageError(
                 f"branch {branch} already exists; ralph never reuses or rewrites a branch: "
@@ -454,6 +408,10 @@ class Workspace:
     run_id: str | None = None
     allow_dirty: bool = False
     last_commit_files: list[str] = field(default_factory=list)
+    # the files that configure ralph (see staging.protected_paths)
+    protected: frozenset[str] = field(default_factory=frozenset)
+    # changed paths the last changed_files()/commit() left out, and why (for warnings)
+    refused: list[Refusal] = field(default_factory=list)
     _identity: list[str] = field(default_factory=list, repr=False)
     _start: Snapshot = field(default_factory=dict, repr=False)  # dirty at iteration start
     _now: Snapshot | None = field(default=None, repr=False)  # dirty at the last look
@@ -463,12 +421,12 @@ class Workspace:
     def prepare(cls, cfg: RunConfig, run_id: str, prompt_name: str) -> Workspace:
         """Create the run's branch (or worktree); call `check(cfg)` first."""
         repo = _open_repo(cfg.repo)
-        main = Path(repo.working_tree_dir)
-        base = repo.head.commit.hexsha
-        ensure_excluded(Path(repo.common_dir))
+        main = repo.root
+        base = _out(main, "rev-parse", "--verify", "HEAD^{commit}")
+        ensure_excluded(repo.common_dir)
         root = main
         if cfg.in_place:
-            branch = repo.active_branch.name
+            branch = _current_branch(main) or ""  # check() refused a detached HEAD
         elif cfg.worktree:
             root = main / STATE_DIR / "worktrees" / run_id
             root.parent.mkdir(parents=True, exist_ok=True)
@@ -479,6 +437,7 @@ class Workspace:
             # Uncommitted changes (--allow-dirty) come along to the new branch untouched.
             branch = _new_branch(main, cfg.branch, prompt_name, ("checkout", "-q", "-b"), (base,))
         ws = cls(root, main, branch, base, cfg.worktree, run_id, cfg.allow_dirty)
+        ws.protected = protected_paths(cfg, main)
         ws._identity = _identity_options(root)
         # Without --allow-dirty the tree is known clean (check) and a new worktree is clean.
         ws._now = ws._snapshot() if cfg.allow_dirty and not cfg.worktree else {}
@@ -499,8 +458,7 @@ class Workspace:
         Changes found in the tree count as the dead iteration's work (commit them first),
         except, with --allow-dirty, the user's paths recorded when that iteration began.
         """
-        repo = _open_repo(cfg.repo)
-        main = Path(repo.working_tree_dir)
+        main = _open_repo(cfg.repo).root
         if not _branch_exists(main, branch):
             raise UsageError(
                 f"the run's branch {branch} no longer exists, so the run cannot be resumed; "
@@ -537,6 +495,7 @@ class Workspace:
                     )
                 _git(main, "checkout", "-q", branch)
         ws = cls(root, main, branch, base_commit, bool(worktree_path), run_id, cfg.allow_dirty)
+        ws.protected = protected_paths(cfg, main)
         ws._identity = _identity_options(root)
         if cfg.allow_dirty and not worktree_path:
             saved = ws._load_baseline()
@@ -547,7 +506,7 @@ class Workspace:
     # --- iterations ------------------------------------------------------------------------
 
     def _snapshot(self) -> Snapshot:
-        return {p: (code, _fingerprint(self.root, p)) for p, code in _status(self.root).items()}
+        return {p: (code, fingerprint(self.root, p)) for p, code in _status(self.root).items()}
 
     def _baseline_path(self) -> Path | None:
         if self.run_id is None:
@@ -583,7 +542,7 @@ class Workspace:
         if start is None:
             start = {p: (code, None) for p, code in _status(self.root).items()}
         self._start = {
-            p: (code, fp if fp is not None else _fingerprint(self.root, p))
+            p: (code, fp if fp is not None else fingerprint(self.root, p))
             for p, (code, fp) in start.items()
         }
         self._now, self._changed = None, []
@@ -591,8 +550,23 @@ class Workspace:
             self._save_baseline()  # so a resume knows which paths are the user's
 
     def changed_files(self) -> list[str]:
-        """Paths changed in the work tree since `begin_iteration` (not ignored, not .ralph/)."""
+        """Paths changed in the work tree since `begin_iteration` (not ignored, not .ralph/).
+
+        An agent's change to a file that configures ralph is undone first and listed in
+        `refused`: those files are the operator's, whether or not they existed at the start.
+        """
+        self.refused = []
         status = _status(self.root)
+        undone = {
+            next(p for p in self.protected if is_protected(path, (p,)))
+            for path in status
+            if path not in self._start and is_protected(path, self.protected)
+        }
+        if undone:
+            for path in sorted(undone):
+                self._undo(path)
+                self.refused.append(Refusal(path, PROTECTED))
+            status = _status(self.root)
         now: Snapshot = {}
         changed = []
         for path, code in status.items():
@@ -601,24 +575,63 @@ class Workspace:
                 now[path] = (code, None)  # new dirt: changed, no need to hash it yet
                 changed.append(path)
                 continue
-            fingerprint = _fingerprint(self.root, path)
-            now[path] = (code, fingerprint)
-            if fingerprint != before[1]:
+            content = fingerprint(self.root, path)
+            now[path] = (code, content)
+            if content != before[1]:
                 changed.append(path)
         changed.extend(p for p in self._start if p not in status)  # back to the committed state
         self._now, self._changed = now, sorted(changed)
         return list(self._changed)
 
+    def refusals(self) -> list[str]:
+        """Warning lines for the paths the last changed_files()/commit() left out."""
+        return describe(self.refused)
+
+    def _undo(self, path: str) -> None:
+        """Put `path` back as HEAD has it (or remove it), without following any link."""
+        parts = path.split("/")
+        for n in range(1, len(parts)):  # a parent made a link or a file: git restores the dir
+            parent = self.root.joinpath(*parts[:n])
+            try:
+                if not stat.S_ISDIR(os.lstat(parent).st_mode):
+                    parent.unlink()
+                    break
+            except FileNotFoundError:
+                break
+        else:
+            where = self.root / path
+            try:
+                is_dir = stat.S_ISDIR(os.lstat(where).st_mode)
+            except FileNotFoundError:
+                is_dir = None
+            if is_dir:
+                shutil.rmtree(where)
+            elif is_dir is not None:
+                where.unlink()
+        if _git(self.root, "cat-file", "-e", f"HEAD:{path}", check=False).returncode == 0:
+            _git(self.root, "checkout", "-q", "HEAD", "--", path)
+        else:  # an agent without the sandbox may have staged it
+            _git(self.root, "update-index", "-q", "--force-remove", "-z", "--stdin",
+                 stdin=_nul([path]))  # fmt: skip
+
     def commit(self, message: str) -> str | None:
         """Commit this iteration's paths (see `begin_iteration`); the new sha, or None.
 
-        Stages what the last `changed_files()` reported (it is called if it was not).
+        Stages what the last `changed_files()` reported (it is called if it was not), except
+        what `staging.refusal` refuses (listed in `refused`).
         """
         if self._now is None:
             self.changed_files()
         assert self._now is not None
-        # Nested repositories would become broken submodules: they are reported, not committed.
-        paths = [p for p in self._changed if p not in self._start and not p.endswith("/")]
+        paths = []
+        for path in self._changed:
+            if path in self._start:
+                continue  # the user's (--allow-dirty)
+            why = refusal(self.root, path)
+            if why is None:
+                paths.append(path)
+            else:
+                self.refused.append(Refusal(path, why))
         self.last_commit_files = []
         if not paths:
             return None
@@ -630,53 +643,72 @@ class Workspace:
                 f"HEAD of {self.root} is {ref or 'detached'}, not the run's branch {self.branch}; "
                 "ralph commits only on its own branch (something switched branches)"
             )
-        _git(
-            self.root,
-            "add",
-            "-A",
-            "--pathspec-from-file=-",
-            "--pathspec-file-nul",
-            stdin=_nul(paths),
-        )
         chosen = set(paths)
-        if any(code[0] not in " ?" and p not in chosen for p, (code, _) in self._now.items()):
-            # Other staged changes (the user's) must stay staged and out of this commit.
-            sha = self._commit_only(paths, message)
+        users_staged = any(
+            code[0] not in " ?" and p not in chosen for p, (code, _) in self._now.items()
+        )
+        chosen -= self._stage(paths)
+        paths = [p for p in paths if p in chosen]
+        if users_staged:
+            # The user's staged changes stay staged and out of this commit: the commit's tree
+            # is HEAD's plus these paths, built in an index of its own.
+            with tempfile.TemporaryDirectory(prefix="ralph-index-") as tmp:
+                env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+                _git(self.root, "read-tree", "HEAD", env=env)
+                self._stage(paths, env)
+                tree = _out(self.root, "write-tree", env=env)
         else:
             tree = _out(self.root, "write-tree")
-            if tree == head_tree:
-                sha = None
-            else:
-                sha = _out(
-                    self.root, *self._identity, "commit-tree", tree, "-p", head, "-F", "-",
-                    stdin=message.encode("utf-8"),
-                )  # fmt: skip
-                subject = "commit: " + message.splitlines()[0]
-                _git(self.root, "update-ref", "-m", subject, f"refs/heads/{self.branch}", sha, head)
+        sha = None
+        if tree != head_tree:
+            sha = _out(
+                self.root, *self._identity, "commit-tree", tree, "-p", head, "-F", "-",
+                stdin=message.encode("utf-8"),
+            )  # fmt: skip
+            subject = "commit: " + message.splitlines()[0]
+            _git(self.root, "update-ref", "-m", subject, f"refs/heads/{self.branch}", sha, head)
         for path in paths:
             self._now.pop(path, None)  # committed: clean again
-        self._changed = [p for p in self._changed if p not in paths]
+        self._changed = [p for p in self._changed if p not in chosen]
         self.last_commit_files = paths if sha else []
         return sha
 
-    def _commit_only(self, paths: list[str], message: str) -> str | None:
-        """`git commit --only PATHS`: leaves everything else in the index as the user had it."""
-        done = _git(
-            self.root, *self._identity, "commit", "-q", "--no-verify", "--only",
-            "--cleanup=verbatim", "-m", message, "--pathspec-from-file=-", "--pathspec-file-nul",
-            stdin=_nul(paths), check=False,
+    def _stage(self, paths: list[str], env: dict[str, str] | None = None) -> set[str]:
+        """Stage `paths` as they are now; returns those git took for a nested repository
+        (made one since `refusal` looked), which are put back as HEAD has them and refused.
+
+        `update-index` with the paths on stdin is linear in their number (`git add` matches
+        every path against every pathspec: 300,000 new files took minutes).
+        """
+        _git(
+            self.root, "update-index", "--add", "--remove", "--replace", "-z", "--stdin",
+            stdin=_nul(paths), env=env,
         )  # fmt: skip
-        if done.returncode:
-            if b"nothing" in done.stdout + done.stderr:
-                return None
-            raise RalphError(_git_error(("commit",), self.root, done))
-        return _out(self.root, "rev-parse", "HEAD")
+        # --cached compares index and HEAD only: no nested repository is entered.
+        raw = _git(
+            self.root, "diff-index", "--cached", "--raw", "-z", "--no-renames",
+            "--ignore-submodules=none", "HEAD", env=env,
+        ).stdout.decode("utf-8", "surrogateescape")  # fmt: skip
+        records = raw.split("\0")
+        chosen = set(paths)
+        restore, gitlinks = [], set()
+        for header, path in zip(records[0::2], records[1::2], strict=False):
+            fields = header.split()
+            if len(fields) >= 4 and fields[1] == GITLINK and path in chosen:
+                old_mode, old_sha = fields[0].lstrip(":"), fields[2]
+                restore.append(f"{old_mode} {old_sha}\t{path}")
+                gitlinks.add(path)
+        if restore:
+            _git(self.root, "update-index", "-z", "--index-info", stdin=_nul(restore), env=env)
+            if env is None:
+                self.refused.extend(Refusal(p, NESTED_REPO) for p in sorted(gitlinks))
+        return gitlinks
 
     def diff_stat(self, since: str | None = None) -> list[FileStat]:
         """Files changed on the branch since `since` (default: the run's base commit)."""
-        raw = _git(
-            self.root, "diff", "--numstat", "-z", "--no-renames", since or self.base_commit, "HEAD"
-        ).stdout.decode("utf-8", "surrogateescape")
+        # Plumbing: `git diff` would run textconv and external diff drivers.
+        args = ("diff-tree", "-r", "--numstat", "-z", "--no-renames", since or self.base_commit)
+        raw = _out(self.root, *args, "HEAD")
         stats = []
         for entry in raw.split("\0"):
             parts = entry.split("\t", 2)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ralph import gitrun
 from ralph import workspace as ws_mod
 from ralph.config import RunConfig
 from ralph.errors import RalphError, UsageError
@@ -554,7 +555,7 @@ def test_a_brief_index_lock_is_waited_out_and_a_stale_one_is_named(
         other_git_done.join()
     assert sha and committed_files(git_repo, sha) == ["a.py"]
 
-    monkeypatch.setattr(ws_mod, "INDEX_LOCK_WAIT_S", 0.2)
+    monkeypatch.setattr(gitrun, "INDEX_LOCK_WAIT_S", 0.2)
     ws.begin_iteration()
     (git_repo / "b.py").write_text("b\n")
     lock.write_text("")  # left by a killed git: the error names it, in one line
@@ -562,7 +563,9 @@ def test_a_brief_index_lock_is_waited_out_and_a_stale_one_is_named(
     with pytest.raises(RalphError) as raised:
         ws.commit("ralph(x): iteration 2/2 — b")
     message = raised.value.message
-    assert message.startswith(f"git add failed in {git_repo}: fatal: Unable to create '{lock}'")
+    assert message.startswith(
+        f"git update-index failed in {git_repo}: fatal: Unable to create '{lock}'"
+    )
     assert "delete that file" in message and "\n" not in message
 
 
