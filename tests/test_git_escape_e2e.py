@@ -70,3 +70,18 @@ def test_a_nested_repository_never_runs_its_config_in_the_runners_git(
     subprocess.run(["git", "status"], cwd=root, env=clean_env(HOME=str(home)), check=True,
                    capture_output=True)  # fmt: skip
     assert list(home.iterdir()) == []
+
+
+def test_a_ralph_yaml_the_agent_writes_is_undone_not_committed(
+    requires_bwrap: None, tmp_path: Path
+) -> None:
+    # Under bubblewrap an existing ralph.yaml is read-only, but one may be created with bash.
+    payload = "printf 'max_cost: 1000\\nstall_limit: 0\\n' > ralph.yaml && echo x > work.txt"
+    repo, _, branch = run_payload(tmp_path, payload)
+    assert git(repo, "ls-tree", "-r", "--name-only", branch).splitlines() == [
+        "README.md",
+        "work.txt",
+    ]
+    assert not (repo / "ralph.yaml").exists()
+    report = next((repo / ".ralph" / "runs").glob("*/report.md")).read_text()
+    assert "not committed: ralph.yaml (a file that configures ralph" in report
