@@ -33,6 +33,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -167,17 +168,22 @@ def _spawn(
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `git SAFE-OPTIONS ARGS` to completion or until its time is up (GitTimeout)."""
     argv = ["git", *_OPTIONS, *args]
-    proc = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        process_group=0,
-    )
+    # Input comes from a file, not a pipe: communicate() resumed after a timeout never writes
+    # the rest of its input, so a pipe deadlocks a slow git that has not read it all yet.
+    with tempfile.TemporaryFile() if stdin is not None else contextlib.nullcontext() as feed:
+        if feed is not None and stdin is not None:
+            feed.write(stdin)
+            feed.seek(0)
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=feed if feed is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,
+        )
     started = time.monotonic()
-    pending: bytes | None = stdin
     try:
         while True:
             limit = STOPPING_TIMEOUT_S if _stop_requested() else timeout
@@ -188,10 +194,10 @@ def _spawn(
                     "(a huge repository, or a file that blocks when read?)"
                 )
             try:
-                out, err = proc.communicate(pending, timeout=min(left, 0.5))
+                out, err = proc.communicate(timeout=min(left, 0.5))
                 break
             except subprocess.TimeoutExpired:
-                pending = None  # already handed to communicate, which keeps writing it
+                continue
     except BaseException:  # the timeout, or Interrupted raised by a signal handler
         _stop_group(proc)
         raise

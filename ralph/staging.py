@@ -61,6 +61,8 @@ def refusal(root: Path, path: str) -> str | None:
     if stat.S_ISREG(mode):
         if info.st_size > MAX_FILE_BYTES:
             return f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB ({info.st_size:,} bytes)"
+        if not os.access(root / path, os.R_OK):  # git would fail the whole commit on it
+            return "unreadable (permission denied)"
         return None
     if stat.S_ISLNK(mode):
         return None

@@ -347,6 +347,15 @@ def test_after_a_stop_request_a_git_command_gets_only_a_few_seconds(
         gitrun.run(git_repo, "status", env={"GIT_INDEX_FILE": str(fifo)}, timeout=3600)
 
 
+def test_a_command_slow_to_read_its_input_gets_all_of_it(git_repo: Path) -> None:
+    # Input through a pipe deadlocked: communicate() resumed after its 0.5 s step never wrote
+    # the rest (a loaded machine made `update-index --stdin` of 20,000 paths hit the timeout).
+    data = b"x" * (1024 * 1024)
+    slow_reader = "alias.slow-wc=!sleep 2; wc -c"
+    proc = gitrun.run(git_repo, "-c", slow_reader, "slow-wc", stdin=data, timeout=60)
+    assert proc.stdout.decode().strip() == str(len(data))
+
+
 def test_a_git_failure_is_one_line_naming_the_command(git_repo: Path) -> None:
     with pytest.raises(RalphError) as raised:
         gitrun.run(git_repo, "rev-parse", "--verify", "no-such-ref")
