@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import os
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .config import DEFAULT_MODEL
+from . import config, parse
+from .config import RunConfig, repo_dir
 from .errors import EXIT_CODES_HELP, ExitCode, RalphError, UsageError
+from .settings import OPTIONS, Setting
 
 RUN_HELP = (
     "Run PROMPT against a git repository in a Ralph loop until the agent's final message "
@@ -59,323 +61,45 @@ def _note(message: str, json_logs: bool) -> None:
 REPO_HELP = "The repository (default: RALPH_REPO or the current directory)."
 
 
-def repo_dir(repo: Path | None) -> Path:
-    """The repository a command works on: --repo, else RALPH_REPO, else the current directory
-    (every command alike, so the `ralph resume RUN` a run prints works in the same shell)."""
-    return (repo or Path(os.environ.get("RALPH_REPO") or Path.cwd())).expanduser()
-
-
-def build_config(prompt: str, flags: dict[str, Any], repo: Path | None) -> Any:
-    """Merge defaults < ralph.yaml < front matter < RALPH_* env < flags into a RunConfig.
-
-    Repository files (ralph.yaml, front matter) may only tighten security (see
-    config.check_repo_layer); the environment and flags may do anything."""
-    from .config import (
-        CONFIG_FILE,
-        RunConfig,
-        check_repo_layer,
-        env_layer,
-        file_layer,
-        merge_layers,
-        merge_repo_layers,
-        validate,
+def build_config(prompt: str, flags: dict[str, Any], repo: Path | None) -> RunConfig:
+    """config.build_config, with its note about the prompt printed on stderr."""
+    return config.build_config(
+        prompt, flags, repo, note=lambda text, cfg: _note(text, cfg.log_format == "json")
     )
-    from .prompt import load_prompt
-
-    root = repo_dir(repo)
-    if not root.is_dir():
-        named = f"--repo {root}" if repo is not None else f"RALPH_REPO={root}"
-        raise UsageError(f"{named} does not exist or is not a directory")
-    root = root.resolve()
-    spec = load_prompt(prompt)
-    from_file = file_layer(root)
-    from_env = env_layer()
-    given = {k: v for k, v in flags.items() if v is not None and v != []}
-    overridden = set(from_env) | set(given)
-    check_repo_layer(from_file, str(root / CONFIG_FILE), overridden)
-    # Prompt files usually live in the repository too, where the agent can edit them.
-    check_repo_layer(spec.settings, f"{spec.path or spec.source} front matter", overridden)
-    merged = merge_layers(merge_repo_layers(from_file, spec.settings), from_env, given)
-    from .logs import settings_log_format
-
-    settings_log_format(merged.get("log_format"))  # usage errors from here on follow it
-    cfg = RunConfig(
-        **merged,
-        repo=root,
-        prompt=spec.text,
-        prompt_name=spec.name,
-        prompt_source=spec.source,
-    )
-    if not cfg.completion_promise:
-        found = spec.promises
-        if len(found) > 1:
-            raise UsageError(
-                f"the prompt asks for several promises ({', '.join(found)}); choose one with "
-                "--completion-promise TOKEN"
-            )
-        if not found:
-            raise UsageError(
-                "no completion promise: add --completion-promise TOKEN, or put "
-                "<promise>TOKEN</promise> in the prompt"
-            )
-        cfg.completion_promise = found[0]
-    validate(cfg)
-    if spec.note:
-        _note(spec.note, cfg.log_format == "json")
-    return cfg
 
 
 def _exit_with(result_code: int) -> None:
     raise typer.Exit(int(result_code))
 
 
-def run_command(
-    prompt: Annotated[
+# --- the run command: one option per setting of settings.py, plus these -------------------
+
+_PROMPT = inspect.Parameter(
+    "prompt",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=None,
+    annotation=Annotated[
         str | None,
         typer.Argument(help="Prompt file, -, built-in name or text.", show_default=False),
-    ] = None,
-    max_iterations: Annotated[
-        int | None,
-        typer.Option(
-            help="Iterations at most (default 10); 0 = no limit, only with --max-cost or --timeout.",
-            show_default=False,
-        ),
-    ] = None,
-    completion_promise: Annotated[
-        str | None,
-        typer.Option(
-            help="The token the agent outputs as <promise>TOKEN</promise> when done (default: the one the prompt names).",
-            show_default=False,
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Model: an Anthropic model id (default {DEFAULT_MODEL}), or script:PATH "
-            "to replay a recorded session offline.",
-            show_default=False,
-        ),
-    ] = None,
-    repo: Annotated[
+    ],
+)
+_REPO = inspect.Parameter(
+    "repo",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=None,
+    annotation=Annotated[
         Path | None,
         typer.Option(
             help="The git repository to work on (default: RALPH_REPO or the current directory).",
             show_default=False,
         ),
-    ] = None,
-    max_turns: Annotated[
-        int | None,
-        typer.Option(help="Model calls within one iteration (default 50).", show_default=False),
-    ] = None,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run", help="Print the resolved config and the first request, then exit 0."
-        ),
-    ] = False,
-    retry_window: Annotated[
-        str | None,
-        typer.Option(
-            help="How long to keep retrying rate limits and overloads (default 15m).",
-            show_default=False,
-        ),
-    ] = None,
-    bash_timeout: Annotated[
-        str | None,
-        typer.Option(
-            help="Timeout of each bash command the agent runs (default 120s).", show_default=False
-        ),
-    ] = None,
-    branch: Annotated[
-        str | None,
-        typer.Option(
-            help="Branch to create for the run (default ralph/<prompt>-<UTC time>).",
-            show_default=False,
-        ),
-    ] = None,
-    in_place: Annotated[
-        bool | None,
-        typer.Option(
-            "--in-place/--no-in-place", help="Work on the current branch.", show_default=False
-        ),
-    ] = None,
-    worktree: Annotated[
-        bool | None,
-        typer.Option(
-            "--worktree/--no-worktree",
-            help="Work in a git worktree under .ralph/worktrees; your checkout is never touched.",
-            show_default=False,
-        ),
-    ] = None,
-    allow_dirty: Annotated[
-        bool | None,
-        typer.Option(
-            "--allow-dirty/--no-allow-dirty",
-            help="Run on a dirty tree; only paths ralph changed are committed.",
-            show_default=False,
-        ),
-    ] = None,
-    no_commit: Annotated[
-        bool | None,
-        typer.Option("--no-commit/--commit", help="Leave changes uncommitted.", show_default=False),
-    ] = None,
-    sandbox: Annotated[
-        str | None,
-        typer.Option(
-            help="auto | bwrap | none (default auto: bubblewrap when it works).", show_default=False
-        ),
-    ] = None,
-    network: Annotated[
-        str | None,
-        typer.Option(
-            help="on | off: network inside the sandbox (default on, audits need pip-audit/npm audit).",
-            show_default=False,
-        ),
-    ] = None,
-    env: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--env", help="Pass a RALPH_* variable to the agent (repeatable).", show_default=False
-        ),
-    ] = None,
-    max_cost: Annotated[
-        float | None,
-        typer.Option(help="Stop when the run has cost this many USD (exit 4).", show_default=False),
-    ] = None,
-    max_tokens: Annotated[
-        int | None,
-        typer.Option(help="Stop after this many billed tokens (exit 4).", show_default=False),
-    ] = None,
-    timeout: Annotated[
-        str | None,
-        typer.Option(
-            help="Stop after this much wall time: 90, 90s, 45m, 8h, 1h30m (exit 4).",
-            show_default=False,
-        ),
-    ] = None,
-    stall_limit: Annotated[
-        int | None,
-        typer.Option(
-            help="Stop after K iterations in a row without progress (default 5; 0 = off; exit 5).",
-            show_default=False,
-        ),
-    ] = None,
-    max_failures: Annotated[
-        int | None,
-        typer.Option(
-            help="Stop after K failed iterations in a row (default 3; exit 5).", show_default=False
-        ),
-    ] = None,
-    verify: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--verify",
-            help="Command that must exit 0 before a promise is accepted (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-    log_format: Annotated[
-        str | None,
-        typer.Option(
-            help="auto | plain | json | rich (default auto: live view on a terminal, plain lines otherwise).",
-            show_default=False,
-        ),
-    ] = None,
-    log_file: Annotated[
-        Path | None,
-        typer.Option(help="Also write JSON log lines to this file.", show_default=False),
-    ] = None,
-    quiet: Annotated[
-        bool | None,
-        typer.Option(
-            "--quiet/--no-quiet", "-q", help="Print only the final summary.", show_default=False
-        ),
-    ] = None,
-    verbose: Annotated[
-        bool | None,
-        typer.Option(
-            "--verbose/--no-verbose", "-v", help="Show tool outputs too.", show_default=False
-        ),
-    ] = None,
-    show_text: Annotated[
-        bool | None,
-        typer.Option(
-            "--show-text/--no-show-text",
-            help="Show the agent's text in full.",
-            show_default=False,
-        ),
-    ] = None,
-    otel: Annotated[
-        bool | None,
-        typer.Option(
-            "--otel/--no-otel",
-            help="Export OpenTelemetry traces (needs the otel extra).",
-            show_default=False,
-        ),
-    ] = None,
-    pr: Annotated[
-        bool | None,
-        typer.Option(
-            "--pr/--no-pr",
-            help="Push the run branch and open or update a pull request.",
-            show_default=False,
-        ),
-    ] = None,
-    pr_draft: Annotated[
-        bool | None,
-        typer.Option(
-            "--pr-draft/--no-pr-draft",
-            help="Pull request always a draft, or never (default: by outcome: a draft "
-            "unless the run completed).",
-            show_default=False,
-        ),
-    ] = None,
-    pr_base: Annotated[
-        str | None,
-        typer.Option(
-            help="Base branch of the pull request (default: the repository's default).",
-            show_default=False,
-        ),
-    ] = None,
-    pr_label: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--pr-label", help="Label for the pull request (repeatable).", show_default=False
-        ),
-    ] = None,
-    remote: Annotated[
-        str | None, typer.Option(help="Git remote to push to (default origin).", show_default=False)
-    ] = None,
-    agent: Annotated[
-        str | None,
-        typer.Option(
-            help="builtin | claude-code | codex: the agent of each iteration (default builtin).",
-            show_default=False,
-        ),
-    ] = None,
-    agent_arg: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--agent-arg",
-            help="An argument passed to the agent CLI (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-    fallback_agent: Annotated[
-        str | None,
-        typer.Option(
-            help="Agent that runs an iteration when the agent hits its usage limit.",
-            show_default=False,
-        ),
-    ] = None,
-    usage_limit_wait: Annotated[
-        str | None,
-        typer.Option(
-            help="Longest wait for an agent's usage limit to reset (default 6h; then exit 1).",
-            show_default=False,
-        ),
-    ] = None,
-    resume: Annotated[
+    ],
+)
+_RESUME = inspect.Parameter(
+    "resume",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=None,
+    annotation=Annotated[
         str | None,
         typer.Option(
             "--resume",
@@ -383,66 +107,64 @@ def run_command(
             help="Resume run RUN with its recorded settings instead of starting one.",
             show_default=False,
         ),
-    ] = None,
-) -> None:
+    ],
+)
+# Options that are not settings, and the setting each follows in --help ("" = at the end).
+_EXTRA_OPTIONS = {"model": [_REPO], "": [_RESUME]}
+# The type the option takes on the command line, by the setting's parser (default str:
+# durations and choices are parsed from the text, with errors that name the option).
+_OPTION_TYPES: dict[Any, Any] = {
+    parse.whole: int,
+    parse.number: float,
+    parse.path: Path,
+    parse.text_list: list[str],
+    parse.commands: list[str],
+}
+
+
+def _one_way(s: Setting) -> bool:
+    """A switch with no --no- form (--dry-run): its False means "not given"."""
+    return s.switch and "/" not in (s.flag or "")
+
+
+def _given(s: Setting, value: Any) -> bool:
+    return value is not None and value != [] and not (_one_way(s) and value is False)
+
+
+def _option(s: Setting) -> inspect.Parameter:
+    """The typer parameter of a setting: None when not given, so lower layers stay."""
+    assert s.flag is not None
+    decls = [s.flag, *([s.short] if s.short else [])]
+    option = typer.Option(*decls, help=s.help, show_default=False)
+    kind: Any = bool if s.switch else _OPTION_TYPES.get(s.parse, str)
+    default = False if _one_way(s) else None
+    annotated: Any = Annotated  # built at run time from the declaration: no static type
+    annotation = annotated[kind if _one_way(s) else kind | None, option]
+    return inspect.Parameter(
+        s.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
+
+
+def _run_parameters() -> list[inspect.Parameter]:
+    params = [_PROMPT]
+    for s in OPTIONS:
+        params += [_option(s), *_EXTRA_OPTIONS.get(s.name, [])]
+    return params + _EXTRA_OPTIONS[""]
+
+
+def run_command(**options: Any) -> None:
+    prompt, repo, resume = options.pop("prompt"), options.pop("repo"), options.pop("resume")
     if prompt is None and not resume:
         raise _fail("missing PROMPT: give a prompt file, - for stdin, a built-in name or text")
-    flags: dict[str, Any] = {
-        "max_iterations": max_iterations,
-        "completion_promise": completion_promise,
-        "model": model,
-        "max_turns": max_turns,
-        "dry_run": dry_run,
-        "retry_window": retry_window,
-        "bash_timeout": bash_timeout,
-        "branch": branch,
-        "in_place": in_place,
-        "worktree": worktree,
-        "allow_dirty": allow_dirty,
-        "no_commit": no_commit,
-        "sandbox": sandbox,
-        "network": network,
-        "env": env,
-        "max_cost": max_cost,
-        "max_tokens": max_tokens,
-        "timeout": timeout,
-        "stall_limit": stall_limit,
-        "max_failures": max_failures,
-        "verify": verify,
-        "log_format": log_format,
-        "log_file": log_file,
-        "quiet": quiet,
-        "verbose": verbose,
-        "show_text": show_text,
-        "otel": otel,
-        "pr": pr,
-        "pr_draft": pr_draft,
-        "pr_base": pr_base,
-        "pr_labels": pr_label,
-        "remote": remote,
-        "agent": agent,
-        "agent_args": agent_arg,
-        "fallback_agent": fallback_agent,
-        "usage_limit_wait": usage_limit_wait,
-    }
     # Only options given on the command line override: None means "not given" (an
     # explicit --no-X is False and overrides a true from ralph.yaml or the environment).
-    given = {k: v for k, v in flags.items() if v is not None and v != []}
-    if not dry_run:
-        given.pop("dry_run")  # RALPH_DRY_RUN=1 may still ask for one
+    given = {s.name: options[s.name] for s in OPTIONS if _given(s, options[s.name])}
     if resume:
         _refuse_resume_overrides(prompt, given)
         resume_run(resume, repo)
         return
-    assert prompt is not None
     try:
-        from .config import COMMAND_LINE, parse_layer
-
-        log_path = given.pop("log_file", None)
-        parsed = parse_layer(given, COMMAND_LINE)
-        if log_path is not None:
-            parsed["log_file"] = log_path
-        cfg = build_config(prompt, parsed, repo)
+        cfg = build_config(prompt, config.parse_layer(given, config.COMMAND_LINE), repo)
         if cfg.dry_run:
             from .runner import dry_run as print_dry_run
 
@@ -451,6 +173,12 @@ def run_command(
         _exit_with(_execute(cfg))
     except RalphError as exc:
         raise _fail(exc.message, exc.exit_code) from None
+
+
+_PARAMETERS = _run_parameters()
+# typer reads the options from the signature: give it the generated one.
+run_command.__signature__ = inspect.Signature(_PARAMETERS)  # type: ignore[attr-defined]
+run_command.__annotations__ = {p.name: p.annotation for p in _PARAMETERS} | {"return": None}
 
 
 def _refuse_resume_overrides(prompt: str | None, given: dict[str, Any]) -> None:

@@ -1,326 +1,32 @@
-"""RunConfig and its sources: defaults < ralph.yaml < front matter < RALPH_* env < flags."""
+"""Building a RunConfig: defaults < ralph.yaml < front matter < RALPH_* env < flags.
+
+The settings themselves (type, parser, bounds, default, help, flag, repository-file rule)
+are declared once in settings.py; everything here is derived from those declarations."""
 
 from __future__ import annotations
 
 import os
 import re
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .parse import parse_duration
+from .settings import DEFAULT_MODEL, NEVER, SETTINGS, RunConfig
 
-DEFAULT_MODEL = "claude-sonnet-5-5"
+__all__ = ["DEFAULT_MODEL", "RunConfig", "build_config", "parse_duration", "restore_config"]
+
 CONFIG_FILE = "ralph.yaml"
 STATE_DIR = ".ralph"
 
-
-@dataclass
-class RunConfig:
-    """Everything a run needs, resolved from all sources. Plain data, JSON-able."""
-
-    prompt: str = ""  # the prompt text given to the agent
-    prompt_name: str = "inline"  # short name used in branch names and commits
-    prompt_source: str = ""  # path, built-in name, "-", or "inline"
-    completion_promise: str = ""
-    description: str = ""
-    repo: Path = field(default_factory=Path.cwd)
-    model: str = DEFAULT_MODEL
-    max_iterations: int = 10  # 0: no limit (needs max_cost or timeout)
-    max_turns: int = 50  # model calls within one iteration
-    max_output_tokens: int = 16000  # max_tokens of each model call
-    dry_run: bool = False
-    # the real agent
-    retry_window: float = 900.0  # seconds of retrying transient API failures
-    bash_timeout: float = 120.0
-    output_cap: int = 30_000  # bytes of tool output the model sees
-    pricing: dict[str, dict[str, float]] = field(default_factory=dict)
-    # git workspace
-    branch: str | None = None
-    in_place: bool = False
-    worktree: bool = False
-    allow_dirty: bool = False
-    no_commit: bool = False
-    # safety and guards
-    sandbox: str = "auto"  # auto | bwrap | none
-    network: str = "on"  # on | off
-    env: list[str] = field(default_factory=list)  # RALPH_* names passed to the agent
-    max_cost: float | None = None
-    max_tokens: int | None = None
-    timeout: float | None = None  # seconds of wall time for the run
-    stall_limit: int = 5
-    max_failures: int = 3
-    # completion gate
-    verify: list[str] = field(default_factory=list)
-    artifacts: list[Any] = field(default_factory=list)
-    # seeing a run
-    log_format: str = "auto"  # auto | plain | json | rich
-    log_file: Path | None = None
-    quiet: bool = False
-    verbose: bool = False
-    show_text: bool = False
-    otel: bool = False
-    # pull requests
-    pr: bool = False
-    pr_draft: bool | None = None  # None: a draft unless the run completed
-    pr_base: str | None = None
-    pr_labels: list[str] = field(default_factory=list)
-    remote: str = "origin"
-    # the agent of each iteration: the built-in one or an agent CLI (operator-only settings)
-    agent: str = "builtin"  # builtin | claude-code | codex
-    agent_args: list[str] = field(default_factory=list)  # passed to the agent CLI
-    fallback_agent: str | None = None  # runs an iteration when the agent hits a usage limit
-    usage_limit_wait: float = 21600.0  # seconds an iteration may wait for a usage limit
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, Path):
-                data[key] = str(value)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
-        """Rebuild a config stored by `to_dict` (the journal keeps one per run)."""
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        for key in ("repo", "log_file"):
-            if values.get(key) is not None:
-                values[key] = Path(values[key])
-        return cls(**values)
-
-
-# --- parsing of values from files, environment and flags -------------------------------
-
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
-
-
-def parse_duration(text: str | float | int) -> float:
-    """Seconds from `90`, `90s`, `45m`, `8h` or `1h30m`."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        if text < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(text)
-    raw = str(text).strip().lower()
-    match = _DURATION.match(raw)
-    if not raw or not match or not any(match.groups()):
-        raise ValueError(f"{text!r} is not a duration; use e.g. 90, 90s, 45m, 8h or 1h30m")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected a whole number")
-    if isinstance(value, int):
-        return value
-    text = str(value).strip()
-    if not re.fullmatch(r"[+-]?\d+", text):
-        raise ValueError(f"{value!r} is not a whole number")
-    return int(text)
-
-
-def _float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a number")
-    try:
-        return float(str(value).strip().lstrip("$"))
-    except ValueError:
-        raise ValueError(f"{value!r} is not a number") from None
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"{value!r} is not true or false")
-
-
-def _str(value: Any) -> str:
-    if isinstance(value, dict | list):
-        raise ValueError("expected a single value")
-    return str(value)
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else _str(value)
-
-
-def _yaml_list(text: str) -> list[str] | None:
-    """A YAML flow list written in one string (`["pytest -q", "ruff check ."]`), else None."""
-    if not text.strip().startswith("["):
-        return None
-    import yaml
-
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ValueError(f"{text!r} is not a valid YAML list") from None
-    if not isinstance(value, list):
-        raise ValueError(f"{text!r} is not a valid YAML list")
-    return [_str(v) for v in value]
-
-
-def _listed(value: Any, pieces: Callable[[str], list[str]], expected: str) -> list[str]:
-    """A list, a YAML list in a string, or a string cut into `pieces`."""
-    if isinstance(value, list):
-        return [_str(v) for v in value]
-    if isinstance(value, str):
-        listed = _yaml_list(value)
-        if listed is not None:
-            return listed
-        return [v.strip() for v in pieces(value) if v.strip()]
-    raise ValueError(expected)
-
-
-def _str_list(value: Any) -> list[str]:
-    return _listed(value, lambda s: s.split(","), "expected a list")
-
-
-def _commands(value: Any) -> list[str]:
-    """Shell commands: a list, a YAML list in a string, or one command per line; never split
-    on commas, which commands hold (`python -c "f(1, 2)"`)."""
-    return _listed(value, str.splitlines, "expected a list of commands")
-
-
-def _args(value: Any) -> list[str]:
-    """Arguments: a list, a YAML list in a string, or a string split like a shell would."""
-    import shlex
-
-    return _listed(value, shlex.split, "expected a list of arguments")
-
-
-def _choice(*choices: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        text = _str(value).strip().lower()
-        if text not in choices:
-            raise ValueError(f"{value!r} is not one of: {', '.join(choices)}")
-        return text
-
-    return parse
-
-
-def _on_off(value: Any) -> str:
-    # YAML 1.1 reads a bare `on` / `off` as a boolean.
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return _choice("on", "off")(value)
-
-
-def _artifacts(value: Any) -> list[Any]:
-    """Artifact entries, checked now: a bad one found when the run starts would leave a
-    branch and .ralph/ behind, and --dry-run would pass it."""
-    if isinstance(value, str):  # RALPH_ARTIFACTS='[{path: sdlc/audit.md, checklist: true}]'
-        import yaml
-
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ValueError("expected a YAML list of artifacts") from None
-    if not isinstance(value, list):
-        raise ValueError("expected a list")
-    from .gate import parse_artifacts
-
-    try:
-        parse_artifacts(value)
-    except UsageError as exc:
-        raise ValueError(exc.message.removeprefix("artifacts: ")) from None
-    except (TypeError, ValueError):
-        raise ValueError("an entry's min must be a whole number") from None
-    return value
-
-
-def _pricing(value: Any) -> dict[str, dict[str, float]]:
-    if isinstance(value, str):  # RALPH_PRICING='{my-model: {input: 3, output: 15}}'
-        import yaml
-
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ValueError("expected a YAML mapping of model id to prices") from None
-    if not isinstance(value, dict):
-        raise ValueError("expected a mapping of model id to prices")
-    out: dict[str, dict[str, float]] = {}
-    for model, prices in value.items():
-        if not isinstance(prices, dict):
-            raise ValueError(f"prices of {model!r} must be a mapping")
-        unknown = set(prices) - {"input", "output", "cache_write", "cache_read"}
-        if unknown or not {"input", "output"} <= set(prices):
-            raise ValueError(
-                f"prices of {model!r} need input and output (and may have cache_write, "
-                "cache_read), in USD per million tokens"
-            )
-        out[str(model)] = {k: _float(v) for k, v in prices.items()}
-        if any(v < 0 for v in out[str(model)].values()):
-            raise ValueError(f"prices of {model!r} cannot be negative")
-    return out
-
-
-def _path(value: Any) -> Path:
-    return Path(_str(value)).expanduser()
-
-
-PARSERS: dict[str, Callable[[Any], Any]] = {
-    "dry_run": _bool,
-    "completion_promise": _str,
-    "description": _str,
-    "model": _str,
-    "max_iterations": _int,
-    "max_turns": _int,
-    "max_output_tokens": _int,
-    "retry_window": parse_duration,
-    "bash_timeout": parse_duration,
-    "output_cap": _int,
-    "pricing": _pricing,
-    "branch": _opt_str,
-    "in_place": _bool,
-    "worktree": _bool,
-    "allow_dirty": _bool,
-    "no_commit": _bool,
-    "sandbox": _choice("auto", "bwrap", "none"),
-    "network": _on_off,
-    "env": _str_list,
-    "max_cost": _float,
-    "max_tokens": _int,
-    "timeout": parse_duration,
-    "stall_limit": _int,
-    "max_failures": _int,
-    "verify": _commands,
-    "artifacts": _artifacts,
-    "log_format": _choice("auto", "plain", "json", "rich"),
-    "log_file": _path,
-    "quiet": _bool,
-    "verbose": _bool,
-    "show_text": _bool,
-    "otel": _bool,
-    "pr": _bool,
-    "pr_draft": _bool,  # null (the default): a draft unless the run completed
-    "pr_base": _opt_str,
-    "pr_labels": _str_list,
-    "remote": _str,
-    "agent": _choice("builtin", "claude-code", "codex"),
-    "agent_args": _args,
-    "fallback_agent": lambda v: (
-        None if v is None else _choice("builtin", "claude-code", "codex")(v)
-    ),
-    "usage_limit_wait": parse_duration,
-}
+PARSERS: dict[str, Callable[[Any], Any]] = {name: s.parse for name, s in SETTINGS.items()}
 
 # Settings whose "not set" value is null.
-NULLABLE = {
-    "max_cost", "max_tokens", "timeout", "branch", "pr_draft", "pr_base", "log_file",
-    "fallback_agent",
-}  # fmt: skip
+NULLABLE = {name for name, s in SETTINGS.items() if s.nullable}
 
 # Settings a file (ralph.yaml, front matter) may hold; the rest are per-invocation.
-# Which agent runs, and with what arguments, is the operator's choice: a repository file the
-# agent can write must not swap it (or pass it --dangerously-anything).
-FILE_KEYS = set(PARSERS) - {"dry_run", "log_file", "agent", "agent_args", "fallback_agent"}
+FILE_KEYS = {name for name, s in SETTINGS.items() if s.repo is not NEVER}
 
 # The `where` of the command-line layer: its errors name the option (`--max-cost`).
 COMMAND_LINE = "command line"
@@ -328,40 +34,14 @@ COMMAND_LINE = "command line"
 # Bounds of single settings, checked in every layer so that an error names the file or
 # variable the bad value came from (and checked again by `validate`, for stored configs).
 BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "max_iterations": (lambda v: v >= 0, "cannot be negative; use 0 for no limit with a budget"),
-    "max_turns": (lambda v: v >= 1, "must be at least 1"),
-    "max_output_tokens": (lambda v: v >= 1, "must be at least 1"),
-    "stall_limit": (lambda v: v >= 0, "cannot be negative; 0 turns it off"),
-    "max_failures": (lambda v: v >= 1, "must be at least 1"),
-    "max_cost": (lambda v: v > 0, "must be more than 0"),
-    "max_tokens": (lambda v: v > 0, "must be more than 0"),
-    "timeout": (lambda v: v > 0, "must be more than 0"),
-    "output_cap": (lambda v: v >= 1000, "must be at least 1000 bytes"),
-    "bash_timeout": (lambda v: v > 0, "must be more than 0"),
-    "usage_limit_wait": (lambda v: v >= 0, "cannot be negative; 0 never waits"),
-    # A blank token can never be matched: the run would go on to its last iteration.
-    "completion_promise": (
-        lambda v: bool(v.strip()),
-        "is empty; give the token (e.g. DONE), or leave it out to use the prompt's "
-        "<promise>TOKEN</promise>",
-    ),
-    "remote": (lambda v: bool(v.strip()), "is empty; name a git remote (default origin)"),
-    "model": (
-        lambda v: bool(v.strip()),
-        f"is empty; give an Anthropic model id (default {DEFAULT_MODEL}) or script:PATH",
-    ),
+    name: s.bound for name, s in SETTINGS.items() if s.bound is not None
 }
-
-# Settings with no command-line option: errors name them as they are spelt in files.
-NO_FLAG = {"description", "max_output_tokens", "output_cap", "pricing", "artifacts"}
 
 
 def option_name(name: str) -> str:
-    """How the user spells a setting on the command line (`--pr-label` for pr_labels)."""
-    if name in NO_FLAG:
-        return name
-    spelt = {"pr_labels": "--pr-label", "agent_args": "--agent-arg"}
-    return spelt.get(name, "--" + name.replace("_", "-"))
+    """How the user spells a setting on the command line (`--pr-label` for pr_labels), or,
+    for a setting with no option, in files."""
+    return SETTINGS[name].option
 
 
 def parse_layer(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -559,3 +239,82 @@ def validate(cfg: RunConfig) -> None:
                 f"--env {name}: only RALPH_* variables can be passed to the agent; "
                 "rename it (e.g. RALPH_" + name.upper().removeprefix("RALPH_") + ")"
             )
+
+
+def repo_dir(repo: Path | None, environ: Mapping[str, str] | None = None) -> Path:
+    """The repository a command works on: --repo, else RALPH_REPO, else the current directory
+    (every command alike, so the `ralph resume RUN` a run prints works in the same shell)."""
+    environ = os.environ if environ is None else environ
+    return (repo or Path(environ.get("RALPH_REPO") or Path.cwd())).expanduser()
+
+
+def build_config(
+    prompt: str,
+    flags: Mapping[str, Any],
+    repo: Path | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    note: Callable[[str, RunConfig], None] | None = None,
+) -> RunConfig:
+    """The one way to make a run's RunConfig: defaults < ralph.yaml < front matter <
+    RALPH_* env (`environ`, default os.environ) < `flags` (parsed, as from parse_layer).
+
+    Repository files (ralph.yaml, front matter) may only tighten security (see
+    check_repo_layer); the environment and flags may do anything. `note` receives a
+    one-line note about the prompt (e.g. that a built-in stood in for a missing file)."""
+    from .logs import settings_log_format
+    from .prompt import load_prompt
+
+    root = repo_dir(repo, environ)
+    if not root.is_dir():
+        named = f"--repo {root}" if repo is not None else f"RALPH_REPO={root}"
+        raise UsageError(f"{named} does not exist or is not a directory")
+    root = root.resolve()
+    spec = load_prompt(prompt)
+    from_file = file_layer(root)
+    from_env = env_layer(environ)
+    given = {k: v for k, v in flags.items() if v is not None and v != []}
+    overridden = set(from_env) | set(given)
+    check_repo_layer(from_file, str(root / CONFIG_FILE), overridden)
+    # Prompt files usually live in the repository too, where the agent can edit them.
+    check_repo_layer(spec.settings, f"{spec.path or spec.source} front matter", overridden)
+    merged = merge_layers(merge_repo_layers(from_file, spec.settings), from_env, given)
+    settings_log_format(merged.get("log_format"))  # usage errors from here on follow it
+    cfg = RunConfig(
+        **merged,
+        repo=root,
+        prompt=spec.text,
+        prompt_name=spec.name,
+        prompt_source=spec.source,
+    )
+    if not cfg.completion_promise:
+        cfg.completion_promise = _prompt_promise(spec.promises)
+    validate(cfg)
+    if spec.note and note is not None:
+        note(spec.note, cfg)
+    return cfg
+
+
+def _prompt_promise(found: list[str]) -> str:
+    """The promise a prompt names, when no setting does."""
+    if len(found) > 1:
+        raise UsageError(
+            f"the prompt asks for several promises ({', '.join(found)}); choose one with "
+            "--completion-promise TOKEN"
+        )
+    if not found:
+        raise UsageError(
+            "no completion promise: add --completion-promise TOKEN, or put "
+            "<promise>TOKEN</promise> in the prompt"
+        )
+    return found[0]
+
+
+def restore_config(stored: Mapping[str, Any], repo: Path) -> RunConfig:
+    """The RunConfig a run recorded in the journal (RunConfig.to_dict), for resuming it in
+    `repo`: never a dry run, checked like a new one."""
+    cfg = RunConfig.from_dict(stored)
+    cfg.repo = repo
+    cfg.dry_run = False
+    validate(cfg)
+    return cfg

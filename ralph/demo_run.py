@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import RunConfig
+from .config import COMMAND_LINE, RunConfig, build_config, parse_layer
 from .errors import UsageError
 
 DEMO_DIR = Path(__file__).parent / "demo"
@@ -63,25 +63,16 @@ def prepare_repo(target: Path | None) -> Path:
 
 
 def demo_config(repo: Path, sandbox: str = "auto") -> RunConfig:
-    """The run the demo makes: the built-in security prompt and the recorded session."""
-    from .config import validate
-    from .prompt import load_prompt
-
-    spec = load_prompt("security")
-    cfg = RunConfig(
-        prompt=spec.text,
-        prompt_name=spec.name,
-        prompt_source=spec.source,
-        repo=repo,
-        model=f"script:{SESSION}",
-        sandbox=sandbox,
-        stall_limit=3,
-    )
-    for key, value in spec.settings.items():
-        setattr(cfg, key, value)
-    cfg.max_iterations = 6
-    validate(cfg)
-    return cfg
+    """The run the demo makes: the built-in security prompt and the recorded session. Only
+    these settings: the user's ralph.yaml and RALPH_* variables are not the demo's."""
+    flags = {
+        "model": f"script:{SESSION}",
+        "sandbox": sandbox,
+        "stall_limit": 3,
+        "max_iterations": 6,
+        "verify": ["PYTHONDONTWRITEBYTECODE=1 python3 -m unittest -q"],
+    }
+    return build_config("security", parse_layer(flags, COMMAND_LINE), repo, environ={})
 
 
 def run_demo(target: Path | None, sandbox: str, echo: Callable[[str], None]) -> int:
@@ -92,7 +83,6 @@ def run_demo(target: Path | None, sandbox: str, echo: Callable[[str], None]) -> 
     echo(BANNER)
     repo = prepare_repo(target)
     cfg = demo_config(repo, sandbox)
-    cfg.verify = ["PYTHONDONTWRITEBYTECODE=1 python3 -m unittest -q"]
     echo(f"repository: {repo}")
     result = execute(cfg, make_observers(cfg))
     branch = _git(repo, "branch", "--show-current")

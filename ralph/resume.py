@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import RunConfig, validate
+from .config import RunConfig, restore_config
 from .errors import UsageError
 from .gate import rejection_feedback
 from .runner import ResumePoint
@@ -25,10 +25,7 @@ def resume_config(start: Path, run: str) -> tuple[RunConfig, ResumePoint]:
         state = journal.resume_state(run)
     finally:
         journal.close()
-    cfg = RunConfig.from_dict(state.config)
-    cfg.repo = main
-    cfg.dry_run = False
-    validate(cfg)
+    cfg = restore_config(state.config, main)
     point = ResumePoint(
         run_id=state.run_id,
         start=state.last_iteration + 1,
