@@ -119,6 +119,7 @@ _OPTION_TYPES: dict[Any, Any] = {
     parse.path: Path,
     parse.text_list: list[str],
     parse.commands: list[str],
+    parse.shell_args: list[str],  # --agent-arg: repeatable, one argument each
 }
 
 

@@ -125,10 +125,12 @@ def test_a_budget_that_runs_out_mid_iteration_kills_claude_and_keeps_its_work(
 ) -> None:
     repo, prompt = setup(tmp_path)
     with FakeAPI() as api:
-        api.add(Message([bash("echo partial > partial.txt")]))
-        api.add(Stall(None))  # the second call never answers: only the budget can end it
+        api.add(Message([bash("echo partial > partial.txt")]))  # ~12.8k tokens
+        # The second call starts (~12.9k more input tokens), then its stream hangs: only the
+        # budget, counting the call in progress, can end it.
+        api.add(Message("never finished", stall_after=2))
         began = time.monotonic()
-        proc = ralph(repo, prompt, env_for(api), "--max-tokens", "1000", "--max-iterations", "3")
+        proc = ralph(repo, prompt, env_for(api), "--max-tokens", "20000", "--max-iterations", "3")
         elapsed = time.monotonic() - began
     assert proc.returncode == 4, proc.stderr
     assert "token budget used" in proc.stdout + proc.stderr

@@ -19,6 +19,7 @@ from typing import Any
 from ..agent import IterationOutcome
 from ..errors import UsageError
 from ..events import Bus
+from ..models.base import Usage
 from ..models.pricing import lookup
 from .cli import CliAgent, check_version, copy_config, find_binary, usage_of
 from .process import add_cost, text_of
@@ -132,6 +133,12 @@ class ClaudeStream:
             self.result = event
         elif kind == "system" and event.get("subtype") == "init":
             self.model = str(event.get("model") or "")
+
+    @property
+    def pending_usage(self) -> Usage:
+        """The usage of the call in progress (its input is known from message_start): a
+        budget can stop a call while it streams."""
+        return usage_of(self.pending.usage) if self.pending is not None else Usage()
 
     def _stream_event(self, data: dict[str, Any], top_level: bool) -> None:
         kind = data.get("type")

@@ -154,7 +154,8 @@ class CliAgent:
             if reason:
                 own.append(reason)
                 return str(reason)
-            return self.stop_check(out.usage, out.cost_usd)
+            pending = getattr(parser, "pending_usage", Usage())
+            return self.stop_check(out.usage + pending, out.cost_usd)
 
         try:
             spawned = run_lines(launch, stdin, parser.handle, should_stop)
