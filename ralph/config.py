@@ -96,6 +96,13 @@ def check_repo_layer(
             f"{where}: sandbox: none is refused from a repository file (the agent can edit it); "
             "pass --sandbox none or set RALPH_SANDBOX=none"
         )
+    if settings.get("pr_draft") is False and "pr_draft" not in overridden:
+        # settings.py's repo=ON for pr_draft: a run that did not complete would open a pull
+        # request that looks ready to merge.
+        raise UsageError(
+            f"{where}: pr_draft: false is refused from a repository file (the agent can edit "
+            "it); pass --no-pr-draft or set RALPH_PR_DRAFT=0"
+        )
     pricing = settings.get("pricing") or {}
     if pricing:
         from .models.pricing import builtin_prices

@@ -169,6 +169,23 @@ def test_repository_files_cannot_turn_the_sandbox_off(where: str, tmp_path: Path
     assert "\n" not in err.value.message
 
 
+def test_a_repository_file_may_make_pull_requests_drafts_but_never_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ralph.yaml").write_text("pr_draft: true\n")
+    assert build_config(GO, {}, tmp_path).pr_draft is True
+    (tmp_path / "ralph.yaml").write_text("pr_draft: false\n")
+    with pytest.raises(UsageError) as err:
+        build_config(GO, {}, tmp_path)
+    assert err.value.message.endswith(
+        "pr_draft: false is refused from a repository file (the agent can edit it); pass "
+        "--no-pr-draft or set RALPH_PR_DRAFT=0"
+    )
+    assert build_config(GO, {"pr_draft": False}, tmp_path).pr_draft is False
+    monkeypatch.setenv("RALPH_PR_DRAFT", "0")
+    assert build_config(GO, {}, tmp_path).pr_draft is False
+
+
 def test_flag_and_environment_may_turn_the_sandbox_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
