@@ -25,6 +25,7 @@ from common import (
 )
 
 TOOL_TARGETS = {"none": 0.015, "bwrap": 0.040}  # seconds per call
+NETWORK_SETUP_TARGET = 1.0  # seconds, once per sandbox (each iteration and verify command)
 STARTUP_TARGET = 0.200
 PEERS_STARTUP = "Claude Code's process ~0.7 s, mini-swe-agent's ~4.6 s (design notes)"
 # Modules that cost real time to import; none of them should be needed to print help.
@@ -64,24 +65,29 @@ def tool_calls(s: Settings) -> list[Row]:
     repo = make_repo(s.work / "repo-tools", 200)
     script = _calls_script(s.work / "calls.yaml", s.tool_calls + 1)
     rows = []
-    for sandbox in ("none", "bwrap"):
+    # The sandbox's network modes (on: its own namespace through pasta) cost differently.
+    for sandbox, network in (("none", "on"), ("bwrap", "on"), ("bwrap", "host"), ("bwrap", "off")):
         problem = bwrap_problem() if sandbox == "bwrap" else None
+        name = sandbox if sandbox == "none" else f"{sandbox}, network {network}"
         if problem:
             for tool in ("bash true", "editor view"):
-                rows.append(Row(2, f"{tool}, sandbox {sandbox}", None, "ms", "-", "SKIP", problem))
+                rows.append(Row(2, f"{tool}, sandbox {name}", None, "ms", "-", "SKIP", problem))
             continue
         clock = Clock()
         with silenced():
-            execute(run_config(repo, script, 1, sandbox=sandbox), [clock])
+            execute(run_config(repo, script, 1, sandbox=sandbox, network=network), [clock])
         git(repo, "checkout", "-q", "main")
         limit = TOOL_TARGETS[sandbox]
-        for tool, label in (("bash", "bash true"), ("str_replace_based_edit_tool", "editor view")):
+        tools = [("bash", "bash true")]
+        if network == "on":
+            tools.append(("str_replace_based_edit_tool", "editor view"))
+        for tool, label in tools:
             in_loop, own = _per_call(clock, tool)
             value = median(in_loop)
             rows.append(
                 Row(
                     2,
-                    f"{label}, sandbox {sandbox}",
+                    f"{label}, sandbox {name}",
                     ms(value),
                     "ms",
                     f"< {ms(limit):.0f} ms",
@@ -91,7 +97,37 @@ def tool_calls(s: Settings) -> list[Row]:
                     {"tool_only_ms": ms(median(own)), "samples": len(in_loop)},
                 )
             )
+    rows.append(_network_setup())
     return rows
+
+
+def _network_setup(samples: int = 5) -> Row:
+    """The one-time cost of the sandbox's own network: namespace, pasta, blackhole routes."""
+    import time
+
+    from ralph.tools.netns import UserNet, network_problem
+
+    label = "network namespace set-up (once per sandbox)"
+    problem = network_problem()
+    if problem:
+        return Row(2, label, None, "ms", "-", "SKIP", problem)
+    costs = []
+    for _ in range(samples):
+        net = UserNet()
+        started = time.perf_counter()
+        net.start()
+        costs.append(time.perf_counter() - started)
+        net.close()
+    value = median(costs)
+    return Row(
+        2,
+        label,
+        ms(value),
+        "ms",
+        f"< {ms(NETWORK_SETUP_TARGET):.0f} ms",
+        verdict(value < NETWORK_SETUP_TARGET),
+        f"unshare + pasta + ip, median of {samples}",
+    )
 
 
 def _imported(args: list[str], cwd: Path) -> list[str]:

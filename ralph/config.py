@@ -73,6 +73,7 @@ def parse_layer(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 # Strictness of the sandbox settings, loosest first: repository files may only move right.
 _SANDBOX_STRICTNESS = ("none", "auto", "bwrap")
+_NETWORK_STRICTNESS = ("host", "on", "off")
 
 
 def check_repo_layer(
@@ -102,6 +103,11 @@ def check_repo_layer(
         raise UsageError(
             f"{where}: pr_draft: false is refused from a repository file (the agent can edit "
             "it); pass --no-pr-draft or set RALPH_PR_DRAFT=0"
+        )
+    if settings.get("network") == "host" and "network" not in overridden:
+        raise UsageError(
+            f"{where}: network: host is refused from a repository file (it would let the agent "
+            "reach the host's loopback services); pass --network host or set RALPH_NETWORK=host"
         )
     pricing = settings.get("pricing") or {}
     if pricing:
@@ -157,8 +163,9 @@ def merge_repo_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
     sandboxes = [layer["sandbox"] for layer in layers if "sandbox" in layer]
     if sandboxes:
         merged["sandbox"] = max(sandboxes, key=_SANDBOX_STRICTNESS.index)
-    if any(layer.get("network") == "off" for layer in layers):
-        merged["network"] = "off"
+    networks = [layer["network"] for layer in layers if "network" in layer]
+    if networks:
+        merged["network"] = max(networks, key=_NETWORK_STRICTNESS.index)
     tables = [layer["pricing"] for layer in layers if layer.get("pricing")]
     if len(tables) > 1:
         from .models.pricing import CACHE_READ_FACTOR, CACHE_WRITE_FACTOR

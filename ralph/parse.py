@@ -130,6 +130,13 @@ def on_off(value: Any) -> str:
     return choice("on", "off")(value)
 
 
+def network(value: Any) -> str:
+    """on | off | host; a YAML boolean reads as on / off."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return choice("on", "off", "host")(value)
+
+
 def _yaml_value(value: Any, expected: str) -> Any:
     """A string from a RALPH_* variable read as YAML; anything else as it is."""
     if not isinstance(value, str):

@@ -326,13 +326,14 @@ class RunConfig:
     )
     network: str = setting(
         "on",
-        parse.on_off,
-        "on | off: network inside the sandbox (default on, audits need pip-audit/npm audit).",
-        doc="network inside the sandbox (audits need pip-audit/npm audit)",
+        parse.network,
+        "on | off | host: the sandbox's own network, none, or the host's (default on).",
+        doc="the sandbox's own network (the internet, not the host's loopback), none, or the "
+        "host's (see Safety)",
         group=SAFETY,
-        arg="on\\|off",
+        arg="on\\|off\\|host",
         repo=STRICTER,
-        order=("on", "off"),
+        order=("host", "on", "off"),
     )
     env: list[str] = setting(
         parser=parse.text_list,

@@ -429,7 +429,10 @@ def test_out_of_range_value_names_its_file_or_variable(
     [
         (["--timeout", "soon"], "ralph-loop: error: --timeout: 'soon' is not a duration"),
         (["--stall-limit", "-1"], "ralph-loop: error: --stall-limit cannot be negative"),
-        (["--network", "maybe"], "ralph-loop: error: --network: 'maybe' is not one of: on, off"),
+        (
+            ["--network", "maybe"],
+            "ralph-loop: error: --network: 'maybe' is not one of: on, off, host",
+        ),
     ],
 )
 def test_cli_bad_option_value_names_the_option(args: list[str], line: str, tmp_path: Path) -> None:

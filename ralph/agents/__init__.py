@@ -144,11 +144,15 @@ def build(
     sandbox: Any = None,
 ) -> IterationAgent:
     """An agent CLI for the run, in the same sandbox as the bash tool (its own private HOME)."""
+    from ..tools.netns import loopback_ports
     from ..tools.sandbox import choose_sandbox, make_sandbox
 
     if sandbox is None:
         kind, _ = choose_sandbox(cfg.sandbox, cfg.network, root)
-        sandbox = make_sandbox(kind, root, cfg.network, ())
+        # The API endpoints the operator set stay reachable from the sandbox's own network,
+        # even on the host's loopback (a local server or proxy); no other host port is.
+        ports = loopback_ports(endpoints(name, os.environ))
+        sandbox = make_sandbox(kind, root, cfg.network, (), ports)
     cls = _module(name).AGENT
     agent: IterationAgent = cls(
         binary,
@@ -175,3 +179,20 @@ def first_command(cfg: RunConfig, system: str, user_text: str) -> dict[str, Any]
 class _NoBus:
     def emit(self, name: str, level: str = "info", **data: Any) -> None:
         pass
+
+
+def endpoints(name: str, environ: Mapping[str, str]) -> list[str]:
+    """The API base URLs the operator configured for agent CLI `name`: its environment's and,
+    for Codex, its config.toml's model providers."""
+    urls = [environ[v] for v in ("ANTHROPIC_BASE_URL", "OPENAI_BASE_URL") if environ.get(v)]
+    if name == "codex":
+        from .codex import read_config
+
+        providers = read_config(environ).get("model_providers")
+        if isinstance(providers, dict):
+            urls += [
+                str(p["base_url"])
+                for p in providers.values()
+                if isinstance(p, dict) and p.get("base_url")
+            ]
+    return urls

@@ -12,9 +12,11 @@ and daemon socket directories (`/run`, ...) are hidden behind empty tmpfs mounts
 namespace is unshared (the network too with `--network off`) and all capabilities are
 dropped: as root, bwrap otherwise keeps them and `/` could be remounted writable.
 
-Network trade-off: `on` (the default) lets audits run `pip-audit` / `npm audit` and install
-tools, but a prompt-injected agent could also send repository content out; `off` prevents
-that and anything that needs the network fails.
+Network: `on` (the default) gives the commands a network namespace of their own with
+user-mode networking (see netns): audits can run `pip-audit` / `npm audit` and install tools,
+but the host's loopback services and cloud metadata addresses are out of reach (a
+prompt-injected agent can still send repository content out); `host` shares the host's
+network, loopback included; `off` leaves only the sandbox's own loopback.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 
 from ..config import CONFIG_FILE
 from ..errors import UsageError
+from .netns import NetworkError, UserNet, loopback_nameserver, network_problem, sandbox_resolv_conf
 
 # What the agent inherits from the runner's environment; nothing else reaches it.
 ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "TERM", "TZ")
@@ -349,11 +352,24 @@ def bwrap_problem(bwrap: str | None = None) -> str | None:
     return None
 
 
+NETWORKS = ("on", "off", "host")
+
+
+def effective_network(kind: str, network: str) -> str:
+    """The network the sandbox will really have: `on` becomes `host` where the sandbox's own
+    network cannot be set up (choose_sandbox warns about it)."""
+    if kind == "bwrap" and network == "on" and network_problem() is not None:
+        return "host"
+    return network
+
+
 def choose_sandbox(mode: str, network: str, root: Path | None = None) -> tuple[str, list[str]]:
     """The sandbox kind to use ("bwrap" or "none") and warnings to show; UsageError if the
     requested setting cannot be honoured (for the agent's checkout `root`, when given)."""
     if mode not in ("auto", "bwrap", "none"):
         raise UsageError(f"--sandbox {mode}: use auto, bwrap or none")
+    if network not in NETWORKS:
+        raise UsageError(f"--network {network}: use on, off or host")
     problem = None if mode == "none" else bwrap_problem()
     owner = ownership_problem(root) if root is not None and mode != "none" and not problem else None
     if owner:
@@ -376,6 +392,13 @@ def choose_sandbox(mode: str, network: str, root: Path | None = None) -> tuple[s
         warnings.append(
             f"sandbox off: {problem}; the agent's commands run unsandboxed with only a "
             "filtered environment (install bubblewrap, or pass --sandbox none to accept this)"
+        )
+    net_problem = network_problem() if kind == "bwrap" and network == "on" else None
+    if net_problem:
+        warnings.append(
+            f"network isolation off: {net_problem}; the agent's commands share the host's "
+            "network, its loopback services included (install passt for pasta, and "
+            "iproute2; or pass --network host to accept this, or --network off)"
         )
     return kind, warnings
 
@@ -405,11 +428,14 @@ class Sandbox:
 
     kind: str  # "bwrap" | "none"
     root: Path
-    network: str = "on"
+    network: str = "on"  # on (own user-mode network) | off | host
     passed_env: tuple[str, ...] = ()
     bwrap: str = "bwrap"
+    # Host loopback ports reachable at 127.0.0.1:PORT with `network` on (operator endpoints).
+    host_ports: tuple[int, ...] = ()
     _home: Path | None = field(default=None, repr=False)
     _view: HostView | None = field(default=None, repr=False)
+    _net: UserNet | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.root = self.root.resolve()
@@ -449,8 +475,9 @@ class Sandbox:
         return Launch([*self.bwrap_args(), "--", *shell], env, self.root)
 
     def bwrap_args(self) -> list[str]:
-        """bwrap's options (without the command) for this repository."""
-        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev"]
+        """bwrap and its options (without the command) for this repository; with `network`
+        on, behind the nsenter that puts it in the sandbox's own network namespace."""
+        args = [*self._network_prefix(), self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev"]
         # A fresh procfs for the new PID namespace, then read-only: /proc/sys must not be
         # writable (kernel.core_pattern runs a program as root on the host).
         args += ["--proc", "/proc", "--remount-ro", "/proc"]
@@ -459,7 +486,11 @@ class Sandbox:
         # writable.
         mounts = [(Path("/tmp"), "tmpfs"), *((p, "tmpfs") for p in view.hidden)]
         mounts += [(p, "null") for p in view.blanked]
-        mounts += [(p, "ro") for p in (*view.tools, *view.needed)]
+        resolv = self._resolv_conf()
+        needed = [p for p in view.needed if resolv is None or p != resolv[1]]
+        mounts += [(p, "ro") for p in (*view.tools, *needed)]
+        if resolv is not None:
+            mounts.append((resolv[1], "resolv"))
         mounts += [(self.home, "rw"), (self.root, "rw")]
         protected = [*git_paths(self.root), self.root / STATE_DIR]
         config = self.root / CONFIG_FILE
@@ -474,14 +505,41 @@ class Sandbox:
                 args += ["--tmpfs", str(path)]
             elif kind == "null":
                 args += ["--ro-bind", str(self.empty_file), str(path)]
+            elif kind == "resolv" and resolv is not None:
+                args += ["--ro-bind", str(resolv[0]), str(path)]
             else:
                 args += ["--bind" if kind == "rw" else "--ro-bind", str(path), str(path)]
         args += ["--unshare-all"]
-        if self.network == "on":
+        if self.network in ("on", "host"):
+            # `on`: the namespace nsenter entered (the sandbox's own); `host`: the host's.
             args += ["--share-net"]
         args += ["--cap-drop", "ALL", "--die-with-parent", "--new-session"]
         args += ["--chdir", str(self.root)]
         return args
+
+    def _network_prefix(self) -> list[str]:
+        if self.network != "on":
+            return []
+        if self._net is None:
+            self._net = UserNet(self.host_ports, self.home.parent)
+        try:
+            return self._net.enter()
+        except NetworkError as exc:
+            raise UsageError(
+                f"--network on: the sandbox's network could not start: {exc}; use "
+                "--network host or off"
+            ) from exc
+
+    def _resolv_conf(self) -> tuple[Path, Path] | None:
+        """(file to show, where) when the sandbox needs its own resolv.conf: with its own
+        network, a resolver on the host's loopback (systemd-resolved) is out of reach, so
+        queries go to pasta's forwarder instead."""
+        if self.network != "on" or not loopback_nameserver():
+            return None
+        path = self.home.parent / "resolv.conf"
+        if not path.is_file():
+            path.write_text(sandbox_resolv_conf(), encoding="utf-8")
+        return path, Path(os.path.realpath("/etc/resolv.conf"))
 
     @cached_property
     def rustup_home(self) -> Path | None:
@@ -510,13 +568,24 @@ class Sandbox:
         return self._view
 
     def cleanup(self) -> None:
-        """Remove the private HOME and the empty file (end of run)."""
+        """Remove the private HOME and the empty file, stop the network (end of run)."""
+        if self._net is not None:
+            self._net.close()
+            self._net = None
         if self._home is not None:
             shutil.rmtree(self._home.parent, ignore_errors=True)
             self._home = None
 
 
-def make_sandbox(kind: str, root: Path, network: str, passed_env: Sequence[str]) -> Sandbox:
-    """A Sandbox of `kind` for `root` (kind from `choose_sandbox`)."""
+def make_sandbox(
+    kind: str,
+    root: Path,
+    network: str,
+    passed_env: Sequence[str],
+    host_ports: Sequence[int] = (),
+) -> Sandbox:
+    """A Sandbox of `kind` for `root` (kind from `choose_sandbox`); `host_ports` are host
+    loopback ports its commands may reach with the network `on`."""
     bwrap = shutil.which("bwrap") or "bwrap"
-    return Sandbox(kind, root, network, tuple(passed_env), bwrap)
+    network = effective_network(kind, network)
+    return Sandbox(kind, root, network, tuple(passed_env), bwrap, tuple(host_ports))
