@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
-from ralph.redact import REDACTED, is_secret_name, redact, redact_obj, secret_values
+from ralph.redact import (
+    FRAGMENT,
+    REDACTED,
+    contains_secret,
+    is_secret_name,
+    redact,
+    redact_obj,
+    secret_values,
+)
 
 ANTHROPIC = "sk-ant-api03-" + "Ab1_-" * 18
 OPENAI = "sk-proj-" + "Zz9" * 16
@@ -157,3 +166,64 @@ def test_redaction_is_fast_enough_for_every_log_line() -> None:
         redact(line, env)
     elapsed = time.process_time() - started
     assert elapsed < 2.0, f"5000 log lines took {elapsed:.2f} s of CPU"
+
+
+# --- a runner secret in the forms a command prints it in ------------------------------------
+
+SECRET = "s3/" + "q7Rk+2LmX9vTz4NpB8wY" * 2  # 43 characters, some URL-encoded
+
+
+def encodings(value: str) -> dict[str, str]:
+    """How `printf %s "$SECRET" | ...` shows a secret, each inside other text."""
+    import base64
+    from urllib.parse import quote
+
+    raw = value.encode()
+    return {
+        "base64": base64.b64encode(raw).decode(),
+        "base64 after other bytes": base64.b64encode(b"user:" + raw).decode(),
+        "base64 of a line": base64.b64encode(b"TOKEN=" + raw + b"\n").decode(),
+        "base64url": base64.urlsafe_b64encode(b"x" + raw + b"yz").decode(),
+        "url-encoded": quote("k=" + value + "&a=/b", safe=""),
+        "hex": raw.hex(),
+        "HEX": raw.hex().upper(),
+        "xxd -p": "\n".join(raw.hex()[i : i + 60] for i in range(0, len(raw) * 2, 60)),
+        "halves": f"first {value[:22]}\nsecond {value[22:]}",
+        "three pieces": f"{value[:14]} | {value[14:29]} | {value[29:]}",
+        "base64 -w 20": "\n".join(
+            base64.b64encode(raw).decode()[i : i + 20] for i in range(0, 60, 20)
+        ),
+    }
+
+
+@pytest.mark.parametrize("form", list(encodings(SECRET)))
+def test_a_runner_secret_is_redacted_in_its_encoded_and_split_forms(form: str) -> None:
+    env = {"GITHUB_TOKEN": SECRET}
+    shown = encodings(SECRET)[form]
+    out = redact(f"before {shown} after", env, shapes=False)
+    assert REDACTED in out and out.startswith("before ") and out.endswith(" after")
+    pieces = [p for p in re.split(r"[\s|]+|first|second", shown) if p]
+    for piece in pieces:
+        # No piece of FRAGMENT or more characters of the form survives.
+        for i in range(len(piece) - FRAGMENT + 1):
+            assert piece[i : i + FRAGMENT] not in out, (form, out)
+    assert contains_secret(shown, env)
+
+
+def test_ordinary_text_beside_a_secret_is_kept_and_nothing_else_is_found() -> None:
+    env = {"GITHUB_TOKEN": SECRET, "HOME": "/root"}
+    text = "pytest -q tests/test_redact.py passed; sha 3f2a9c1e0b7d4f6a8c2e1b0d9f7a6c5e4d3b2a19"
+    assert redact(text, env) == text
+    assert not contains_secret(text, env)
+    assert not contains_secret("", env) and not contains_secret(SECRET, {})
+    assert contains_secret(f"reports/{SECRET}.txt", env)
+
+
+def test_secret_forms_keep_redaction_fast_on_a_full_tool_output() -> None:
+    env = {f"SERVICE_{i}_TOKEN": "tok-" + f"{i:04}" * 10 for i in range(10)}
+    output = ("ordinary_identifier_names_in_code = compute_something_long(value) # x\n") * 400
+    started = time.process_time()  # CPU time: the machine's load must not decide
+    for _ in range(10):
+        assert redact(output, env, shapes=False) == output
+    elapsed = time.process_time() - started
+    assert elapsed < 2.0, f"10 outputs of 30 KB took {elapsed:.2f} s"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ralph.redact import REDACTED
 from tests.fakeapi import FakeAPI, Message, text, tool_use
 from tests.helpers import clean_env, git, make_repo, run_cli
 
@@ -248,3 +249,56 @@ def test_the_runners_home_is_hidden_from_the_sandboxed_agent(
         assert credential not in json.dumps(bodies)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+# --- encoded and split forms --------------------------------------------------------------------
+
+# Unsandboxed, the agent can read the runner's environment: it prints a secret encoded and in
+# pieces, the ways a command shows a value without trying to hide it.
+READ = r"T=$(tr '\0' '\n' < /proc/$PPID/environ | sed -n 's/^AWS_SECRET_ACCESS_KEY=//p'); "
+ENCODED = [
+    READ + 'printf %s "$T" | base64 -w0; echo; printf "k:%s" "$T" | base64 -w 16',
+    READ + "printf %s \"$T\" | od -An -tx1 | tr -d ' \\n'; echo",
+    READ + "python3 -c 'import sys, urllib.parse as u; print(u.quote(sys.argv[1], safe=\"\"))' \"$T\"",
+    READ + 'echo "${T:0:20}"; echo "${T:20}"',
+]  # fmt: skip
+
+
+PIECE = 12  # characters: ralph.redact.FRAGMENT
+
+
+def forms_of(value: str) -> list[str]:
+    """Every PIECE-long piece of the secret's encodings that the commands above print."""
+    import base64
+    from urllib.parse import quote
+
+    raw = value.encode()
+    shown = [value, raw.hex(), quote(value, safe=""), base64.b64encode(raw).decode()]
+    shown.append(base64.b64encode(b"k:" + raw).decode()[4:-4])
+    return [f[i : i + PIECE] for f in shown for i in range(len(f) - PIECE + 1)]
+
+
+def test_encoded_and_split_forms_of_a_runner_secret_reach_no_request_or_journal(
+    tmp_path: Path,
+) -> None:
+    values = runner_secrets()
+    repo = make_repo(tmp_path / "repo")
+    with FakeAPI(api_key=values["ANTHROPIC_API_KEY"]) as api:
+        api.add(
+            Message([text("Encoding the environment."), *(bash(c) for c in ENCODED)]),
+            Message(f"Done. <promise>{TOKEN}</promise>"),
+        )
+        proc = run(repo, api, values, "none", "--log-format", "json", "--verbose")
+        requests = list(api.requests)
+    assert proc.returncode == 0, proc.stderr
+    results = [str(b["content"]) for b in tool_results([r.json for r in requests])]
+    assert len(results) == len(ENCODED) and all(REDACTED in r for r in results), results
+    places = {f"request {n}": r.body for n, r in enumerate(requests)}
+    places["stderr (JSON logs)"] = proc.stderr.encode()
+    for path in sorted((repo / ".ralph").rglob("*")):
+        if path.is_file():  # the journal and its WAL, the report
+            places[str(path.relative_to(repo))] = path.read_bytes()
+    pieces = forms_of(values["AWS_SECRET_ACCESS_KEY"])
+    for where, data in places.items():
+        leaked = [piece for piece in pieces if piece.encode() in data]
+        assert not leaked, f"pieces of AWS_SECRET_ACCESS_KEY leaked into {where}: {leaked[:3]}"
