@@ -228,3 +228,18 @@ def test_a_repository_file_cannot_widen_the_network_to_the_hosts(
     (tmp_path / "ralph.yaml").write_text("network: 'off'\n")
     (tmp_path / "q.md").write_text(f"---\nnetwork: 'on'\n---\n{go}\n")
     assert build_config(str(tmp_path / "q.md"), {}, tmp_path).network == "off"
+
+
+def test_every_test_the_readme_threat_model_names_exists() -> None:
+    import re
+
+    root = Path(__file__).resolve().parent
+    readme = (root.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Threat model", 1)[1].split("\n### ", 1)[0]
+    named = set(re.findall(r"\b(test_\w+)\b(?!\.py)", section))
+    defined = {
+        m
+        for path in root.glob("test_*.py")
+        for m in re.findall(r"^def (test_\w+)", path.read_text(), re.M)
+    }
+    assert len(named) > 10 and not named - defined, sorted(named - defined)
