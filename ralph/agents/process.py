@@ -27,6 +27,7 @@ POLL_S = 0.5
 # After its output ends, how long the CLI has to exit before its group is killed.
 EXIT_GRACE_S = 5.0
 STDERR_KEPT = 4000  # characters of the CLI's stderr kept for an error message
+MAX_LINE = 32 * 1024 * 1024  # bytes of one JSON line at most; a longer one is dropped
 # Non-secret settings of the agent CLIs that reach them from the runner's environment.
 SETTING_PREFIXES = ("CLAUDE_CODE_", "DISABLE_")
 SETTING_NAMES = ("ANTHROPIC_BASE_URL", "OPENAI_BASE_URL", "IS_SANDBOX")
@@ -129,7 +130,9 @@ def run_lines(
                 # The CLI exited; anything it left in its group (a background command) goes.
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, 9)
-        err.seek(0)
+        # Only the tail: the agent's commands can write to the CLI's stderr (/proc/PID/fd/2).
+        size = err.seek(0, os.SEEK_END)
+        err.seek(max(0, size - 4 * STDERR_KEPT))
         text = err.read().decode("utf-8", "replace")[-STDERR_KEPT:]
     return Spawned(proc.returncode, text, stopped)
 
@@ -141,7 +144,7 @@ def _pump(
 ) -> str | None:
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
-    buffer = b""
+    lines = LineReader(on_line)
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
         while True:
@@ -149,19 +152,47 @@ def _pump(
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     break
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    event = _json(line)
-                    if event is not None:
-                        on_line(event)
+                lines.feed(chunk)
             reason = should_stop()
             if reason:
                 return reason
-    event = _json(buffer)
-    if event is not None:
-        on_line(event)
+    lines.end()
     return None
+
+
+class LineReader:
+    """Splits a stream into JSON lines for `on_line`, in memory bounded by MAX_LINE: a longer
+    line is not an event of the CLI's (its commands can write to its stdout too) and is
+    dropped whole."""
+
+    def __init__(self, on_line: Callable[[dict[str, Any]], None]) -> None:
+        self.on_line = on_line
+        self.buffer = bytearray()
+        self.dropping = False
+
+    def feed(self, chunk: bytes) -> None:
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            if not self.dropping:
+                self.buffer += chunk[start:end]
+                self._emit()
+            self.buffer.clear()
+            self.dropping = False
+            start = end + 1
+        if not self.dropping:
+            self.buffer += chunk[start:]
+            if len(self.buffer) > MAX_LINE:
+                self.buffer.clear()
+                self.dropping = True
+
+    def end(self) -> None:
+        if not self.dropping:
+            self._emit()
+
+    def _emit(self) -> None:
+        event = _json(bytes(self.buffer))
+        if event is not None:
+            self.on_line(event)
 
 
 def _json(line: bytes) -> dict[str, Any] | None:
