@@ -130,6 +130,7 @@ class Agent:
         self.cost_of = cost_of
         self.stop_check = stop_check  # called after every model call; a reason stops
         self.current = IterationOutcome("interrupted")  # the iteration in progress, if cut off
+        self.messages: list[Message] = []  # the iteration's conversation so far
 
     def _on_stream(self, event: StreamEvent) -> None:
         if event.kind == "text":
@@ -202,15 +203,23 @@ class Agent:
 
         Raises ModelError only when it is fatal (authentication): that ends the run.
         """
+        self.messages = []
         try:
             return self._converse(system, user_text, iteration)
         finally:
             self.tools.close()  # the next iteration's shell starts fresh at the repo root
+            # What the model saw and said, however the iteration ended (the journal keeps
+            # it, redacted, for `ralph show RUN --iteration N`).
+            self.bus.emit(
+                "conversation",
+                system=system,
+                tools=[t.get("name") for t in self.tools.definitions()],
+                messages=self.messages,
+            )
 
     def _converse(self, system: str, user_text: str, iteration: int) -> IterationOutcome:
-        messages: list[Message] = [
-            {"role": "user", "content": [{"type": "text", "text": user_text}]}
-        ]
+        messages = self.messages
+        messages.append({"role": "user", "content": [{"type": "text", "text": user_text}]})
         out = self.current = IterationOutcome("max_turns")
         tool_defs = self.tools.definitions()
         for turn in range(1, self.max_turns + 1):

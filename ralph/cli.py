@@ -272,8 +272,16 @@ def show_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
     report: Annotated[bool, typer.Option("--report", help="Print the run's report.md.")] = False,
+    iteration: Annotated[
+        int | None,
+        typer.Option(
+            "--iteration",
+            help="Print what the model saw and said in iteration N (the whole conversation).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Show one run: its iterations and totals, or its report."""
+    """Show one run: its iterations and totals, its report, or one iteration's conversation."""
     import io
 
     from .history import show_command
@@ -292,7 +300,12 @@ def show_cmd(
             return
         # The agent's words (summaries, reasons) are shown without their escape codes.
         shown = io.StringIO()
-        show_command(root, run, as_json, shown)
+        if iteration is not None:
+            from .history import conversation_command
+
+            conversation_command(root, run, iteration, as_json, shown)
+        else:
+            show_command(root, run, as_json, shown)
         sys.stdout.write(clean(shown.getvalue()))
     except RalphError as exc:
         raise _fail(exc.message, exc.exit_code) from None
@@ -356,9 +369,6 @@ def demo_cmd(
     except RalphError as exc:
         raise _fail(exc.message, exc.exit_code) from None
     _exit_with(code)
-
-
-RUN_ARG_HELP = "Run id, a unique prefix of one, or latest (the default)."
 
 
 @app.command("steer")

@@ -158,3 +158,64 @@ def show_command(start: Path, run: str, as_json: bool, out: TextIO) -> None:
     main = find_main_repo(start)
     resume = resume_command(found["id"], main) if main is not None else None
     out.write(format_run(found, resume) + "\n")
+
+
+def format_conversation(run_id: str, iteration: int, attempts: list[dict[str, Any]]) -> str:
+    """An iteration's conversation as plain text: the system prompt, then each message."""
+    lines: list[str] = []
+    for conv in attempts:
+        lines += [
+            f"=== run {run_id} · iteration {iteration} · attempt {conv['attempt']} ===",
+            "",
+            "--- system ---",
+            str(conv["system"]).rstrip(),
+            f"(tools: {', '.join(str(t) for t in conv['tools']) or 'none'})",
+        ]
+        for message in conv["messages"]:
+            lines += ["", f"--- {message.get('role')} ---"]
+            content = message.get("content")
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+            lines += [_block_text(block) for block in blocks or []]
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def _block_text(block: dict[str, Any]) -> str:
+    kind = block.get("type")
+    if kind == "text":
+        return str(block.get("text", "")).rstrip()
+    if kind == "tool_use":
+        return f"[tool_use {block.get('name')} {block.get('id')}] {json.dumps(block.get('input'))}"
+    if kind == "tool_result":
+        error = " error" if block.get("is_error") else ""
+        content = block.get("content")
+        if isinstance(content, list):
+            content = "\n".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+        return f"[tool_result{error} {block.get('tool_use_id')}]\n{str(content).rstrip()}"
+    if kind == "thinking":
+        return f"[thinking] {str(block.get('thinking', '')).rstrip()}"
+    return f"[{kind}]"
+
+
+def conversation_command(start: Path, run: str, iteration: int, as_json: bool, out: TextIO) -> None:
+    """Print what the model saw and said in one iteration of a run."""
+    journal = _journal(start)
+    if journal is None:
+        raise UsageError("no runs recorded in this repository yet")
+    try:
+        run_id = journal.resolve(run)
+        if run_id is None:
+            raise UsageError(f"no run {run!r} in this repository; `ralph runs` lists them")
+        attempts = journal.conversations(run_id, iteration)
+    finally:
+        journal.close()
+    if not attempts:
+        raise UsageError(
+            f"run {run_id} kept no conversation for iteration {iteration} (it did not run "
+            "there, ran an agent CLI, or was recorded by an older ralph); `ralph show "
+            f"{run_id}` lists its iterations"
+        )
+    if as_json:
+        out.write(json.dumps(attempts, indent=2) + "\n")
+        return
+    out.write(format_conversation(run_id, iteration, attempts) + "\n")

@@ -83,6 +83,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
             delivered_iteration INTEGER, delivered REAL)""",
         "CREATE INDEX requests_run ON requests (run_id)",
     ),
+    (  # 3: each iteration's conversation as the model saw it, for `ralph show --iteration`
+        """CREATE TABLE conversations (
+            run_id TEXT NOT NULL, iteration INTEGER NOT NULL, attempt INTEGER NOT NULL,
+            ts REAL, system TEXT, tools TEXT, messages TEXT,
+            PRIMARY KEY (run_id, iteration, attempt))""",
+    ),
 ]
 
 
@@ -138,13 +144,14 @@ def _clip(text: str, keep: int) -> str:
     return f"{text[:head]}\n[… {len(text) - head - tail} characters cut …]\n{text[-tail:]}"
 
 
-def _clip_strings(value: Any) -> Any:
+def _clip_all(value: Any, keep: int) -> Any:
+    """`value` with every string in it clipped to `keep` characters (head and tail)."""
     if isinstance(value, str):
-        return _clip(value, STRING_KEEP)
+        return _clip(value, keep)
     if isinstance(value, dict):
-        return {k: _clip_strings(v) for k, v in value.items()}
+        return {k: _clip_all(v, keep) for k, v in value.items()}
     if isinstance(value, list):
-        return [_clip_strings(v) for v in value]
+        return [_clip_all(v, keep) for v in value]
     return value
 
 
@@ -236,6 +243,8 @@ class Journal:
                 writer(db, event, data)
             # Every event is in the events table too, in order, for `ralph watch`; what the
             # structured tables already keep whole is clipped there.
+            if event.name in _NOT_WATCHED:
+                return
             db.execute(
                 "INSERT INTO events (run_id, iteration, ts, name, level, data) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -338,7 +347,7 @@ class Journal:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 e.run_id, e.iteration, self._attempt(db, e), e.ts, d.get("tool_use_id"), d.get("tool"),
-                _dumps(_clip_strings(d.get("input"))), _clip(output, OUTPUT_KEEP), len(output),
+                _dumps(_clip_all(d.get("input"), STRING_KEEP)), _clip(output, OUTPUT_KEEP), len(output),
                 bool(d.get("is_error")), d.get("exit_code"), d.get("duration_s"),
             ),
         )  # fmt: skip
@@ -374,6 +383,18 @@ class Journal:
                 d.get("final_text"), d.get("commit"), _dumps(d.get("files_changed") or []),
                 *_tokens(d.get("usage")), d.get("cost_usd"), d.get("turns"), d.get("duration_s"),
                 d.get("error"), e.run_id, e.iteration, self._attempt(db, e),
+            ),
+        )  # fmt: skip
+
+    def _on_conversation(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO conversations (run_id, iteration, attempt, ts, system, tools, "
+            "messages) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                e.run_id, e.iteration, self._attempt(db, e), e.ts,
+                _clip(str(d.get("system") or ""), CONVERSATION_KEEP),
+                _dumps(d.get("tools") or []),
+                _dumps(_clip_all(d.get("messages") or [], CONVERSATION_KEEP)),
             ),
         )  # fmt: skip
 
@@ -450,6 +471,23 @@ class Journal:
         except UsageError:
             return False
         return lock_holder(path) is None
+
+    def conversations(self, run_id: str, iteration: int) -> list[dict[str, Any]]:
+        """Iteration `iteration`'s conversations (one per attempt): system, tools, messages."""
+        rows = self.conn.execute(
+            "SELECT attempt, system, tools, messages FROM conversations WHERE run_id = ? AND "
+            "iteration = ? ORDER BY attempt",
+            (run_id, iteration),
+        ).fetchall()
+        return [
+            {
+                "attempt": r["attempt"],
+                "system": r["system"],
+                "tools": json.loads(r["tools"] or "[]"),
+                "messages": json.loads(r["messages"] or "[]"),
+            }
+            for r in rows
+        ]
 
     def get_run(self, run: str) -> dict[str, Any] | None:
         """One run (id, unique fragment or `latest`) with its iterations and totals.
@@ -573,8 +611,10 @@ class Journal:
 
 _STRUCTURED = {
     "run_started", "iteration_started", "model_started", "model_call", "tool_started",
-    "tool_finished", "iteration_ended", "run_ended",
+    "tool_finished", "iteration_ended", "run_ended", "conversation",
 }  # fmt: skip
+_NOT_WATCHED = {"conversation"}  # whole in its own table; nothing a live view shows
+CONVERSATION_KEEP = 30_000  # characters of any one string of a kept conversation
 WATCH_KEEP = 2000  # characters of a tool's output in the events table (tool_calls has more)
 
 

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from . import control
 from .errors import ExitCode, UsageError
 from .events import Event, Observer
-from .journal import Journal, db_path
+from .journal import LATEST, Journal, db_path
 from .status import RunStatus
 
 WATCH_POLL_S = 0.25
@@ -36,15 +36,11 @@ def open_journal(start: Path) -> tuple[Path, Journal]:
 
 
 def resolve_run(journal: Journal, run: str | None) -> str:
-    """The run id `run` names: an id, a unique prefix, or `latest` / nothing for the newest."""
-    if run in (None, "", "latest"):
-        runs = journal.list_runs()
-        if not runs:
-            raise UsageError("no runs recorded in this repository; start one with ralph-loop")
-        return str(runs[0]["id"])
-    assert run is not None
-    found = journal.resolve(run)
+    """The run id `run` names (journal.resolve); nothing names the latest run."""
+    found = journal.resolve(run or LATEST)
     if found is None:
+        if run in (None, LATEST):
+            raise UsageError("no runs recorded in this repository; start one with ralph-loop")
         raise UsageError(f"no run {run!r} in this repository; `ralph runs` lists them")
     return found
 
