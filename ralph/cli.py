@@ -120,6 +120,7 @@ _OPTION_TYPES: dict[Any, Any] = {
     parse.text_list: list[str],
     parse.commands: list[str],
     parse.shell_args: list[str],  # --agent-arg: repeatable, one argument each
+    parse.notify_targets: list[str],  # --notify: repeatable
 }
 
 

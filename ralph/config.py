@@ -330,5 +330,8 @@ def restore_config(stored: Mapping[str, Any], repo: Path) -> RunConfig:
     cfg = RunConfig.from_dict(stored)
     cfg.repo = repo
     cfg.dry_run = False
+    # The journal holds only the shown form of notification targets (they are secrets): a
+    # resumed run tells the targets RALPH_NOTIFY names in the environment it resumes in.
+    cfg.notify = env_layer().get("notify", [])
     validate(cfg)
     return cfg

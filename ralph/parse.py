@@ -190,3 +190,15 @@ def pricing(value: Any) -> dict[str, dict[str, float]]:
 
 def path(value: Any) -> Path:
     return Path(text(value)).expanduser()
+
+
+def notify_targets(value: Any) -> list[str]:
+    """Notification targets: URLs (one per line or a YAML list) or cmd:COMMAND, each checked."""
+    from .notify import check_target
+
+    targets = _listed(value, str.splitlines, "a URL or cmd:COMMAND, or a list of them")
+    for target in targets:
+        problem = check_target(target)
+        if problem:
+            raise ValueError(problem)
+    return targets

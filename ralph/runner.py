@@ -271,6 +271,18 @@ def _execute(
 
     report = ReportCollector()  # writes the report at the end, however the run ends
     bus = Bus(run_id, [journal, *(observers or []), report])
+    if cfg.notify:
+        from .notify import Notifier
+        from .report import report_path
+
+        # Before the report collector: it keeps the notification_failed warnings it emits.
+        notifier = Notifier(
+            cfg.notify,
+            emit=bus.emit,
+            report=str(report_path(workspace.main_repo, run_id)),
+            expect_pr=cfg.pr,
+        )
+        bus.observers.insert(len(bus.observers) - 1, notifier)
     tools, warnings = make_toolset(cfg, workspace.root)
     builtin_model = getattr(model, "builtin", model)  # an agent CLI's fallback, if any
     pricing = model_pricing(builtin_model.name, cfg) if builtin_model else None

@@ -560,6 +560,19 @@ class RunConfig:
         example="6h",
         bound=(lambda v: v >= 0, "cannot be negative; 0 never waits"),
     )
+    # A webhook URL is its own credential: only the operator gives it, and it is never shown.
+    notify: list[str] = setting(
+        parser=parse.notify_targets,
+        factory=list,
+        help="Post to this webhook URL (or run cmd:COMMAND) when the run ends, a guard trips "
+        "or a usage limit waits (repeatable).",
+        doc="a webhook URL (Slack, Discord or any JSON endpoint) or `cmd:COMMAND` told when "
+        "the run ends, a guard trips or a usage limit waits (see [Overnight runs](#overnight-runs))",
+        group=VIEW,
+        flag="--notify",
+        arg="URL",
+        repo=NEVER,
+    )
     description: str = setting(
         "",
         parse.text,
@@ -570,10 +583,14 @@ class RunConfig:
     )
 
     def to_dict(self) -> dict[str, Any]:
+        from .notify import describe_target  # small; only for the shown form of a secret
+
         data = asdict(self)
         for key, value in data.items():
             if isinstance(value, Path):
                 data[key] = str(value)
+        # Journal, logs and --dry-run get the targets' shown form, never the URLs themselves.
+        data["notify"] = [describe_target(t) for t in self.notify]
         return data
 
     @classmethod

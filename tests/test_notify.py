@@ -195,3 +195,44 @@ def test_kind_of_and_description_hide_the_secret_part(target: str, kind: str) ->
 @pytest.mark.parametrize("target", ["ftp://x/y", "hooks.slack.com/x", "cmd:", "cmd:'unclosed"])
 def test_bad_targets_are_named(target: str) -> None:
     assert notify.check_target(target)
+
+
+def test_a_run_notifies_its_guard_and_end_and_a_dead_hook_changes_nothing(
+    hooks: Hooks, tmp_path: Path
+) -> None:
+    from tests.helpers import clean_env, make_repo, run_cli, write_script
+
+    repo = make_repo(tmp_path / "repo")
+    script = write_script(tmp_path / "s.yaml", [["Looked around; nothing to change yet."]])
+    secret_path = "/slack/T0000/B0000/XXXXSECRETXXXX"
+    run = run_cli(
+        ["Harden it. <promise>DONE</promise>", "--model", f"script:{script}",
+         "--sandbox", "none", "--max-iterations", "3", "--stall-limit", "1",
+         "--notify", f"slack:{hooks.url}{secret_path}",
+         "--notify", f"{hooks.url}/generic", "--notify", f"{hooks.url}/gone"],
+        cwd=repo, env=clean_env(),
+    )  # fmt: skip
+    assert run.returncode == 5, run.stderr  # stalled, whatever the dead hook said
+    generic = hooks.bodies("/generic")
+    assert [b["event"] for b in generic] == ["guard_tripped", "run_ended"]
+    assert generic[1]["status"] == "stalled" and generic[1]["exit_code"] == 5
+    assert generic[1]["branch"].startswith("ralph/") and generic[1]["report"].endswith("report.md")
+    assert "stalled" in hooks.bodies(secret_path)[1]["text"]
+    assert "could not notify http://127.0.0.1/…: HTTP 404" in run.stderr
+    # The URLs are secrets: neither the journal nor the report holds them.
+    ralph_dir = repo / ".ralph"
+    for path in ralph_dir.rglob("*"):
+        if path.is_file():
+            assert b"XXXXSECRETXXXX" not in path.read_bytes(), path
+    report = run_cli(["show", "--report"], cwd=repo, command="ralph").stdout
+    assert "could not notify" in report
+
+
+def test_a_notify_target_in_ralph_yaml_is_refused(tmp_path: Path) -> None:
+    from tests.helpers import clean_env, make_repo, run_cli
+
+    repo = make_repo(
+        tmp_path / "repo", {"ralph.yaml": "notify: [http://127.0.0.1:9/x]\n", "README.md": "x\n"}
+    )
+    run = run_cli(["Harden. <promise>DONE</promise>", "--dry-run"], cwd=repo, env=clean_env())
+    assert run.returncode == 2 and "notify" in run.stderr and "RALPH_NOTIFY" in run.stderr
