@@ -23,6 +23,8 @@ RUN_HELP = (
     "variables (e.g. RALPH_MAX_COST=20); an option given here wins."
 )
 
+CONTEXT = {"help_option_names": ["-h", "--help"]}  # -V / --version: see logs.run_app
+
 app = typer.Typer(
     name="ralph",
     help="ralph-loop: hardening prompts run against a git repository in a Ralph loop.",
@@ -30,6 +32,7 @@ app = typer.Typer(
     add_completion=False,
     epilog=EXIT_CODES_HELP,
     rich_markup_mode=None,
+    context_settings=CONTEXT,
 )
 
 
@@ -162,8 +165,11 @@ def run_command(**options: Any) -> None:
     # explicit --no-X is False and overrides a true from ralph.yaml or the environment).
     given = {s.name: options[s.name] for s in OPTIONS if _given(s, options[s.name])}
     if resume:
+        from .resume import DISPLAY
+
+        display = {k: given.pop(k) for k in DISPLAY if k in given}  # how it is shown: yours
         _refuse_resume_overrides(prompt, given)
-        resume_run(resume, repo)
+        resume_run(resume, repo, display=display)
         return
     try:
         cfg = build_config(prompt, config.parse_layer(given, config.COMMAND_LINE), repo)
@@ -209,17 +215,26 @@ def _execute(cfg: Any, resume: Any = None) -> int:
         from .logs import install_json_stderr
 
         install_json_stderr()  # warnings, library logs and tracebacks as JSON lines too
+    from .signals import STOP
+
+    STOP.settle_until_exit = True  # this process ends with the run
     result = execute(cfg, make_observers(cfg), resume)
     return int(result.exit_code)
 
 
-def resume_run(run: str, repo: Path | None) -> None:
-    """Continue an interrupted, crashed or killed run."""
+def resume_run(
+    run: str, repo: Path | None, more: int | None = None, display: dict[str, Any] | None = None
+) -> None:
+    """Continue an interrupted, crashed or killed run (`more`: or a finished one, further);
+    `display`: --log-format, --quiet, --verbose as given (None: not given)."""
     try:
-        from .resume import resume_config
+        from .logs import settings_log_format
+        from .resume import display_settings, resume_config
 
+        shown = display_settings(display or {})
+        settings_log_format(shown.get("log_format"))  # errors from here on follow it
         root = repo_dir(repo).resolve()
-        cfg, point = resume_config(root, run)
+        cfg, point = resume_config(root, run, more, shown)
         _exit_with(_execute(cfg, point))
     except RalphError as exc:
         raise _fail(exc.message, exc.exit_code) from None
@@ -235,9 +250,39 @@ def resume_cmd(
         Path | None,
         typer.Option(help=REPO_HELP, show_default=False),
     ] = None,
+    more: Annotated[
+        int | None,
+        typer.Option(
+            "--more",
+            metavar="N",
+            help="Go on for N more iterations; also continues a run that stopped at "
+            "--max-iterations, a budget or the stall guard (one that completed is done).",
+            show_default=False,
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            help="auto | plain | json | rich (default: RALPH_LOG_FORMAT, else auto).",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool | None,
+        typer.Option(
+            "--quiet/--no-quiet", "-q", help="Print only the final summary.", show_default=False
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool | None,
+        typer.Option(
+            "--verbose/--no-verbose", "-v", help="Show tool outputs too.", show_default=False
+        ),
+    ] = None,
 ) -> None:
-    """Resume an interrupted, crashed or killed run where it stopped."""
-    resume_run(run, repo)
+    """Resume an interrupted, crashed or killed run where it stopped, or continue one."""
+    display = {"log_format": log_format, "quiet": quiet, "verbose": verbose}
+    resume_run(run, repo, more, display)
 
 
 @app.command("runs")
@@ -312,6 +357,53 @@ def show_cmd(
         raise _fail(exc.message, exc.exit_code) from None
 
 
+@app.command("clean")
+def clean_cmd(
+    repo: Annotated[
+        Path | None,
+        typer.Option(help=REPO_HELP, show_default=False),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Also delete branches with commits on no other branch or remote."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be removed.")
+    ] = False,
+) -> None:
+    """Remove the worktrees and branches that finished runs left (never unpushed work
+    unless --force); running and resumable runs are left alone."""
+    from .cleanup import clean
+    from .journal import Journal, db_path
+    from .workspace import find_main_repo
+
+    try:
+        main = find_main_repo(repo_dir(repo).resolve())
+        if main is None:
+            raise UsageError(f"{repo_dir(repo)} is not inside a git repository; pass --repo DIR")
+        if not db_path(main).exists():
+            typer.echo("no runs recorded here: nothing to clean")
+            return
+        journal = Journal.open(main, create=False)
+        try:
+            runs = journal.list_runs()
+        finally:
+            journal.close()
+        found = clean(main, runs, force, dry_run)
+        verb = "would remove" if dry_run else "removed"
+        for item in found:
+            if item.removed:
+                typer.echo(f"{verb} {item.what} (run {item.run_id})")
+            else:
+                typer.echo(f"kept {item.what} (run {item.run_id}): {item.why}")
+        if not found:
+            typer.echo("nothing to clean")
+    except RalphError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+
+
 @app.command("prompts")
 def prompts_cmd() -> None:
     """List the built-in prompts."""
@@ -336,16 +428,42 @@ def init_cmd(
         typer.Option("--prompts", help="Also copy the built-in prompts into prompts/ for editing."),
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist.")] = False,
+    commit: Annotated[
+        bool,
+        typer.Option(
+            "--commit/--no-commit",
+            help="Commit the files written (only them), so the next run starts on a clean tree.",
+        ),
+    ] = True,
 ) -> None:
-    """Write a commented ralph.yaml (every setting, its default, what it does)."""
-    from .init import init_repo
+    """Write a commented ralph.yaml (every setting, its default, what it does) and commit it."""
+    from .init import commit_files, init_repo
+    from .workspace import find_main_repo
 
     root = repo_dir(repo)
     try:
         if not root.is_dir():
             raise UsageError(f"--repo {root} does not exist or is not a directory")
-        for path in init_repo(root.resolve(), prompts, force):
+        root = root.resolve()
+        written = init_repo(root, prompts, force)
+        for path in written:
             typer.echo(f"wrote {path}")
+        in_git = find_main_repo(root) is not None
+        if commit and in_git:
+            sha = commit_files(root, written)
+            if sha:
+                typer.echo(f"committed them on the current branch ({sha})")
+        elif commit:
+            typer.echo("not a git repository: `git init` and commit these files before a run")
+        prompt = (
+            "prompts/security.md" if (root / "prompts" / "security.md").is_file() else "security"
+        )
+        where = "" if find_main_repo(Path.cwd()) == find_main_repo(root) else f" --repo {root}"
+        typer.echo(
+            "next: export ANTHROPIC_API_KEY=... and run\n"
+            f"  ralph-loop {prompt} --max-iterations 3{where}\n"
+            "  (edit ralph.yaml to change the defaults; `ralph demo` shows a run offline)"
+        )
     except RalphError as exc:
         raise _fail(exc.message, exc.exit_code) from None
 
@@ -438,7 +556,9 @@ def watch_cmd(
 
 def loop_main() -> None:
     """Entry point of `ralph-loop`: the run command on its own."""
-    single = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None)
+    single = typer.Typer(
+        add_completion=False, no_args_is_help=True, rich_markup_mode=None, context_settings=CONTEXT
+    )
     single.command(help=RUN_HELP, epilog=EXIT_CODES_HELP)(run_command)
     from .logs import run_app
 

@@ -7,6 +7,7 @@ README ("Structured logs"):
 - run_started: prompt, prompt_name, model, max_iterations, repo, root, branch, base_commit,
   worktree, resumed_at, earlier_usage{...}, earlier_cost_usd, earlier_elapsed_s (the earlier
   sessions' totals when resuming, else null), config
+- sandbox: kind, network (right after run_started: where the agent's commands run)
 - iteration_started: max_iterations
 - model_started: turn
 - model_text: text (a streaming delta; high volume, for live views only)

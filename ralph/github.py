@@ -102,19 +102,26 @@ def parse_remote(url: str) -> tuple[str, str]:
 def resolve_repo(
     url: str, environ: Mapping[str, str], override: str | None = None
 ) -> tuple[str, str]:
-    """(owner, repo): the explicit override, else RALPH_GITHUB_REPO, else the remote URL."""
+    """(owner, repo): the explicit override, else RALPH_GITHUB_REPO, else the remote's fetch
+    URL, else (in GitHub Actions) GITHUB_REPOSITORY."""
     named = override or environ.get(REPO_OVERRIDE_VAR)
     if not named:
-        return parse_remote(url)
+        try:
+            return parse_remote(url)
+        except GitHubError:
+            if not environ.get("GITHUB_REPOSITORY"):
+                raise
+            named = environ["GITHUB_REPOSITORY"]
     owner, _, repo = named.partition("/")
     if not (_NAME.fullmatch(owner) and _NAME.fullmatch(repo)):
         raise GitHubError(f"{REPO_OVERRIDE_VAR}={named!r} is not owner/name (e.g. octo/app)")
     return owner, repo
 
 
-def remote_url(repo_path: Path, remote: str) -> str:
-    """The URL git pushes to for `remote` (insteadOf rewrites applied)."""
-    proc = _git(repo_path, "remote", "get-url", "--push", remote)
+def remote_url(repo_path: Path, remote: str, push: bool = True) -> str:
+    """The URL git pushes to for `remote` (insteadOf rewrites applied); with `push=False`
+    the fetch URL, which names the repository (a push URL may be a mirror's)."""
+    proc = _git(repo_path, "remote", "get-url", *(["--push"] if push else []), remote)
     if proc.returncode != 0:
         raise GitHubError(
             f"no git remote {remote!r} in {repo_path}; add one with "
@@ -206,7 +213,10 @@ def _push(
     # Secrets stay out of git's environment (helpers, ssh; gitrun drops them); only our header
     # goes in.
     env = {"GCM_INTERACTIVE": "never"}
-    if "GIT_SSH_COMMAND" not in os.environ:
+    own_ssh = _git(repo_path, "config", "core.sshCommand").stdout.strip()
+    if not ("GIT_SSH_COMMAND" in os.environ or "GIT_SSH" in os.environ or own_ssh):
+        # Never a password prompt; but a repository's own ssh command (a deploy key) is kept:
+        # GIT_SSH_COMMAND would override it.
         env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
     if not _has_extraheader(repo_path):  # a second Authorization header makes GitHub fail
         count = int(git_env().get("GIT_CONFIG_COUNT", "0") or "0")
@@ -783,7 +793,7 @@ def preflight(
     if not repo_path.is_dir() or _git(repo_path, "rev-parse", "--git-dir").returncode != 0:
         return None
     api_url = _api_url(env)
-    owner, repo = resolve_repo(remote_url(repo_path, remote), env, github_repo)
+    owner, repo = resolve_repo(remote_url(repo_path, remote, push=False), env, github_repo)
     with GitHubAPI(api_url, token, retry_seconds=retry_seconds, environ=env) as api:
         info = api.request("GET", f"/repos/{owner}/{repo}", what=f"read {owner}/{repo}")
         info = info if isinstance(info, dict) else {}
@@ -836,7 +846,7 @@ def publish(
     env = os.environ if environ is None else environ
     token = _token(env)
     api_url = _api_url(env)
-    owner, repo = resolve_repo(remote_url(repo_path, remote), env, github_repo)
+    owner, repo = resolve_repo(remote_url(repo_path, remote, push=False), env, github_repo)
     notes: list[str] = []
     with GitHubAPI(api_url, token, retry_seconds=retry_seconds, environ=env) as api:
         # Reading the repository first catches a bad token or name before anything is pushed.

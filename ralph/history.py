@@ -51,10 +51,7 @@ def format_runs(runs: list[dict[str, Any]]) -> str:
             r["id"],
             r["prompt"] or "-",
             _when(r["started"]),
-            # `running` is only ever a live process (a dead one is `crashed`): say which.
-            f"running (pid {r['pid']})"
-            if r["status"] == "running" and r.get("pid")
-            else r["status"],
+            r["status"],
             str(r["iterations"]),
             _money(r["cost_usd"]),
         ]

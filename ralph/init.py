@@ -12,24 +12,46 @@ from .prompt import builtin_names, builtin_path
 
 
 def init_repo(repo: Path, with_prompts: bool = False, force: bool = False) -> list[Path]:
-    """Write ralph.yaml (and prompts/ copies); never overwrite without `force`."""
-    written: list[Path] = []
+    """Write ralph.yaml (and prompts/ copies); the files written.
+
+    A file that exists is kept (so `init --prompts` after `init` adds the prompts), and
+    overwritten only with `force`; when every file exists and `force` is not given, a
+    UsageError says how to overwrite them.
+    """
     target = repo / CONFIG_FILE
-    targets = [target]
     prompt_dir = repo / "prompts"
+    plan: list[tuple[Path, Path | None]] = [(target, None)]  # (destination, source or None)
     if with_prompts:
-        targets += [prompt_dir / f"{name}.md" for name in builtin_names()]
-    existing = [t for t in targets if t.exists()]
-    if existing and not force:
-        names = ", ".join(str(p.relative_to(repo)) for p in existing)
-        raise UsageError(f"{names} already exist(s); pass --force to overwrite")
-    target.write_text(TEMPLATE, encoding="utf-8")
-    written.append(target)
-    if with_prompts:
-        prompt_dir.mkdir(exist_ok=True)
         for name in builtin_names():
-            source = builtin_path(name)
-            assert source is not None
-            shutil.copyfile(source, prompt_dir / f"{name}.md")
-            written.append(prompt_dir / f"{name}.md")
+            plan.append((prompt_dir / f"{name}.md", builtin_path(name)))
+    todo = [(dest, src) for dest, src in plan if force or not dest.exists()]
+    if not todo:
+        names = ", ".join(str(dest.relative_to(repo)) for dest, _ in plan)
+        raise UsageError(f"{names} already exist(s); pass --force to overwrite")
+    written: list[Path] = []
+    for dest, source in todo:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if source is None:
+            dest.write_text(TEMPLATE, encoding="utf-8")
+        else:
+            shutil.copyfile(source, dest)
+        written.append(dest)
     return written
+
+
+def commit_files(repo: Path, paths: list[Path]) -> str | None:
+    """Commit `paths` (and nothing else the index holds) on the current branch, so the next
+    `ralph-loop` finds a clean tree; the new commit's sha, or None when nothing changed."""
+    from .workspace import _git, _identity_options, _out, _status
+
+    root = Path(_out(repo, "rev-parse", "--show-toplevel"))
+    names = [str(p.resolve().relative_to(root)) for p in paths]
+    if not any(name in _status(root) for name in names):
+        return None
+    _git(root, "add", "--", *names)
+    _git(
+        root, *_identity_options(root), "commit", "-q", "--no-verify", "--only", "-m",
+        f"ralph init: {', '.join(names) if len(names) < 4 else f'{len(names)} files'}", "--",
+        *names,
+    )  # fmt: skip
+    return _out(root, "rev-parse", "--short", "HEAD")

@@ -415,6 +415,47 @@ class Journal:
             (cut, e.ts, d.get("reason"), e.run_id),
         )
 
+    def record_branch_commit(
+        self, run_id: str, number: int, sha: str, subject: str, files: list[str], ended: bool
+    ) -> None:
+        """File a commit found on the run's branch that no event recorded (the process died
+        right after it): on the iteration's latest attempt, which `ended` marks as ended."""
+
+        def write(db: sqlite3.Connection) -> None:
+            row = db.execute(
+                "SELECT attempt FROM iterations WHERE run_id = ? AND number = ? "
+                "ORDER BY attempt DESC LIMIT 1",
+                (run_id, number),
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO iterations (run_id, number, attempt) VALUES (?, ?, 1)",
+                    (run_id, number),
+                )
+            attempt = row[0] if row is not None else 1
+            db.execute(
+                "UPDATE iterations SET commit_sha = ?, files_changed = ?, "
+                "summary = COALESCE(summary, ?) WHERE run_id = ? AND number = ? AND attempt = ?",
+                (sha, _dumps(files), subject, run_id, number, attempt),
+            )
+            if ended:
+                db.execute(
+                    "UPDATE iterations SET outcome = 'ended', error = NULL, ended = COALESCE("
+                    "ended, (SELECT last_seen FROM runs WHERE id = ?)) "
+                    "WHERE run_id = ? AND number = ? AND attempt = ?",
+                    (run_id, run_id, number, attempt),
+                )
+
+        self._transaction(write)
+
+    def recorded_commits(self, run_id: str) -> set[str]:
+        """The commit shas the journal holds for run `run_id`."""
+        rows = self.conn.execute(
+            "SELECT commit_sha FROM iterations WHERE run_id = ? AND commit_sha IS NOT NULL",
+            (run_id,),
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
     # --- reading ---------------------------------------------------------------------------
 
     def resolve(self, run: str) -> str | None:
@@ -553,16 +594,23 @@ class Journal:
             )
         return found
 
-    def resume_state(self, run: str) -> ResumeState:
-        """What resuming `run` needs; a UsageError when it does not exist or has finished."""
+    def resume_state(self, run: str, more: bool = False) -> ResumeState:
+        """What resuming `run` needs; a UsageError when it does not exist or has finished
+        (`more`: a finished run that did not complete may go on, with more iterations)."""
         run_id = self.resolve(run)
         row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise UsageError(f"no run {run!r} in {self.path}; `ralph runs` lists them")
-        if row["status"] in FINISHED:
+        if row["status"] == "completed":
+            raise UsageError(
+                f"run {run_id} already finished (completed: {row['exit_reason']}); there is "
+                "nothing to continue: start a new run"
+            )
+        if row["status"] in FINISHED and not more:
             raise UsageError(
                 f"run {run_id} already finished ({row['status']}: {row['exit_reason']}); "
-                "only an interrupted, crashed or failed run can be resumed: start a new run"
+                f"continue it with `ralph resume {run_id} --more N` (N more iterations; "
+                "--max-cost, --max-tokens and --timeout raise its budgets), or start a new run"
             )
         done = self.conn.execute(
             "SELECT COALESCE(MAX(number), 0) FROM iterations i WHERE run_id = ? AND "

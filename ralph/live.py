@@ -51,6 +51,7 @@ class ToolRow:
     tool_use_id: str | None = None
     outcome: str = ""
     duration_s: float | None = None
+    started: float | None = None
 
 
 @dataclass
@@ -195,7 +196,7 @@ class LiveView:
                 out.append(self._line("✗", f"model error: {d.get('message')}", "red"))
             case "tool_started":
                 label = redact(tool_label(str(d.get("tool")), d.get("input"), 200))
-                s.recent.append(ToolRow(label, None, d.get("tool_use_id")))
+                s.recent.append(ToolRow(label, None, d.get("tool_use_id"), started=now))
                 self._activity(label, now)
             case "tool_finished":
                 out.extend(self._tool_finished(d, now))
@@ -221,12 +222,22 @@ class LiveView:
                     )
                 )
             case "iteration_ended":
+                self._settle_tools(str(d.get("outcome") or "stopped"), now)
                 out.append(self._iteration_line(event))
                 self._activity("between iterations", now)
             case "run_ended":
+                self._settle_tools(str(d.get("status") or "stopped"), now)
                 s.ended = f"{d.get('status')}: {d.get('reason')}"
                 self._activity(f"run {d.get('status')}", now)
         return out
+
+    def _settle_tools(self, why: str, now: float) -> None:
+        """Tool calls that never finished (the iteration was interrupted or stopped around
+        them) end as that, not as `running` forever in the last frame."""
+        for row in self.state.recent:
+            if row.ok is None:
+                row.ok, row.outcome = False, f"not finished ({why})"
+                row.duration_s = now - row.started if row.started is not None else None
 
     def _activity(self, text: str, since: float) -> None:
         self.state.activity, self.state.activity_since, self.state.retry_until = text, since, None
@@ -345,7 +356,7 @@ class LiveView:
                 mark, style, tail = (
                     "…",
                     "cyan",
-                    f"running {fmt_duration(now - (s.activity_since or now))}",
+                    f"running {fmt_duration(now - (row.started or s.activity_since or now))}",
                 )
             else:
                 mark, style = ("✓", "green") if row.ok else ("✗", "red")

@@ -29,6 +29,7 @@ from .events import Event
 TEXT_KEEP = 2000  # characters of an aggregated model_text / final_text kept without --show-text
 OUTPUT_KEEP = 4000  # characters of a tool's output kept without -v
 STRING_KEEP = 1000  # characters of any one string inside a tool's input
+COST_DIGITS = 6  # a millionth of a dollar: finer than any price, coarser than float noise
 ENVELOPE = ("ts", "level", "event", "run_id", "iteration")
 
 _write_lock = threading.Lock()
@@ -113,6 +114,9 @@ def event_fields(event: Event, *, verbose: bool = False, show_text: bool = False
     if event.name == "run_started" and isinstance(data.get("config"), dict):
         # The prompt text is long and already named by `prompt`; the rest is the settings.
         data["config"] = {k: v for k, v in data["config"].items() if k != "prompt"}
+    for key in ("cost_usd", "earlier_cost_usd"):
+        if isinstance(data.get(key), float):  # sums of prices: 0.009194, not 0.00919399999…
+            data[key] = round(data[key], COST_DIGITS)
     return data
 
 
@@ -318,20 +322,34 @@ def install_json_stderr(level: int = logging.WARNING) -> None:
 
 
 def run_app(app: Callable[..., Any], prog_name: str) -> None:
-    """Run a typer app; in json mode, command-line errors (unknown option, bad value) are
-    JSON records instead of the boxed usage text."""
-    if not json_mode_requested():
-        app(prog_name=prog_name)
-        return
+    """Run a typer app: `--version`; command-line errors (unknown option, bad value) as the
+    same one line as every other error (`PROG: error: ...`), a JSON record in json mode."""
+    if sys.argv[1:2] in (["--version"], ["-V"]):
+        from . import __version__
+
+        sys.stdout.write(f"{prog_name} {__version__}\n")
+        sys.exit(0)
     import typer
 
-    install_json_stderr()
+    json_mode = json_mode_requested()
+    if json_mode:
+        install_json_stderr()
     try:
         code = app(prog_name=prog_name, standalone_mode=False)
     except typer.TyperException as exc:  # click's usage and parameter errors
-        error_line(exc.format_message(), exc.exit_code)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # no arguments at all: the help
+            sys.stderr.write(exc.format_message() + "\n")
+            sys.exit(exc.exit_code)
+        message = " ".join(exc.format_message().split())
+        if json_mode:
+            error_line(message, exc.exit_code)
+        else:
+            sys.stderr.write(f"{prog_name}: error: {message} (see {prog_name} --help)\n")
         sys.exit(exc.exit_code)
     except typer.Abort:
-        error_line("aborted", 1)
+        if json_mode:
+            error_line("aborted", 1)
+        else:
+            sys.stderr.write(f"{prog_name}: error: aborted\n")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

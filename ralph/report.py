@@ -288,7 +288,7 @@ def add_git_facts(summary: RunSummary, main_repo: Path) -> None:
         found = run_commits(main_repo, summary.base_commit, summary.branch, summary.run_id)
     except Exception:  # a deleted branch, a broken repository: the journal's word stands
         return
-    summary.commits = [sha for sha, _ in found]
+    summary.commits = [commit.sha for commit in found]
 
 
 def here_option(main_repo: Path, flag: str = "--repo") -> str:
@@ -311,6 +311,9 @@ def resume_command(run_id: str, main_repo: Path) -> str:
     return f"ralph resume {run_id}{here_option(main_repo)}"
 
 
+CONTINUABLE = ("max_iterations", "budget", "stalled")  # finished, but `--more` goes on
+
+
 def next_steps(summary: RunSummary, main_repo: Path) -> list[str]:
     """The commands a person runs next: review the commits, resume, the pull request."""
     steps = []
@@ -322,6 +325,8 @@ def next_steps(summary: RunSummary, main_repo: Path) -> list[str]:
         steps.append(f"{git} log --stat {span}")
     if summary.resume:
         steps.append(summary.resume)
+    elif summary.status in CONTINUABLE and summary.run_id:
+        steps.append(f"ralph resume {summary.run_id} --more 5{here_option(main_repo)}")
     if summary.pull_request:
         steps.append(f"open {summary.pull_request}")
     return steps

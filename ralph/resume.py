@@ -2,15 +2,79 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .config import RunConfig, restore_config
-from .errors import UsageError
+from .config import RunConfig, restore_config, validate
+from .errors import RalphError, UsageError
 from .gate import rejection_feedback
 from .runner import ResumePoint
 
+if TYPE_CHECKING:
+    from .journal import Journal
 
-def resume_config(start: Path, run: str) -> tuple[RunConfig, ResumePoint]:
+
+def reconcile_with_branch(
+    journal: Journal, main: Path, run_id: str, base: str, branch: str
+) -> bool:
+    """File in the journal the run's commits that it never recorded; whether there were any.
+
+    A process killed between an iteration's commit and its journal row leaves the commit on
+    the branch (its `Ralph-Run` / `Ralph-Iteration` trailers say whose it is) and the
+    iteration open: that iteration ended, and resume must not run it (and commit it) again.
+    Only for a run no live process holds (it would record them itself).
+    """
+    from .journal import lock_holder, run_lock_path
+    from .workspace import _branch_exists, _git, commit_files, run_commits
+
+    if lock_holder(run_lock_path(main, run_id)) is not None:
+        return False
+    if not _branch_exists(main, branch):
+        if not journal.recorded_commits(run_id):
+            # A finished run that committed nothing had its empty branch removed: `--more`
+            # goes on from the commit it was made from.
+            _git(main, "branch", "-q", branch, base)
+        return False
+    try:
+        commits = run_commits(main, base, branch, run_id)
+    except RalphError:  # no such branch: resuming says so
+        return False
+    known = journal.recorded_commits(run_id)
+    missing = [c for c in commits if c.sha not in known]
+    for commit in missing:
+        journal.record_branch_commit(
+            run_id,
+            commit.iteration,
+            commit.sha,
+            commit.subject,
+            commit_files(main, commit.sha),
+            ended=not commit.interrupted,
+        )
+    return bool(missing)
+
+
+# How a run is shown is not part of the run: a resumed run takes these from RALPH_* and flags.
+DISPLAY = ("log_format", "quiet", "verbose", "show_text")
+
+
+def display_settings(flags: dict[str, Any]) -> dict[str, Any]:
+    """The display settings of this process: RALPH_LOG_FORMAT etc., then the given flags."""
+    from .config import COMMAND_LINE, parse_layer
+
+    out: dict[str, Any] = {}
+    for name in DISPLAY:
+        var = "RALPH_" + name.upper()
+        if var in os.environ:
+            out.update(parse_layer({name: os.environ[var]}, f"environment variable {var}"))
+    given = {k: v for k, v in flags.items() if k in DISPLAY and v is not None}
+    out.update(parse_layer(given, COMMAND_LINE))
+    return out
+
+
+def resume_config(
+    start: Path, run: str, more: int | None = None, display: dict[str, Any] | None = None
+) -> tuple[RunConfig, ResumePoint]:
     """The config and starting point of run `run` (an id or unique prefix) in the repo at `start`."""
     from .journal import Journal, db_path
     from .workspace import find_main_repo
@@ -22,10 +86,20 @@ def resume_config(start: Path, run: str) -> tuple[RunConfig, ResumePoint]:
         raise UsageError(f"no runs recorded in {main}; `ralph runs` lists them")
     journal = Journal.open(main, create=False)
     try:
-        state = journal.resume_state(run)
+        state = journal.resume_state(run, more=more is not None)
+        if reconcile_with_branch(journal, main, state.run_id, state.base_commit, state.branch):
+            state = journal.resume_state(run, more=more is not None)
     finally:
         journal.close()
     cfg = restore_config(state.config, main)
+    for name, value in (display or {}).items():
+        setattr(cfg, name, value)
+    if more is not None:
+        if more < 1:
+            raise UsageError(f"--more {more}: give the number of iterations to add (1 or more)")
+        # N more than the iterations that ended; the run's record says how many that is.
+        cfg.max_iterations = state.last_iteration + more
+        validate(cfg)
     point = ResumePoint(
         run_id=state.run_id,
         start=state.last_iteration + 1,

@@ -186,6 +186,23 @@ def _commit_left_over(
     bus.iteration = None
 
 
+def _drop_empty_branch(workspace: Any, bus: Bus) -> None:
+    """A finished run that committed nothing leaves no empty branch (or worktree) behind."""
+    from .cleanup import discard_if_empty
+
+    origin = getattr(workspace, "origin", None)
+    with contextlib.suppress(Exception):  # tidying up must not fail a finished run
+        if discard_if_empty(
+            workspace.main_repo, workspace.root, workspace.branch, workspace.base_commit, origin
+        ):
+            bus.emit(
+                "warning",
+                level="info",
+                message=f"the run made no commit: its branch {workspace.branch} was removed"
+                + (f" and the checkout is back on {origin}" if not workspace.worktree else ""),
+            )
+
+
 def _sandbox_kind(tools: Any) -> str:
     """ "bwrap" or "none": where the agent's commands run."""
     bash = tools.get("bash")
@@ -283,6 +300,9 @@ def _execute(
             expect_pr=cfg.pr,
         )
         bus.observers.insert(len(bus.observers) - 1, notifier)
+    from .tools.sandbox import remove_dead_homes
+
+    remove_dead_homes()  # what runs killed hard (SIGKILL, OOM) left in the temp directory
     tools, warnings = make_toolset(cfg, workspace.root)
     builtin_model = getattr(model, "builtin", model)  # an agent CLI's fallback, if any
     pricing = model_pricing(builtin_model.name, cfg) if builtin_model else None
@@ -370,6 +390,9 @@ def _execute(
         ended = True
         if cfg.pr and result.status not in (RunStatus.INTERRUPTED, RunStatus.STOPPED):
             result.pr_failed = not _publish(cfg, workspace, result, bus)
+        if RunStatus(result.status).finished and not cfg.no_commit:
+            _drop_empty_branch(workspace, bus)
+        STOP.settle()  # the run is over: a late signal must not cost its report
         return result
     except BaseException as exc:
         report_error = exc
@@ -378,8 +401,9 @@ def _execute(
             _end_cut_short(bus, exc, guards, time.monotonic() - loop.started, resume_at)
         raise
     finally:
-        STOP.uninstall()
+        STOP.settle()
         tools.close()
         getattr(agent, "close", lambda: None)()
         bus.close()
         report.finish(cfg, workspace.main_repo, workspace.root, report_error)
+        STOP.uninstall()

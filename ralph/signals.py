@@ -66,6 +66,9 @@ class StopSignal:
         self.signum: int | None = None
         self._depth = 0
         self._previous: dict[int, object] = {}
+        # Set by the CLI: once the run has ended, signals stay ignored until the process exits
+        # (a signal during the report or interpreter teardown must not change the exit code).
+        self.settle_until_exit = False
 
     @property
     def requested(self) -> bool:
@@ -78,9 +81,23 @@ class StopSignal:
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def uninstall(self) -> None:
+        if self.settle_until_exit and self._previous:
+            self.settle()
+            return
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
         self._previous.clear()
+
+    def settle(self) -> None:
+        """The run has ended: from now on SIGINT/SIGTERM are noted and otherwise ignored, so
+        the report and summary are written and the exit code is the run's."""
+        if threading.current_thread() is not threading.main_thread() or not self._previous:
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._late)
+
+    def _late(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = self.signum or signum
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:

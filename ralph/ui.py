@@ -7,8 +7,10 @@ OpenTelemetry. The small formatting helpers here are shared by all of them and t
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -111,16 +113,31 @@ def tool_outcome(data: dict[str, Any]) -> str:
     return "error" if data.get("is_error") else "ok"
 
 
+HEARTBEAT_S = 30.0  # a plain line this often while one tool call runs
+
+
 class PlainLines:
-    """One timestamped line per event, no control codes: for CI, pipes and nohup."""
+    """One timestamped line per event, no control codes: for CI, pipes and nohup.
+
+    A tool call gets a line when it starts and, while it runs, a heartbeat line every
+    `heartbeat_s` seconds, so a long command in a CI log is not mistaken for a hang.
+    """
 
     def __init__(
-        self, out: TextIO | None = None, *, verbose: bool = False, show_text: bool = False
+        self,
+        out: TextIO | None = None,
+        *,
+        verbose: bool = False,
+        show_text: bool = False,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.out = out or sys.stderr
         self.verbose = verbose
         self.show_text = show_text
+        self.heartbeat_s = heartbeat_s
         self._text: list[str] = []  # the streamed text of the model call in flight
+        self._write_lock = threading.Lock()
+        self._beat: tuple[threading.Event, threading.Thread] | None = None
 
     def line(self, event: Event) -> str | None:
         """The line (or lines) an event prints, or None for events not shown."""
@@ -140,6 +157,8 @@ class PlainLines:
                 return f"{it}iteration {event.iteration}/{limit} started"
             case "model_call":
                 return self._model_line(it, d)
+            case "tool_started":
+                return f"{it}{tool_label(d.get('tool', ''), d.get('input'))} started"
             case "model_retry":
                 return f"{it}model unavailable ({short(d.get('reason'), 80)}); retrying in {d.get('wait_s', 0):.1f}s"
             case "tool_finished":
@@ -215,16 +234,45 @@ class PlainLines:
             return
         if event.name == "model_started":
             self._text = []
+        if event.name in ("tool_finished", "iteration_ended", "run_ended"):
+            self._stop_heartbeat()
         text = self.line(event)
         if text is not None:
-            from .redact import redact
+            self._write(text, event.ts)
+        if event.name == "tool_started" and self.heartbeat_s > 0:
+            self._start_heartbeat(event)
 
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
+    def _write(self, text: str, ts: float) -> None:
+        from .redact import redact
+
+        stamp = time.strftime("%H:%M:%S", time.localtime(ts))
+        with self._write_lock:
             self.out.write(f"{stamp} {redact(text)}\n")
             self.out.flush()
 
+    def _start_heartbeat(self, event: Event) -> None:
+        self._stop_heartbeat()
+        it = f"[{event.iteration}] " if event.iteration else ""
+        label = tool_label(event.data.get("tool", ""), event.data.get("input"))
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.heartbeat_s):
+                elapsed = fmt_duration(time.time() - event.ts)
+                self._write(f"{it}{label} still running ({elapsed})", time.time())
+
+        thread = threading.Thread(target=beat, name="ralph-heartbeat", daemon=True)
+        self._beat = (stop, thread)
+        thread.start()
+
+    def _stop_heartbeat(self) -> None:
+        beat, self._beat = self._beat, None
+        if beat is not None:
+            beat[0].set()
+            beat[1].join(timeout=5)
+
     def close(self) -> None:
-        pass
+        self._stop_heartbeat()
 
 
 # --- the end-of-run summary table ------------------------------------------------------------
@@ -232,6 +280,7 @@ class PlainLines:
 NARROW = 60  # below this many columns the summary is lines, not a table
 MIN_SUMMARY = 16  # narrowest summary column worth showing; optional columns go first
 OPTIONAL = ("commit", "files", "cost", "time")  # dropped in this order when space is short
+PIPED_WIDTH = 400  # the summary's width when it goes to a pipe or file
 SHOWN_ROWS = 20  # the terminal shows the last iterations; report.md keeps them all
 
 
@@ -277,7 +326,10 @@ def _table(s: RunSummary, width: int) -> Any:
         if width - fixed(columns) >= MIN_SUMMARY:
             break
         columns = [c for c in columns if c[0] != name]
-    room = max(MIN_SUMMARY, width - fixed(columns))
+    natural = max(
+        [len("summary"), *(len(" ".join(clean(i.summary).split())) for i in s.iterations)]
+    )
+    room = min(natural, max(MIN_SUMMARY, width - fixed(columns)))
     table = Table(title=f"ralph run {s.run_id}", title_justify="left", show_footer=True)
     for name, _, footer in columns[:2]:
         table.add_column(
@@ -310,6 +362,10 @@ def print_summary(summary: RunSummary, out: TextIO, report_path: Path | None = N
 
     s = summary
     console = Console(file=out, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped or in a CI log: nothing to fit, so nothing is cut (a terminal's COLUMNS is
+        # honoured when it is set).
+        console = Console(file=out, highlight=False, width=PIPED_WIDTH)
     if console.width >= NARROW:
         console.print(_table(s, console.width))
     else:

@@ -70,27 +70,18 @@ def _git(
     stdin: bytes | None = None,
     check: bool = True,
     env: dict[str, str] | None = None,
-    filters: list[str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    return gitrun.run(cwd, *args, stdin=stdin, check=check, env=env, filters=filters)
+    return gitrun.run(cwd, *args, stdin=stdin, check=check, env=env)
 
 
 def _out(
-    cwd: Path,
-    *args: str,
-    stdin: bytes | None = None,
-    env: dict[str, str] | None = None,
-    filters: list[str] | None = None,
+    cwd: Path, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
 ) -> str:
-    proc = gitrun.run(cwd, *args, stdin=stdin, env=env, filters=filters)
-    return proc.stdout.decode("utf-8", "surrogateescape").strip()
-
-
-def _is_dir(path: Path) -> bool:
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
+    return (
+        gitrun.run(cwd, *args, stdin=stdin, env=env)
+        .stdout.decode("utf-8", "surrogateescape")
+        .strip()
+    )
 
 
 def _nul(paths: list[str]) -> bytes:
@@ -103,7 +94,7 @@ def _is_state(path: str) -> bool:
     return top in (STATE_DIR, ".git")
 
 
-def _status(root: Path, filters: list[str] | None = None) -> dict[str, str]:
+def _status(root: Path) -> dict[str, str]:
     """Changed, deleted and untracked (not ignored) paths of the work tree -> status code.
 
     Submodules and nested repositories are never entered (`--ignore-submodules=all`: git
@@ -111,7 +102,7 @@ def _status(root: Path, filters: list[str] | None = None) -> dict[str, str]:
     """
     raw = _git(
         root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames",
-        "--ignore-submodules=all", filters=filters,
+        "--ignore-submodules=all",
     ).stdout.decode("utf-8", "surrogateescape")  # fmt: skip
     caches = CacheFilter(root)
     entries = {}
@@ -281,7 +272,7 @@ def check(cfg: RunConfig, holding_checkout: bool = False) -> Path:
         if _branch_exists(main, cfg.branch):
             raise UsageError(
                 f"branch {cfg.branch} already exists; ralph never reuses or rewrites a branch: "
-                "choose another --branch, or resume its run with `ralph resume RUN`"
+                "choose another --branch, or continue its run with `ralph resume RUN` (`--more N` after it finished)"
             )
     if cfg.worktree or cfg.allow_dirty:
         return main
@@ -329,7 +320,7 @@ def commit_message(
     from .markdown import neutralise
 
     if interrupted:
-        subject = f"ralph({prompt_name}): iteration {i} (interrupted)"
+        subject = f"ralph({prompt_name}): iteration {i}{INTERRUPTED_SUFFIX}"
     else:
         line = neutralise(summary) or "no summary"
         if len(line) > SUMMARY_WIDTH:
@@ -340,19 +331,42 @@ def commit_message(
     return f"{neutralise(subject)}\n\nRalph-Run: {run_id}\nRalph-Iteration: {i}\n"
 
 
-def run_commits(main: Path, base: str, branch: str, run_id: str) -> list[tuple[str, int]]:
-    """(sha, iteration) of run `run_id`'s commits on `branch` since `base`, oldest first, as
-    their `Ralph-Run` / `Ralph-Iteration` trailers say."""
-    fmt = "%H%x1f%(trailers:key=Ralph-Run,valueonly,separator=,)%x1f" + (
+@dataclass(frozen=True)
+class RunCommit:
+    """A commit of a run on its branch, as its trailers name it."""
+
+    sha: str
+    iteration: int
+    subject: str
+
+    @property
+    def interrupted(self) -> bool:
+        """Made from what a stopped iteration left, not at the end of one (`commit_message`)."""
+        return self.subject.endswith(INTERRUPTED_SUFFIX)
+
+
+INTERRUPTED_SUFFIX = " (interrupted)"
+
+
+def run_commits(main: Path, base: str, branch: str, run_id: str) -> list[RunCommit]:
+    """Run `run_id`'s commits on `branch` since `base`, oldest first, found by their
+    `Ralph-Run` / `Ralph-Iteration` trailers."""
+    fmt = "%H%x1f%s%x1f%(trailers:key=Ralph-Run,valueonly,separator=,)%x1f" + (
         "%(trailers:key=Ralph-Iteration,valueonly,separator=,)%x1e"
     )
     raw = _out(main, "log", "--reverse", f"--format={fmt}", f"{base}..refs/heads/{branch}", "--")
     found = []
     for record in raw.split("\x1e"):
         parts = [part.strip() for part in record.strip().split("\x1f")]
-        if len(parts) == 3 and parts[1] == run_id and parts[2].isdigit():
-            found.append((parts[0], int(parts[2])))
+        if len(parts) == 4 and parts[2] == run_id and parts[3].isdigit():
+            found.append(RunCommit(parts[0], int(parts[3]), parts[1]))
     return found
+
+
+def commit_files(root: Path, sha: str) -> list[str]:
+    """The paths commit `sha` changed."""
+    raw = _out(root, "diff-tree", "--no-commit-id", "--name-only", "-r", "-z", "--no-renames", sha)
+    return [p for p in raw.split("\0") if p]
 
 
 def _git_locks(root: Path, branch: str) -> list[Path]:
@@ -363,8 +377,32 @@ def _git_locks(root: Path, branch: str) -> list[Path]:
     return [Path(p) for p in _out(root, "rev-parse", "--path-format=absolute", *asked).split("\n")]
 
 
+def _held_open(path: Path) -> bool | None:
+    """Whether a live process has `path` open (git keeps its lock file open until it commits
+    or rolls back); None when this system cannot tell (no /proc)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    target = str(path)
+    for fd_dir in proc.glob("[0-9]*/fd"):
+        try:
+            fds = list(fd_dir.iterdir())
+        except OSError:  # gone, or not ours to look at
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) == target:
+                    return True
+            except OSError:  # closed meanwhile (the listing's own descriptor, say)
+                continue
+    return False
+
+
 def _refuse_stale(lock: Path) -> None:
-    """A lock a killed git left would fail the first commit, after an iteration's work."""
+    """A lock a killed git left would fail the first commit, after an iteration's work: one no
+    live process holds is removed (we hold the run and the checkout), any other refused."""
+    if lock.exists() and _held_open(lock) is False:
+        lock.unlink(missing_ok=True)
     if lock.exists():
         raise UsageError(
             f"{lock} exists (a git command was killed?); if no git command is running in this "
@@ -421,12 +459,11 @@ class Workspace:
     protected: frozenset[str] = field(default_factory=frozenset)
     # changed paths the last changed_files()/commit() left out, and why (for warnings)
     refused: list[Refusal] = field(default_factory=list)
+    origin: str | None = None  # the branch (or commit) the checkout was on before the run
     _identity: list[str] = field(default_factory=list, repr=False)
     _start: Snapshot = field(default_factory=dict, repr=False)  # dirty at iteration start
     _now: Snapshot | None = field(default=None, repr=False)  # dirty at the last look
     _changed: list[str] = field(default_factory=list, repr=False)
-    # filter drivers listed since the agent last ran (see gitrun.run's `filters`)
-    _filters: list[str] | None = field(default=None, repr=False)
 
     @classmethod
     def prepare(cls, cfg: RunConfig, run_id: str, prompt_name: str) -> Workspace:
@@ -435,6 +472,7 @@ class Workspace:
         main = repo.root
         base = _out(main, "rev-parse", "--verify", "HEAD^{commit}")
         ensure_excluded(repo.common_dir)
+        origin = _current_branch(main) or base
         root = main
         if cfg.in_place:
             branch = _current_branch(main) or ""  # check() refused a detached HEAD
@@ -449,6 +487,7 @@ class Workspace:
             branch = _new_branch(main, cfg.branch, prompt_name, ("checkout", "-q", "-b"), (base,))
         ws = cls(root, main, branch, base, cfg.worktree, run_id, cfg.allow_dirty)
         ws.protected = protected_paths(cfg, main)
+        ws.origin = None if cfg.in_place else origin
         ws._identity = _identity_options(root)
         # Without --allow-dirty the tree is known clean (check) and a new worktree is clean.
         ws._now = ws._snapshot() if cfg.allow_dirty and not cfg.worktree else {}
@@ -556,7 +595,7 @@ class Workspace:
             p: (code, fp if fp is not None else fingerprint(self.root, p))
             for p, (code, fp) in start.items()
         }
-        self._now, self._changed, self._filters = None, [], None
+        self._now, self._changed = None, []
         if self.allow_dirty and not self.worktree:
             self._save_baseline()  # so a resume knows which paths are the user's
 
@@ -567,10 +606,7 @@ class Workspace:
         `refused`: those files are the operator's, whether or not they existed at the start.
         """
         self.refused = []
-        # The agent has run since the last look: the filter drivers are listed again, once
-        # for this look and the commit that follows it.
-        self._filters = gitrun.filter_drivers(self.root, gitrun.git_env())
-        status = _status(self.root, self._filters)
+        status = _status(self.root)
         undone = {
             next(p for p in self.protected if is_protected(path, (p,)))
             for path in status
@@ -580,7 +616,7 @@ class Workspace:
             for path in sorted(undone):
                 self._undo(path)
                 self.refused.append(Refusal(path, PROTECTED))
-            status = _status(self.root, self._filters)
+            status = _status(self.root)
         now: Snapshot = {}
         changed = []
         for path, code in status.items():
@@ -623,10 +659,10 @@ class Workspace:
             elif is_dir is not None:
                 where.unlink()
         if _git(self.root, "cat-file", "-e", f"HEAD:{path}", check=False).returncode == 0:
-            _git(self.root, "checkout", "-q", "HEAD", "--", path, filters=self._filters)
+            _git(self.root, "checkout", "-q", "HEAD", "--", path)
         else:  # an agent without the sandbox may have staged it
             _git(self.root, "update-index", "-q", "--force-remove", "-z", "--stdin",
-                 stdin=_nul([path]), filters=self._filters)  # fmt: skip
+                 stdin=_nul([path]))  # fmt: skip
 
     def commit(self, message: str) -> str | None:
         """Commit this iteration's paths (see `begin_iteration`); the new sha, or None.
@@ -668,11 +704,11 @@ class Workspace:
             # is HEAD's plus these paths, built in an index of its own.
             with tempfile.TemporaryDirectory(prefix="ralph-index-") as tmp:
                 env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-                _git(self.root, "read-tree", "HEAD", env=env, filters=self._filters)
+                _git(self.root, "read-tree", "HEAD", env=env)
                 self._stage(paths, env)
-                tree = _out(self.root, "write-tree", env=env, filters=self._filters)
+                tree = _out(self.root, "write-tree", env=env)
         else:
-            tree = _out(self.root, "write-tree", filters=self._filters)
+            tree = _out(self.root, "write-tree")
         sha = None
         if tree != head_tree:
             sha = _out(
@@ -696,10 +732,8 @@ class Workspace:
         """
         _git(
             self.root, "update-index", "--add", "--remove", "--replace", "-z", "--stdin",
-            stdin=_nul(paths), env=env, filters=self._filters,
+            stdin=_nul(paths), env=env,
         )  # fmt: skip
-        if not any(_is_dir(self.root / p) for p in paths):
-            return set()  # git records a gitlink only for a directory
         # --cached compares index and HEAD only: no nested repository is entered.
         raw = _git(
             self.root, "diff-index", "--cached", "--raw", "-z", "--no-renames",

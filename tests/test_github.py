@@ -700,3 +700,37 @@ def test_a_redirect_to_another_host_is_not_followed(world: World, tmp_path: Path
         with pytest.raises(GitHubError, match=r"redirected read octo/app to another host"):
             world.publish()
         assert elsewhere.requests == []  # the token never went there
+
+
+def test_a_remotes_own_ssh_command_is_used_to_push(world: World) -> None:
+    """A deploy key configured as core.sshCommand (the usual way on servers) is respected."""
+    log = world.work.parent / "ssh.log"
+    ssh = world.work.parent / "deploy-ssh"
+    # Stands in for `ssh -i deploy_key`: runs the remote side of the push on the bare repository.
+    ssh.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec git-receive-pack {world.bare}\n')
+    ssh.chmod(0o755)
+    git(world.work, "config", "core.sshCommand", str(ssh))
+    git(world.work, "remote", "set-url", "origin", "git@127.0.0.1:octo/app.git")
+    result = world.publish()
+    assert result.number == 1
+    assert "git-receive-pack" in log.read_text()
+    assert remote_sha(world) == git(world.work, "rev-parse", BRANCH)
+
+
+def test_the_repository_is_named_by_the_fetch_url_and_pushed_to_the_push_url(
+    tmp_path: Path,
+) -> None:
+    with FakeGitHub("octo", "app", token=TOKEN, repos_root=tmp_path / "remotes") as gh:
+        world = make_world(tmp_path, gh, http=True)
+        # Pushes go elsewhere than fetches (a mirror, a path): the fetch URL names the repository.
+        git(world.work, "remote", "set-url", "--push", "origin", str(world.bare))
+        result = world.publish()
+        assert result.number == 1 and result.created
+        assert remote_sha(world) == git(world.work, "rev-parse", BRANCH)
+        # In Actions, GITHUB_REPOSITORY names it when the fetch URL does not.
+        git(world.work, "remote", "set-url", "origin", str(world.bare))
+        world.env["GITHUB_REPOSITORY"] = "octo/app"
+        world.commit("more.md", "more\n")
+        again = world.publish()
+        assert again.number == 1 and not again.created
+        assert remote_sha(world) == git(world.work, "rev-parse", BRANCH)

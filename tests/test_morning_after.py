@@ -5,9 +5,11 @@ and with the money spent, names where the work is and what to run next."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -239,3 +241,392 @@ def test_latest_and_any_unique_fragment_name_a_run(tmp_path: Path) -> None:
     empty = make_repo(tmp_path / "empty")
     nothing = ralph(["show"], empty)
     assert nothing.returncode == 2 and len(nothing.stderr.strip().splitlines()) == 1
+
+
+# --- under faults ----------------------------------------------------------------------------
+
+
+def test_a_signal_after_the_run_ended_still_writes_report_and_summary(tmp_path: Path) -> None:
+    repo, args = setup(tmp_path, [[{"text": "w", "tools": [create("f.md")]}, "Step."]])
+    proc = subprocess.Popen(
+        [str(BIN / "ralph-loop"), *args, "--max-iterations", "1", "--log-format", "json"],
+        cwd=repo, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if json.loads(line).get("event") == "run_ended":
+            proc.send_signal(signal.SIGTERM)  # while the report and summary are written
+            break
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 3, out  # the run's code (max iterations), not -15
+    run = show_json(repo)
+    assert "report: " in out and run["id"] in out
+    assert (repo / ".ralph" / "runs" / run["id"] / "report.md").is_file()
+
+
+def git_wrapper(tmp_path: Path) -> tuple[dict[str, str], Path, Path, Path]:
+    """A `git` first on PATH that, once armed, holds ralph's next `git status` until told."""
+    arm, ready, go = tmp_path / "arm", tmp_path / "ready", tmp_path / "go"
+    real = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "git"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ -f {arm} ]; then case " $* " in *" status "*)\n'
+        f"  rm -f {arm}; touch {ready}; while [ ! -f {go} ]; do sleep 0.05; done;;\n"
+        "esac; fi\n"
+        f'exec {real.stdout.strip()} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = clean_env(PATH=f"{bin_dir}:{os.environ['PATH']}")
+    return env, arm, ready, go
+
+
+def test_ctrl_c_while_ralph_runs_git_interrupts_the_run_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C signals the terminal's whole process group: ralph's own git must not die of it."""
+    env, arm, ready, go = git_wrapper(tmp_path)
+    steps = [
+        [{"text": "w", "tools": [create("f.md"), {"bash": {"command": f"touch {arm}"}}]}, "One."],
+        [{"text": "w", "tools": [create("g.md")]}, "Two."],
+    ]
+    repo, args = setup(tmp_path, steps)
+    proc = subprocess.Popen(
+        [str(BIN / "ralph-loop"), *args, "--max-iterations", "2", "--log-format", "plain"],
+        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own group, as a terminal's foreground job is
+    )  # fmt: skip
+    wait_for(ready, proc)  # ralph's `git status` at the end of iteration 1 is running
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole group
+    time.sleep(0.2)  # let the signal land before git goes on (either order must end as 130)
+    go.touch()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "git status failed" not in err
+    run = show_json(repo)
+    assert run["status"] == "interrupted"
+    branch = run["branch"]
+    assert [c["iteration"] for c in run_commits(repo, branch)] == ["1"]  # its work committed
+
+
+def interrupted_run(tmp_path: Path) -> tuple[Path, Path]:
+    """A run stopped by SIGINT in iteration 2; the repository and the file that unblocks it."""
+    waiting, go = tmp_path / "waiting", tmp_path / "go"
+    repo, args = two_step_run(tmp_path, waiting, go)
+    proc = start([*args, "--max-iterations", "5"], repo)
+    wait_for(waiting, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    go.touch()
+    return repo, go
+
+
+def test_resume_removes_an_index_lock_no_process_holds(tmp_path: Path) -> None:
+    repo, _ = interrupted_run(tmp_path)
+    lock = repo / ".git" / "index.lock"
+    lock.write_text("")  # what a git killed by the same Ctrl-C leaves
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"f = open({str(lock)!r}); import time; time.sleep(60)"]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while str(lock) not in [os.readlink(p) for p in Path(f"/proc/{holder.pid}/fd").iterdir()]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        busy = ralph(["resume", "latest"], repo)  # a live process has it open: not ours
+        assert busy.returncode == 2 and "index.lock" in busy.stderr
+        assert lock.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    resumed = ralph(["resume", "latest"], repo)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not lock.exists()
+
+
+def test_resume_after_a_kill_between_commit_and_journal_makes_no_duplicate_commit(
+    tmp_path: Path,
+) -> None:
+    from ralph.workspace import commit_message
+
+    waiting, go = tmp_path / "waiting", tmp_path / "go"
+    # Iteration 2 appends to a log each time it runs: run again, it would commit again.
+    repo, args = setup(
+        tmp_path,
+        [
+            [{"text": "one", "tools": [create("one.md")]}, "Did one."],
+            [{"text": "two", "tools": [{"bash": {"command": "echo ran >> two.log"}}]},
+             {"text": "wait", "tools": [block_until(waiting, go)]},
+             "Did two."],
+            [{"text": "three", "tools": [create("three.md")]},
+             f"Done. <promise>{TOKEN}</promise>"],
+        ],
+    )  # fmt: skip
+    proc = start([*args, "--max-iterations", "5"], repo)
+    wait_for(waiting, proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    run = show_json(repo)
+    # The state a SIGKILL right after iteration 2's commit leaves: the commit on the branch,
+    # made as ralph makes it, and no journal row saying the iteration ended.
+    git(repo, "add", "-A")
+    message = commit_message("p", 2, 5, "Did two.", run["id"])
+    git(repo, "commit", "-q", "-m", message)
+    go.touch()
+    resumed = ralph(["resume", "latest"], repo)
+    assert resumed.returncode == 0, resumed.stderr
+    commits = run_commits(repo, run["branch"])
+    assert [c["iteration"] for c in commits] == ["1", "2", "3"]  # iteration 2 not run again
+    done = show_json(repo)
+    assert [it["outcome"] for it in done["iterations_detail"]] == ["ended"] * 3
+    assert done["iterations_detail"][1]["commits"] == [commits[1]["sha"]]
+    assert done["iterations_detail"][1]["files_changed"] == ["two.log"]
+    assert (repo / "two.log").read_text() == "ran\n"
+
+
+def test_a_run_removes_the_private_homes_that_killed_runs_left(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no live process has
+    dead = tmp / f"ralph-home-{gone.pid}-abcd1234"
+    (dead / "home").mkdir(parents=True)
+    (dead / "home" / ".bash_history").write_text("secret work\n")
+    live = tmp / f"ralph-home-{os.getpid()}-efgh5678"  # a live process's: left alone
+    (live / "home").mkdir(parents=True)
+    repo, args = setup(tmp_path, [[{"text": "w", "tools": [{"bash": {"command": "pwd"}}]}, "Ok."]])
+    env = clean_env(TMPDIR=str(tmp))
+    proc = run_cli([*args, "--max-iterations", "1"], cwd=repo, env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert not dead.exists()
+    assert live.is_dir()
+    assert sorted(p.name for p in tmp.iterdir()) == [live.name]  # its own HOME is gone too
+
+
+# --- output conventions ----------------------------------------------------------------------
+
+
+def test_version_short_help_and_click_errors_are_one_line(tmp_path: Path) -> None:
+    from ralph import __version__
+
+    for command in ("ralph", "ralph-loop"):
+        shown = run_cli(["--version"], cwd=tmp_path, command=command)
+        assert shown.returncode == 0 and shown.stdout == f"{command} {__version__}\n"
+    assert "Usage: ralph-loop" in run_cli(["-h"], cwd=tmp_path).stdout
+    assert "Usage: ralph show" in ralph(["show", "-h"], tmp_path).stdout
+    for command, args in [
+        ("ralph-loop", ["--bogus", "x"]),
+        ("ralph-loop", ["--max-iterations", "abc", "x"]),
+        ("ralph", ["show", "--nope"]),
+        ("ralph", ["nosuchcommand"]),
+    ]:
+        proc = run_cli(args, cwd=tmp_path, command=command)
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.splitlines()
+        assert line.startswith(f"{command}: error: ") and f"{command} --help" in line
+
+
+def test_plain_logs_show_a_tool_call_starting_and_a_heartbeat_while_it_runs() -> None:
+    import io
+
+    from ralph.events import Event
+    from ralph.ui import PlainLines
+
+    out = io.StringIO()
+    view = PlainLines(out, heartbeat_s=0.05)
+    command = {"command": "pytest -q"}
+    view.handle(Event("tool_started", "r1", 1, {"tool": "bash", "input": command}))
+    deadline = time.monotonic() + 30
+    while out.getvalue().count("still running") < 2:
+        assert time.monotonic() < deadline, out.getvalue()
+        time.sleep(0.01)
+    view.handle(Event("tool_finished", "r1", 1, {"tool": "bash", "input": command, "exit_code": 0}))
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("[1] bash: pytest -q started")
+    assert "[1] bash: pytest -q still running (" in lines[1]
+    assert lines[-1].endswith("bash: pytest -q -> ok in -")
+    settled = out.getvalue()
+    time.sleep(0.2)  # (four beats' time) no heartbeat after the call ended
+    assert out.getvalue() == settled
+
+
+def test_a_piped_summary_is_not_cut_to_80_columns(tmp_path: Path) -> None:
+    said = "Added rate limiting to every login endpoint and a regression test for each of them."
+    repo, args = setup(tmp_path, [[{"text": "w", "tools": [create("f.md")]}, said]])
+    env = {k: v for k, v in clean_env().items() if k != "COLUMNS"}
+    proc = run_cli([*args, "--max-iterations", "1"], cwd=repo, env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert said[:72] in proc.stdout  # the iteration's summary (its commit subject's length)
+    run = show_json(repo)
+    assert f"report: {repo / '.ralph' / 'runs' / run['id'] / 'report.md'}" in proc.stdout
+
+
+def test_the_live_views_last_frame_shows_how_each_tool_call_ended() -> None:
+    import io
+
+    from rich.console import Console
+
+    from ralph.events import Event
+    from ralph.live import LiveView
+
+    console = Console(file=io.StringIO(), width=100, force_terminal=True)
+    view = LiveView(console, auto_refresh=False)
+    events = [
+        Event("run_started", "r1", None, {"prompt_name": "p", "model": "m", "max_iterations": 3}),
+        Event("iteration_started", "r1", 1, {"max_iterations": 3}),
+        Event("tool_started", "r1", 1, {"tool": "bash", "input": {"command": "ls"}, "tool_use_id": "a"}),
+        Event("tool_finished", "r1", 1, {"tool": "bash", "input": {"command": "ls"}, "tool_use_id": "a", "exit_code": 0, "duration_s": 0.1}),
+        Event("tool_started", "r1", 1, {"tool": "bash", "input": {"command": "sleep 100"}, "tool_use_id": "b"}),
+        Event("iteration_ended", "r1", 1, {"outcome": "interrupted", "summary": "interrupted"}),
+        Event("run_ended", "r1", None, {"status": "interrupted", "reason": "interrupted by a signal"}),
+    ]  # fmt: skip
+    for event in events:
+        view.handle(event)
+    frame = io.StringIO()
+    Console(file=frame, width=100, color_system=None).print(view.render())
+    text = frame.getvalue()
+    assert "✓ bash: ls · ok" in text
+    assert "✗ bash: sleep 100 · not finished (interrupted)" in text
+    assert "running" not in text.replace("run ", "")
+
+
+# --- getting it ------------------------------------------------------------------------------
+
+
+def test_init_leads_to_a_working_first_run(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    first = ralph(["init"], repo)
+    assert first.returncode == 0, first.stderr
+    assert "next: " in first.stdout and "ralph-loop security" in first.stdout
+    assert git(repo, "status", "--porcelain") == ""  # committed: the next run is not refused
+    assert git(repo, "log", "-1", "--format=%s") == "ralph init: ralph.yaml"
+    more = ralph(["init", "--prompts"], repo)  # after init, no --force needed
+    assert more.returncode == 0, more.stderr
+    assert (repo / "prompts" / "security.md").is_file()
+    assert git(repo, "status", "--porcelain") == ""
+    assert "ralph-loop prompts/security.md" in more.stdout
+    again = ralph(["init", "--prompts"], repo)  # everything exists: say how to overwrite
+    assert again.returncode == 2 and "--force" in again.stderr
+    script = write_script(tmp_path / "s.yaml", [[{"text": "w", "tools": [create("f.md")]}, "Ok."]])
+    run = run_cli(
+        ["security", "--model", f"script:{script}", "--sandbox", "none", "--max-iterations", "1"],
+        cwd=repo,
+    )
+    assert run.returncode == 3, run.stderr  # it ran (no promise in one iteration)
+    assert "uncommitted changes" not in run.stderr
+
+
+def test_the_distribution_name_is_free_and_the_commands_are_kept() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert project["name"] != "ralph-loop"  # on PyPI, another project's
+    assert set(project["scripts"]) == {"ralph-loop", "ralph"}
+    readme = (root / "README.md").read_text()
+    install = readme.split("## Install", 1)[1].split("\n## ", 1)[0]
+    assert project["name"] in install and "ralph init" in install
+
+
+# --- continuing ------------------------------------------------------------------------------
+
+
+def test_a_run_that_hit_max_iterations_goes_on_with_more(tmp_path: Path) -> None:
+    steps = [[{"text": "w", "tools": [create(f"f{i}.md")]}, f"Step {i}."] for i in (1, 2, 3)]
+    steps.append([{"text": "w", "tools": [create("f4.md")]}, f"Done. <promise>{TOKEN}</promise>"])
+    repo, args = setup(tmp_path, steps)
+    first = run_cli([*args, "--max-iterations", "1"], cwd=repo)
+    assert first.returncode == 3, first.stderr
+    run_id = show_json(repo)["id"]
+    assert f"ralph resume {run_id} --more 5" in first.stdout  # the summary says how to go on
+    refused = ralph(["resume", run_id], repo)  # without --more: finished, and says how
+    assert refused.returncode == 2 and "--more N" in refused.stderr
+    git(repo, "checkout", "-q", "main")  # the morning after: back on your own branch
+    more = ralph(["resume", run_id, "--more", "2"], repo)
+    assert more.returncode == 3, more.stderr  # two more iterations, still no promise
+    run = show_json(repo)
+    assert run["id"] == run_id and len(json.loads(ralph(["runs", "--json"], repo).stdout)) == 1
+    assert [it["number"] for it in run["iterations_detail"]] == [1, 2, 3]
+    assert [c["iteration"] for c in run_commits(repo, run["branch"])] == ["1", "2", "3"]
+    assert run["sessions"] == 2 and "--max-iterations 3" in run["reason"]
+    done = ralph(["resume", "latest", "--more", "1"], repo)
+    assert done.returncode == 0, done.stderr
+    assert show_json(repo)["status"] == "completed"
+    finished = ralph(["resume", "latest", "--more", "1"], repo)
+    assert finished.returncode == 2 and "completed" in finished.stderr
+
+
+def test_resume_takes_the_display_options_and_their_variables(tmp_path: Path) -> None:
+    waiting, go = tmp_path / "waiting", tmp_path / "go"
+    repo, args = two_step_run(tmp_path, waiting, go)
+    proc = start([*args, "--max-iterations", "5"], repo)
+    wait_for(waiting, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    go.touch()
+    env = clean_env(RALPH_LOG_FORMAT="json")  # honoured by resume, as by a run
+    resumed = run_cli(["resume", "latest", "--verbose"], cwd=repo, command="ralph", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    records = [json.loads(line) for line in resumed.stderr.splitlines()]
+    assert records[0]["event"] == "run_started" and records[-1]["event"] == "run_ended"
+    finished = [r for r in records if r["event"] == "tool_finished"]
+    assert finished and all("output" in r for r in finished)
+    quiet = ralph(["resume", "latest", "--quiet", "--log-format", "plain"], repo)
+    assert quiet.returncode == 2 and quiet.stderr.startswith("ralph: error: ")  # completed
+    bad = run_cli(["resume", "latest", "--log-format", "fancy"], cwd=repo, command="ralph")
+    assert bad.returncode == 2 and "--log-format" in bad.stderr
+
+
+def test_costs_in_json_logs_are_rounded() -> None:
+    import io
+
+    from ralph.events import Event
+    from ralph.logs import JsonLines
+
+    out = io.StringIO()
+    cost = 0.1 + 0.2  # 0.30000000000000004 in binary floating point
+    JsonLines(out).handle(Event("run_ended", "r1", None, {"status": "completed", "cost_usd": cost}))
+    line = out.getvalue()
+    assert '"cost_usd": 0.3,' in line or '"cost_usd": 0.3}' in line
+
+
+# --- what runs leave behind ------------------------------------------------------------------
+
+
+def test_a_run_that_changed_nothing_leaves_no_branch(tmp_path: Path) -> None:
+    repo, args = setup(tmp_path, [["Looked around; nothing to change."]])
+    proc = run_cli([*args, "--max-iterations", "1"], cwd=repo)
+    assert proc.returncode == 3, proc.stderr
+    assert git(repo, "branch", "--list", "ralph/*") == ""
+    assert git(repo, "branch", "--show-current") == "main"  # the checkout is back
+    assert "was removed" in proc.stderr
+    # Continuing it makes the branch again, from where it was made.
+    more = ralph(["resume", "latest", "--more", "1"], repo)
+    assert more.returncode == 3, more.stderr
+
+
+def test_clean_removes_what_finished_runs_left_but_never_unpushed_work(tmp_path: Path) -> None:
+    steps = [[{"text": "w", "tools": [create("f.md")]}, "Step."]]
+    repo, args = setup(tmp_path, steps)
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    git(repo, "remote", "add", "origin", str(remote))
+    assert run_cli([*args, "--max-iterations", "1", "--worktree"], cwd=repo).returncode == 3
+    run = show_json(repo)
+    worktree, branch = Path(run["worktree"]), run["branch"]
+    assert worktree.is_dir()
+    listed = ralph(["clean", "--dry-run"], repo)
+    assert listed.returncode == 0 and f"would remove worktree {worktree}" in listed.stdout
+    assert worktree.is_dir()
+    first = ralph(["clean"], repo)
+    assert first.returncode == 0, first.stderr
+    assert not worktree.exists()
+    assert f"kept branch {branch}" in first.stdout and "push or merge" in first.stdout
+    assert git(repo, "branch", "--list", branch)  # its commit is nowhere else: kept
+    git(repo, "push", "-q", "origin", branch)
+    git(repo, "fetch", "-q", "origin")
+    second = ralph(["clean"], repo)
+    assert f"removed branch {branch}" in second.stdout
+    assert git(repo, "branch", "--list", branch) == ""

@@ -444,9 +444,7 @@ def test_an_iteration_asks_git_status_once(git_repo: Path, monkeypatch: pytest.M
     ws = Workspace.prepare(cfg, "r-6", "security")
     calls: list[Path] = []
     real = ws_mod._status
-    monkeypatch.setattr(
-        ws_mod, "_status", lambda root, filters=None: calls.append(root) or real(root, filters)
-    )
+    monkeypatch.setattr(ws_mod, "_status", lambda root: calls.append(root) or real(root))
     for i in range(3):
         ws.begin_iteration()
         (git_repo / f"f{i}.py").write_text("x\n")
@@ -521,10 +519,14 @@ def test_reopen_recreates_a_removed_worktree(git_repo: Path) -> None:
 def test_reopen_and_a_git_lock_left_by_a_killed_git(git_repo: Path) -> None:
     ws = start(git_repo, run_id="r-7")
     lock = git_repo / ".git" / "index.lock"
-    lock.write_text("")  # someone's git may be running: the user decides
-    with pytest.raises(UsageError, match=r"index\.lock exists"):
-        Workspace.reopen(cfg_for(git_repo), ws.branch, None, ws.base_commit, "r-7")
-    lock.unlink()
+    lock.write_text("")
+    with open(lock) as held:  # a live process holds it (someone's git): the user decides
+        with pytest.raises(UsageError, match=r"index\.lock exists"):
+            Workspace.reopen(cfg_for(git_repo), ws.branch, None, ws.base_commit, "r-7")
+        assert held and lock.exists()
+    # Nobody holds it: a git killed with the run left it, and it is removed.
+    Workspace.reopen(cfg_for(git_repo), ws.branch, None, ws.base_commit, "r-7")
+    assert not lock.exists()
     git(git_repo, "checkout", "-q", "main")
     wt = start(git_repo, run_id="r-8", worktree=True)
     wt_lock = Path(git(wt.root, "rev-parse", "--path-format=absolute", "--git-path", "index.lock"))
@@ -677,12 +679,14 @@ def test_reopen_refuses_ref_locks_left_by_a_killed_git(git_repo: Path) -> None:
     git_dir = git_repo / ".git"
     # A `git update-ref` killed with the run leaves the branch's lock, and HEAD's when HEAD
     # names the branch: the first commit would fail, after the iteration's work.
+    # Held by a live process, it is refused; held by none (a git killed with the run), removed.
     for lock in (git_dir / "refs" / "heads" / f"{ws.branch}.lock", git_dir / "HEAD.lock"):
         lock.write_text("")
-        with pytest.raises(UsageError) as raised:
+        with open(lock), pytest.raises(UsageError) as raised:
             Workspace.reopen(cfg_for(git_repo), ws.branch, None, ws.base_commit, "r-9")
         assert f"{lock} exists" in raised.value.message and "delete it" in raised.value.message
-        lock.unlink()
+        Workspace.reopen(cfg_for(git_repo), ws.branch, None, ws.base_commit, "r-9")
+        assert not lock.exists()
     again = Workspace.reopen(cfg_for(git_repo), ws.branch, None, ws.base_commit, "r-9")
     (git_repo / "a.py").write_text("a\n")
     again.changed_files()
@@ -698,6 +702,6 @@ def test_reopen_refuses_ref_locks_left_by_a_killed_git(git_repo: Path) -> None:
     again.changed_files()
     assert again.commit("ralph(x): iteration 1/1 — b")
     branch_lock = git_dir / "refs" / "heads" / f"{wt.branch}.lock"
-    branch_lock.write_text("")  # shared by every checkout of the repository: the user decides
-    with pytest.raises(UsageError, match="exists"):
+    branch_lock.write_text("")  # shared by every checkout of the repository: a live holder
+    with open(branch_lock), pytest.raises(UsageError, match="exists"):
         Workspace.reopen(cfg_for(git_repo, worktree=True), wt.branch, wt.root, wt.base_commit)

@@ -403,6 +403,35 @@ def choose_sandbox(mode: str, network: str, root: Path | None = None) -> tuple[s
     return kind, warnings
 
 
+HOME_PREFIX = "ralph-home-"  # + pid + "-": the agent's private HOME in the temp directory
+
+
+def remove_dead_homes(tmp: Path | None = None) -> list[Path]:
+    """Remove the private HOMEs that runs killed hard left in the temp directory (their
+    process is gone, so nothing closed them); the ones removed."""
+    removed = []
+    for path in Path(tmp or tempfile.gettempdir()).glob(f"{HOME_PREFIX}*-*"):
+        pid = path.name.removeprefix(HOME_PREFIX).split("-", 1)[0]
+        try:
+            if not pid.isdigit() or path.stat().st_uid != os.getuid() or _alive(int(pid)):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 @dataclass(frozen=True)
 class Launch:
     """A process to start: argv, environment and working directory."""
@@ -445,7 +474,8 @@ class Sandbox:
         """The agent's private HOME, created on first use (kept across commands of a run)."""
         if self._home is None or not self._home.is_dir():
             # In a directory of its own, beside the empty file (which the agent cannot reach).
-            scratch = Path(tempfile.mkdtemp(prefix="ralph-home-")).resolve()
+            # The pid in its name lets a later run remove it if this process is killed.
+            scratch = Path(tempfile.mkdtemp(prefix=f"{HOME_PREFIX}{os.getpid()}-")).resolve()
             self._home = scratch / "home"
             self._home.mkdir()
             (self._home / ".gitconfig").write_text(AGENT_GITCONFIG, encoding="utf-8")
