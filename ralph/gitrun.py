@@ -125,7 +125,7 @@ def filter_drivers(cwd: Path, env: Mapping[str, str]) -> list[str]:
     return names
 
 
-def _filters_off(cwd: Path, env: dict[str, str]) -> None:
+def _filters_off(cwd: Path, env: dict[str, str], names: Sequence[str] | None) -> None:
     """Add GIT_CONFIG_* entries to `env` that turn every configured filter driver into a no-op
     (empty commands: git passes content through) that is not required to succeed.
 
@@ -133,7 +133,7 @@ def _filters_off(cwd: Path, env: dict[str, str]) -> None:
     They follow the operator's own GIT_CONFIG_* entries, so they win over them too.
     """
     count = int(env.get("GIT_CONFIG_COUNT", "0") or "0")
-    for name in filter_drivers(cwd, env):
+    for name in filter_drivers(cwd, env) if names is None else names:
         for key, value in [*((k, "") for k in _FILTER_KEYS), ("required", "false")]:
             env[f"GIT_CONFIG_KEY_{count}"] = f"filter.{name}.{key}"
             env[f"GIT_CONFIG_VALUE_{count}"] = value
@@ -231,17 +231,19 @@ def run(
     check: bool = True,
     env: Mapping[str, str] | None = None,
     timeout: float = TIMEOUT_S,
+    filters: Sequence[str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run one git command in `cwd` safely (see the module's docstring); a failure raises
     RalphError with git's own message unless `check` is False.
 
-    `env` adds to (or overrides) the safe environment. A command that finds the index locked
+    `env` adds to (or overrides) the safe environment. `filters`: the filter drivers
+    `filter_drivers` listed for `cwd` since the agent last ran, to save listing them again. A command that finds the index locked
     runs again for up to INDEX_LOCK_WAIT_S: an editor's or the user's `git status` takes the
     lock for a moment, and a command that could not take it has changed nothing yet.
     """
     full_env = git_env(env)
     if _subcommand(args) not in _NO_WORK_TREE:
-        _filters_off(cwd, full_env)
+        _filters_off(cwd, full_env, filters)
     deadline: float | None = None
     while True:
         proc = _spawn(cwd, args, stdin, full_env, timeout)

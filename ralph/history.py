@@ -51,7 +51,10 @@ def format_runs(runs: list[dict[str, Any]]) -> str:
             r["id"],
             r["prompt"] or "-",
             _when(r["started"]),
-            r["status"],
+            # `running` is only ever a live process (a dead one is `crashed`): say which.
+            f"running (pid {r['pid']})"
+            if r["status"] == "running" and r.get("pid")
+            else r["status"],
             str(r["iterations"]),
             _money(r["cost_usd"]),
         ]

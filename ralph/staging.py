@@ -33,6 +33,7 @@ NESTED_REPO = (
     "configuration git runs; look at it before running git in this checkout yourself"
 )
 PROTECTED = "a file that configures ralph: the agent's change was undone"
+SECRET_NAME = "its name holds a runner secret"
 _SPECIAL = {
     stat.S_IFIFO: "a FIFO",
     stat.S_IFSOCK: "a socket",
@@ -51,6 +52,10 @@ class Refusal:
 
 def refusal(root: Path, path: str) -> str | None:
     """Why `path` (relative to `root`) may not be staged as it is now, or None if it may."""
+    from .redact import contains_secret
+
+    if contains_secret(path):  # a pushed branch would carry the secret in its tree
+        return SECRET_NAME
     try:
         info = os.lstat(root / path.rstrip("/"))
     except (FileNotFoundError, NotADirectoryError):

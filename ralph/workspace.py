@@ -70,18 +70,27 @@ def _git(
     stdin: bytes | None = None,
     check: bool = True,
     env: dict[str, str] | None = None,
+    filters: list[str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    return gitrun.run(cwd, *args, stdin=stdin, check=check, env=env)
+    return gitrun.run(cwd, *args, stdin=stdin, check=check, env=env, filters=filters)
 
 
 def _out(
-    cwd: Path, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+    cwd: Path,
+    *args: str,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    filters: list[str] | None = None,
 ) -> str:
-    return (
-        gitrun.run(cwd, *args, stdin=stdin, env=env)
-        .stdout.decode("utf-8", "surrogateescape")
-        .strip()
-    )
+    proc = gitrun.run(cwd, *args, stdin=stdin, env=env, filters=filters)
+    return proc.stdout.decode("utf-8", "surrogateescape").strip()
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _nul(paths: list[str]) -> bytes:
@@ -94,7 +103,7 @@ def _is_state(path: str) -> bool:
     return top in (STATE_DIR, ".git")
 
 
-def _status(root: Path) -> dict[str, str]:
+def _status(root: Path, filters: list[str] | None = None) -> dict[str, str]:
     """Changed, deleted and untracked (not ignored) paths of the work tree -> status code.
 
     Submodules and nested repositories are never entered (`--ignore-submodules=all`: git
@@ -102,7 +111,7 @@ def _status(root: Path) -> dict[str, str]:
     """
     raw = _git(
         root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames",
-        "--ignore-submodules=all",
+        "--ignore-submodules=all", filters=filters,
     ).stdout.decode("utf-8", "surrogateescape")  # fmt: skip
     caches = CacheFilter(root)
     entries = {}
@@ -464,6 +473,8 @@ class Workspace:
     _start: Snapshot = field(default_factory=dict, repr=False)  # dirty at iteration start
     _now: Snapshot | None = field(default=None, repr=False)  # dirty at the last look
     _changed: list[str] = field(default_factory=list, repr=False)
+    # filter drivers listed since the agent last ran (see gitrun.run's `filters`)
+    _filters: list[str] | None = field(default=None, repr=False)
 
     @classmethod
     def prepare(cls, cfg: RunConfig, run_id: str, prompt_name: str) -> Workspace:
@@ -595,7 +606,7 @@ class Workspace:
             p: (code, fp if fp is not None else fingerprint(self.root, p))
             for p, (code, fp) in start.items()
         }
-        self._now, self._changed = None, []
+        self._now, self._changed, self._filters = None, [], None
         if self.allow_dirty and not self.worktree:
             self._save_baseline()  # so a resume knows which paths are the user's
 
@@ -606,7 +617,10 @@ class Workspace:
         `refused`: those files are the operator's, whether or not they existed at the start.
         """
         self.refused = []
-        status = _status(self.root)
+        # The agent has run since the last look: the filter drivers are listed again, once
+        # for this look and the commit that follows it.
+        self._filters = gitrun.filter_drivers(self.root, gitrun.git_env())
+        status = _status(self.root, self._filters)
         undone = {
             next(p for p in self.protected if is_protected(path, (p,)))
             for path in status
@@ -616,7 +630,7 @@ class Workspace:
             for path in sorted(undone):
                 self._undo(path)
                 self.refused.append(Refusal(path, PROTECTED))
-            status = _status(self.root)
+            status = _status(self.root, self._filters)
         now: Snapshot = {}
         changed = []
         for path, code in status.items():
@@ -659,10 +673,10 @@ class Workspace:
             elif is_dir is not None:
                 where.unlink()
         if _git(self.root, "cat-file", "-e", f"HEAD:{path}", check=False).returncode == 0:
-            _git(self.root, "checkout", "-q", "HEAD", "--", path)
+            _git(self.root, "checkout", "-q", "HEAD", "--", path, filters=self._filters)
         else:  # an agent without the sandbox may have staged it
             _git(self.root, "update-index", "-q", "--force-remove", "-z", "--stdin",
-                 stdin=_nul([path]))  # fmt: skip
+                 stdin=_nul([path]), filters=self._filters)  # fmt: skip
 
     def commit(self, message: str) -> str | None:
         """Commit this iteration's paths (see `begin_iteration`); the new sha, or None.
@@ -704,11 +718,11 @@ class Workspace:
             # is HEAD's plus these paths, built in an index of its own.
             with tempfile.TemporaryDirectory(prefix="ralph-index-") as tmp:
                 env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-                _git(self.root, "read-tree", "HEAD", env=env)
+                _git(self.root, "read-tree", "HEAD", env=env, filters=self._filters)
                 self._stage(paths, env)
-                tree = _out(self.root, "write-tree", env=env)
+                tree = _out(self.root, "write-tree", env=env, filters=self._filters)
         else:
-            tree = _out(self.root, "write-tree")
+            tree = _out(self.root, "write-tree", filters=self._filters)
         sha = None
         if tree != head_tree:
             sha = _out(
@@ -732,8 +746,10 @@ class Workspace:
         """
         _git(
             self.root, "update-index", "--add", "--remove", "--replace", "-z", "--stdin",
-            stdin=_nul(paths), env=env,
+            stdin=_nul(paths), env=env, filters=self._filters,
         )  # fmt: skip
+        if not any(_is_dir(self.root / p) for p in paths):
+            return set()  # git records a gitlink only for a directory
         # --cached compares index and HEAD only: no nested repository is entered.
         raw = _git(
             self.root, "diff-index", "--cached", "--raw", "-z", "--no-renames",

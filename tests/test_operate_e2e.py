@@ -56,6 +56,8 @@ def test_stop_watch_steer_and_resume_from_other_processes(tmp_path: Path) -> Non
             runs = json.loads(run_cli(["runs", "--json"], cwd=repo, command="ralph").stdout)
             run_id = runs[0]["id"]
             assert runs[0]["status"] == "running"
+            table = run_cli(["runs"], cwd=repo, command="ralph", env=env).stdout
+            assert f"running (pid {run.pid})" in table
             watch = subprocess.Popen(
                 [str(BIN / "ralph"), "watch", "--log-format", "plain"],
                 cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -444,7 +444,9 @@ def test_an_iteration_asks_git_status_once(git_repo: Path, monkeypatch: pytest.M
     ws = Workspace.prepare(cfg, "r-6", "security")
     calls: list[Path] = []
     real = ws_mod._status
-    monkeypatch.setattr(ws_mod, "_status", lambda root: calls.append(root) or real(root))
+    monkeypatch.setattr(
+        ws_mod, "_status", lambda root, filters=None: calls.append(root) or real(root, filters)
+    )
     for i in range(3):
         ws.begin_iteration()
         (git_repo / f"f{i}.py").write_text("x\n")
