@@ -301,7 +301,7 @@ def build_config(
         prompt_name=spec.name,
         prompt_source=spec.source,
     )
-    if not cfg.completion_promise:
+    if not cfg.completion_promise and not cfg.tasks:  # a task-list run ends when none is open
         cfg.completion_promise = _prompt_promise(spec.promises)
     validate(cfg)
     if spec.note and note is not None:

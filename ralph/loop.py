@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from . import promise
 from .agent import IterationOutcome
@@ -20,6 +20,9 @@ from .guards import Guards, IterationRecord, Stop
 from .models.base import ModelError, Usage
 from .signals import STOP
 from .status import RunStatus
+
+if TYPE_CHECKING:
+    from .tasklist import TaskQueue
 
 SYSTEM_PROMPT = """\
 You are an autonomous engineer working in the git repository at {root}. You run in a loop: \
@@ -98,6 +101,10 @@ def _clip(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def _no_runner(cmd: str) -> tuple[int, str]:
+    raise RuntimeError("verify commands need a command runner")
+
+
 class Control(Protocol):
     """What operators ask of a run from elsewhere (ralph steer / ralph stop; control.py)."""
 
@@ -153,6 +160,8 @@ class Loop:
     started: float = field(default_factory=time.monotonic)
     # The last promise the gate refused: (iteration, reasons), for the run's closing reason.
     refused: tuple[int, list[str]] | None = None
+    tasks: TaskQueue | None = None  # a task-list run (--tasks): one task per iteration
+    last_commit: str | None = None  # the commit of the iteration that just ended
 
     def _commit(
         self, i: int, summary: str, interrupted: bool = False
@@ -170,6 +179,7 @@ class Loop:
                 self.bus.emit("commit", sha=sha, files=files, message=message.splitlines()[0])
         for line in self.workspace.refusals():  # nested repositories, FIFOs, ralph.yaml, ...
             self.bus.emit("warning", level="warning", message=line)
+        self.last_commit = sha
         return files, sha
 
     def _result(self, status: str, reason: str, i: int) -> RunResult:
@@ -195,6 +205,10 @@ class Loop:
         """Iterate from `start` (later than 1 when resuming) until something ends the run."""
         cfg = self.cfg
         system = system_prompt(self.workspace.root, cfg.completion_promise)
+        if self.tasks is not None:
+            from .tasklist import system_prompt as tasks_system_prompt
+
+            system = tasks_system_prompt(self.workspace.root)
         self.agent.stop_check = self._stop_check
         i = start
         while cfg.max_iterations == 0 or i <= cfg.max_iterations:
@@ -208,18 +222,30 @@ class Loop:
                 reason = "stopped by `ralph stop` after the last iteration"
                 self.bus.emit("stop_requested", level="warning", message=reason)
                 return self._result(RunStatus.STOPPED, reason, i - 1)
+            prompt = cfg.prompt
+            if self.tasks is not None:
+                # Begun first: statuses start() puts back are then this iteration's to commit.
+                self.workspace.begin_iteration()
+                task = self.tasks.start()
+                if task is None:
+                    return self._result("completed", self.tasks.summary(), i - 1)
+                prompt = f"{prompt.rstrip()}\n\n{self.tasks.message()}"
             self.bus.iteration = i
             self.bus.emit("iteration_started", max_iterations=cfg.max_iterations)
+            if self.tasks is not None and self.tasks.current is not None:
+                current = self.tasks.current
+                self.bus.emit("task_started", id=current.id, title=current.title)
             guidance = self._guidance(i)
             began = time.monotonic()
             # A stop seen before the agent starts must not record the last iteration's usage again.
             self.agent.current = IterationOutcome("interrupted")
             try:
                 STOP.check()
-                self.workspace.begin_iteration()
+                if self.tasks is None:
+                    self.workspace.begin_iteration()
                 outcome = self.agent.iterate(
                     system,
-                    iteration_message(cfg.prompt, i, cfg.max_iterations, feedback, guidance),
+                    iteration_message(prompt, i, cfg.max_iterations, feedback, guidance),
                     i,
                 )
             except Interrupted:
@@ -233,7 +259,12 @@ class Loop:
 
             feedback, accepted = None, False
             check = promise.check(outcome.final_text, cfg.completion_promise)
-            if check.found:
+            if self.tasks is not None:
+                try:  # the task's verify runs like the gate's: interruptible
+                    self.tasks.finish(outcome.final_text, self.gate.run_command or _no_runner)
+                except Interrupted:
+                    return self._interrupted(i, began)
+            elif check.found:
                 try:
                     problems = self.gate.check()  # verify commands can run long: interruptible
                 except Interrupted:
@@ -248,7 +279,7 @@ class Loop:
                 )
                 feedback = None if accepted else rejection_feedback(problems)
                 self.refused = None if accepted else (i, list(problems))
-            for other in check.other_tokens:
+            for other in check.other_tokens if self.tasks is None else ():
                 self.bus.emit(
                     "promise_seen",
                     token=other,
@@ -257,6 +288,10 @@ class Loop:
                     reasons=[f"not the completion promise ({check.expected})"],
                 )
             files = self._end_iteration(i, began, outcome, accepted)
+            if self.tasks is not None:
+                self.tasks.settle(self.last_commit, outcome.cost_usd)
+                if not self.tasks.file.open_tasks():
+                    return self._result("completed", self.tasks.summary(), i)
             if accepted:
                 return self._result("completed", f"promise {check.expected} accepted", i)
             if outcome.outcome == "stopped":

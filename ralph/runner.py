@@ -95,6 +95,10 @@ def _preflight(cfg: RunConfig) -> Model:
     # A sandbox that cannot work: error before git (a worktree is checked once it exists).
     choose_sandbox(cfg.sandbox, cfg.network, None if cfg.worktree else cfg.repo)
     _check_pr(cfg)
+    if cfg.tasks:  # a malformed task file: exit 2 before anything is created
+        from .tasklist import check
+
+        check(cfg.repo, cfg.tasks)
     return model
 
 
@@ -343,6 +347,12 @@ def _execute(
 
     control = JournalControl(journal.conn, run_id)
     loop = Loop(cfg, run_id, agent, bus, workspace, gate, guards, control)
+    if cfg.tasks:
+        from .tasklist import TaskQueue, task_path
+
+        # On resume, the task file as the run's branch has it: its statuses carry on.
+        path = workspace.root / task_path(cfg.repo, cfg.tasks)
+        loop.tasks = TaskQueue(path, cfg.task_failures, bus)
     STOP.install()
     report_error: BaseException | None = None
     ended = False  # run_ended was emitted

@@ -222,6 +222,29 @@ class RunConfig:
         repo=LOWER,
         bound=(lambda v: v >= 1, "must be at least 1"),
     )
+    tasks: str | None = setting(
+        None,
+        parse.optional_text,
+        "A task list to work off, one open task per iteration (Taskmaster tasks.json, prd.json "
+        "or a Markdown checklist, in the repository); the run completes when none is open.",
+        doc="a task list to work off, one open task per iteration (Taskmaster `tasks.json`, "
+        "`prd.json` or a Markdown checklist in the repository); no promise needed",
+        group=LOOP,
+        arg="FILE",
+        # The agent could write ralph.yaml: a task file it chose could point the run elsewhere
+        # (a list it wrote, verify commands of its choosing). Per run, like the prompt.
+        repo=NEVER,
+    )
+    task_failures: int = setting(
+        3,
+        parse.whole,
+        "With --tasks: a task not done after K iterations in a row is marked blocked (default 3).",
+        doc="with `--tasks`: a task not done after K iterations in a row is marked blocked",
+        group=LOOP,
+        arg="K",
+        repo=LOWER,
+        bound=(lambda v: v >= 1, "must be at least 1"),
+    )
     dry_run: bool = setting(
         False,
         parse.boolean,

@@ -432,6 +432,8 @@ class ChecklistFile(TaskFile):
                 title = title[: suffix.start()]
             explicit = _EXPLICIT_ID.match(title)
             task_id = explicit.group("id") if explicit else str(order + 1)
+            if explicit:  # "SEC-1: Fix it": the title is what follows the id
+                title = title[explicit.end() :].lstrip(" :-—") or title
             task = Task(id=task_id, title=title.strip(), status=status, order=order, reason=reason)
             details = []
             for line in body:

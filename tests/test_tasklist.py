@@ -1,0 +1,254 @@
+"""Task-list runs (`--tasks FILE`) in process: the real loop, git workspace, journal and tools
+around the script model; each iteration works one task the runner chose, and the status the
+runner writes back lands in that iteration's commit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ralph.config import RunConfig
+from ralph.errors import UsageError
+from ralph.events import Recorder
+from ralph.models.script import ScriptModel
+from ralph.runner import execute
+from tests.helpers import git, make_repo, run_cli, write_script
+from tests.test_loop_runs import USAGE, Run, Spy, create
+
+PROMPT = "Work off the remediation tasks."
+
+CHECKLIST = """\
+# Remediation tasks
+
+- [ ] SEC-1: Parameterise the search query
+  verify: `test -f search.py`
+- [ ] SEC-2: Add rate limiting
+  depends: SEC-1
+"""
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """run(files, iterations, **settings): a task-list run on a fresh repository with `files`."""
+
+    def start(files: dict[str, str], iterations: list[Any], **settings: Any) -> Run:
+        repo = make_repo(tmp_path / "repo", {"README.md": "# app\n", **files})
+        spy = Spy(ScriptModel(write_script(tmp_path / "session.yaml", iterations)))
+        monkeypatch.setattr("ralph.models.make_model", lambda cfg: spy)
+        cfg = RunConfig(prompt=PROMPT, prompt_name="remediate", repo=repo,
+                        model=f"script:{tmp_path / 'session.yaml'}", sandbox="none",
+                        quiet=True, **settings)  # fmt: skip
+        recorder = Recorder()
+        return Run(execute(cfg, [recorder]), recorder, spy, repo)
+
+    return start
+
+
+def work(path: str, final: str) -> list[Any]:
+    return [{"text": "Working.", "tools": [create(path)], "usage": USAGE}, final]
+
+
+def shown(repo: Path, sha: str, path: str) -> str:
+    return git(repo, "show", f"{sha}:{path}") + "\n"  # git() strips the last newline
+
+
+def test_checklist_tasks_in_dependency_order_each_status_in_its_iterations_commit(
+    run: Any,
+) -> None:
+    r = run(
+        {"tasks.md": CHECKLIST},
+        [
+            work("search.py", "Parameterised the query. <task-done>SEC-1</task-done>"),
+            work("limit.py", "Added a limiter. <task-done>SEC-2</task-done>"),
+        ],
+        tasks="tasks.md",
+    )
+    assert (r.result.status, r.result.iterations, r.result.exit_code) == ("completed", 2, 0)
+    assert r.result.reason == "all 2 tasks closed (2 done, 0 blocked, 0 deferred)"
+    assert "Task SEC-1: Parameterise the search query" in r.first_message(1)
+    assert "Task SEC-2" not in r.first_message(1)  # its dependency first
+    assert "Task SEC-2: Add rate limiting" in r.first_message(2)
+    first, second = r.commits()
+    assert "- [x] SEC-1:" in shown(r.repo, first["sha"], "tasks.md")
+    assert "- [ ] SEC-2:" in shown(r.repo, first["sha"], "tasks.md")
+    assert "- [x] SEC-2:" in shown(r.repo, second["sha"], "tasks.md")
+    assert [e["id"] for e in r.events("task_started")] == ["SEC-1", "SEC-2"]
+    ended = r.events("task_ended")
+    assert [(e["id"], e["status"], e["commit"]) for e in ended] == [
+        ("SEC-1", "done", first["sha"]),
+        ("SEC-2", "done", second["sha"]),
+    ]
+    assert not r.events("promise_seen")  # a task-list run needs no promise
+
+
+def test_taskmaster_status_written_back_in_its_layout(run: Any) -> None:
+    data = {
+        "master": {
+            "tasks": [
+                {"id": 1, "title": "Fix XSS", "status": "pending", "dependencies": [],
+                 "priority": "high"},
+                {"id": 2, "title": "Done before", "status": "done", "dependencies": []},
+            ]
+        }
+    }  # fmt: skip
+    text = json.dumps(data, indent=2) + "\n"
+    path = ".taskmaster/tasks/tasks.json"
+    r = run({path: text}, [work("xss.py", "Escaped output. <task-done>1</task-done>")], tasks=path)
+    assert (r.result.status, r.result.iterations) == ("completed", 1)
+    (commit,) = r.commits()
+    after = shown(r.repo, commit["sha"], path)
+    assert after == text.replace('"status": "pending"', '"status": "done"', 1)
+
+
+def test_prd_json_blocked_story_is_recorded_with_its_reason(run: Any) -> None:
+    prd = {"project": "shop", "userStories": [
+        {"id": "US-001", "title": "CSRF tokens", "priority": 1, "passes": False, "notes": ""},
+    ]}  # fmt: skip
+    r = run(
+        {"prd.json": json.dumps(prd, indent=4) + "\n"},
+        [
+            work(
+                "notes.md",
+                "Cannot: no session store. <task-blocked>US-001: needs Redis</task-blocked>",
+            )
+        ],
+        tasks="prd.json",
+    )
+    assert r.result.status == "completed"
+    assert r.result.reason == "all 1 tasks closed (0 done, 1 blocked, 0 deferred)"
+    story = json.loads(shown(r.repo, r.commits()[0]["sha"], "prd.json"))["userStories"][0]
+    assert (story["passes"], story["status"], story["blockedReason"]) == (
+        False,
+        "blocked",
+        "needs Redis",
+    )
+    (ended,) = r.events("task_ended")
+    assert (ended["status"], ended["reason"]) == ("blocked", "needs Redis")
+
+
+def test_a_failing_verify_refuses_task_done_then_blocks_after_k_tries(run: Any) -> None:
+    tasks_md = "- [ ] T1: Add the file\n  verify: `test -f wanted.txt`\n"
+    claim = "Done. <task-done>T1</task-done>"
+    r = run(
+        {"tasks.md": tasks_md},
+        [work("a.txt", claim), work("b.txt", claim)],
+        tasks="tasks.md",
+        task_failures=2,
+    )
+    assert r.result.status == "completed" and r.result.iterations == 2
+    assert "blocked" in r.result.reason and "1 blocked" in r.result.reason
+    first, second = r.commits()
+    assert "- [ ] T1: Add the file\n" in shown(r.repo, first["sha"], "tasks.md")
+    # The verify's failure is the next iteration's feedback.
+    assert "test -f wanted.txt` exited 1" in r.first_message(2)
+    assert "exited 1" not in r.first_message(1)
+    assert "blocked" in shown(r.repo, second["sha"], "tasks.md")
+    (ended,) = r.events("task_ended")
+    assert ended["status"] == "blocked" and "2 iterations in a row" in ended["reason"]
+
+
+def test_a_passing_verify_accepts_and_dependents_of_a_blocked_task_are_blocked(run: Any) -> None:
+    tasks_md = (
+        "- [ ] T1: First\n  verify: `test -f a.txt`\n"
+        "- [ ] T2: Needs T1\n  depends: T1\n"
+        "- [ ] T3: Blocked\n"
+        "- [ ] T4: Needs T3\n  depends: T3\n"
+    )
+    r = run(
+        {"tasks.md": tasks_md},
+        [
+            work("a.txt", "Made a. <task-done>T1</task-done>"),
+            work("b.txt", "Did two. <task-done>T2</task-done>"),
+            work("c.txt", "No. <task-blocked>T3: needs a human</task-blocked>"),
+        ],
+        tasks="tasks.md",
+    )
+    assert r.result.status == "completed" and r.result.iterations == 3
+    assert r.result.reason == "all 4 tasks closed (2 done, 2 blocked, 0 deferred)"
+    ended = {e["id"]: e for e in r.events("task_ended")}
+    assert ended["T4"]["status"] == "blocked" and "depends on T3" in ended["T4"]["reason"]
+    assert ended["T4"]["commit"] == ended["T3"]["commit"] == r.commits()[-1]["sha"]
+    last = shown(r.repo, r.commits()[-1]["sha"], "tasks.md")
+    assert "T4: Needs T3 (blocked: depends on T3" in last
+
+
+def test_the_agent_marking_a_task_done_itself_is_undone(run: Any) -> None:
+    tasks_md = "- [ ] T1: One\n- [ ] T2: Two\n"
+    cheat = {"str_replace_based_edit_tool": {"command": "create", "path": "tasks.md",
+             "file_text": "- [x] T1: One\n- [x] T2: Two\n"}}  # fmt: skip
+    r = run(
+        {"tasks.md": tasks_md},
+        [
+            [
+                {"text": "Marking all done.", "tools": [cheat], "usage": USAGE},
+                "All done. <task-done>T1</task-done>",
+            ],
+            work("two.txt", "Two. <task-done>T2</task-done>"),
+        ],
+        tasks="tasks.md",
+    )
+    first = r.commits()[0]
+    assert shown(r.repo, first["sha"], "tasks.md") == "- [x] T1: One\n- [ ] T2: Two\n"
+    warnings = [e["message"] for e in r.events("warning")]
+    assert any("task T2's status was changed to done" in w for w in warnings), warnings
+    assert "Task T2: Two" in r.first_message(2)  # still worked, not skipped
+    assert r.result.reason == "all 2 tasks closed (2 done, 0 blocked, 0 deferred)"
+
+
+def test_no_open_task_completes_without_calling_the_model(run: Any) -> None:
+    r = run({"tasks.md": "- [x] T1: Done already\n"}, [["unused"]], tasks="tasks.md")
+    assert (r.result.status, r.result.iterations) == ("completed", 0)
+    assert r.model.requests == [] and r.commits() == []
+
+
+def test_a_malformed_task_file_is_refused_before_anything_is_created(
+    run: Any, tmp_path: Path
+) -> None:
+    with pytest.raises(UsageError, match="not valid JSON"):
+        run({"tasks.json": "{not json"}, [["unused"]], tasks="tasks.json")
+    repo = tmp_path / "repo"
+    assert not (repo / ".ralph").exists()
+    assert git(repo, "branch", "--list") == "* main"
+
+
+def test_cli_task_list_run_end_to_end(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo", {"tasks.md": "- [ ] T1: Write hello\n  verify: `test -f hello.txt`\n"}
+    )
+    script = write_script(
+        tmp_path / "session.yaml", [work("hello.txt", "Wrote hello. <task-done>T1</task-done>")]
+    )
+    proc = run_cli(
+        ["Do the tasks.", "--tasks", "tasks.md", "--model", f"script:{script}",
+         "--sandbox", "none", "--quiet"], cwd=repo
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "- [x] T1: Write hello" in git(repo, "show", "HEAD:tasks.md")
+    bad = run_cli(["Do the tasks.", "--tasks", "missing.md", "--model", f"script:{script}",
+                   "--sandbox", "none", "--quiet"], cwd=repo)  # fmt: skip
+    assert bad.returncode == 2 and "missing.md: no such file" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_remediate_prompt_runs_a_task_list_without_a_promise(tmp_path: Path) -> None:
+    from ralph.config import build_config
+
+    repo = make_repo(tmp_path / "repo", {"tasks.md": "- [ ] T1: Fix it\n"})
+    cfg = build_config("remediate", {"tasks": "tasks.md"}, repo, environ={})
+    assert cfg.prompt_name == "remediate" and cfg.completion_promise == ""
+    assert "<task-done>ID</task-done>" in cfg.prompt and "must fail" in cfg.prompt
+    with pytest.raises(UsageError, match="no completion promise"):
+        build_config("remediate", {}, repo, environ={})  # without --tasks it needs one
+    listed = run_cli(["prompts"], cwd=repo, command="ralph")
+    assert any(line.startswith("remediate ") for line in listed.stdout.splitlines())
+
+
+def test_a_repository_file_cannot_choose_the_task_file(tmp_path: Path) -> None:
+    from ralph.config import build_config
+
+    repo = make_repo(tmp_path / "repo", {"ralph.yaml": "tasks: other.md\n"})
+    with pytest.raises(UsageError, match="tasks is not a file setting"):
+        build_config("Do it. <promise>DONE</promise>", {}, repo, environ={})
