@@ -17,10 +17,10 @@ Every git command ralph runs (workspace, push, demo, reports) goes through `run`
 - gets the runner's environment minus secret-named variables and the variables that would
   point git at another repository or program (`GIT_DIR`, `GIT_INDEX_FILE`,
   `GIT_EXTERNAL_DIFF`, ...);
-- is time-bounded and runs in a process group of its own: a terminal's Ctrl-C reaches ralph,
-  which finishes or abandons the command, not git halfway through a commit; once a stop was
-  requested a command gets a few seconds; one that overruns gets SIGTERM (git removes its
-  lock files), then SIGKILL.
+- is time-bounded: once a stop was requested a command gets a few seconds; one that overruns
+  gets SIGTERM (git removes its lock files), then SIGKILL. git stays in ralph's process
+  group, so a second signal's immediate exit never SIGKILLs it halfway through writing the
+  index (which would leave index.lock behind and block the resume).
 
 What this cannot cover: with `--sandbox none` the agent runs as your user and can change
 `.git/config`, your `~/.gitconfig` or the `git` on PATH; push then uses whatever credential
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -142,12 +141,12 @@ def _filters_off(cwd: Path, env: dict[str, str], names: Sequence[str] | None) ->
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM git's process group (git deletes its lock files on it), then SIGKILL."""
-    for sig, grace in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, KILL_GRACE_S)):
+    """SIGTERM git (it deletes its lock files on it), then SIGKILL."""
+    for stop in (proc.terminate, proc.kill):
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+            stop()
         try:
-            proc.wait(grace)
+            proc.wait(KILL_GRACE_S)
             return
         except subprocess.TimeoutExpired:
             continue
@@ -181,7 +180,6 @@ def _spawn(
             stdin=feed if feed is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            process_group=0,
         )
     started = time.monotonic()
     try:
