@@ -95,12 +95,20 @@ def run_commits(repo: Path, branch: str = "HEAD") -> list[dict[str, str]]:
 
 
 def only_run(repo: Path) -> dict[str, Any]:
-    """`ralph show RUN --json` of the repository's only run."""
-    runs = json.loads(run_cli(["runs", "--json"], cwd=repo, command="ralph").stdout)
+    """`ralph show RUN --json` of the repository's only run, made in process by the functions
+    `ralph runs --json` and `ralph show --json` call (their CLI is tested on its own): two
+    processes fewer for each of the many tests that look at a run."""
+    import io
+
+    from ralph.history import runs_command, show_command
+
+    listed = io.StringIO()
+    runs_command(repo, True, listed)
+    runs = json.loads(listed.getvalue())
     assert len(runs) == 1, runs
-    proc = run_cli(["show", runs[0]["id"], "--json"], cwd=repo, command="ralph")
-    assert proc.returncode == 0, proc.stderr
-    data: dict[str, Any] = json.loads(proc.stdout)
+    shown = io.StringIO()
+    show_command(repo, runs[0]["id"], True, shown)
+    data: dict[str, Any] = json.loads(shown.getvalue())
     return data
 
 

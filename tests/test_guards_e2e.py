@@ -1,5 +1,6 @@
 """Guards end to end: budgets (cost, tokens, time), stalls, repetition and the circuit breaker
-stop the real CLI with their exit codes, with the scripted model and over HTTP (FakeAPI)."""
+stop the real CLI with their exit codes, with the scripted model and over HTTP (FakeAPI). The
+progress guards, whose CLI adds nothing, run the same runs in process (execute())."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from ralph.config import RunConfig
+from ralph.loop import RunResult
+from ralph.runner import execute
 from tests.fakeapi import FakeAPI, Message, text, tool_use
 from tests.helpers import (
     clean_env,
@@ -47,6 +51,17 @@ def scripted(
 ) -> subprocess.CompletedProcess[str]:
     script = write_script(prompt.parent / "session.yaml", iterations, model=model)
     return ralph(repo, prompt, "--model", f"script:{script}", *extra)
+
+
+def scripted_run(
+    repo: Path, prompt: Path, iterations: list[Any], model: str = MODEL, **settings: Any
+) -> RunResult:
+    """`scripted()` in process: the run the CLI would start, with these settings."""
+    script = write_script(prompt.parent / "session.yaml", iterations, model=model)
+    cfg = RunConfig(prompt=prompt.read_text(), prompt_name="harden", completion_promise=TOKEN,
+                    repo=repo, model=f"script:{script}", sandbox="none", quiet=True,
+                    **settings)  # fmt: skip
+    return execute(cfg)
 
 
 def report(repo: Path, run: dict[str, Any]) -> str:
@@ -167,13 +182,13 @@ def test_without_a_price_the_cost_is_unknown_not_guessed(tmp_path: Path) -> None
 # --- progress guards --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("limit", "code", "ran"), [("2", 5, 2), ("0", 3, 4)])
-def test_stall_limit(tmp_path: Path, limit: str, code: int, ran: int) -> None:
+@pytest.mark.parametrize(("limit", "code", "ran"), [(2, 5, 2), (0, 3, 4)])
+def test_stall_limit(tmp_path: Path, limit: int, code: int, ran: int) -> None:
     repo, prompt = setup(tmp_path)
     iterations = [[{"text": "Reading.", "tools": [{"bash": {"command": "cat README.md"}}]},
                    f"Looked at part {i}; nothing to change."] for i in range(1, 5)]  # fmt: skip
-    proc = scripted(repo, prompt, iterations, "--stall-limit", limit, "--max-iterations", "4")
-    assert proc.returncode == code, proc.stderr
+    result = scripted_run(repo, prompt, iterations, stall_limit=limit, max_iterations=4)
+    assert result.exit_code == code, result.reason
     run = only_run(repo)
     assert len(run["iterations_detail"]) == ran
     if code == 5:
@@ -197,8 +212,8 @@ def test_max_failures_trips_the_circuit_breaker(tmp_path: Path, kind: str) -> No
         ]
         iteration = [{"text": "Looking.", "tools": views}, "Could not find anything."]
         why = "all 5 tool calls failed"
-    proc = scripted(repo, prompt, [iteration], "--max-failures", "2", "--max-iterations", "6")
-    assert proc.returncode == 5, proc.stderr
+    result = scripted_run(repo, prompt, [iteration], max_failures=2, max_iterations=6)
+    assert result.exit_code == 5, result.reason
     run = only_run(repo)
     assert run["status"] == "failed" and len(run["iterations_detail"]) == 2
     assert "2 failed iterations in a row" in run["reason"] and why in run["reason"]
@@ -214,15 +229,15 @@ def test_the_same_final_message_three_times_counts_as_stalled(tmp_path: Path, sa
         ]
         for i in range(1, 4)
     ]
-    proc = scripted(repo, prompt, iterations, "--stall-limit", "1", "--max-iterations", "3")
+    result = scripted_run(repo, prompt, iterations, stall_limit=1, max_iterations=3)
     run = only_run(repo)
     assert len(run["iterations_detail"]) == 3
     assert len(run_commits(repo, branch_of(repo))) == 3  # every iteration changed a file
     if same:
-        assert proc.returncode == 5, proc.stderr
+        assert result.exit_code == 5, result.reason
         assert "repeated the same final message" in run["reason"]
     else:
-        assert proc.returncode == 3, proc.stderr
+        assert result.exit_code == 3, result.reason
 
 
 # --- unlimited iterations ---------------------------------------------------------------------
