@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import trust
 from .errors import UsageError
 from .parse import parse_duration
 from .settings import DEFAULT_MODEL, NEVER, SETTINGS, RunConfig
+
+if TYPE_CHECKING:
+    from .prompt import PromptSpec
 
 __all__ = ["DEFAULT_MODEL", "RunConfig", "build_config", "parse_duration", "restore_config"]
 
@@ -71,63 +75,6 @@ def parse_layer(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-# Strictness of the sandbox settings, loosest first: repository files may only move right.
-_SANDBOX_STRICTNESS = ("none", "auto", "bwrap")
-_NETWORK_STRICTNESS = ("host", "on", "off")
-
-
-def check_repo_layer(
-    settings: Mapping[str, Any], where: str, overridden: Collection[str] = ()
-) -> None:
-    """Refuse settings from a repository file (ralph.yaml, front matter) that loosen security.
-
-    The agent can write these files, and CI checks them out from the previous run's branch,
-    so they may only tighten: the user's flags and RALPH_* environment may do anything.
-    `overridden` names the settings a higher layer (environment, flags) sets anyway.
-    """
-    for key in settings:
-        if key not in FILE_KEYS:
-            flag = option_name(key)
-            raise UsageError(
-                f"{where}: {key} is not a file setting; remove it, and pass {flag} or set "
-                f"RALPH_{key.upper()}"
-            )
-    if settings.get("sandbox") == "none" and "sandbox" not in overridden:
-        raise UsageError(
-            f"{where}: sandbox: none is refused from a repository file (the agent can edit it); "
-            "pass --sandbox none or set RALPH_SANDBOX=none"
-        )
-    if settings.get("pr_draft") is False and "pr_draft" not in overridden:
-        # settings.py's repo=ON for pr_draft: a run that did not complete would open a pull
-        # request that looks ready to merge.
-        raise UsageError(
-            f"{where}: pr_draft: false is refused from a repository file (the agent can edit "
-            "it); pass --no-pr-draft or set RALPH_PR_DRAFT=0"
-        )
-    if settings.get("network") == "host" and "network" not in overridden:
-        raise UsageError(
-            f"{where}: network: host is refused from a repository file (it would let the agent "
-            "reach the host's loopback services); pass --network host or set RALPH_NETWORK=host"
-        )
-    pricing = settings.get("pricing") or {}
-    if pricing:
-        from .models.pricing import builtin_prices
-
-        builtin = builtin_prices()
-        for model, prices in pricing.items():
-            if model in builtin:
-                raise UsageError(
-                    f"{where}: pricing: {model} has a built-in price, which a repository file "
-                    "cannot change (it would weaken --max-cost); remove it, or set "
-                    "RALPH_PRICING in the environment"
-                )
-            if any(value <= 0 for value in prices.values()):
-                raise UsageError(
-                    f"{where}: pricing: {model}: prices must be more than 0 in a repository "
-                    "file (0 would defeat --max-cost); set RALPH_PRICING for a free model"
-                )
-
-
 def _merge_pricing(
     low: Mapping[str, Mapping[str, float]], high: Mapping[str, Mapping[str, float]]
 ) -> dict[str, dict[str, float]]:
@@ -152,37 +99,6 @@ def merge_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
             merged["pricing"] = _merge_pricing(merged["pricing"], layer["pricing"])
             layer = {k: v for k, v in layer.items() if k != "pricing"}
         merged.update(layer)
-    return merged
-
-
-def merge_repo_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
-    """Overlay repository files (ralph.yaml, then front matter), keeping the strictest
-    security setting of any of them: a prompt file the agent can edit cannot undo
-    `network: off` or `sandbox: bwrap` in ralph.yaml, nor lower a price it set."""
-    merged = merge_layers(*layers)
-    sandboxes = [layer["sandbox"] for layer in layers if "sandbox" in layer]
-    if sandboxes:
-        merged["sandbox"] = max(sandboxes, key=_SANDBOX_STRICTNESS.index)
-    networks = [layer["network"] for layer in layers if "network" in layer]
-    if networks:
-        merged["network"] = max(networks, key=_NETWORK_STRICTNESS.index)
-    tables = [layer["pricing"] for layer in layers if layer.get("pricing")]
-    if len(tables) > 1:
-        from .models.pricing import CACHE_READ_FACTOR, CACHE_WRITE_FACTOR
-
-        prices: dict[str, dict[str, float]] = {}
-        for table in tables:
-            for model, entry in table.items():
-                # Fill in the implied cache prices so a max is taken over like with like.
-                full = {
-                    "cache_write": entry["input"] * CACHE_WRITE_FACTOR,
-                    "cache_read": entry["input"] * CACHE_READ_FACTOR,
-                    **entry,
-                }
-                have = prices.setdefault(model, {})
-                for key, value in full.items():
-                    have[key] = max(value, have.get(key, value))
-        merged["pricing"] = prices
     return merged
 
 
@@ -273,9 +189,11 @@ def build_config(
     """The one way to make a run's RunConfig: defaults < ralph.yaml < front matter <
     RALPH_* env (`environ`, default os.environ) < `flags` (parsed, as from parse_layer).
 
-    Repository files (ralph.yaml, front matter) may only tighten security (see
-    check_repo_layer); the environment and flags may do anything. `note` receives a
-    one-line note about the prompt (e.g. that a built-in stood in for a missing file)."""
+    Files the agent could have written (ralph.yaml, the front matter of a prompt file in
+    the repository) may only tighten what the operator set (trust.py); the environment,
+    flags, built-in prompts and prompt files outside the repository may do anything.
+    `note` receives a one-line note about the prompt (e.g. that a built-in stood in for a
+    missing file)."""
     from .logs import settings_log_format
     from .prompt import load_prompt
 
@@ -285,14 +203,7 @@ def build_config(
         raise UsageError(f"{named} does not exist or is not a directory")
     root = root.resolve()
     spec = load_prompt(prompt)
-    from_file = file_layer(root)
-    from_env = env_layer(environ)
-    given = {k: v for k, v in flags.items() if v is not None and v != []}
-    overridden = set(from_env) | set(given)
-    check_repo_layer(from_file, str(root / CONFIG_FILE), overridden)
-    # Prompt files usually live in the repository too, where the agent can edit them.
-    check_repo_layer(spec.settings, f"{spec.path or spec.source} front matter", overridden)
-    merged = merge_layers(merge_repo_layers(from_file, spec.settings), from_env, given)
+    merged = _merge_sources(spec, file_layer(root), env_layer(environ), flags, root)
     settings_log_format(merged.get("log_format"))  # usage errors from here on follow it
     cfg = RunConfig(
         **merged,
@@ -307,6 +218,35 @@ def build_config(
     if spec.note and note is not None:
         note(spec.note, cfg)
     return cfg
+
+
+def _merge_sources(
+    spec: PromptSpec,
+    from_file: dict[str, Any],
+    from_env: dict[str, Any],
+    flags: Mapping[str, Any],
+    root: Path,
+) -> dict[str, Any]:
+    """The layers overlaid, after refusing what a file the agent could have written would
+    loosen (trust.py)."""
+    from .workspace import find_main_repo
+
+    given = {k: v for k, v in flags.items() if v is not None and v != []}
+    file_where = str(root / CONFIG_FILE)
+    front_where = f"{spec.path or spec.source} front matter"
+    trust.refuse_never_in_files(from_file, file_where)
+    trust.refuse_never_in_files(spec.settings, front_where)
+    tree = find_main_repo(root) or root
+    if spec.path is None or spec.is_builtin or not trust.agent_writable(spec.path, tree):
+        # The operator's prompt file (or the package's): its front matter is theirs.
+        above = [spec.settings, from_env, given]
+        trust.check_repo_layer(from_file, file_where, above, merge_layers)
+        return merge_layers(from_file, *above)
+    above = [from_env, given]
+    trust.check_repo_layer(from_file, file_where, above, merge_layers)
+    trust.check_repo_layer(spec.settings, front_where, above, merge_layers)
+    in_repo = merge_layers(from_file, spec.settings)
+    return merge_layers(trust.strictest(in_repo, from_file, spec.settings), *above)
 
 
 def _prompt_promise(found: list[str]) -> str:

@@ -8,35 +8,114 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from . import trust
 from .settings import (
+    ADDS,
     AGENT,
     AGENTS,
+    ANY,
     GATE,
     GIT,
     LOOP,
+    LOWER,
     NEVER,
+    ON,
+    OPERATOR,
     OPTIONS,
     PR,
     SAFETY,
     SETTINGS,
+    STRICTER,
     VIEW,
+    RepoRule,
     Setting,
     help_default,
 )
 
 # --- ralph.yaml ----------------------------------------------------------------------------
 
-HEADER = """\
-# ralph.yaml: settings for ralph-loop runs in this repository.
-# Precedence, lowest to highest: built-in defaults < this file < a prompt's front matter
-# < RALPH_<SETTING> environment variables < command-line flags.
-# Every setting is shown with its default; uncomment a line to change it.
-# The agent can edit this file and front matter, so ralph refuses from them what would
-# loosen security (sandbox: none, a price for a built-in model or a price of 0, a log_file);
-# when both set one, the stricter wins. The environment and flags may do anything. log_file
-# and dry_run are per-run only: --log-file / RALPH_LOG_FILE, --dry-run / RALPH_DRY_RUN; which
-# agent runs is the operator's: agent, agent_args, fallback_agent only by --agent ... or RALPH_AGENT.
-"""
+_RULES = (  # what a repository file may do with a setting of each rule, in README order
+    (ANY, "set any value"),
+    (LOWER, "only lower it: at most the default shown, never to 0 (off) or null"),
+    (ON, "only turn it on"),
+    (STRICTER, "only make it stricter (loosest first)"),
+    (ADDS, "only add entries"),
+    (
+        OPERATOR,
+        "not change it: only a flag or `RALPH_*` variable may (a file may repeat the default)",
+    ),
+    (NEVER, "not hold it at all: only a flag or `RALPH_*` variable may"),
+)
+
+
+def _detail(s: Setting) -> str:
+    """A setting in the rules table, with the bound a file must keep to."""
+    if s.repo is LOWER and s.default is not None:
+        return f"`{s.name}` ({trust.shown(s, s.default)})"
+    if s.repo is STRICTER:
+        return f"`{s.name}` ({' < '.join(s.order)})"
+    return f"`{s.name}`"
+
+
+def _ruled(rule: RepoRule) -> list[Setting]:
+    return [s for s in SETTINGS.values() if s.repo is rule]
+
+
+def repo_rules_table() -> str:
+    """README Configuration: what ralph.yaml and in-repo front matter may set."""
+    rows = ["| a repository file may | settings |", "| --- | --- |"]
+    for rule, says in _RULES:
+        rows.append(f"| {says} | {', '.join(_detail(s) for s in _ruled(rule))} |")
+    return "\n".join(rows)
+
+
+def repo_rules_sentence() -> str:
+    """README Safety: the settings a repository file may set, in one sentence."""
+
+    def names(*rules: RepoRule) -> str:
+        return ", ".join(f"`{s.name}`" for rule in rules for s in _ruled(rule))
+
+    return textwrap.fill(
+        "A repository file (`ralph.yaml`, the front matter of a prompt file inside the "
+        f"repository) may set {names(ANY)} freely and {names(LOWER, ON, STRICTER, ADDS)} only "
+        f"to tighten them (see Configuration); {names(OPERATOR, NEVER)} come only from flags "
+        "and `RALPH_*` variables. Anything else stops the run before it starts (exit 2), in "
+        "one line naming the flag or variable that may set it.",
+        92,
+        initial_indent="  ",
+        subsequent_indent="  ",
+    )
+
+
+def _header() -> str:
+    """The template's opening comment, with the repository-file rules."""
+    rules = [
+        f"{says.replace('`', '')}: "
+        + ", ".join(_detail(s).replace("`", "") for s in _ruled(rule) if rule is not NEVER)
+        for rule, says in _RULES
+        if rule is not NEVER
+    ]
+    never = ", ".join(s.name for s in _ruled(NEVER))
+    text = [
+        "ralph.yaml: settings for ralph-loop runs in this repository.",
+        "Precedence, lowest to highest: built-in defaults < this file < a prompt's front "
+        "matter < RALPH_<SETTING> environment variables < command-line flags.",
+        "Every setting is shown with its default; uncomment a line to change it.",
+        "The agent can write this file (and prompt files inside the repository), so ralph takes "
+        "from them only what tightens the operator's settings, and refuses the rest (exit 2). "
+        "Of each setting, this file may:",
+    ]
+    out = [line for para in text for line in textwrap.wrap(para, _WIDTH - 2)]
+    for rule in rules:
+        out += textwrap.wrap(rule, _WIDTH - 4, initial_indent="- ", subsequent_indent=" ")
+    out += textwrap.wrap(
+        "When this file and in-repo front matter both set one, the stricter wins. The "
+        f"environment and flags may do anything. Only they may set {never}.",
+        _WIDTH - 2,
+    )
+    return "\n".join(f"# {line}" for line in out) + "\n"
+
+
 GROUPS = (LOOP, AGENT, GIT, SAFETY, GATE, VIEW, PR, AGENTS)
 _WIDTH = 100  # of a template line
 _COMMENT_AT = 34  # column of a setting's comment
@@ -61,7 +140,10 @@ def _lines(s: Setting) -> list[str]:
     first, *block = value.split("\n")
     key = f"# {s.name}: {first}".rstrip() if first else f"# {s.name}:"
     indent = max(_COMMENT_AT, len(key) + 1)
-    doc = textwrap.wrap(s.doc.replace("`", ""), _WIDTH - indent - 2) or [""]
+    said = s.doc.replace("`", "")
+    if s.repo is OPERATOR:  # shown at its default: a file may repeat it, nothing else
+        said += f"; only by {s.option + ' or ' if s.flag else ''}{s.env}"
+    doc = textwrap.wrap(said, _WIDTH - indent - 2) or [""]
     lines = [f"{key:<{indent}}# {doc[0]}"]
     lines += [f"#{' ' * (indent - 1)}# {more}" for more in doc[1:]]
     return lines + [f"# {line}" for line in block]
@@ -69,7 +151,7 @@ def _lines(s: Setting) -> list[str]:
 
 def template() -> str:
     """ralph.yaml as `ralph init` writes it: every file setting, its default and use."""
-    out = [HEADER]
+    out = [_header()]
     for group in GROUPS:
         out.append(f"# --- {group} ".ljust(_WIDTH, "-"))
         for s in SETTINGS.values():
@@ -85,8 +167,8 @@ TEMPLATE = template()
 # --- README ----------------------------------------------------------------------------------
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-_OPTIONS_BEGIN = "<!-- options: generated by `python -m ralph.docs` from ralph/settings.py -->"
-_OPTIONS_END = "<!-- end of options -->"
+_BEGIN = "<!-- generated by `python -m ralph.docs` from ralph/settings.py: {} -->"
+_END = "<!-- end of {} -->"
 # Options of `ralph-loop` that are not settings, and where they go in the table.
 EXTRA_ROWS = {
     "model": "| `--repo DIR` | RALPH_REPO or the current directory | the git repository to work "
@@ -125,12 +207,20 @@ def options_table() -> str:
 
 
 def readme_with_tables(readme: str) -> str:
-    """`readme` with its generated tables replaced by the current ones."""
-    head, rest = readme.split(_OPTIONS_BEGIN, 1)
-    _, tail = rest.split(_OPTIONS_END, 1)
-    return f"{head}{_OPTIONS_BEGIN}\n{options_table()}\n{_OPTIONS_END}{tail}"
+    """`readme` with its generated parts replaced by the current ones."""
+    parts = {
+        "options": options_table(),
+        "repository rules": repo_rules_table(),
+        "repository settings": repo_rules_sentence(),
+    }
+    for name, text in parts.items():
+        begin, end = _BEGIN.format(name), _END.format(name)
+        head, rest = readme.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        readme = f"{head}{begin}\n{text}\n{end}{tail}"
+    return readme
 
 
 if __name__ == "__main__":
     README.write_text(readme_with_tables(README.read_text(encoding="utf-8")), encoding="utf-8")
-    print(f"wrote the generated tables of {README}")
+    print(f"wrote the generated parts of {README}")

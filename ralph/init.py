@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+from . import trust
 from .config import CONFIG_FILE
 from .docs import TEMPLATE
 from .errors import UsageError
-from .prompt import builtin_names, builtin_path
+from .prompt import builtin_names, builtin_path, split_front_matter
+from .settings import SETTINGS
+
+
+def repository_copy(text: str, where: str) -> str:
+    """A built-in prompt as it is copied into the repository: the front matter lines a
+    repository file may not hold (max_iterations: 30) become comments naming the flag."""
+    settings, _ = split_front_matter(text, where)
+    lines = text.splitlines(keepends=True)
+    end = (
+        next(i for i, line in enumerate(lines[1:], 1) if line.startswith("---")) if settings else 0
+    )
+    for i in range(1, end):
+        key = lines[i].split(":", 1)[0]
+        if key in settings and trust.loosens(SETTINGS[key], settings[key]) is not None:
+            value = trust.shown(SETTINGS[key], settings[key])
+            lines[i] = (
+                f"# {lines[i].rstrip()}  (not from a file in the repository: pass "
+                f"{SETTINGS[key].option} {value})\n"
+            )
+    return "".join(lines)
 
 
 def init_repo(repo: Path, with_prompts: bool = False, force: bool = False) -> list[Path]:
@@ -34,7 +54,8 @@ def init_repo(repo: Path, with_prompts: bool = False, force: bool = False) -> li
         if source is None:
             dest.write_text(TEMPLATE, encoding="utf-8")
         else:
-            shutil.copyfile(source, dest)
+            text = repository_copy(source.read_text(encoding="utf-8"), str(source))
+            dest.write_text(text, encoding="utf-8")
         written.append(dest)
     return written
 

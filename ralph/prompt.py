@@ -29,6 +29,10 @@ class PromptSpec:
     note: str | None = None  # one line for stderr, e.g. that a built-in stood in for a file
 
     @property
+    def is_builtin(self) -> bool:
+        return self.source.startswith("builtin:")
+
+    @property
     def promises(self) -> list[str]:
         return prompt_promises(self.text)
 
@@ -108,11 +112,19 @@ def load_prompt(arg: str, stdin: TextIO | None = None, cwd: Path | None = None) 
     candidate = Path(arg).expanduser()
     if not candidate.is_absolute():
         candidate = cwd / candidate
-    if "\n" not in arg and len(arg) < 4096 and candidate.is_file():
-        return _from_text(_read_file(candidate), candidate.stem, str(candidate), candidate)
     builtin = builtin_path(arg)
     if builtin is not None:
-        return _from_text(_read_file(builtin), arg, f"builtin:{arg}", builtin)
+        # A built-in name is the built-in, even beside a file of that name: the agent could
+        # have written `./security` in an earlier run to stand in for it.
+        spec = _from_text(_read_file(builtin), arg, f"builtin:{arg}", builtin)
+        if candidate.exists():
+            spec.note = (
+                f"using the built-in prompt {arg!r}, not the file {arg} here; "
+                f"to run that file, name it as a path: ./{arg}"
+            )
+        return spec
+    if "\n" not in arg and len(arg) < 4096 and candidate.is_file():
+        return _from_text(_read_file(candidate), candidate.stem, str(candidate), candidate)
     stand_in = _builtin_stand_in(arg) if "\n" not in arg else None
     if stand_in is not None and not candidate.exists():
         # The README's `ralph-loop prompts/security.md` works in any repository.

@@ -107,9 +107,9 @@ def _check_pricing(cfg: RunConfig, model: Model) -> None:
 
     if cfg.max_cost is not None and model_pricing(model.name, cfg) is None:
         raise UsageError(
-            f"--max-cost needs a price for model {model.name!r}, and none is known; add one "
-            f"under `pricing:` in ralph.yaml ({model.name}: {{input: USD, output: USD}} per "
-            "million tokens) or use --max-tokens"
+            f"--max-cost needs a price for model {model.name!r}, and none is known; set "
+            f"RALPH_PRICING='{{{model.name}: {{input: USD, output: USD}}}}' (per million "
+            "tokens; a repository file cannot give one) or use --max-tokens"
         )
 
 

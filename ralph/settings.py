@@ -16,7 +16,8 @@ then use `cfg.max_widgets` where it takes effect. From the field come: the optio
 `--max-widgets` (`flag=` to name it otherwise, `flag=None` for none; a bool is
 `--x/--no-x`), the variable `RALPH_MAX_WIDGETS`, the ralph.yaml key and template line, the
 README rows (`python -m ralph.docs` rewrites them; a test says when they are stale) and
-the repository-file rule. `repo=` says what a file the agent could have written may do:
+the repository-file rule, which trust.py applies. `repo=` says what a file the agent could
+have written (ralph.yaml, front matter of a prompt file in the repository) may do:
 ANY (harmless: views, descriptions), LOWER (a limit: up to its default), ON (a guard: only
 turn it on), STRICTER (an ordered choice: only the stricter side), ADDS (gate lists: only
 add), OPERATOR (flags and RALPH_* only; a file may hold just the default) or NEVER (not in a
@@ -287,11 +288,11 @@ class RunConfig:
     pricing: dict[str, dict[str, float]] = setting(
         parser=parse.pricing,
         factory=dict,
-        doc="USD per million tokens, for models the built-in table lacks",
+        doc="USD per million tokens for models the built-in table lacks, e.g. "
+        "`{my-model: {input: 3.0, output: 15.0, cache_write: 3.75, cache_read: 0.30}}`",
         group=AGENT,
         flag=None,
         repo=OPERATOR,
-        example="\n  my-model-id: {input: 3.0, output: 15.0, cache_write: 3.75, cache_read: 0.30}",
     )
     branch: str | None = setting(
         None,

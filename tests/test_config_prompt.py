@@ -89,16 +89,18 @@ def test_builtins_resolve() -> None:
 
 
 def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "ralph.yaml").write_text(
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "ralph.yaml").write_text(
         "max_iterations: 7\nmax_turns: 9\nstall_limit: 2\nmodel: m-file\n"
     )
-    p = tmp_path / "p.md"
+    p = tmp_path / "p.md"  # the operator's, outside the repository (see test_trust.py)
     p.write_text(
         "---\nmax_iterations: 8\nmax_turns: 11\nmodel: m-front\n---\ngo <promise>T</promise>\n"
     )
     monkeypatch.setenv("RALPH_MAX_ITERATIONS", "12")
     monkeypatch.setenv("RALPH_MODEL", "m-env")
-    cfg = build_config(str(p), {"model": "m-flag"}, tmp_path)
+    cfg = build_config(str(p), {"model": "m-flag"}, repo)
     assert cfg.model == "m-flag"  # flag beats env
     assert cfg.max_iterations == 12  # env beats front matter
     assert cfg.max_turns == 11  # front matter beats ralph.yaml
@@ -177,10 +179,8 @@ def test_a_repository_file_may_make_pull_requests_drafts_but_never_ready(
     (tmp_path / "ralph.yaml").write_text("pr_draft: false\n")
     with pytest.raises(UsageError) as err:
         build_config(GO, {}, tmp_path)
-    assert err.value.message.endswith(
-        "pr_draft: false is refused from a repository file (the agent can edit it); pass "
-        "--no-pr-draft or set RALPH_PR_DRAFT=0"
-    )
+    assert "pr_draft: false is refused from a repository file" in err.value.message
+    assert err.value.message.endswith("pass --no-pr-draft or set RALPH_PR_DRAFT=false")
     assert build_config(GO, {"pr_draft": False}, tmp_path).pr_draft is False
     monkeypatch.setenv("RALPH_PR_DRAFT", "0")
     assert build_config(GO, {}, tmp_path).pr_draft is False
@@ -215,25 +215,22 @@ def test_repository_files_may_choose_a_sandbox(mode: str, tmp_path: Path) -> Non
 
 
 def test_front_matter_cannot_undo_ralph_yaml_security(tmp_path: Path) -> None:
-    (tmp_path / "ralph.yaml").write_text(
-        "sandbox: bwrap\nnetwork: 'off'\npricing:\n  my-model: {input: 3, output: 15}\n"
-    )
+    (tmp_path / "ralph.yaml").write_text("sandbox: bwrap\nnetwork: 'off'\n")
     p = tmp_path / "p.md"
-    p.write_text(
-        "---\nsandbox: auto\nnetwork: 'on'\npricing:\n  my-model: {input: 1, output: 30}\n"
-        f"---\n{GO}\n"
-    )
+    p.write_text(f"---\nsandbox: auto\nnetwork: 'on'\n---\n{GO}\n")
     cfg = build_config(str(p), {}, tmp_path)
     assert (cfg.sandbox, cfg.network) == ("bwrap", "off")
-    assert cfg.pricing["my-model"]["input"] == 3 and cfg.pricing["my-model"]["output"] == 30
 
 
-def test_repository_files_cannot_change_a_built_in_price(
+def test_repository_files_cannot_give_a_price(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "ralph.yaml").write_text(f"pricing:\n  {DEFAULT_MODEL}: {{input: 0, output: 0}}\n")
-    with pytest.raises(UsageError, match=rf"pricing: {DEFAULT_MODEL} has a built-in price"):
-        build_config(GO, {}, tmp_path)
+    # Not for a built-in model (it would weaken --max-cost), nor for another (a tiny price
+    # for an agent-chosen model id would defeat it too).
+    for model in (DEFAULT_MODEL, "my-model"):
+        (tmp_path / "ralph.yaml").write_text(f"pricing:\n  {model}: {{input: 3, output: 15}}\n")
+        with pytest.raises(UsageError, match=r"pricing is refused .*set RALPH_PRICING$"):
+            build_config(GO, {}, tmp_path)
     # the user's environment may (e.g. a negotiated price)
     (tmp_path / "ralph.yaml").unlink()
     monkeypatch.setenv("RALPH_PRICING", f"{{{DEFAULT_MODEL}: {{input: 1, output: 5}}}}")
@@ -241,19 +238,11 @@ def test_repository_files_cannot_change_a_built_in_price(
     assert cfg.pricing == {DEFAULT_MODEL: {"input": 1.0, "output": 5.0}}
 
 
-def test_repository_files_may_add_a_priced_model_but_not_a_free_one(tmp_path: Path) -> None:
-    (tmp_path / "ralph.yaml").write_text("pricing:\n  my-model: {input: 3, output: 15}\n")
-    assert build_config(GO, {}, tmp_path).pricing["my-model"]["output"] == 15
-    (tmp_path / "ralph.yaml").write_text(
-        "pricing:\n  my-model: {input: 3, output: 15, cache_read: 0}\n"
-    )
-    with pytest.raises(UsageError, match="must be more than 0"):
-        build_config(GO, {}, tmp_path)
-
-
-def test_repository_files_pass_only_ralph_variables(tmp_path: Path) -> None:
-    (tmp_path / "ralph.yaml").write_text("env: [ANTHROPIC_API_KEY]\n")
+def test_only_ralph_variables_are_passed_and_not_by_repository_files(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="only RALPH_"):
+        build_config(GO, {"env": ["ANTHROPIC_API_KEY"]}, tmp_path)
+    (tmp_path / "ralph.yaml").write_text("env: [RALPH_A]\n")
+    with pytest.raises(UsageError, match=r"env is refused .*pass --env or set RALPH_ENV"):
         build_config(GO, {}, tmp_path)
 
 
@@ -455,11 +444,14 @@ def test_flag_beats_environment_either_way(
 
 
 def test_front_matter_list_replaces_the_ralph_yaml_list(tmp_path: Path) -> None:
-    (tmp_path / "ralph.yaml").write_text("verify: [a]\nenv: [RALPH_A]\npr_labels: [la]\n")
-    prompt = tmp_path / "p.md"
-    prompt.write_text(f"---\nverify: [b]\nenv: [RALPH_B]\npr_labels: [lb]\n---\n{GO}\n")
-    cfg = build_config(str(prompt), {}, tmp_path)
-    assert (cfg.verify, cfg.env, cfg.pr_labels) == (["b"], ["RALPH_B"], ["lb"])
+    # The operator's prompt file (outside the repository) replaces ralph.yaml's list; a
+    # prompt file in the repository, which the agent could have written, only adds to it.
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "ralph.yaml").write_text("verify: [a]\n")
+    for prompt, expected in ((tmp_path / "p.md", ["b"]), (repo / "p.md", ["a", "b"])):
+        prompt.write_text(f"---\nverify: [b]\n---\n{GO}\n")
+        assert build_config(str(prompt), {}, repo).verify == expected
 
 
 @pytest.mark.parametrize(

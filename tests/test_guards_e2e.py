@@ -146,7 +146,7 @@ def test_timeout_ends_the_run_with_exit_4(tmp_path: Path) -> None:
     assert git(repo, "show", "--name-only", "--format=", commit["sha"]) == "first.md"
 
 
-def test_a_cost_budget_needs_a_price_and_ralph_yaml_can_give_one(tmp_path: Path) -> None:
+def test_a_cost_budget_needs_a_price_and_the_operator_can_give_one(tmp_path: Path) -> None:
     unknown = "claude-unpriced-9"
     repo, prompt = setup(tmp_path)
     turns = [
@@ -156,15 +156,23 @@ def test_a_cost_budget_needs_a_price_and_ralph_yaml_can_give_one(tmp_path: Path)
     proc = scripted(repo, prompt, [turns], "--max-cost", "3", model=unknown)
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
-    assert unknown in line and "pricing:" in line and "ralph.yaml" in line
+    assert unknown in line and "RALPH_PRICING" in line
     assert not (repo / ".ralph").exists()
     assert git(repo, "branch", "--format=%(refname:short)").split() == ["main"]
 
-    # With a price in ralph.yaml ($4/M input), the same run is priced and stopped by it.
-    (repo / "ralph.yaml").write_text(f"pricing:\n  {unknown}: {{input: 4, output: 20}}\n")
+    # A price in ralph.yaml, which the agent could have written, is refused.
+    (repo / "ralph.yaml").write_text(f"pricing:\n  {unknown}: {{input: 0.01, output: 0.01}}\n")
     git(repo, "add", "ralph.yaml")
     git(repo, "commit", "-qm", "price")
     proc = scripted(repo, prompt, [turns], "--max-cost", "3", model=unknown)
+    assert proc.returncode == 2 and "pricing is refused" in proc.stderr, proc.stderr
+    git(repo, "rm", "-q", "ralph.yaml")
+    git(repo, "commit", "-qm", "no price")
+
+    # With the operator's price ($4/M input), the same run is priced and stopped by it.
+    script = write_script(prompt.parent / "session.yaml", [turns], model=unknown)
+    price = clean_env(RALPH_PRICING=f"{{{unknown}: {{input: 4, output: 20}}}}")
+    proc = ralph(repo, prompt, "--model", f"script:{script}", "--max-cost", "3", env=price)
     assert proc.returncode == 4, proc.stderr
     run = only_run(repo)
     assert run["model"] == unknown and run["cost_usd"] == pytest.approx(4.0)

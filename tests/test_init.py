@@ -11,7 +11,7 @@ import yaml
 
 from ralph.cli import build_config
 from ralph.config import FILE_KEYS, RunConfig, file_layer
-from ralph.init import TEMPLATE
+from ralph.init import TEMPLATE, init_repo
 from tests.helpers import make_repo, run_cli
 
 
@@ -49,6 +49,8 @@ def test_example_ralph_yaml_loads(tmp_path: Path) -> None:
     layer = file_layer(tmp_path)
     assert layer["worktree"] is True and layer["timeout"] == 8 * 3600
     assert layer["verify"] == ["python -m pytest -q", "ruff check ."]
+    # and it keeps to what a repository file may set
+    assert build_config("go <promise>T</promise>", {}, tmp_path).stall_limit == 4
 
 
 def _setting_blocks() -> list[tuple[str, str]]:
@@ -81,13 +83,26 @@ def test_each_template_setting_uncommented_alone_loads_with_its_default(
     cfg = build_config("go <promise>T</promise>", {}, tmp_path)
     if setting == "completion_promise":  # an example: by default the prompt names it
         assert cfg.completion_promise == "DONE"
-    elif setting == "pricing":  # an example of a model the built-in table lacks
-        assert list(cfg.pricing) == ["my-model-id"]
     else:
         assert getattr(cfg, setting) == getattr(RunConfig(), setting), text
 
 
 def test_template_states_the_repository_file_restrictions() -> None:
+    from ralph.settings import NEVER, OPERATOR, SETTINGS
+
     flat = " ".join(line.lstrip("# ") for line in TEMPLATE.splitlines())
-    for rule in ("sandbox: none", "built-in model", "price of 0", "log_file", "stricter wins"):
-        assert rule in flat, rule
+    assert "stricter wins" in flat and "sandbox (none < auto < bwrap)" in flat
+    for name, s in SETTINGS.items():
+        if s.repo in (OPERATOR, NEVER):
+            assert f" {name}" in flat, name
+
+
+def test_copied_prompts_run_from_the_repository(tmp_path: Path) -> None:
+    # The built-ins ask for max_iterations: 30, which a repository file may not: the copies
+    # say so in a comment, and run as they are.
+    for name in ("security", "incident-response"):
+        init_repo(tmp_path, with_prompts=True, force=True)
+        copy = (tmp_path / "prompts" / f"{name}.md").read_text()
+        assert "# max_iterations: " in copy and "pass --max-iterations" in copy
+        cfg = build_config(str(tmp_path / "prompts" / f"{name}.md"), {}, tmp_path)
+        assert cfg.max_iterations == RunConfig().max_iterations and cfg.artifacts

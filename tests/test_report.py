@@ -180,13 +180,10 @@ def _turn(i: int) -> dict[str, Any]:
 
 
 def _project(tmp_path: Path, iterations: list[Any], front: str = "") -> tuple[Path, Path, Path]:
-    repo = make_repo(
-        tmp_path / "repo",
-        {
-            "README.md": "# p\n",
-            "ralph.yaml": "pricing:\n  script: {input: 3, output: 15, cache_read: 0.3}\n",
-        },
-    )
+    repo = make_repo(tmp_path / "repo", {"README.md": "# p\n"})
+    # The price comes from the operator's prompt file, outside the repository.
+    pricing = "pricing:\n  script: {input: 3, output: 15, cache_read: 0.3}\n"
+    front = "---\n" + pricing + (front.removeprefix("---\n") if front else "---\n")
     prompt = tmp_path / "harden.md"
     prompt.write_text(f"{front}Harden it. Output <promise>{TOKEN}</promise> when done.\n")
     return repo, prompt, write_script(tmp_path / "session.yaml", iterations)

@@ -1,0 +1,144 @@
+"""Files the agent could have written (ralph.yaml, the front matter of a prompt file inside the
+repository) may only tighten what the operator set: defaults, flags, RALPH_* variables, the
+built-in prompts and prompt files outside the repository. Each setting's rule (`repo=`) is
+declared in settings.py; this module applies it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import parse
+from .errors import UsageError
+from .settings import ADDS, ANY, LOWER, NEVER, ON, OPERATOR, SETTINGS, STRICTER, Setting
+
+
+def shown(s: Setting, value: Any) -> str:
+    """A value as the user would write it in a flag or variable."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if s.parse is parse.parse_duration and isinstance(value, float):
+        # 10h, 15m, 120s: as the help and the template write them
+        if value >= 3600 and value % 3600 == 0:
+            return f"{value / 3600:g}h"
+        if value >= 600 and value % 60 == 0:
+            return f"{value / 60:g}m"
+        return f"{value:g}s"
+    return str(value)
+
+
+def loosens(s: Setting, value: Any) -> str | None:
+    """Why `value` from a repository file would loosen the setting's default, or None."""
+    default = s.default
+    if value == default or s.repo is ANY:
+        return None
+    if s.repo is OPERATOR:
+        return "can be set only by the operator"
+    if s.repo is LOWER:
+        if value is None or (s.off is not None and value == s.off):
+            return "turns the limit off, and a repository file may only lower it"
+        if default is not None and value > default:
+            return (
+                f"is above the default {shown(s, default)}, and a repository file may only lower it"
+            )
+        return None
+    if s.repo is ON:
+        return None if value else "turns it off, and a repository file may only turn it on"
+    if s.repo is STRICTER:
+        if s.order.index(value) < s.order.index(default):
+            return f"is looser than {default}, and a repository file may only make it stricter"
+        return None
+    if s.repo is ADDS:
+        if any(entry not in value for entry in default):
+            return "removes entries, and a repository file may only add them"
+        return None
+    return "is not a file setting"  # NEVER: refused before
+
+
+def _refusal(s: Setting, value: Any, where: str, why: str) -> UsageError:
+    """One line: the file, the setting, why, and the flag or variable that may set it."""
+    scalar = not isinstance(value, list | dict)
+    value_text = f": {shown(s, value)}" if scalar else ""
+    ways = f"set {s.env}" + (f"={shown(s, value)}" if scalar else "")
+    if s.flag is not None and s.switch:  # --pr, --no-pr-draft
+        on, _, off = s.flag.partition("/")
+        ways = f"pass {on if value else off or on} or {ways}"
+    elif s.flag is not None:
+        ways = f"pass {s.option}{value_text.replace(':', '', 1)} or {ways}"
+    return UsageError(
+        f"{where}: {s.name}{value_text} is refused from a repository file (the agent can "
+        f"write it): it {why}; {ways}"
+    )
+
+
+def refuse_never_in_files(layer: Mapping[str, Any], where: str) -> None:
+    """Refuse a setting no file may hold, from any file: per-run ones (ralph, outside the
+    sandbox, would append its log_file to any path the agent chose, e.g. ~/.bashrc) and the
+    choice of agent (a file must not swap it or pass it --dangerously-anything)."""
+    for key in layer:
+        s = SETTINGS[key]
+        if s.repo is NEVER:
+            raise UsageError(
+                f"{where}: {key} is not a file setting; remove it, and pass "
+                f"{s.option} or set {s.env}"
+            )
+
+
+def check_repo_layer(
+    layer: Mapping[str, Any],
+    where: str,
+    above: Sequence[Mapping[str, Any]],
+    merge: Callable[..., dict[str, Any]],
+) -> None:
+    """Refuse a setting of a repository file that would loosen its default, unless an
+    operator's layer `above` it sets it anyway (or, for a workspace mode, clears it)."""
+    survives = merge(layer, *above)
+    for key, value in layer.items():
+        if key not in survives or any(key in higher for higher in above):
+            continue  # the operator's value wins: the file's is moot
+        why = loosens(SETTINGS[key], value)
+        if why is not None:
+            raise _refusal(SETTINGS[key], value, where, why)
+
+
+def _stricter(s: Setting, low: Any, high: Any) -> Any:
+    """The stricter of two repository files' values (ties: the higher layer's)."""
+    if s.repo is LOWER:
+
+        def limit(value: Any) -> float:
+            off = value is None or (s.off is not None and value == s.off)
+            return float("inf") if off else float(value)
+
+        return low if limit(low) < limit(high) else high
+    if s.repo is ON:
+        return low or high
+    if s.repo is STRICTER:
+        return max(high, low, key=s.order.index)
+    if s.repo is ADDS:
+        return [*low, *(entry for entry in high if entry not in low)]
+    return high
+
+
+def strictest(merged: dict[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """`merged` (the layers overlaid in order) with each setting that several repository
+    files set taken at its strictest: in-repo front matter cannot undo `network: off` or
+    drop a verify command of ralph.yaml, which the agent could have written just as well."""
+    for key in merged:
+        values = [layer[key] for layer in layers if key in layer]
+        for value in values[1:]:
+            values[0] = _stricter(SETTINGS[key], values[0], value)
+        if values:
+            merged[key] = values[0]
+    return merged
+
+
+def agent_writable(path: Path, tree: Path) -> bool:
+    """Whether `path` (as given, or where its links lead) lies in `tree`, the repository the
+    agent works in: a prompt file there is the agent's to edit, one elsewhere the operator's."""
+    roots = {tree.absolute(), tree.resolve()}
+    for candidate in (Path(os.path.normpath(path.absolute())), path.resolve()):
+        if any(candidate == root or root in candidate.parents for root in roots):
+            return True
+    return False
