@@ -217,7 +217,8 @@ def readme_with_tables(readme: str) -> str:
         begin, end = _BEGIN.format(name), _END.format(name)
         head, rest = readme.split(begin, 1)
         _, tail = rest.split(end, 1)
-        readme = f"{head}{begin}\n{text}\n{end}{tail}"
+        indent = head[len(head.rstrip(" ")) :]  # markers inside a list item stay in it
+        readme = f"{head}{begin}\n{text}\n{indent}{end}{tail}"
     return readme
 
 
