@@ -80,6 +80,8 @@ class RunSummary:
     network: str | None = None
     pull_request: str | None = None  # its URL
     next_steps: list[str] = field(default_factory=list)  # commands to run next
+    # A task-list run's tasks, by id: title, status, reason, commit, cost_usd (tasklist.py).
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def tokens(self) -> int:
@@ -202,7 +204,7 @@ def _row(number: int, d: dict[str, Any]) -> IterationRow:
 # Events the report keeps as they come (the others it reads from the journal's tables).
 NOTED = (
     "promise_seen", "guard_tripped", "warning", "guidance", "stop_requested",
-    "notification_failed", "sandbox", "pull_request",
+    "notification_failed", "sandbox", "pull_request", "task_started", "task_ended",
 )  # fmt: skip
 
 
@@ -225,6 +227,11 @@ def _note(s: RunSummary, name: str, iteration: int | None, d: dict[str, Any]) ->
         s.sandbox, s.network = d.get("kind"), d.get("network")
     elif name == "pull_request":
         s.pull_request = d.get("url")
+    elif name in ("task_started", "task_ended"):
+        task = s.tasks.setdefault(str(d.get("id")), {"status": "open"})
+        task.update(
+            {k: d[k] for k in ("title", "status", "reason", "commit", "cost_usd") if k in d}
+        )
     elif name == "guard_tripped":
         s.guards.append(
             {"iteration": iteration, "guard": d.get("guard"), "message": d.get("message")}
@@ -440,6 +447,21 @@ def budget_rows(s: RunSummary) -> list[tuple[str, str, str]]:
     ]
 
 
+def _task_rows(tasks: dict[str, dict[str, Any]]) -> list[str]:
+    """The task table of a task-list run: each task it worked or closed, as it ended."""
+    rows = ["| Task | Title | Status | Commit | Cost |", "|---|---|---|---|---:|"]
+    for task_id, t in tasks.items():
+        status = _cell(t.get("status"))
+        if t.get("reason"):
+            status += f": {_cell(t['reason'], 120)}"
+        commit = f"`{str(t['commit'])[:8]}`" if t.get("commit") else "-"
+        rows.append(
+            f"| {_cell(task_id)} | {_cell(t.get('title'), 80)} | {status} | {commit} | "
+            f"{fmt_cost(t.get('cost_usd'))} |"
+        )
+    return rows
+
+
 def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
     """The report as markdown (report.md), or as a pull-request body when `for_pr`.
 
@@ -497,6 +519,8 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
             lines.extend(f"  - {_cell(reason, 300)}" for reason in p["reasons"])
     else:
         lines.append("No promise was made.")
+    if s.tasks:
+        lines += ["", "### Tasks", "", *_task_rows(s.tasks)]
     lines += ["", "### Budgets", "", "| Budget | Used | Limit |", "|---|---:|---:|"]
     lines += [f"| {name} | {used} | {limit} |" for name, used, limit in budget_rows(s)]
     if s.guards:

@@ -162,7 +162,7 @@ def test_a_passing_verify_accepts_and_dependents_of_a_blocked_task_are_blocked(r
         [
             work("a.txt", "Made a. <task-done>T1</task-done>"),
             work("b.txt", "Did two. <task-done>T2</task-done>"),
-            work("c.txt", "No. <task-blocked>T3: needs a human</task-blocked>"),
+            work("c.txt", "No. <task-blocked>T3: needs a human | <b>now</b></task-blocked>"),
         ],
         tasks="tasks.md",
     )
@@ -173,6 +173,15 @@ def test_a_passing_verify_accepts_and_dependents_of_a_blocked_task_are_blocked(r
     assert ended["T4"]["commit"] == ended["T3"]["commit"] == r.commits()[-1]["sha"]
     last = shown(r.repo, r.commits()[-1]["sha"], "tasks.md")
     assert "T4: Needs T3 (blocked: depends on T3" in last
+    # The report's task table: final status, commit; the agent's reason is inert Markdown.
+    report = (r.repo / ".ralph" / "runs" / r.result.run_id / "report.md").read_text()
+    table = report.split("### Tasks\n\n")[1].split("\n\n")[0].splitlines()
+    assert table[0] == "| Task | Title | Status | Commit | Cost |"
+    rows = {row.split(" | ")[0].strip("| "): row for row in table[2:]}
+    assert list(rows) == ["T1", "T2", "T3", "T4"]
+    assert f"| done | `{r.commits()[0]['sha'][:8]}` |" in rows["T1"]
+    assert "needs a human \\|" in rows["T3"] and "<b>" not in rows["T3"]
+    assert "blocked: depends on T3" in rows["T4"]
 
 
 def test_the_agent_marking_a_task_done_itself_is_undone(run: Any) -> None:
@@ -252,3 +261,36 @@ def test_a_repository_file_cannot_choose_the_task_file(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"ralph.yaml": "tasks: other.md\n"})
     with pytest.raises(UsageError, match="tasks is not a file setting"):
         build_config("Do it. <promise>DONE</promise>", {}, repo, environ={})
+
+
+def test_resume_continues_with_the_task_file_as_the_branch_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ralph.resume import resume_config
+
+    repo = make_repo(tmp_path / "repo", {"tasks.md": "- [ ] T1: One\n- [ ] T2: Two\n"})
+    script = write_script(
+        tmp_path / "session.yaml",
+        [work("one.txt", "One. <task-done>T1</task-done>"),
+         work("two.txt", "Two. <task-done>T2</task-done>")],
+    )  # fmt: skip
+    spies: list[Spy] = []
+
+    def model(cfg: Any) -> Spy:
+        spies.append(Spy(ScriptModel(script)))
+        return spies[-1]
+
+    monkeypatch.setattr("ralph.models.make_model", model)
+    cfg = RunConfig(prompt=PROMPT, prompt_name="remediate", repo=repo, tasks="tasks.md",
+                    model=f"script:{script}", sandbox="none", quiet=True, max_iterations=1)  # fmt: skip
+    first = execute(cfg, [Recorder()])
+    assert first.status == "max_iterations"
+    resumed_cfg, point = resume_config(repo, first.run_id, more=1)
+    recorder = Recorder()
+    result = execute(resumed_cfg, [recorder], resume=point)
+    assert (result.status, result.iterations) == ("completed", 2)
+    assert result.reason == "all 2 tasks closed (2 done, 0 blocked, 0 deferred)"
+    started = [e.data["id"] for e in recorder.events if e.name == "task_started"]
+    assert started == ["T2"]  # T1 is done on the branch: not worked again
+    assert git(repo, "show", "HEAD:tasks.md") == "- [x] T1: One\n- [x] T2: Two"
+    assert git(repo, "show", "main:tasks.md") == "- [ ] T1: One\n- [ ] T2: Two"
