@@ -609,8 +609,8 @@ class Journal:
         if row["status"] in FINISHED and not more:
             raise UsageError(
                 f"run {run_id} already finished ({row['status']}: {row['exit_reason']}); "
-                f"continue it with `ralph resume {run_id} --more N` (N more iterations; "
-                "--max-cost, --max-tokens and --timeout raise its budgets), or start a new run"
+                f"continue it with `ralph resume {run_id} --more N` (N more iterations), or "
+                "start a new run"
             )
         done = self.conn.execute(
             "SELECT COALESCE(MAX(number), 0) FROM iterations i WHERE run_id = ? AND "
