@@ -26,10 +26,13 @@ fixed", not by "- [x] Injections" or by the word anywhere else in the file. It m
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import UsageError
@@ -44,7 +47,10 @@ _BOX = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])\s+\[([ xX])\]\s*(.*)$", re.M)
 _NA = re.compile(r"(?<![\w/])N/A(?:\s*:|\s+-\s|\s*[—–])(?=.*[^\W_])", re.I)
 VERIFY_TAIL_LINES = 15
 
-RunCommand = Callable[[str], tuple[int, str]]
+# A verify command and the directory it runs in -> (exit code, output).
+RunCommand = Callable[[str, Path], tuple[int, str]]
+# A throw-away clean checkout of the run's last commit: (its directory, the commit's sha).
+Checkout = Callable[[], AbstractContextManager[tuple[Path, str]]]
 
 
 @dataclass
@@ -120,25 +126,73 @@ def heading_matches(required: str, heading: str) -> bool:
     return not rest or not (rest[0].isalnum() or rest[0] == "_")
 
 
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(entries, key=lambda e: e.name)
+    except OSError:
+        return []
+
+
+def matching_files(root: Path, pattern: str) -> tuple[list[Path], list[str]]:
+    """The files under `root` that an artifact path or glob names, and the links out of the
+    repository met on the way (as repository paths).
+
+    Links are never followed out of the repository: the gate runs outside the sandbox, and
+    what it matched is quoted to the model and in the report, so a link such as
+    `sdlc/runbooks -> ~/notes` must show neither the host's files nor their names. `**` does
+    not descend into linked directories (as `Path.glob`).
+    """
+    inside = root.resolve()
+    files: list[Path] = []
+    links: list[str] = []
+
+    def visit(directory: Path, rel: str, parts: tuple[str, ...]) -> None:
+        head, rest = parts[0], parts[1:]
+        if head == "**":
+            if rest:
+                visit(directory, rel, rest)
+            for entry in _entries(directory):
+                if entry.is_dir(follow_symlinks=False):
+                    visit(directory / entry.name, f"{rel}{entry.name}/", parts)
+            return
+        if any(c in head for c in "*?["):
+            names = [e.name for e in _entries(directory) if fnmatch.fnmatchcase(e.name, head)]
+        else:
+            names = [head]
+        for name in names:
+            path = directory / name
+            wanted = path.is_dir() if rest else path.is_file()
+            if not wanted:
+                continue
+            if path.is_symlink() and not path.resolve().is_relative_to(inside):
+                links.append(rel + name)  # where the match would have gone on: not followed
+            elif rest:
+                visit(path, f"{rel}{name}/", rest)
+            else:
+                files.append(path)
+
+    parts = PurePosixPath(pattern).parts
+    if parts:
+        visit(root, "", parts)
+    return sorted(set(files)), sorted(set(links))
+
+
 def check_artifact(root: Path, art: Artifact) -> list[str]:
     """Problems with one artifact, as short exact sentences (empty when it passes)."""
-    is_glob = any(c in art.path for c in "*?[")
-    files = sorted(p for p in root.glob(art.path) if p.is_file()) if is_glob else []
-    if not is_glob:
-        files = [root / art.path] if (root / art.path).is_file() else []
+    files, links = matching_files(root, art.path)
+    # Named by their repository path only (see matching_files): never read, never listed.
+    problems = [
+        f"{link}: links outside the repository; write the artifact itself" for link in links
+    ]
     if len(files) < art.min:
-        if is_glob:
-            return [f"{art.path}: {len(files)} file(s) match, at least {art.min} needed"]
-        return [f"{art.path}: missing"]
-    problems: list[str] = []
-    inside = root.resolve()
+        if any(c in art.path for c in "*?["):
+            problems.append(f"{art.path}: {len(files)} file(s) match, at least {art.min} needed")
+        elif not links:
+            problems.append(f"{art.path}: missing")
+        return problems
     for path in files:
         rel = path.relative_to(root).as_posix()
-        # The gate runs outside the sandbox and quotes open items back to the model: a link
-        # out of the repository must not make it read (and show) the runner's files.
-        if not path.resolve().is_relative_to(inside):
-            problems.append(f"{rel}: links outside the repository; write the artifact itself")
-            continue
         text = path.read_text(encoding="utf-8", errors="replace")
         present = _HEADING.findall(text)
         for heading in art.headings:
@@ -164,23 +218,47 @@ def _tail(output: str, lines: int = VERIFY_TAIL_LINES) -> str:
 
 
 @dataclass
+class Verdict:
+    """What the gate found, and what it judged (for the journal and the report)."""
+
+    problems: list[str]
+    commit: str | None = None  # the commit judged in a clean checkout
+    judged: str = ""  # "clean checkout", "working tree", or "" when there was nothing to check
+
+
+@dataclass
 class Gate:
-    """Checks a promise against the configured artifacts and verify commands."""
+    """Checks a promise against the configured artifacts and verify commands.
+
+    With `checkout` (runs that commit), both judge a clean checkout of the run's last commit:
+    files the agent left uncommitted, or that a `.gitignore` it wrote hides, do not count (a
+    `unittest/__main__.py` that exits 0 must not pass `python3 -m unittest`). Without it
+    (`--no-commit`), they judge the working tree at `root`.
+    """
 
     root: Path
     artifacts: list[Artifact]
     verify: list[str]
     run_command: RunCommand | None = None
+    checkout: Checkout | None = None
 
-    def check(self) -> list[str]:
-        """Every reason to reject the promise; an empty list accepts it."""
+    def check(self) -> Verdict:
+        """Every reason to reject the promise; no problems accepts it."""
+        if not self.artifacts and not self.verify:
+            return Verdict([])
+        if self.checkout is None:
+            return Verdict(self._problems(self.root), None, "working tree")
+        with self.checkout() as (root, sha):
+            return Verdict(self._problems(root), sha, "clean checkout")
+
+    def _problems(self, root: Path) -> list[str]:
         problems: list[str] = []
         for art in self.artifacts:
-            problems += check_artifact(self.root, art)
+            problems += check_artifact(root, art)
         for cmd in self.verify:
             if self.run_command is None:
                 raise RuntimeError("verify commands need a command runner")
-            code, output = self.run_command(cmd)
+            code, output = self.run_command(cmd, root)
             if code != 0:
                 problems.append(f"verify `{cmd}` exited {code}:\n{_tail(output)}")
         return problems

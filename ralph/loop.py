@@ -257,28 +257,37 @@ class Loop:
                 self._end_iteration(i, began, failed, None)
                 return self._result("error", exc.message, i)
 
+            summary = summary_line(outcome, cfg.completion_promise)
             feedback, accepted = None, False
             check = promise.check(outcome.final_text, cfg.completion_promise)
             if self.tasks is not None:
                 try:  # the task's verify runs like the gate's: interruptible
-                    self.tasks.finish(outcome.final_text, self.gate.run_command or _no_runner)
+                    self.tasks.finish(outcome.final_text, self._run_in_tree)
                 except Interrupted:
                     return self._interrupted(i, began)
-            elif check.found:
+                files, sha = self._commit(i, summary)
+            else:
+                # Committed first: the gate judges the commit (a clean checkout of it), never
+                # files the agent left uncommitted or hid with a .gitignore.
+                files, sha = self._commit(i, summary)
+            if self.tasks is None and check.found:
                 try:
-                    problems = self.gate.check()  # verify commands can run long: interruptible
+                    verdict = self.gate.check()  # verify commands can run long: interruptible
                 except Interrupted:
-                    return self._interrupted(i, began)
-                accepted = not problems
+                    self._ended(i, began, outcome, summary, files, sha, None, interrupted=True)
+                    return self._result("interrupted", "interrupted by a signal", i)
+                accepted = not verdict.problems
                 self.bus.emit(
                     "promise_seen",
                     token=check.expected,
                     accepted=accepted,
-                    reasons=problems,
+                    reasons=verdict.problems,
+                    judged=verdict.judged,
+                    judged_commit=verdict.commit,
                     level="info" if accepted else "warning",
                 )
-                feedback = None if accepted else rejection_feedback(problems)
-                self.refused = None if accepted else (i, list(problems))
+                feedback = None if accepted else rejection_feedback(verdict.problems)
+                self.refused = None if accepted else (i, list(verdict.problems))
             for other in check.other_tokens if self.tasks is None else ():
                 self.bus.emit(
                     "promise_seen",
@@ -287,7 +296,7 @@ class Loop:
                     level="warning",
                     reasons=[f"not the completion promise ({check.expected})"],
                 )
-            files = self._end_iteration(i, began, outcome, accepted)
+            self._ended(i, began, outcome, summary, files, sha, accepted)
             if self.tasks is not None:
                 self.tasks.settle(self.last_commit, outcome.cost_usd)
                 if not self.tasks.file.open_tasks():
@@ -311,6 +320,12 @@ class Loop:
                 return self._stopped(outcome_stop, i)
             i += 1
         return self._result("max_iterations", self._max_iterations_reason(), i - 1)
+
+    def _run_in_tree(self, cmd: str) -> tuple[int, str]:
+        """A task's verify command, in the working tree (task runs are judged there)."""
+        if self.gate.run_command is None:
+            return _no_runner(cmd)
+        return self.gate.run_command(cmd, self.workspace.root)
 
     def _max_iterations_reason(self) -> str:
         """Why the run stopped at --max-iterations: no promise, or a promise the gate refused."""
@@ -344,11 +359,26 @@ class Loop:
         outcome: IterationOutcome,
         accepted: bool | None,
         interrupted: bool = False,
-    ) -> list[str]:
+    ) -> None:
+        """Commit what the iteration left and record its end (for iterations cut short)."""
         summary = (
             "interrupted" if interrupted else summary_line(outcome, self.cfg.completion_promise)
         )
         files, sha = self._commit(i, summary, interrupted)
+        self._ended(i, began, outcome, summary, files, sha, accepted, interrupted)
+
+    def _ended(
+        self,
+        i: int,
+        began: float,
+        outcome: IterationOutcome,
+        summary: str,
+        files: list[str],
+        sha: str | None,
+        accepted: bool | None,
+        interrupted: bool = False,
+    ) -> None:
+        """Count the iteration's usage and record its end."""
         self.guards.add(outcome.usage, outcome.cost_usd)
         self.bus.emit(
             "iteration_ended",
@@ -364,7 +394,6 @@ class Loop:
             turns=outcome.turns,
             error=outcome.error,
         )
-        return files
 
     def _interrupted(self, i: int, began: float) -> RunResult:
         self._end_iteration(i, began, self.agent.current, None, interrupted=True)

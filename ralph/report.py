@@ -219,6 +219,8 @@ def _note(s: RunSummary, name: str, iteration: int | None, d: dict[str, Any]) ->
                 "token": d.get("token"),
                 "accepted": accepted,
                 "reasons": reasons,
+                "judged": d.get("judged") or "",
+                "judged_commit": d.get("judged_commit"),
             }
         )
     elif name == "guidance":
@@ -369,14 +371,12 @@ def complete(
 
 def existing_artifacts(entries: list[Any], root: Path) -> list[str]:
     """The artifact files (config `artifacts:` paths and globs) that exist under `root`."""
-    from .gate import parse_artifacts
+    from .gate import matching_files, parse_artifacts
 
     found: list[str] = []
     for art in parse_artifacts(entries):
-        if any(c in art.path for c in "*?["):
-            paths = sorted(p for p in root.glob(art.path) if p.is_file())
-        else:
-            paths = [root / art.path] if (root / art.path).is_file() else []
+        # matching_files never follows a link out of the repository (no host file names here)
+        paths, _ = matching_files(root, art.path)
         found.extend(p.relative_to(root).as_posix() for p in paths)
     return list(dict.fromkeys(found))
 
@@ -390,6 +390,16 @@ def build_summary(main_repo: Path, run_id: str, cfg: RunConfig | None = None) ->
 
 
 # --- rendering -----------------------------------------------------------------------------
+
+
+def _judged(promise: dict[str, Any]) -> str:
+    """What the gate looked at: the commit in a clean checkout, or the working tree."""
+    commit = promise.get("judged_commit")
+    if promise.get("judged") == "clean checkout" and isinstance(commit, str):
+        return f" (judged on a clean checkout of commit {code(commit[:12])})"
+    if promise.get("judged") == "working tree":
+        return " (judged on the working tree: --no-commit)"
+    return ""
 
 
 def _cell(text: Any, width: int = 0) -> str:
@@ -515,7 +525,7 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
     if s.promises:
         for p in s.promises:
             verdict = "accepted" if p["accepted"] else "rejected"
-            lines.append(f"- iteration {p['iteration']}: {code(p['token'])} {verdict}")
+            lines.append(f"- iteration {p['iteration']}: {code(p['token'])} {verdict}{_judged(p)}")
             lines.extend(f"  - {_cell(reason, 300)}" for reason in p["reasons"])
     else:
         lines.append("No promise was made.")

@@ -9,6 +9,7 @@ import secrets
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from .agent import Agent
@@ -170,6 +171,32 @@ def _publish(cfg: RunConfig, workspace: Any, result: RunResult, bus: Bus) -> boo
     for problem in pr.problems:  # the pull request is there, but not as it was asked for
         bus.emit("pull_request_failed", level="error", message=problem)
     return not pr.problems
+
+
+def _make_gate(cfg: RunConfig, workspace: Any) -> Gate:
+    """The completion gate: it judges a clean checkout of the run's last commit (the working
+    tree with --no-commit), running verify commands there in a sandbox of their own."""
+    import functools
+
+    from .checkout import clean_checkout
+    from .tools.bash import BashTool
+    from .tools.sandbox import choose_sandbox, make_sandbox
+
+    def run_command(cmd: str, where: Path) -> tuple[int, str]:
+        kind, _ = choose_sandbox(cfg.sandbox, cfg.network, where)
+        sandbox = make_sandbox(kind, where, cfg.network, cfg.env)
+        bash = BashTool(sandbox, timeout=cfg.bash_timeout, output_cap=cfg.output_cap)
+        try:
+            with STOP.interruptible():  # a signal stops a long verify command at once
+                result = bash.execute(cmd)
+        finally:
+            bash.close()  # its private HOME
+        return (result.exit_code if result.exit_code is not None else 1), result.content
+
+    checkout = None
+    if not cfg.no_commit:
+        checkout = functools.partial(clean_checkout, workspace.main_repo, workspace.branch)
+    return Gate(workspace.root, parse_artifacts(cfg.artifacts), cfg.verify, run_command, checkout)
 
 
 def _commit_left_over(
@@ -336,13 +363,7 @@ def _execute(
 
     agent = assemble(cfg, model, builtin, workspace.root, bus)
 
-    def run_command(cmd: str) -> tuple[int, str]:
-        # restart: verify commands start at the repository root, not where the agent cd'd to
-        with STOP.interruptible():  # a signal stops a long verify command at once
-            result = tools.run("bash", {"command": cmd, "restart": True})
-        return (result.exit_code if result.exit_code is not None else 1), result.content
-
-    gate = Gate(workspace.root, parse_artifacts(cfg.artifacts), cfg.verify, run_command)
+    gate = _make_gate(cfg, workspace)
     from .control import JournalControl
 
     control = JournalControl(journal.conn, run_id)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -178,18 +180,48 @@ def test_bad_artifact_entries(entry: dict[str, object]) -> None:
 
 
 def test_verify_commands(tmp_path: Path) -> None:
-    ran: list[str] = []
+    ran: list[tuple[str, Path]] = []
 
-    def run(cmd: str) -> tuple[int, str]:
-        ran.append(cmd)
+    def run(cmd: str, where: Path) -> tuple[int, str]:
+        ran.append((cmd, where))
         return (0, "ok") if cmd == "good" else (2, "\n".join(f"line {n}" for n in range(40)))
 
-    problems = Gate(tmp_path, [], ["good", "bad"], run).check()
-    assert ran == ["good", "bad"]
+    verdict = Gate(tmp_path, [], ["good", "bad"], run).check()
+    assert ran == [("good", tmp_path), ("bad", tmp_path)]
+    assert verdict.judged == "working tree" and verdict.commit is None  # no checkout given
+    problems = verdict.problems
     assert len(problems) == 1 and problems[0].startswith("verify `bad` exited 2:")
     assert "line 39" in problems[0] and "line 10" not in problems[0]  # only the last lines
     assert "bad" in rejection_feedback(problems)
-    assert Gate(tmp_path, [], ["good"], run).check() == []
+    assert Gate(tmp_path, [], ["good"], run).check().problems == []
+
+
+def test_with_a_checkout_artifacts_and_verify_judge_the_checkout(tmp_path: Path) -> None:
+    tree, checkout = tmp_path / "tree", tmp_path / "checkout"
+    for root, text in ((tree, "# Findings\n"), (checkout, "# Other\n")):
+        (root / "sdlc").mkdir(parents=True)
+        (root / "sdlc" / "audit.md").write_text(text)
+    taken: list[str] = []
+
+    @contextlib.contextmanager
+    def clean() -> Iterator[tuple[Path, str]]:
+        taken.append("out")
+        yield checkout, "c0ffee" * 6 + "abcd"
+        taken.append("back")
+
+    ran: list[Path] = []
+
+    def run(cmd: str, where: Path) -> tuple[int, str]:
+        ran.append(where)
+        return 0, ""
+
+    [art] = parse_artifacts([{"path": "sdlc/audit.md", "headings": ["Findings"]}])
+    verdict = Gate(tree, [art], ["true"], run, clean).check()
+    assert verdict.problems == ["sdlc/audit.md: no heading 'Findings'"]
+    assert (verdict.commit, verdict.judged) == ("c0ffee" * 6 + "abcd", "clean checkout")
+    assert ran == [checkout] and taken == ["out", "back"]
+    # nothing to check: no checkout is made
+    assert Gate(tree, [], [], run, clean).check().problems == [] and taken == ["out", "back"]
 
 
 def test_cost_and_token_budgets() -> None:

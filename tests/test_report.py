@@ -221,8 +221,13 @@ def test_a_finished_run_reports_each_iteration_and_the_journal_totals(tmp_path: 
         assert it["summary"] in row and f"`{it['commit'][:8]}`" in row
         assert f"| {sum(it['usage'].values()):,} | ${it['cost_usd']:.4f} |" in row
     assert f"| **total** | | | 3 | | **{run['tokens']:,}** | **${run['cost_usd']:.4f}** |" in text
-    assert "- iteration 2: `DONE` rejected\n  - audit.md: missing" in text
-    assert "- iteration 3: `DONE` accepted" in text
+    # each verdict names the commit the gate judged, in a clean checkout
+    judged = " (judged on a clean checkout of commit `{}`)"
+    commits = {it["number"]: it["commit"][:12] for it in run["iterations_detail"]}
+    assert (
+        f"- iteration 2: `DONE` rejected{judged.format(commits[2])}\n  - audit.md: missing" in text
+    )
+    assert f"- iteration 3: `DONE` accepted{judged.format(commits[3])}" in text
     assert "| iterations | 3 | 5 |" in text and "- `audit.md`" in text
     # The terminal table, on stdout even in quiet mode.
     assert f"ralph run {run_id}" in proc.stdout
