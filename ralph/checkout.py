@@ -5,7 +5,7 @@ uncommitted, files its own `.gitignore` hides (a `unittest/__main__.py` that exi
 `python3 -m unittest` pass while a clean clone failed), a database or cache a test run left.
 So the gate looks at the commit instead, checked out as a detached git worktree under the main
 repository's `.ralph/gate/` (same filesystem as the repository, invisible to `git status`,
-read-only to the agent's sandbox) and removed afterwards.
+read-only to the agent's sandbox), removed when the run ends.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,22 +27,47 @@ GATE_DIR = "gate"
 _SAFE = ("-c", "core.fsmonitor=false", "-c", "submodule.recurse=false")
 
 
-@contextmanager
-def clean_checkout(main_repo: Path, rev: str) -> Iterator[tuple[Path, str]]:
-    """Check out `rev` (the run's branch) into a new directory; yield it and the commit's sha.
+class GateCheckout:
+    """The gate's clean checkout for one run, at `.ralph/gate/<run id>`.
 
-    The directory is a detached worktree of the repository (`git log`, `git diff` work in it)
-    and is removed, with whatever the verify commands wrote there, when the block ends.
+    Made on the run's first check (a full checkout: the cost of writing the tree once), then
+    brought to each later commit with `checkout -f` and `clean -ffdx`, which rewrite only
+    what changed and delete everything else (what the last verify commands wrote, ignored or
+    not): the same files as a fresh checkout, at a fraction of its cost (20,000 files: one
+    full checkout takes seconds, a refresh a tenth of a second). Removed when the run ends.
     """
-    sha = _out(main_repo, "rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}")
-    parent = main_repo / STATE_DIR / GATE_DIR
-    parent.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f"{sha[:12]}-", dir=parent))
-    try:
-        _git(main_repo, *_SAFE, "worktree", "add", "-q", "--detach", str(path), sha)
-        yield path, sha
-    finally:
-        remove_checkout(main_repo, path)
+
+    def __init__(self, main_repo: Path, rev: str, name: str) -> None:
+        self.main_repo = main_repo
+        self.rev = rev
+        self.path = main_repo / STATE_DIR / GATE_DIR / name
+
+    @contextmanager
+    def __call__(self) -> Iterator[tuple[Path, str]]:
+        """The checkout at the run branch's tip: (its directory, the commit's sha)."""
+        sha = _out(
+            self.main_repo, "rev-parse", "--verify", "--end-of-options", f"{self.rev}^{{commit}}"
+        )
+        if not self._refreshed(sha):
+            self.close()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _git(self.main_repo, *_SAFE, "worktree", "add", "-q", "--detach", str(self.path), sha)
+        yield self.path, sha
+
+    def _refreshed(self, sha: str) -> bool:
+        """Bring an existing checkout to `sha`, exactly; False when there is none to reuse."""
+        if not (self.path / ".git").is_file():
+            return False
+        _make_writable(self.path)  # a verify command may have left read-only directories
+        for args in (("checkout", "-q", "-f", "--detach", sha), ("clean", "-ffdxq")):
+            if _git(self.path, *_SAFE, *args, check=False).returncode:
+                return False
+        return True
+
+    def close(self) -> None:
+        """Remove the checkout (end of run)."""
+        if self.path.exists():
+            remove_checkout(self.main_repo, self.path)
 
 
 def remove_checkout(main_repo: Path, path: Path) -> None:

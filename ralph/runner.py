@@ -173,12 +173,11 @@ def _publish(cfg: RunConfig, workspace: Any, result: RunResult, bus: Bus) -> boo
     return not pr.problems
 
 
-def _make_gate(cfg: RunConfig, workspace: Any) -> Gate:
-    """The completion gate: it judges a clean checkout of the run's last commit (the working
-    tree with --no-commit), running verify commands there in a sandbox of their own."""
-    import functools
-
-    from .checkout import clean_checkout
+def _make_gate(cfg: RunConfig, workspace: Any, run_id: str) -> tuple[Gate, Any]:
+    """The completion gate, and its checkout to close at the end of the run (None with
+    --no-commit). It judges a clean checkout of the run's last commit (the working tree with
+    --no-commit), running verify commands there in a sandbox of their own."""
+    from .checkout import GateCheckout
     from .tools.bash import BashTool
     from .tools.sandbox import choose_sandbox, make_sandbox
 
@@ -193,10 +192,11 @@ def _make_gate(cfg: RunConfig, workspace: Any) -> Gate:
             bash.close()  # its private HOME
         return (result.exit_code if result.exit_code is not None else 1), result.content
 
-    checkout = None
-    if not cfg.no_commit:
-        checkout = functools.partial(clean_checkout, workspace.main_repo, workspace.branch)
-    return Gate(workspace.root, parse_artifacts(cfg.artifacts), cfg.verify, run_command, checkout)
+    checkout = (
+        None if cfg.no_commit else GateCheckout(workspace.main_repo, workspace.branch, run_id)
+    )
+    gate = Gate(workspace.root, parse_artifacts(cfg.artifacts), cfg.verify, run_command, checkout)
+    return gate, checkout
 
 
 def _commit_left_over(
@@ -363,7 +363,7 @@ def _execute(
 
     agent = assemble(cfg, model, builtin, workspace.root, bus)
 
-    gate = _make_gate(cfg, workspace)
+    gate, gate_checkout = _make_gate(cfg, workspace, run_id)
     from .control import JournalControl
 
     control = JournalControl(journal.conn, run_id)
@@ -435,6 +435,8 @@ def _execute(
         STOP.settle()
         tools.close()
         getattr(agent, "close", lambda: None)()
+        if gate_checkout is not None:
+            gate_checkout.close()
         bus.close()
         report.finish(cfg, workspace.main_repo, workspace.root, report_error)
         STOP.uninstall()

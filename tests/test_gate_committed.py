@@ -210,6 +210,31 @@ def test_an_iteration_that_changed_nothing_is_judged_on_the_last_commit(tmp_path
     no_checkout_left(repo)
 
 
+def test_a_later_check_sees_a_fresh_checkout_of_the_later_commit(tmp_path: Path) -> None:
+    """The run's gate checkout is reused: brought to the new commit, with everything the
+    last verify commands wrote (ignored or read-only) gone, and removed at the end."""
+    repo = make_repo(tmp_path / "repo", {"README.md": "# app\n", ".gitignore": "build/\n"})
+    write_notes = {"bash": {"command": "echo kept > notes.txt"}}
+    script = write_script(
+        tmp_path / "s.yaml",
+        [[PROMISE], [{"text": "Notes.", "tools": [write_notes]}, PROMISE]],
+    )
+    verify = (
+        "test ! -e build && test ! -e stray.txt && mkdir -p build/out && touch build/out/x "
+        "stray.txt && chmod 500 build/out build && echo changed >> README.md && test -f notes.txt"
+        " && grep -qx '# app' README.md"
+    )
+    recorder = Recorder()
+    result = execute(_config(repo, script, verify=[verify], max_iterations=2), [recorder])
+    seen = [d for name, _, d in recorder.events if name == "promise_seen"]
+    assert [s["accepted"] for s in seen] == [False, True], seen
+    assert seen[0]["reasons"][0].startswith(f"verify `{verify}` exited 1")
+    assert result.status == "completed"
+    commits = [d["sha"] for name, _, d in recorder.events if name == "commit"]
+    assert [s["judged_commit"] for s in seen] == [git(repo, "rev-parse", "main"), commits[0]]
+    no_checkout_left(repo)
+
+
 def test_verify_output_left_in_a_read_only_directory_is_cleaned_up(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"README.md": "# app\n", "notes.txt": "committed\n"})
     script = write_script(tmp_path / "s.yaml", [[PROMISE]])
