@@ -206,6 +206,12 @@ class LiveView:
                 verdict = "accepted" if ok else "rejected"
                 text = f"promise {d.get('token')} {verdict}" + (f": {reasons}" if reasons else "")
                 out.append(self._line("✓" if ok else "✗", text, "green" if ok else "yellow"))
+            case "task_started" | "task_ended":  # a task-list run (tasklist.py)
+                done = d.get("status") == "done"
+                text = f"task {d.get('id')} {d.get('status', 'started')}: " + str(
+                    d.get("reason") or d.get("title") or ""
+                )
+                out.append(self._line("✓" if done else "•", text, "green" if done else ""))
             case "guard_tripped":
                 out.append(self._line("■", f"guard {d.get('guard')}: {d.get('message')}", "red"))
             case "guidance":

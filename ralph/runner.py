@@ -56,15 +56,21 @@ def dry_run(cfg: RunConfig, out: TextIO = sys.stdout) -> None:
     _preflight(cfg)
     check(cfg)
     tools, warnings = make_toolset(cfg, cfg.repo)
+    system, prompt = system_prompt(cfg.repo, cfg.completion_promise), cfg.prompt
+    if cfg.tasks:  # the first task, as the run would choose it
+        from . import tasklist
+
+        system = tasklist.system_prompt(cfg.repo)
+        prompt = tasklist.first_prompt(cfg.repo, cfg.tasks, cfg.prompt)
     request: dict[str, Any] = {
         "model": cfg.model,
         "max_tokens": cfg.max_output_tokens,
-        "system": system_prompt(cfg.repo, cfg.completion_promise),
+        "system": system,
         "tools": tools.definitions(),
         "messages": [
             {
                 "role": "user",
-                "content": iteration_message(cfg.prompt, 1, cfg.max_iterations, None),
+                "content": iteration_message(prompt, 1, cfg.max_iterations, None),
             }
         ],
     }

@@ -55,6 +55,18 @@ def check(repo: Path, name: Path | str) -> None:
     tasks.load(repo / task_path(repo, name))
 
 
+def task_message(task: tasks.Task, feedback: str | None = None) -> str:
+    """What the iteration's message adds to the prompt: the task, and why it is not done yet."""
+    text = f"[ralph] Your task in this iteration:\n\n{tasks.describe(task)}"
+    return f"{text}\n\n{feedback}" if feedback else text
+
+
+def first_prompt(cfg_repo: Path, name: str, prompt: str) -> str:
+    """The prompt of a task-list run's first iteration, for --dry-run (nothing is written)."""
+    task = tasks.load(cfg_repo / task_path(cfg_repo, name)).next_task()
+    return f"{prompt.rstrip()}\n\n{task_message(task)}" if task else prompt
+
+
 class TaskQueue:
     """The task file of a run, the runner's record of its statuses and the current task."""
 
@@ -130,10 +142,7 @@ class TaskQueue:
 
     def message(self) -> str:
         assert self.current is not None
-        text = f"[ralph] Your task in this iteration:\n\n{tasks.describe(self.current)}"
-        if self.feedback:
-            text += f"\n\n{self.feedback}"
-        return text
+        return task_message(self.current, self.feedback)
 
     def finish(self, final_text: str | None, run_command: RunCommand) -> None:
         """Judge the agent's report on the current task (only that one), run its verify,

@@ -175,6 +175,11 @@ class PlainLines:
                 return f"{it}promise {d.get('token')} {verdict}" + (
                     f": {short(reasons, 300)}" if reasons else ""
                 )
+            case "task_started":  # a task-list run (tasklist.py)
+                return f"{it}task {short(d.get('id'), 40)}: {short(d.get('title'))}"
+            case "task_ended":
+                why = f": {short(d.get('reason'), 300)}" if d.get("reason") else ""
+                return f"{it}task {short(d.get('id'), 40)} {d.get('status')}{why}"
             case "commit":
                 return f"{it}commit {str(d.get('sha'))[:8]}: {len(d.get('files') or [])} file(s)"
             case "guard_tripped":

@@ -294,3 +294,38 @@ def test_resume_continues_with_the_task_file_as_the_branch_has_it(
     assert started == ["T2"]  # T1 is done on the branch: not worked again
     assert git(repo, "show", "HEAD:tasks.md") == "- [x] T1: One\n- [x] T2: Two"
     assert git(repo, "show", "main:tasks.md") == "- [ ] T1: One\n- [ ] T2: Two"
+
+
+def test_the_log_shows_task_events_with_the_agents_text_cleaned() -> None:
+    from ralph.events import Event
+    from ralph.ui import PlainLines
+
+    log = PlainLines()
+    started = Event("task_started", "r", 3, {"id": "T1", "title": "Fix \x1b[31mit"})
+    ended = Event(
+        "task_ended", "r", 3, {"id": "T1", "status": "blocked", "reason": "no\x1b]0;x\x07"}
+    )
+    assert log.line(started) == "[3] task T1: Fix it"
+    line = log.line(ended)
+    assert line is not None and line.startswith("[3] task T1 blocked: no") and "\x1b" not in line
+
+
+def test_dry_run_shows_the_first_task_and_writes_nothing(tmp_path: Path) -> None:
+    import io
+
+    from ralph.runner import dry_run
+
+    repo = make_repo(
+        tmp_path / "repo", {"tasks.md": "- [ ] T1: Later\n  depends: T2\n- [ ] T2: First\n"}
+    )
+    script = write_script(tmp_path / "session.yaml", [["unused"]])
+    cfg = RunConfig(
+        prompt=PROMPT, repo=repo, tasks="tasks.md", sandbox="none", model=f"script:{script}"
+    )
+    out = io.StringIO()
+    dry_run(cfg, out)
+    request = json.loads(out.getvalue())["request"]
+    message = request["messages"][0]["content"]
+    assert message.startswith(PROMPT) and "Task T2: First" in message and "T1" not in message
+    assert "<task-done>ID</task-done>" in request["system"]
+    assert git(repo, "status", "--porcelain") == "" and not (repo / ".ralph").exists()
