@@ -329,3 +329,55 @@ def test_dry_run_shows_the_first_task_and_writes_nothing(tmp_path: Path) -> None
     assert message.startswith(PROMPT) and "Task T2: First" in message and "T1" not in message
     assert "<task-done>ID</task-done>" in request["system"]
     assert git(repo, "status", "--porcelain") == "" and not (repo / ".ralph").exists()
+
+
+def test_taskmaster_subtasks_are_worked_one_by_one_and_the_parent_follows(run: Any) -> None:
+    data = {"tasks": [
+        {"id": 1, "title": "Rate limiting", "status": "pending", "dependencies": [],
+         "subtasks": [
+             {"id": 1, "title": "Limiter", "status": "pending", "dependencies": []},
+             {"id": 2, "title": "Wire it", "status": "pending", "dependencies": [1]},
+         ]},
+    ]}  # fmt: skip
+    path = ".taskmaster/tasks/tasks.json"
+    r = run(
+        {path: json.dumps(data, indent=2) + "\n"},
+        [
+            work("limiter.py", "Limiter. <task-done>1.1</task-done>"),
+            work("wire.py", "Wired. <task-done>1.2</task-done>"),
+        ],
+        tasks=path,
+    )
+    assert (r.result.status, r.result.iterations) == ("completed", 2)
+    assert [e["id"] for e in r.events("task_started")] == ["1.1", "1.2"]
+    first, second = (json.loads(shown(r.repo, c["sha"], path)) for c in r.commits())
+    assert [s["status"] for s in first["tasks"][0]["subtasks"]] == ["done", "pending"]
+    assert first["tasks"][0]["status"] != "done"
+    assert [s["status"] for s in second["tasks"][0]["subtasks"]] == ["done", "done"]
+    assert second["tasks"][0]["status"] == "done"
+
+
+def test_a_report_on_another_task_or_a_broken_file_does_not_count(run: Any) -> None:
+    tasks_md = "- [ ] T1: One\n- [ ] T2: Two\n"
+    breaks = {"str_replace_based_edit_tool": {"command": "create", "path": "tasks.md",
+              "file_text": "{not a task list"}}  # fmt: skip
+    r = run(
+        {"tasks.md": tasks_md},
+        [
+            [
+                {"text": "Breaking.", "tools": [breaks], "usage": USAGE},
+                "Did two instead. <task-done>T2</task-done>",
+            ],
+            work("one.txt", "One. <task-done>T1</task-done>"),
+            work("two.txt", "Two. <task-done>T2</task-done>"),
+        ],
+        tasks="tasks.md",
+    )
+    assert r.result.reason == "all 2 tasks closed (2 done, 0 blocked, 0 deferred)"
+    assert r.result.iterations == 3
+    # The runner's copy was put back: the first iteration changed nothing left to commit.
+    assert len(r.commits()) == 2
+    assert shown(r.repo, r.commits()[0]["sha"], "tasks.md") == "- [x] T1: One\n- [ ] T2: Two\n"
+    assert "did not report on task T1" in r.first_message(2)
+    assert [e["id"] for e in r.events("task_started")] == ["T1", "T1", "T2"]
+    assert any("unreadable" in e["message"] for e in r.events("warning"))
