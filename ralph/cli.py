@@ -279,9 +279,16 @@ def resume_cmd(
             "--verbose/--no-verbose", "-v", help="Show tool outputs too.", show_default=False
         ),
     ] = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option(help="text | json: the result on stdout.", show_default=False),
+    ] = None,
 ) -> None:
     """Resume an interrupted, crashed or killed run where it stopped, or continue one."""
-    display = {"log_format": log_format, "quiet": quiet, "verbose": verbose}
+    display = {
+        "log_format": log_format, "quiet": quiet, "verbose": verbose,
+        "output_format": output_format,
+    }  # fmt: skip
     resume_run(run, repo, more, display)
 
 

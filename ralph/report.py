@@ -168,9 +168,12 @@ class ReportCollector:
                 add_git_facts(summary, main_repo)
             complete(summary, cfg, root, error, main_repo)
             path = write_report(main_repo, summary)
-            from .ui import print_summary
+            from .ui import print_result, print_summary
 
-            print_summary(summary, out or sys.stdout, path)
+            if cfg.output_format == "json":
+                print_result(summary, out or sys.stdout, path)
+            else:
+                print_summary(summary, out or sys.stdout, path)
             return path
         except Exception as exc:
             from . import logs

@@ -55,7 +55,7 @@ def reconcile_with_branch(
 
 
 # How a run is shown is not part of the run: a resumed run takes these from RALPH_* and flags.
-DISPLAY = ("log_format", "quiet", "verbose", "show_text")
+DISPLAY = ("log_format", "quiet", "verbose", "show_text", "output_format")
 
 
 def display_settings(flags: dict[str, Any]) -> dict[str, Any]:

@@ -452,6 +452,17 @@ class RunConfig:
         arg="FORMAT",
         repo=ANY,
     )
+    output_format: str = setting(
+        "text",
+        parse.choice("text", "json"),
+        "text | json: the result on stdout (default text: the summary table; json: one "
+        "object for scripts).",
+        doc="`text` (the summary table) or `json` (one object on stdout: run_id, status, "
+        "exit_code, iterations, branch, commits, usage, cost_usd, report, …)",
+        group=VIEW,
+        arg="FORMAT",
+        repo=ANY,
+    )
     log_file: Path | None = setting(
         None,
         parse.path,

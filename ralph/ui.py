@@ -7,6 +7,7 @@ OpenTelemetry. The small formatting helpers here are shared by all of them and t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -399,6 +400,37 @@ def print_summary(summary: RunSummary, out: TextIO, report_path: Path | None = N
         console.print("next:", soft_wrap=True, markup=False)
         for step in s.next_steps:
             console.print(f"  {step}", soft_wrap=True, markup=False, highlight=False)
+
+
+def result_object(s: RunSummary, report_path: Path | None) -> dict[str, Any]:
+    """The run's result for scripts (`--output-format json`), as `claude -p` gives one."""
+    from .redact import redact
+
+    cost = None if s.cost_usd is None else round(float(s.cost_usd), 6)
+    return {
+        "run_id": s.run_id,
+        "status": s.status,
+        "exit_code": s.exit_code,
+        "reason": redact(clean(s.reason)),
+        "iterations": len(s.iterations),
+        "branch": s.branch,
+        "worktree": s.worktree,
+        "base_commit": s.base_commit,
+        "commits": list(s.commits),
+        "usage": dict(s.usage),
+        "cost_usd": cost,
+        "duration_s": round(s.duration_s, 3),
+        "pull_request": s.pull_request,
+        "report": str(report_path) if report_path is not None else None,
+        "resume": s.resume,
+        "next": list(s.next_steps),
+    }
+
+
+def print_result(summary: RunSummary, out: TextIO, report_path: Path | None = None) -> None:
+    """One JSON object on `out`: the run's result (`--output-format json`)."""
+    out.write(json.dumps(result_object(summary, report_path)) + "\n")
+    out.flush()
 
 
 def where_lines(s: RunSummary) -> list[str]:
