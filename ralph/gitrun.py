@@ -17,10 +17,11 @@ Every git command ralph runs (workspace, push, demo, reports) goes through `run`
 - gets the runner's environment minus secret-named variables and the variables that would
   point git at another repository or program (`GIT_DIR`, `GIT_INDEX_FILE`,
   `GIT_EXTERNAL_DIFF`, ...);
-- is time-bounded: once a stop was requested a command gets a few seconds; one that overruns
-  gets SIGTERM (git removes its lock files), then SIGKILL. git stays in ralph's process
-  group, so a second signal's immediate exit never SIGKILLs it halfway through writing the
-  index (which would leave index.lock behind and block the resume).
+- is time-bounded and runs in a process group of its own: a terminal's Ctrl-C reaches ralph,
+  which finishes or abandons the command, not git halfway through a commit; once a stop was
+  requested a command gets a few seconds; one that overruns gets SIGTERM (git removes its
+  lock files), then SIGKILL. A second signal's immediate exit spares it (signals.SPARED):
+  killed halfway through writing the index, git would leave index.lock behind.
 
 What this cannot cover: with `--sandbox none` the agent runs as your user and can change
 `.git/config`, your `~/.gitconfig` or the `git` on PATH; push then uses whatever credential
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -38,6 +40,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .errors import RalphError
+from .signals import SPARED
 
 TIMEOUT_S = 120.0  # the longest one runner-side git command may take
 STOPPING_TIMEOUT_S = 5.0  # ... once a stop (SIGINT/SIGTERM) was requested
@@ -141,10 +144,10 @@ def _filters_off(cwd: Path, env: dict[str, str], names: Sequence[str] | None) ->
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM git (it deletes its lock files on it), then SIGKILL."""
-    for stop in (proc.terminate, proc.kill):
+    """SIGTERM git's process group (git deletes its lock files on it), then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
-            stop()
+            os.killpg(proc.pid, sig)
         try:
             proc.wait(KILL_GRACE_S)
             return
@@ -180,7 +183,9 @@ def _spawn(
             stdin=feed if feed is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            process_group=0,
         )
+    SPARED.add(proc.pid)
     started = time.monotonic()
     try:
         while True:
@@ -199,6 +204,8 @@ def _spawn(
     except BaseException:  # the timeout, or Interrupted raised by a signal handler
         _stop_group(proc)
         raise
+    finally:
+        SPARED.discard(proc.pid)
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 

@@ -18,9 +18,14 @@ from types import FrameType
 
 from .errors import Interrupted
 
+# Children an immediate exit leaves alone: git writing the index (gitrun), which would leave
+# index.lock behind if killed halfway; it ends by itself in moments.
+SPARED: set[int] = set()
+
 
 def kill_child_groups() -> None:
-    """SIGKILL the process groups that this process's children lead (the agent's commands)."""
+    """SIGKILL the process groups that this process's children lead (the agent's commands),
+    except those in SPARED."""
     # Each agent command runs in a session of its own; unsandboxed, only its shell dies with
     # the runner, so an immediate exit would leave its other processes running in the repo.
     me = os.getpid()
@@ -32,7 +37,7 @@ def kill_child_groups() -> None:
         try:
             with open(f"/proc/{entry}/stat", "rb") as stat:
                 fields = stat.read().rsplit(b")", 1)[1].split()
-            if int(fields[1]) == me and int(fields[2]) == int(entry):
+            if int(fields[1]) == me and int(fields[2]) == int(entry) and int(entry) not in SPARED:
                 os.killpg(int(entry), signal.SIGKILL)
         except (OSError, IndexError, ValueError):
             continue
