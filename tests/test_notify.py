@@ -236,3 +236,18 @@ def test_a_notify_target_in_ralph_yaml_is_refused(tmp_path: Path) -> None:
     )
     run = run_cli(["Harden. <promise>DONE</promise>", "--dry-run"], cwd=repo, env=clean_env())
     assert run.returncode == 2 and "notify" in run.stderr and "RALPH_NOTIFY" in run.stderr
+
+
+def test_a_usage_limit_wait_is_told_as_it_happens(hooks: Hooks) -> None:
+    bus = Bus("r1", [])
+    notifier = make([f"{hooks.url}/generic", f"discord:{hooks.url}/discord"], bus)
+    bus.observers.append(notifier)
+    bus.emit("run_started", prompt_name="security", branch="ralph/x")
+    bus.iteration = 3
+    # As ralph/agents/limits.py emits it while an agent CLI waits for its limit to reset.
+    bus.emit("usage_limit_wait", level="warning", agent="claude-code",
+             reason="claude-code usage limit", until="04:00 UTC", wait_s=3600.0)  # fmt: skip
+    [wait] = hooks.bodies("/generic")  # sent at once, not at the end of the run
+    assert wait["event"] == "usage_limit_wait" and wait["iteration"] == 3
+    assert wait["until"] == "04:00 UTC" and wait["reason"] == "claude-code usage limit"
+    assert "waiting for a usage limit" in hooks.bodies("/discord")[0]["content"]
