@@ -245,6 +245,7 @@ class Notifier:
                 "duration_s": data.get("duration_s"),
                 "resume": data.get("resume"),
                 "report": self.report or None,
+                "pr_url": None,
                 "_event": event,
             }
             if not self.expect_pr or data.get("status") == "interrupted":

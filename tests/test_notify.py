@@ -107,6 +107,7 @@ def test_generic_slack_and_discord_shapes_reach_the_server(hooks: Hooks) -> None
     assert end["iterations"] == 2 and end["cost_usd"] == 0.0123 and end["exit_code"] == 5
     assert end["branch"] == "ralph/security-1" and end["report"].endswith("report.md")
     assert generic[0]["guard"] == "stall" and generic[0]["iteration"] == 2
+    assert end["pr_url"] is None  # no --pr: the key is there, empty
     slack = hooks.bodies("/slack")
     assert set(slack[1]) == {"text"}
     assert "stalled" in slack[1]["text"] and "$0.01" in slack[1]["text"]
