@@ -91,14 +91,14 @@ class TaskQueue:
             fresh = tasks.load(self.path)
         except UsageError as exc:
             self._warn(f"the task file was made unreadable ({exc}); the runner's copy restored")
-            self.path.write_text(self.file.text, encoding="utf-8")
+            tasks.write_text(self.path, self.file.text)
             return
         missing = [i for i in self.recorded if fresh.get(i) is None]
         if missing:
             self._warn(
                 f"task {missing[0]} was removed from {self.path.name}; the runner's copy restored"
             )
-            self.path.write_text(self.file.text, encoding="utf-8")
+            tasks.write_text(self.path, self.file.text)
             return
         for task in fresh.tasks:
             if task.id not in self.recorded:

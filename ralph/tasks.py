@@ -17,7 +17,9 @@ such as Taskmaster's `testStrategy` is shown to the agent and never executed.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +132,7 @@ class TaskFile:
         """Write the file back, only if something changed."""
         text = self.render()
         if text != self.text:
-            self.path.write_text(text, encoding="utf-8")
+            write_text(self.path, text)
             self.text = text
 
     # --- for the formats ------------------------------------------------------------------
@@ -492,10 +494,36 @@ class ChecklistFile(TaskFile):
         return "".join(self.lines)
 
 
+def read_text(path: Path) -> str:
+    """The task file's text, never through a link or from a FIFO: the agent can replace the
+    file between iterations, and the runner reads it outside the sandbox."""
+    info = os.lstat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(f"not a regular file (mode {stat.S_IFMT(info.st_mode):o})")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the lstat
+            raise OSError("not a regular file")
+        return handle.read().decode("utf-8")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write the task file in place, replacing a link or special file the agent put there
+    instead of writing through it (a link to ~/.bashrc must not be overwritten)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def load(path: Path) -> TaskFile:
     """Read and check a task file; a malformed one is a one-line UsageError (exit 2)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except FileNotFoundError:
         raise UsageError(f"--tasks {path}: no such file; create it or pass another path") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -381,3 +381,25 @@ def test_a_report_on_another_task_or_a_broken_file_does_not_count(run: Any) -> N
     assert "did not report on task T1" in r.first_message(2)
     assert [e["id"] for e in r.events("task_started")] == ["T1", "T1", "T2"]
     assert any("unreadable" in e["message"] for e in r.events("warning"))
+
+
+def test_a_task_file_replaced_by_a_link_outside_is_neither_read_nor_written_through(
+    run: Any, tmp_path: Path
+) -> None:
+    # The runner reads and writes the task file outside the sandbox: a link the agent put in
+    # its place must not let it overwrite (or read) a file of the operator's.
+    host = tmp_path / "host.txt"
+    host.write_text("- [ ] T9: operator's own notes\n")
+    link = {"bash": {"command": f"ln -sf {host} tasks.md"}}
+    r = run(
+        {"tasks.md": "- [ ] T1: One\n"},
+        [
+            [{"text": "Linking.", "tools": [link], "usage": USAGE}, "Linked."],
+            work("one.txt", "One. <task-done>T1</task-done>"),
+        ],
+        tasks="tasks.md",
+    )
+    assert host.read_text() == "- [ ] T9: operator's own notes\n"
+    assert r.result.reason == "all 1 tasks closed (1 done, 0 blocked, 0 deferred)"
+    assert shown(r.repo, r.commits()[-1]["sha"], "tasks.md") == "- [x] T1: One\n"
+    assert any("unreadable" in e["message"] for e in r.events("warning"))
