@@ -28,6 +28,14 @@ README ("Structured logs"):
 - run_ended: status, exit_code, reason, iterations, usage{...}, cost_usd, duration_s, resume
 - pull_request: url, number, created, base, draft (after run_ended, with --pr)
 - pull_request_failed: message (level error)
+- task_started: id, title (a task-list run's task for this iteration)
+- task_ended: id, title, status, reason, commit, cost_usd
+- guidance: request, text, keep (operator guidance from `ralph steer`)
+- stop_requested: message (`ralph stop`, seen between iterations; level warning)
+- notification_failed: target, message (level warning)
+
+`conversation` (system, tools, messages: an iteration's whole exchange, emitted when it ends)
+is for the journal (`ralph show RUN --iteration N`); the JSON logs leave it out.
 """
 
 from __future__ import annotations

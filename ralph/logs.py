@@ -153,6 +153,10 @@ class JsonLines:
     def handle(self, event: Event) -> None:
         global _current_run_id
         _current_run_id = event.run_id
+        if event.name == "conversation":
+            # The whole iteration (prompt, every tool output unclipped) is the journal's, for
+            # `ralph show --iteration N`; the log has it event by event, clipped.
+            return
         if event.name == "model_text":
             if not self._text:
                 self._text_started = event.ts

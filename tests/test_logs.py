@@ -211,6 +211,9 @@ def test_a_json_run_writes_only_json_lines_on_stderr(tmp_path: Path) -> None:
         assert name in names
     assert names.count("iteration_ended") == 2
     assert {r["iteration"] for r in records if r["event"] == "tool_finished"} == {1, 2}
+    # Only events README "Structured logs" documents: the journal's whole `conversation` of
+    # an iteration (tool output unclipped) is not logged.
+    assert set(names) <= set(_readme_events()), set(names) - set(_readme_events())
     # The summary table is on stdout, not mixed into the JSON on stderr.
     assert "ralph run " + run_id in proc.stdout
 
@@ -354,15 +357,21 @@ def _fields(text: str) -> set[str]:
     return {f.strip() for f in text.split(",") if f.strip()}
 
 
-def test_the_events_docstring_documents_only_fields_the_logs_document_too() -> None:
-    import ralph.events
-
+def _readme_events() -> dict[str, set[str]]:
+    """README "Structured logs": each event's documented fields."""
     root = Path(__file__).resolve().parents[1]
     readme: dict[str, set[str]] = {}
     for row in re.findall(
         r"^\| (\w+)(?: \(\w+\))? \| (.+) \|$", (root / "README.md").read_text(), re.M
     ):
         readme[row[0]] = _fields(row[1].split(" — ")[0])
+    return readme
+
+
+def test_the_events_docstring_documents_only_fields_the_logs_document_too() -> None:
+    import ralph.events
+
+    readme = _readme_events()
     doc = ralph.events.__doc__ or ""
     documented = re.findall(r"^- (\w+): (.+(?:\n  .+)*)", doc, re.M)
     assert len(documented) >= 15
