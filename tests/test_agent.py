@@ -3,36 +3,21 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 from ralph.agent import CONTINUE_AFTER_MAX_TOKENS, Agent, IterationOutcome
 from ralph.config import RunConfig
 from ralph.events import Bus, Recorder
-from ralph.models.base import ModelRequest, ModelResponse, StreamCallback, Usage
+from ralph.models.base import ModelRequest, Usage
 from ralph.models.script import ScriptModel
 from ralph.tools import make_toolset
 from tests.helpers import closed_after_test, write_script
+from tests.test_loop_runs import Spy
 
 SYSTEM = "You harden repositories."
 TASK = "Fix the bug. Output <promise>DONE</promise> when done."
 USAGE = {"input_tokens": 1000, "output_tokens": 100}
-
-
-class Spy:
-    """The script model, keeping a copy of every request it was sent (the agent goes on
-    appending to the conversation it sent)."""
-
-    def __init__(self, model: ScriptModel) -> None:
-        self.model, self.name = model, model.name
-        self.requests: list[ModelRequest] = []
-
-    def complete(
-        self, request: ModelRequest, on_event: StreamCallback | None = None
-    ) -> ModelResponse:
-        self.requests.append(copy.deepcopy(request))
-        return self.model.complete(request, on_event)
 
 
 def run_turns(
