@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling bench_* 
 
 from bench_api import api_figures
 from bench_loop import iteration_overhead, memory, output_flood
+from bench_start import start_and_exit
 from bench_stop import stop_on_signal
 from bench_tools import startup, tool_calls
 from common import Row, Settings, scratch
@@ -42,6 +43,7 @@ FIGURES: dict[int, tuple[str, Callable[[Settings], list[Row]]]] = {
     6: ("memory", memory),
     7: ("tool output cap", output_flood),
     8: ("stop on a signal", stop_on_signal),
+    9: ("start and exit", start_and_exit),
 }
 
 
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small, fast smoke run; exit 0")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    parser.add_argument("--only", default="", help="comma-separated figure numbers (1-8)")
+    parser.add_argument("--only", default="", help="comma-separated figure numbers (1-9)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
     try:
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--only {args.only}: give figure numbers, e.g. --only 1,4")
     if not only <= set(FIGURES):
-        parser.error(f"--only {args.only}: the figures are 1 to 8")
+        parser.error(f"--only {args.only}: the figures are 1 to 9")
     work = scratch("ralph-bench-")
     settings = Settings.make(args.quick, work)
     started = time.perf_counter()

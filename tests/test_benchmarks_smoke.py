@@ -29,7 +29,7 @@ def test_quick_benchmarks_print_a_row_for_every_figure(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = [m.groups() for line in proc.stdout.splitlines() if (m := ROW.match(line))]
-    assert {int(r[0]) for r in rows} == {1, 2, 3, 4, 5, 6, 7, 8}, proc.stdout
+    assert {int(r[0]) for r in rows} == {1, 2, 3, 4, 5, 6, 7, 8, 9}, proc.stdout
     assert not [r for r in rows if r[4] == "ERROR"], proc.stdout + proc.stderr
     measured = {r[1]: r[2] for r in rows if r[4] != "SKIP"}
     assert all(value != "-" for value in measured.values()), proc.stdout

@@ -31,7 +31,10 @@ def make_model(cfg: RunConfig) -> Model:
     from .anthropic import AnthropicModel, check_credentials
 
     check_credentials(os.environ)
-    return AnthropicModel(model=cfg.model, retry_window=cfg.retry_window)
+    model = AnthropicModel(model=cfg.model, retry_window=cfg.retry_window)
+    if not cfg.dry_run:
+        model.warm()  # the SDK's import overlaps the run's set-up (git, journal, sandbox)
+    return model
 
 
 def model_pricing(model_name: str, cfg: RunConfig) -> Pricing | None:

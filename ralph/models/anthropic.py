@@ -1,7 +1,8 @@
 """The Anthropic Messages API backend: streamed calls, prompt caching, retries in a window.
 
-The `anthropic` SDK costs about a second to import, so it is imported inside the class, on
-the first call, never when this module is imported.
+The `anthropic` SDK costs about a second to import, so it is never imported when this module
+is: `warm()` imports it (and makes the client) in a background thread while the run sets up
+its git branch, journal and sandbox, and the first call waits for that thread.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -211,18 +213,47 @@ class AnthropicModel:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self._client: Any = None
+        self._warming: threading.Thread | None = None
+
+    def warm(self) -> None:
+        """Start importing the SDK and making the client in a daemon thread, so the ~1 s
+        import overlaps the run's set-up instead of delaying the first request."""
+        if self._client is None and self._warming is None:
+            self._warming = threading.Thread(
+                target=self._warm, name="ralph-sdk-import", daemon=True
+            )
+            self._warming.start()
+
+    def _warm(self) -> None:
+        # Signals are only ever handled in the main thread, so a Ctrl-C during set-up still
+        # reaches the run; a failure here is left for client() to raise on the first call.
+        try:
+            import httpx2  # noqa: F401  (imported by _attempt; warm it too)
+            import tenacity  # noqa: F401
+
+            self._client = self._new_client()
+        except Exception:
+            return
 
     def client(self) -> Any:
-        """The SDK client, made on first use; it reads ANTHROPIC_API_KEY / _AUTH_TOKEN /
-        _BASE_URL itself. Its own retries are off: ours honour the retry window."""
+        """The SDK client, made on first use (or by warm()); it reads ANTHROPIC_API_KEY /
+        _AUTH_TOKEN / _BASE_URL itself. Its own retries are off: ours honour the retry window."""
+        if self._warming is not None:
+            # A signal interrupts this wait (Thread.join is interruptible on POSIX), and the
+            # import keeps going in its thread; the next call waits again.
+            self._warming.join()
+            self._warming = None
         if self._client is None:
-            import anthropic
-
-            try:
-                self._client = anthropic.Anthropic(max_retries=0, timeout=self.timeout)
-            except anthropic.AnthropicError as exc:
-                raise ModelError(f"cannot set up the Anthropic client: {exc}", fatal=True) from None
+            self._client = self._new_client()
         return self._client
+
+    def _new_client(self) -> Any:
+        import anthropic
+
+        try:
+            return anthropic.Anthropic(max_retries=0, timeout=self.timeout)
+        except anthropic.AnthropicError as exc:
+            raise ModelError(f"cannot set up the Anthropic client: {exc}", fatal=True) from None
 
     def complete(
         self, request: ModelRequest, on_event: StreamCallback | None = None
