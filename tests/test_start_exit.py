@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.fakeapi import FakeAPI, Message
 from tests.helpers import BIN, clean_env, only_run, repo_and_prompt, write_script
 
@@ -96,8 +98,9 @@ def test_sigint_during_set_up_while_the_sdk_imports_in_the_background(tmp_path: 
     assert not (hold / "go").exists()  # it ended with the SDK's import still held
 
 
+@pytest.mark.parametrize("late_signal", [False, True], ids=["quiet-end", "SIGINT-at-the-very-end"])
 def test_the_fast_exit_leaves_journal_report_summary_and_json_log_complete(
-    tmp_path: Path,
+    tmp_path: Path, late_signal: bool
 ) -> None:
     repo, prompt = repo_and_prompt(tmp_path, PROMPT)
     script = write_script(
@@ -111,10 +114,13 @@ def test_the_fast_exit_leaves_journal_report_summary_and_json_log_complete(
     # when it leaves by os._exit is lost, which is what this checks does not happen.
     argv = [str(BIN / "ralph-loop"), str(prompt), "--model", f"script:{script}"]
     argv += ["--sandbox", "none", "--log-format", "json"]
+    if late_signal:  # the end-of-run notification (sent as the run closes) Ctrl-Cs ralph
+        argv += ["--notify", f"cmd:sh -c 'kill -INT $PPID && touch {tmp_path}/sent'"]
     proc = subprocess.run(
         argv, cwd=repo, env=clean_env(), capture_output=True, text=True, timeout=300, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "sent").exists() == late_signal
     lines = proc.stderr.splitlines()
     records = [json.loads(line) for line in lines]  # every line whole, the last one too
     assert [r["event"] for r in records if r["event"] == "run_ended"] == ["run_ended"]
