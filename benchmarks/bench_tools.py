@@ -133,17 +133,17 @@ def _network_setup(samples: int = 5) -> Row:
 def _imported(args: list[str], cwd: Path) -> list[str]:
     """The heavy modules a CLI invocation imports, run in a fresh interpreter."""
     entry = "main" if args[0] == "ralph" else "loop_main"
+    # The entry point leaves by os._exit after the atexit hooks: report from one.
     code = (
-        "import sys, json\n"
+        "import atexit, sys, json\n"
         f"sys.argv = {args!r}\n"
         f"from ralph.cli import {entry}\n"
-        "try:\n"
-        f"    {entry}()\n"
-        "except SystemExit:\n"
-        "    pass\n"
         f"heavy = {HEAVY!r}\n"
-        "found = sorted({m.split('.')[0] for m in sys.modules} & set(heavy))\n"
-        "sys.stderr.write('IMPORTED ' + json.dumps(found) + '\\n')\n"
+        "def report():\n"
+        "    found = sorted({m.split('.')[0] for m in sys.modules} & set(heavy))\n"
+        "    sys.stderr.write('IMPORTED ' + json.dumps(found) + '\\n')\n"
+        "atexit.register(report)\n"
+        f"{entry}()\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60
