@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import tasks
-from .errors import UsageError
+from .errors import RalphError, UsageError
 from .events import Bus
 from .gate import VERIFY_TAIL_LINES
 
@@ -72,6 +72,9 @@ class TaskQueue:
 
     def __init__(self, path: Path, max_failures: int, bus: Bus) -> None:
         self.path = path
+        # Where the file's folder really is: the agent could swap a folder on the way for a
+        # link (.taskmaster/tasks -> ~/somewhere), and the runner writes outside the sandbox.
+        self.folder = path.parent.resolve()
         self.max_failures = max_failures
         self.bus = bus
         self.file = tasks.load(path)
@@ -85,8 +88,21 @@ class TaskQueue:
 
     # --- the file, with the runner's statuses ---------------------------------------------
 
+    def _check_folder(self) -> None:
+        now = self.path.parent.resolve()
+        if now != self.folder:
+            raise RalphError(
+                f"the task file's folder {self.path.parent} was replaced by a link to {now}; "
+                "the runner writes only inside the repository: put the folder back, then resume"
+            )
+
+    def _save(self) -> None:
+        self._check_folder()
+        self.file.save()
+
     def _reload(self) -> None:
         """Read the file as the agent left it and put the runner's statuses back."""
+        self._check_folder()
         try:
             fresh = tasks.load(self.path)
         except UsageError as exc:
@@ -136,7 +152,7 @@ class TaskQueue:
         runner's statuses first."""
         self._reload()
         self._settle_unreachable()
-        self.file.save()
+        self._save()
         self.current = self.file.next_task()
         return self.current
 
@@ -178,7 +194,7 @@ class TaskQueue:
                     "Continue it in this iteration."
                 )
         self._settle_unreachable()
-        self.file.save()
+        self._save()
 
     def _close(self, task_id: str, status: str, reason: str = "") -> None:
         self._set(task_id, status, reason)

@@ -346,7 +346,7 @@ def _choose_tag(path: Path, data: dict[str, Any]) -> str:
     current = ""
     if state.is_file():
         try:
-            current = str(json.loads(state.read_text(encoding="utf-8")).get("currentTag") or "")
+            current = str(json.loads(read_text(state)).get("currentTag") or "")
         except (ValueError, OSError, AttributeError):
             current = ""
     for choice in (current, "master"):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ralph.config import RunConfig
-from ralph.errors import UsageError
+from ralph.errors import RalphError, UsageError
 from ralph.events import Recorder
 from ralph.models.script import ScriptModel
 from ralph.runner import execute
@@ -403,3 +403,18 @@ def test_a_task_file_replaced_by_a_link_outside_is_neither_read_nor_written_thro
     assert r.result.reason == "all 1 tasks closed (1 done, 0 blocked, 0 deferred)"
     assert shown(r.repo, r.commits()[-1]["sha"], "tasks.md") == "- [x] T1: One\n"
     assert any("unreadable" in e["message"] for e in r.events("warning"))
+
+
+def test_a_task_folder_replaced_by_a_link_stops_the_run_before_anything_is_written_there(
+    run: Any, tmp_path: Path
+) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    swap = {"bash": {"command": f"mv plan plan.old && ln -s {host} plan"}}
+    with pytest.raises(RalphError, match="plan was replaced by a link"):
+        run(
+            {"plan/tasks.md": "- [ ] T1: One\n"},
+            [[{"text": "Swapping.", "tools": [swap], "usage": USAGE}, "Swapped."]],
+            tasks="plan/tasks.md",
+        )
+    assert list(host.iterdir()) == []
