@@ -123,13 +123,6 @@ def choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
-def on_off(value: Any) -> str:
-    # YAML 1.1 reads a bare `on` / `off` as a boolean.
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return choice("on", "off")(value)
-
-
 def network(value: Any) -> str:
     """on | off | host; a YAML boolean reads as on / off."""
     if isinstance(value, bool):

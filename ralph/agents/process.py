@@ -10,7 +10,6 @@ import selectors
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,7 +228,3 @@ def text_of(content: Any) -> str:
                 parts.append(f"[{block.get('type')}]")
         return "\n".join(parts)
     return "" if content is None else json.dumps(content)
-
-
-def seconds_until(epoch: float) -> float:
-    return max(0.0, epoch - time.time())
