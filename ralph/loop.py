@@ -140,7 +140,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        if self.pr_failed and self.status == "completed":
+        if self.pr_failed and self.status == RunStatus.COMPLETED:
             return ExitCode.ERROR  # otherwise the run's own non-zero code says more
         return RunStatus(self.status).exit_code
 
@@ -228,7 +228,7 @@ class Loop:
                 self.workspace.begin_iteration()
                 task = self.tasks.start()
                 if task is None:
-                    return self._result("completed", self.tasks.summary(), i - 1)
+                    return self._result(RunStatus.COMPLETED, self.tasks.summary(), i - 1)
                 prompt = f"{prompt.rstrip()}\n\n{self.tasks.message()}"
             self.bus.iteration = i
             self.bus.emit("iteration_started", max_iterations=cfg.max_iterations)
@@ -255,7 +255,7 @@ class Loop:
                 failed = self.agent.current
                 failed.outcome, failed.error = "failed", exc.message
                 self._end_iteration(i, began, failed, None)
-                return self._result("error", exc.message, i)
+                return self._result(RunStatus.ERROR, exc.message, i)
 
             summary = summary_line(outcome, cfg.completion_promise)
             feedback, accepted = None, False
@@ -275,7 +275,7 @@ class Loop:
                     verdict = self.gate.check()  # verify commands can run long: interruptible
                 except Interrupted:
                     self._ended(i, began, outcome, summary, files, sha, None, interrupted=True)
-                    return self._result("interrupted", "interrupted by a signal", i)
+                    return self._result(RunStatus.INTERRUPTED, "interrupted by a signal", i)
                 accepted = not verdict.problems
                 self.bus.emit(
                     "promise_seen",
@@ -300,11 +300,11 @@ class Loop:
             if self.tasks is not None:
                 self.tasks.settle(self.last_commit, outcome.cost_usd)
                 if not self.tasks.file.open_tasks():
-                    return self._result("completed", self.tasks.summary(), i)
+                    return self._result(RunStatus.COMPLETED, self.tasks.summary(), i)
             if accepted:
-                return self._result("completed", f"promise {check.expected} accepted", i)
+                return self._result(RunStatus.COMPLETED, f"promise {check.expected} accepted", i)
             if outcome.outcome == "stopped":
-                return self._result("budget", outcome.error or "budget", i)
+                return self._result(RunStatus.BUDGET, outcome.error or "budget", i)
             outcome_stop = self.guards.after_iteration(
                 IterationRecord(
                     outcome.outcome,
@@ -319,7 +319,7 @@ class Loop:
             if outcome_stop:
                 return self._stopped(outcome_stop, i)
             i += 1
-        return self._result("max_iterations", self._max_iterations_reason(), i - 1)
+        return self._result(RunStatus.MAX_ITERATIONS, self._max_iterations_reason(), i - 1)
 
     def _run_in_tree(self, cmd: str) -> tuple[int, str]:
         """A task's verify command, in the working tree (task runs are judged there)."""
@@ -397,4 +397,4 @@ class Loop:
 
     def _interrupted(self, i: int, began: float) -> RunResult:
         self._end_iteration(i, began, self.agent.current, None, interrupted=True)
-        return self._result("interrupted", "interrupted by a signal", i)
+        return self._result(RunStatus.INTERRUPTED, "interrupted by a signal", i)
