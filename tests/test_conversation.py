@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.helpers import clean_env, make_repo, run_cli, write_script
 
-SECRET = "sk-test-conversation-0123456789abcdef"
+SECRET = "sk-test-9f8e7d6c5b4a32100fedcba987654321"
 
 
 def test_show_iteration_replays_the_conversation_with_secrets_redacted(tmp_path: Path) -> None:

@@ -246,6 +246,7 @@ def test_every_rule_is_declared_with_what_it_needs() -> None:
                 "description",
                 "no_commit",
                 "log_format",
+                "output_format",
                 "quiet",
                 "verbose",
                 "show_text",
