@@ -335,7 +335,9 @@ class RunConfig:
         doc="leave changes uncommitted",
         group=GIT,
         flag="--no-commit/--commit",
-        repo=ANY,
+        # Not from a file the agent could write: uncommitted work is judged in the working
+        # tree, not a clean checkout of a commit (the gate's guarantee).
+        repo=OPERATOR,
         readme_default="commit",
     )
     sandbox: str = setting(

@@ -301,23 +301,16 @@ def test_two_modes_on_one_layer_still_conflict(tmp_path: Path) -> None:
 
 
 def test_cli_no_flags_undo_ralph_yaml(tmp_path: Path) -> None:
-    repo = make_repo(
-        tmp_path / "repo", {"ralph.yaml": "worktree: true\nno_commit: true\nquiet: true\n"}
-    )
+    repo = make_repo(tmp_path / "repo", {"ralph.yaml": "worktree: true\nquiet: true\n"})
     env = clean_env(ANTHROPIC_API_KEY="sk-ant-not-a-real-key")
     args = [GO, "--dry-run", "--sandbox", "none"]
-    proc = run_cli([*args, "--in-place", "--commit", "--no-quiet"], cwd=repo, env=env)
+    proc = run_cli([*args, "--in-place", "--no-quiet"], cwd=repo, env=env)
     assert proc.returncode == 0, proc.stderr
     config = json.loads(proc.stdout)["config"]
-    assert (config["in_place"], config["worktree"], config["no_commit"], config["quiet"]) == (
-        True,
-        False,
-        False,
-        False,
-    )
+    assert (config["in_place"], config["worktree"], config["quiet"]) == (True, False, False)
     proc = run_cli(args, cwd=repo, env=env)  # nothing given: ralph.yaml's values stand
     config = json.loads(proc.stdout)["config"]
-    assert (config["worktree"], config["no_commit"], config["quiet"]) == (True, True, True)
+    assert (config["worktree"], config["quiet"]) == (True, True)
 
 
 # --- prompts/<built-in>.md works in any repository --------------------------------------------

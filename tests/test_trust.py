@@ -106,6 +106,7 @@ def test_red_team_files_do_not_steer_the_next_nightly(tmp_path: Path) -> None:
         ("in_place: true", "set RALPH_IN_PLACE=true"),
         ("allow_dirty: true", "set RALPH_ALLOW_DIRTY=true"),
         ("otel: true", "set RALPH_OTEL=true"),
+        ("no_commit: true", "pass --no-commit or set RALPH_NO_COMMIT=true"),
     ],
 )
 @pytest.mark.parametrize("where", ["ralph.yaml", "front matter in the repository"])
@@ -244,7 +245,6 @@ def test_every_rule_is_declared_with_what_it_needs() -> None:
             assert s.name in {
                 "completion_promise",
                 "description",
-                "no_commit",
                 "log_format",
                 "output_format",
                 "quiet",
