@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .config import COMMAND_LINE, RunConfig, build_config, parse_layer
 from .errors import UsageError
+from .settings import DEFAULT_MODEL
 
 DEMO_DIR = Path(__file__).parent / "demo"
 APP_DIR = DEMO_DIR / "vulnerable-app"
@@ -86,6 +87,11 @@ def run_demo(target: Path | None, sandbox: str, echo: Callable[[str], None]) -> 
     echo(f"repository: {repo}")
     result = execute(cfg, make_observers(cfg))
     branch = _git(repo, "branch", "--show-current")
+    if result.cost_usd is not None:
+        echo(
+            f"\nThe cost shown, ${result.cost_usd:.2f}, is simulated: the recorded session's "
+            f"tokens priced as {DEFAULT_MODEL}; no model was called."
+        )
     echo(
         f"\nThe hardened repository is {repo} (branch {branch}). See what each iteration did:\n"
         f"  git -C {repo} log --stat main..{branch}\n"

@@ -347,3 +347,16 @@ def test_ralph_command_is_bare_only_when_on_path(
     # python -m ralph: no script beside argv[0]; this interpreter runs the same ralph.
     main = Path(__file__).resolve().parents[1] / "ralph" / "__main__.py"
     assert ralph_command(str(main)) == f"{shlex.quote(sys.executable)} -m ralph"
+
+
+def test_the_demo_shows_a_simulated_cost_priced_as_the_default_model(demo: Demo) -> None:
+    from ralph.demo_run import SESSION
+    from ralph.models.script import load_script
+    from ralph.settings import DEFAULT_MODEL
+
+    assert load_script(SESSION)[0] == DEFAULT_MODEL  # the session stays priced as the default
+    (cost,) = demo.db.execute("SELECT cost_usd FROM runs").fetchone()
+    assert cost > 0
+    shown = re.search(r"The cost shown, \$(\d+\.\d\d), is simulated", demo.proc.stdout)
+    assert shown and float(shown.group(1)) == round(cost, 2), demo.proc.stdout
+    assert "cost ?" not in demo.proc.stdout
