@@ -134,6 +134,12 @@ def load_yaml_mapping(text: str, where: str, line_offset: int = 0) -> dict[str, 
 def file_layer(repo: Path) -> dict[str, Any]:
     """Settings from `ralph.yaml` at the repository root, if it exists."""
     path = repo / CONFIG_FILE
+    if path.is_symlink() and not path.resolve().is_relative_to(repo.resolve()):
+        # The agent may have made it: reading through it would show a host file's lines in
+        # a parse error (a CI log is often public).
+        raise UsageError(
+            f"{path} is a link out of the repository; replace it with a file (or remove it)"
+        )
     if not path.is_file():
         return {}
     try:

@@ -251,3 +251,15 @@ def test_every_rule_is_declared_with_what_it_needs() -> None:
                 "verbose",
                 "show_text",
             }, s.name
+
+
+def test_a_ralph_yaml_linked_out_of_the_repository_is_not_read(tmp_path: Path) -> None:
+    host = tmp_path / "host-secret.txt"
+    host.write_text("root:HOSTLINE:19000:0:99999:7:::\n")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "ralph.yaml").symlink_to(host)
+    with pytest.raises(UsageError) as err:
+        build_config(GO, {}, repo)
+    assert "link out of the repository" in err.value.message
+    assert "HOSTLINE" not in err.value.message
