@@ -70,9 +70,6 @@ class Bus:
         self.iteration: int | None = None
         self.observers: list[Observer] = list(observers)
 
-    def add(self, observer: Observer) -> None:
-        self.observers.append(observer)
-
     def emit(self, name: str, level: str = "info", **data: Any) -> Event:
         event = Event(name, self.run_id, self.iteration, data, level=level)
         for observer in self.observers:

@@ -22,7 +22,6 @@ from .base import (
     ModelError,
     ModelRequest,
     ModelResponse,
-    Pricing,
     StreamCallback,
     StreamEvent,
     Usage,
@@ -201,14 +200,12 @@ class AnthropicModel:
         model: str,
         retry_window: float = DEFAULT_RETRY_WINDOW,
         *,
-        pricing: Pricing | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
     ) -> None:
         self.name = model
         self.retry_window = retry_window
-        self.pricing = pricing  # None: cost unknown
         self.timeout = timeout
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max

@@ -144,12 +144,3 @@ class Pricing:
             + usage.cache_creation_input_tokens * self.cache_write
             + usage.cache_read_input_tokens * self.cache_read
         ) / 1_000_000
-
-
-@dataclass
-class ModelInfo:
-    """What the runner knows about a model id: its price, if any."""
-
-    model: str
-    pricing: Pricing | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
