@@ -170,11 +170,13 @@ def run_command(**options: Any) -> None:
     # explicit --no-X is False and overrides a true from ralph.yaml or the environment).
     given = {s.name: options[s.name] for s in OPTIONS if _given(s, options[s.name])}
     if resume:
+        from .guards import BUDGETS
         from .resume import DISPLAY
 
         display = {k: given.pop(k) for k in DISPLAY if k in given}  # how it is shown: yours
+        budgets = {k: given.pop(k) for k in BUDGETS if k in given}  # the operator may raise
         _refuse_resume_overrides(prompt, given)
-        resume_run(resume, repo, display=display)
+        resume_run(resume, repo, display=display, budgets=budgets)
         return
     try:
         cfg = build_config(prompt, config.parse_layer(given, config.COMMAND_LINE), repo)
@@ -228,10 +230,15 @@ def _execute(cfg: Any, resume: Any = None) -> int:
 
 
 def resume_run(
-    run: str, repo: Path | None, more: int | None = None, display: dict[str, Any] | None = None
+    run: str,
+    repo: Path | None,
+    more: int | None = None,
+    display: dict[str, Any] | None = None,
+    budgets: dict[str, Any] | None = None,
 ) -> None:
     """Continue an interrupted, crashed or killed run (`more`: or a finished one, further);
-    `display`: --log-format, --quiet, --verbose as given (None: not given)."""
+    `display`: --log-format, --quiet, --verbose as given (None: not given); `budgets`:
+    --max-cost, --max-tokens, --timeout as given."""
     try:
         from .logs import settings_log_format
         from .resume import display_settings, resume_config
@@ -239,13 +246,23 @@ def resume_run(
         shown = display_settings(display or {})
         settings_log_format(shown.get("log_format"))  # errors from here on follow it
         root = repo_dir(repo).resolve()
-        cfg, point = resume_config(root, run, more, shown)
+        cfg, point = resume_config(root, run, more, shown, budgets)
         _exit_with(_execute(cfg, point))
     except RalphError as exc:
         raise _fail(exc.message, exc.exit_code) from None
 
 
 app.command("run", help=RUN_HELP, epilog=EXIT_CODES_HELP)(run_command)
+
+
+_BUDGET_HELP = {
+    name: f"A new budget for the whole run (it counts what was spent): {what}"
+    for name, what in (
+        ("max_cost", "stop when it has cost this many USD."),
+        ("max_tokens", "stop after this many billed tokens."),
+        ("timeout", "stop after this much wall time (90s, 45m, 8h)."),
+    )
+}
 
 
 @app.command("resume", epilog=EXIT_CODES_HELP)
@@ -288,13 +305,26 @@ def resume_cmd(
         str | None,
         typer.Option(help="text | json: the result on stdout.", show_default=False),
     ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(metavar="USD", help=_BUDGET_HELP["max_cost"], show_default=False),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(metavar="N", help=_BUDGET_HELP["max_tokens"], show_default=False),
+    ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(metavar="DURATION", help=_BUDGET_HELP["timeout"], show_default=False),
+    ] = None,
 ) -> None:
     """Resume an interrupted, crashed or killed run where it stopped, or continue one."""
     display = {
         "log_format": log_format, "quiet": quiet, "verbose": verbose,
         "output_format": output_format,
     }  # fmt: skip
-    resume_run(run, repo, more, display)
+    budgets = {"max_cost": max_cost, "max_tokens": max_tokens, "timeout": timeout}
+    resume_run(run, repo, more, display, budgets)
 
 
 @app.command("runs")

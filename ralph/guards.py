@@ -10,6 +10,8 @@ from .models.base import Usage
 from .status import Outcome
 
 FAILED_OUTCOMES = {o.value for o in Outcome if o.failure}
+# The budgets, as settings: the guard each is checked by has the same name.
+BUDGETS = ("max_cost", "max_tokens", "timeout")
 TOOL_STORM = 5  # an iteration whose tool calls (at least this many) all failed counts as failed
 
 

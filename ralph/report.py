@@ -20,7 +20,7 @@ from .errors import UsageError
 from .events import Event
 from .markdown import code, one_line
 from .markdown import text as md_text
-from .status import RESUMABLE, status_of
+from .status import RESUMABLE, RunStatus, status_of
 from .ui import clean, fmt_cost, fmt_duration, usage_total
 
 REPORT_NAME = "report.md"
@@ -338,10 +338,28 @@ def next_steps(summary: RunSummary, main_repo: Path) -> list[str]:
     if summary.resume:
         steps.append(summary.resume)
     elif summary.status in CONTINUABLE and summary.run_id:
-        steps.append(f"ralph resume {summary.run_id} --more 5{here_option(main_repo)}")
+        steps.append(f"ralph resume {summary.run_id}{_going_on(summary)}{here_option(main_repo)}")
     if summary.pull_request:
         steps.append(f"open {summary.pull_request}")
     return steps
+
+
+def _going_on(summary: RunSummary) -> str:
+    """The options that let a finished run go on: more iterations; after a budget ran out,
+    twice that budget (a budget counts the whole run), and iterations if none are left."""
+    from .guards import BUDGETS
+    from .settings import SETTINGS
+    from .trust import shown
+
+    tripped = [g["guard"] for g in summary.guards if g.get("guard") in BUDGETS]
+    limit = summary.limits.get(tripped[-1]) if tripped else None
+    if summary.status != RunStatus.BUDGET or not limit:
+        return " --more 5"
+    setting = SETTINGS[tripped[-1]]
+    raised = shown(setting, int(limit * 2) if setting.name == "max_tokens" else limit * 2.0)
+    most = summary.limits.get("max_iterations")
+    more = " --more 5" if most and len(summary.iterations) >= most else ""
+    return f"{more} {setting.option} {raised}"
 
 
 def complete(

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 from .config import RunConfig, restore_config, validate
 from .errors import RalphError, UsageError
 from .gate import rejection_feedback
+from .guards import BUDGETS
 from .runner import ResumePoint
+from .status import RunStatus
 
 if TYPE_CHECKING:
-    from .journal import Journal
+    from .journal import Journal, ResumeState
 
 
 def reconcile_with_branch(
@@ -72,10 +74,61 @@ def display_settings(flags: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# The budgets an operator may change when a run goes on (guards.BUDGETS) come from flags
+# only: neither a repository file nor the environment of a later shell changes them.
+
+
+def _spent(name: str, state: ResumeState) -> tuple[float | None, str]:
+    """What the run has used of budget `name`, and that amount as a person reads it."""
+    from .ui import fmt_cost, fmt_duration
+
+    if name == "max_cost":
+        return state.cost_usd, fmt_cost(state.cost_usd)
+    if name == "max_tokens":
+        return state.usage.total, f"{state.usage.total:,} tokens"
+    return state.elapsed_s, fmt_duration(state.elapsed_s)
+
+
+def change_budgets(
+    cfg: RunConfig, state: ResumeState, budgets: dict[str, Any], more: int | None
+) -> dict[str, dict[str, Any]]:
+    """Apply the operator's new budgets (already parsed) to a resumed run's config; what
+    changed, {name: {"was": old, "now": new}}, for the journal. Each must leave room to work."""
+    from .config import option_name
+    from .settings import SETTINGS
+    from .trust import shown
+
+    status = RunStatus(state.status)
+    if more is None and status.finished and status is not RunStatus.BUDGET:
+        raise UsageError(
+            f"run {state.run_id} {status.label}; a larger budget alone does not continue it: "
+            f"add iterations with `--more N`"
+        )
+    changed: dict[str, dict[str, Any]] = {}
+    for name, value in budgets.items():
+        used, spent = _spent(name, state)
+        if used is not None and value <= used:
+            raise UsageError(
+                f"{option_name(name)} {shown(SETTINGS[name], value)} leaves nothing to spend: "
+                f"the run has used {spent} already; give a larger value (a budget counts the whole run)"
+            )
+        old = getattr(cfg, name)
+        if value != old:
+            changed[name] = {"was": old, "now": value}
+        setattr(cfg, name, value)
+    return changed
+
+
 def resume_config(
-    start: Path, run: str, more: int | None = None, display: dict[str, Any] | None = None
+    start: Path,
+    run: str,
+    more: int | None = None,
+    display: dict[str, Any] | None = None,
+    budgets: dict[str, Any] | None = None,
 ) -> tuple[RunConfig, ResumePoint]:
-    """The config and starting point of run `run` (an id or unique prefix) in the repo at `start`."""
+    """The config and starting point of run `run` (an id or unique prefix) in the repo at
+    `start`; `budgets`: --max-cost, --max-tokens, --timeout as given (None: not given)."""
+    from .config import COMMAND_LINE, parse_layer
     from .journal import Journal, db_path
     from .workspace import find_main_repo
 
@@ -84,11 +137,14 @@ def resume_config(
         raise UsageError(f"{start} is not inside a git repository; pass --repo DIR")
     if not db_path(main).exists():
         raise UsageError(f"no runs recorded in {main}; `ralph runs` lists them")
+    given = {k: v for k, v in (budgets or {}).items() if k in BUDGETS and v is not None}
+    new_budgets = parse_layer(given, COMMAND_LINE)  # checked as a new run's flags are
+    going_on = more is not None or bool(new_budgets)  # a finished run may go on
     journal = Journal.open(main, create=False)
     try:
-        state = journal.resume_state(run, more=more is not None)
+        state = journal.resume_state(run, more=going_on)
         if reconcile_with_branch(journal, main, state.run_id, state.base_commit, state.branch):
-            state = journal.resume_state(run, more=more is not None)
+            state = journal.resume_state(run, more=going_on)
     finally:
         journal.close()
     cfg = restore_config(state.config, main)
@@ -99,7 +155,8 @@ def resume_config(
             raise UsageError(f"--more {more}: give the number of iterations to add (1 or more)")
         # N more than the iterations that ended; the run's record says how many that is.
         cfg.max_iterations = state.last_iteration + more
-        validate(cfg)
+    changed = change_budgets(cfg, state, new_budgets, more) if new_budgets else {}
+    validate(cfg)
     point = ResumePoint(
         run_id=state.run_id,
         start=state.last_iteration + 1,
@@ -110,5 +167,6 @@ def resume_config(
         worktree=state.worktree,
         base_commit=state.base_commit,
         feedback=rejection_feedback(state.rejected) if state.rejected else None,
+        budgets_changed=changed,
     )
     return cfg, point

@@ -8,7 +8,7 @@ import os
 import secrets
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -42,6 +42,8 @@ class ResumePoint:
     worktree: str | None
     base_commit: str
     feedback: str | None = None
+    # Budgets the operator changed to let the run go on: {name: {"was": old, "now": new}}.
+    budgets_changed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def dry_run(cfg: RunConfig, out: TextIO = sys.stdout) -> None:
@@ -400,6 +402,7 @@ def _execute(
             earlier_usage=resume.usage.as_dict() if resume else None,
             earlier_cost_usd=resume.cost_usd if resume else None,
             earlier_elapsed_s=round(resume.elapsed_s, 3) if resume else None,
+            budgets_changed=resume.budgets_changed if resume else None,
             config=cfg.to_dict(),
         )
         bus.emit("sandbox", kind=_sandbox_kind(tools), network=cfg.network)

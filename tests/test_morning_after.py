@@ -557,6 +557,63 @@ def test_a_run_that_hit_max_iterations_goes_on_with_more(tmp_path: Path) -> None
     assert finished.returncode == 2 and "completed" in finished.stderr
 
 
+def test_more_takes_larger_budgets_from_the_operator_and_never_from_the_repository(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from ralph.settings import DEFAULT_MODEL
+
+    steps = [
+        [{"text": "w", "tools": [create(f"f{i}.md")], "usage": USAGE},
+         {"text": f"Step {i}." if i < 4 else f"Done. <promise>{TOKEN}</promise>", "usage": USAGE}]
+        for i in (1, 2, 3, 4)
+    ]  # fmt: skip
+    repo, args = setup(tmp_path, steps)
+    write_script(tmp_path / "s.yaml", steps, model=DEFAULT_MODEL)  # priced: --max-cost works
+    # A ralph.yaml (the agent could have written it) that would lift the budget if read.
+    (repo / "ralph.yaml").write_text("max_tokens: 1000000\n")
+    git(repo, "add", "ralph.yaml")
+    git(repo, "commit", "-q", "-m", "config")
+    ran = run_cli([*args, "--max-iterations", "3", "--max-tokens", "3000"], cwd=repo)
+    assert ran.returncode == 4, ran.stderr  # 2,200 tokens an iteration: out in iteration 2
+    run_id = show_json(repo)["id"]
+    assert f"ralph resume {run_id} --max-tokens 6000\n" in ran.stdout  # how to go on
+    same = ralph(["resume", run_id, "--more", "1"], repo)  # no new budget: still spent
+    assert same.returncode == 4, same.stderr
+    assert "token budget used: 3,300 of 3,000" in show_json(repo)["reason"]
+    spent = ralph(["resume", run_id, "--max-tokens", "3000"], repo)
+    assert spent.returncode == 2 and "--max-tokens 3000 leaves nothing to spend" in spent.stderr
+    bad = ralph(["resume", run_id, "--timeout", "soon"], repo)
+    assert bad.returncode == 2 and bad.stderr.startswith("ralph: error: --timeout")
+    raised = ralph(
+        ["resume", run_id, "--more", "2", "--max-tokens", "20000", "--max-cost", "5",
+         "--timeout", "1h"], repo,
+    )  # fmt: skip
+    assert raised.returncode == 0, raised.stderr  # the promise, in the same run
+    run = show_json(repo)
+    assert run["id"] == run_id and run["status"] == "completed" and run["sessions"] == 3
+    assert "tokens 7,700/20,000" in raised.stdout and "/$5.00" in raised.stdout
+    report = (repo / ".ralph" / "runs" / run_id / "report.md").read_text()
+    assert "20,000" in report and "$5.00" in report
+    db = sqlite3.connect(repo / ".ralph" / "ralph.db")
+    started = [json.loads(row[0]) for row in db.execute(
+        "SELECT data FROM events WHERE run_id = ? AND name = 'run_started' ORDER BY id", (run_id,)
+    )]  # fmt: skip
+    config = json.loads(db.execute("SELECT config FROM runs").fetchone()[0])
+    db.close()
+    assert started[-1]["budgets_changed"] == {
+        "max_tokens": {"was": 3000, "now": 20000},
+        "max_cost": {"was": None, "now": 5.0},
+        "timeout": {"was": None, "now": 3600.0},
+    }
+    assert not started[1]["budgets_changed"]  # the resume that raised nothing
+    assert (config["max_tokens"], config["max_cost"], config["timeout"]) == (20000, 5.0, 3600.0)
+    # The same flags on `ralph-loop --resume`; a completed run has nothing to go on with.
+    done = run_cli(["--resume", run_id, "--max-cost", "9"], cwd=repo)
+    assert done.returncode == 2 and "completed" in done.stderr
+
+
 def test_resume_takes_the_display_options_and_their_variables(tmp_path: Path) -> None:
     waiting, go = tmp_path / "waiting", tmp_path / "go"
     repo, args = two_step_run(tmp_path, waiting, go)
