@@ -37,6 +37,7 @@ OUTPUT_KEEP = 8000  # characters of a tool's output kept (head and tail)
 STRING_KEEP = 4000  # characters of any one string inside a tool's input
 LOCK_TRIES = 10  # attempts, 20 ms apart, to take a lock another process may be probing
 LATEST = "latest"  # names the newest run wherever a run id is taken
+STARTING = "starting: recorded before its branch was made"  # exit_reason of a planned run
 CRASHED_REASON = "the process died without ending the run (killed, out of memory or a crash)"
 
 _TOKEN_COLS = ", ".join(f"{t} INTEGER NOT NULL DEFAULT 0" for t in TOKENS)
@@ -414,6 +415,40 @@ class Journal:
             "error = COALESCE(error, ?) WHERE run_id = ? AND outcome IS NULL",
             (cut, e.ts, d.get("reason"), e.run_id),
         )
+
+    def record_planned(
+        self, run_id: str, cfg: Any, model: str, branch: str, base: str, root: Path
+    ) -> None:
+        """Record a new run before its branch (or worktree) is made and the checkout switched
+        to it: a process killed in between leaves a run `ralph resume` continues (its branch
+        is made again if it is missing), not a `ralph/…` branch nothing knows. Session 0: its
+        run_started opens the first session. Called again when the branch name changes."""
+        worktree = str(root) if cfg.worktree else None
+        now = time.time()
+        row = (
+            run_id, cfg.prompt_name, cfg.prompt_source, model, _dumps(cfg.to_dict()), branch,
+            base, worktree, str(root), str(cfg.repo), now, now, os.getpid(), os.uname().nodename,
+        )  # fmt: skip
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO runs (id, prompt_name, prompt_source, model, config, branch, "
+                "base_commit, worktree, root, repo, started, last_seen, pid, host, sessions, "
+                "exit_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) "
+                "ON CONFLICT (id) DO UPDATE SET branch = excluded.branch, "
+                "worktree = excluded.worktree, root = excluded.root",
+                (*row, STARTING),
+            )
+
+        self._transaction(write)
+
+    def forget_planned(self, run_id: str) -> None:
+        """Remove the record of a run that never started (its branch could not be made)."""
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM runs WHERE id = ? AND sessions = 0", (run_id,))
+
+        self._transaction(write)
 
     def record_branch_commit(
         self, run_id: str, number: int, sha: str, subject: str, files: list[str], ended: bool

@@ -313,6 +313,7 @@ def _execute(
         workspace = ws_mod.Workspace.reopen(
             cfg, resume.branch, resume.worktree, resume.base_commit, run_id
         )
+        journal = Journal.open(workspace.main_repo)
     else:
         main = ws_mod.check(cfg)
         if not cfg.worktree:
@@ -320,9 +321,24 @@ def _execute(
             # A run that held the checkout between our check and our lock may have left it
             # changed (its branch checked out, its uncommitted work): look again, as its owner.
             ws_mod.check(cfg, holding_checkout=True)
-        workspace = ws_mod.Workspace.prepare(cfg, run_id, cfg.prompt_name)
-        locks.append(acquire_run_lock(workspace.main_repo, run_id))
-    journal = Journal.open(workspace.main_repo)
+        locks.append(acquire_run_lock(main, run_id))
+        journal = Journal.open(main)
+        planned: list[str] = []
+
+        def record(branch: str, base: str, root: Path) -> None:
+            planned.append(branch)
+            journal.record_planned(run_id, cfg, model.name, branch, base, root)
+
+        try:
+            # The run is in the journal before its branch exists and the checkout moves: a
+            # kill at any moment after leaves a run `ralph resume` continues.
+            workspace = ws_mod.Workspace.prepare(cfg, run_id, cfg.prompt_name, record=record)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                if cfg.in_place or not any(ws_mod._branch_exists(main, b) for b in planned):
+                    journal.forget_planned(run_id)  # nothing was made: nothing to resume
+            journal.close()
+            raise
     from .report import ReportCollector, resume_command
 
     report = ReportCollector()  # writes the report at the end, however the run ends

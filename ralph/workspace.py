@@ -42,6 +42,8 @@ from .staging import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .journal import RunLock
 
 IDENTITY = ("ralph-loop", "ralph-loop@users.noreply.github.com")
@@ -425,8 +427,10 @@ def _new_branch(
     prompt_name: str,
     command: tuple[str, ...],
     rest: tuple[str, ...],
+    before: Callable[[str], None] | None = None,
 ) -> str:
-    """Create the run's branch with `git COMMAND BRANCH REST`; its name.
+    """Create the run's branch with `git COMMAND BRANCH REST`; its name. `before(name)` is
+    called before git is asked to make each name (to record the run first).
 
     Without --branch, a default name already taken gets a `-N` suffix, including one taken
     between our look and git's (two runs started in the same second, e.g. with --worktree).
@@ -437,6 +441,8 @@ def _new_branch(
         if chosen is None and _branch_exists(main, branch):
             branch, n = f"{stem}-{n}", n + 1
             continue
+        if before is not None:
+            before(branch)
         done = _git(main, *command, branch, *rest, check=False)
         if done.returncode == 0:
             return branch
@@ -477,25 +483,42 @@ class Workspace:
     _filters: list[str] | None = field(default=None, repr=False)
 
     @classmethod
-    def prepare(cls, cfg: RunConfig, run_id: str, prompt_name: str) -> Workspace:
-        """Create the run's branch (or worktree); call `check(cfg)` first."""
+    def prepare(
+        cls,
+        cfg: RunConfig,
+        run_id: str,
+        prompt_name: str,
+        record: Callable[[str, str, Path], None] | None = None,
+    ) -> Workspace:
+        """Create the run's branch (or worktree); call `check(cfg)` first. `record(branch,
+        base, root)` is called before anything is created or switched (again if the branch's
+        name changes), so that whatever a kill leaves is a run the journal knows."""
         repo = _open_repo(cfg.repo)
         main = repo.root
         base = _out(main, "rev-parse", "--verify", "HEAD^{commit}")
         ensure_excluded(repo.common_dir)
         origin = _current_branch(main) or base
         root = main
+
+        def before(name: str) -> None:
+            if record is not None:
+                record(name, base, root)
+
         if cfg.in_place:
             branch = _current_branch(main) or ""  # check() refused a detached HEAD
+            before(branch)
         elif cfg.worktree:
             root = main / STATE_DIR / "worktrees" / run_id
             root.parent.mkdir(parents=True, exist_ok=True)
             branch = _new_branch(
-                main, cfg.branch, prompt_name, ("worktree", "add", "-q", "-b"), (str(root), base)
-            )
+                main, cfg.branch, prompt_name, ("worktree", "add", "-q", "-b"), (str(root), base),
+                before,
+            )  # fmt: skip
         else:
             # Uncommitted changes (--allow-dirty) come along to the new branch untouched.
-            branch = _new_branch(main, cfg.branch, prompt_name, ("checkout", "-q", "-b"), (base,))
+            branch = _new_branch(
+                main, cfg.branch, prompt_name, ("checkout", "-q", "-b"), (base,), before
+            )
         ws = cls(root, main, branch, base, cfg.worktree, run_id, cfg.allow_dirty)
         ws.protected = protected_paths(cfg, main)
         ws.origin = None if cfg.in_place else origin

@@ -385,6 +385,46 @@ def test_resume_after_a_kill_between_commit_and_journal_makes_no_duplicate_commi
     assert (repo / "two.log").read_text() == "ran\n"
 
 
+def test_a_kill_as_the_checkout_switches_to_the_run_branch_leaves_a_run_to_resume(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL right after ralph's `git checkout -b ralph/…`, before it goes on: the run is in
+    the journal already, so `ralph resume` continues it (no branch nothing knows)."""
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    real = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(
+        "#!/bin/sh\n"
+        f'{real.stdout.strip()} "$@"; rc=$?\n'
+        'case " $* " in *" checkout -q -b ralph/"*)\n'
+        f"  touch {ready}; while [ ! -f {go} ]; do sleep 0.05; done;;\n"
+        "esac\nexit $rc\n"
+    )
+    (bin_dir / "git").chmod(0o755)
+    env = clean_env(PATH=f"{bin_dir}:{os.environ['PATH']}")
+    steps = [[{"text": "w", "tools": [create("f.md")]}, f"Done. <promise>{TOKEN}</promise>"]]
+    repo, args = setup(tmp_path, steps)
+    proc = subprocess.Popen(
+        [str(BIN / "ralph-loop"), *args, "--max-iterations", "2", "--log-format", "plain"],
+        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(ready, proc)  # the checkout is on the new branch; ralph waits for git
+    proc.kill()
+    proc.communicate(timeout=60)
+    go.touch()
+    branch = git(repo, "branch", "--show-current")
+    assert branch.startswith("ralph/")  # where the kill left the checkout
+    runs = json.loads(ralph(["runs", "--json"], repo).stdout)
+    assert [(r["branch"], r["status"]) for r in runs] == [(branch, "crashed")]
+    resumed = ralph(["resume", "latest"], repo)
+    assert resumed.returncode == 0, resumed.stderr
+    run = show_json(repo)
+    assert run["status"] == "completed" and run["branch"] == branch and run["sessions"] == 1
+    assert [c["iteration"] for c in run_commits(repo, branch)] == ["1"]
+    assert git(repo, "branch", "--list", "--format=%(refname:short)", "ralph/*") == branch
+
+
 def test_a_run_removes_the_private_homes_that_killed_runs_left(tmp_path: Path) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
