@@ -285,7 +285,7 @@ def test_dry_run_prints_config_and_first_request(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--max-iterations", "50"], "--max-iterations cannot be changed on resume"),
-        (["--no-quiet", "--max-cost", "5"], "--max-cost cannot be changed on resume"),
+        (["--no-quiet", "--stall-limit", "3"], "--stall-limit cannot be changed on resume"),
         (["p.md"], "--resume RUN takes no PROMPT"),
     ],
 )
