@@ -176,8 +176,9 @@ TASKMASTER_FIELDS = [
 ]  # fmt: skip
 ARTIFACT_KEYS = {"path", "headings", "checklist", "contains", "min", "boxes"}
 # The body is sent every iteration: keep it short. The security prompt checks two OWASP
-# editions (the seed document's 2017 list and the current 2025 one), with a step for each.
-MAX_WORDS = {"security": 1500}
+# editions (the seed document's 2017 list and the current 2025 one), with a step for each;
+# incident response covers the most checklist items of the other three.
+MAX_WORDS = {"security": 1550, "incident-response": 1250}
 DEFAULT_MAX_WORDS = 1200
 
 # OWASP Top 10:2025 (https://owasp.org/Top10/2025/): each category and words its step in the
@@ -675,3 +676,29 @@ def test_vulnerable_app_tests_pass_before_and_after_the_demo_fixes(tmp_path: Pat
     assert refused.returncode != 0
     assert "APP_SECRET_KEY is not set" in refused.stderr
     assert not list(copy.glob("*.db")), "the tests must not leave a database in the app"
+
+
+@pytest.mark.parametrize("name", sorted(PROMPTS))
+def test_remediation_task_example_is_a_task_ralph_reads(name: str, tmp_path: Path) -> None:
+    """The task a prompt tells the agent to file in sdlc/remediation-tasks.md is one that
+    `ralph harden`'s remediation run (a Markdown task list) reads as a task: its id, title,
+    priority, details and verify command (a `## SEC-003` section was read as no task)."""
+    from ralph import tasks
+
+    _, body = _read(name)
+    intro = body.index("`sdlc/remediation-tasks.md`: one checklist line per task")
+    block = re.search(r"\n\n((?:    [^\n]*\n)+)", body[intro:])
+    assert block
+    example = "\n".join(line[4:] for line in block.group(1).splitlines()) + "\n"
+    path = tmp_path / "remediation-tasks.md"
+    path.write_text("# Remediation tasks\n\n" + example)
+    task_file = tasks.load(path)
+    (task,) = task_file.tasks
+    assert re.fullmatch(r"(SEC|OBS|REL|IR)-\d{3}", task.id)
+    assert task.title and task.title in example and task.is_open
+    assert task.priority in (0, 1)  # high or medium: read from its `priority:` line
+    assert "Where:" in task.details and "priority" not in task.details
+    assert task.verify and task.verify in example
+    task_file.set_status(task.id, "done")
+    task_file.save()
+    assert path.read_text().count(f"- [x] {task.id}:") == 1
