@@ -30,6 +30,7 @@ README ("Structured logs"):
 - pull_request_failed: message (level error)
 - task_started: id, title (a task-list run's task for this iteration)
 - task_ended: id, title, status, reason, commit, cost_usd
+- task_retry: id, failures, reason, feedback (a task not done yet: failures in a row so far)
 - guidance: request, text, keep (operator guidance from `ralph steer`)
 - stop_requested: message (`ralph stop`, seen between iterations; level warning)
 - notification_failed: target, message (level warning)

@@ -629,6 +629,28 @@ class Journal:
             )
         return found
 
+    def task_failures(self, run_id: str, last_iteration: int) -> tuple[dict[str, int], str | None]:
+        """A task-list run's failures in a row per open task (its task_retry events since the
+        task last closed), and the feedback of a retry in iteration `last_iteration`, which
+        the iteration a resume starts with is given."""
+        rows = self.conn.execute(
+            "SELECT name, iteration, data FROM events WHERE run_id = ? AND name IN "
+            "('task_retry', 'task_ended') ORDER BY id",
+            (run_id,),
+        ).fetchall()
+        failures: dict[str, int] = {}
+        feedback = None
+        for row in rows:
+            data = json.loads(row["data"] or "{}")
+            task_id = str(data.get("id"))
+            if row["name"] == "task_ended":
+                failures.pop(task_id, None)
+                continue
+            failures[task_id] = int(data.get("failures") or 0)
+            if row["iteration"] == last_iteration:
+                feedback = data.get("feedback")
+        return failures, feedback
+
     def resume_state(self, run: str, more: bool = False) -> ResumeState:
         """What resuming `run` needs; a UsageError when it does not exist or has finished
         (`more`: a finished run that did not complete may go on, with more iterations)."""

@@ -122,7 +122,7 @@ class Workspace(Protocol):
 
     def changed_files(self) -> list[str]: ...
 
-    def commit(self, message: str) -> str | None: ...
+    def commit(self, message: str, amend: bool = False) -> str | None: ...
 
     def refusals(self) -> list[str]: ...
 
@@ -262,10 +262,9 @@ class Loop:
             check = promise.check(outcome.final_text, cfg.completion_promise)
             if self.tasks is not None:
                 try:  # the task's verify runs like the gate's: interruptible
-                    self.tasks.finish(outcome.final_text, self._run_in_tree)
+                    files, sha = self._commit_task(i, summary, outcome.final_text)
                 except Interrupted:
                     return self._interrupted(i, began)
-                files, sha = self._commit(i, summary)
             else:
                 # Committed first: the gate judges the commit (a clean checkout of it), never
                 # files the agent left uncommitted or hid with a .gitignore.
@@ -321,8 +320,51 @@ class Loop:
             i += 1
         return self._result(RunStatus.MAX_ITERATIONS, self._max_iterations_reason(), i - 1)
 
+    def _commit_task(
+        self, i: int, summary: str, final_text: str | None
+    ) -> tuple[list[str], str | None]:
+        """A task-list iteration's commit: the agent's work is committed first, so that the
+        task's verify command judges a clean checkout of that commit (as the gate judges a
+        promise: not files left uncommitted or hidden by a `.gitignore`); the status the
+        runner then writes joins that commit (amended), so each iteration is one commit."""
+        from .workspace import commit_message
+
+        assert self.tasks is not None
+        if self.cfg.no_commit or self.gate.checkout is None:
+            self.tasks.finish(final_text, self._run_in_tree)  # judged in the working tree
+            return self._commit(i, summary)
+        message = commit_message(
+            self.cfg.prompt_name, i, self.cfg.max_iterations, summary, self.run_id, False
+        )
+        self.tasks.check_folder()  # before git stages anything through a swapped folder
+        files = self.workspace.changed_files()
+        first = self.workspace.commit(message) if files else None
+        warnings = self.workspace.refusals()
+        self.tasks.finish(final_text, self._run_in_checkout)
+        more = self.workspace.changed_files()  # the task file's new status
+        sha = first
+        if more:
+            amended = self.workspace.commit(message, amend=first is not None)
+            sha = first if amended is None else (amended or None)
+            files = [] if amended == "" else sorted(set(files) | set(more))
+        warnings += [w for w in self.workspace.refusals() if w not in warnings]
+        if sha:
+            self.bus.emit("commit", sha=sha, files=files, message=message.splitlines()[0])
+        for line in warnings:
+            self.bus.emit("warning", level="warning", message=line)
+        self.last_commit = sha
+        return files, sha
+
+    def _run_in_checkout(self, cmd: str) -> tuple[int, str]:
+        """A task's verify command, in a clean checkout of the branch's tip."""
+        assert self.gate.checkout is not None
+        if self.gate.run_command is None:
+            return _no_runner(cmd)
+        with self.gate.checkout() as (root, _sha):
+            return self.gate.run_command(cmd, root)
+
     def _run_in_tree(self, cmd: str) -> tuple[int, str]:
-        """A task's verify command, in the working tree (task runs are judged there)."""
+        """A task's verify command, in the working tree (--no-commit: nothing is committed)."""
         if self.gate.run_command is None:
             return _no_runner(cmd)
         return self.gate.run_command(cmd, self.workspace.root)

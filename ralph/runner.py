@@ -398,6 +398,8 @@ def _execute(
         # On resume, the task file as the run's branch has it: its statuses carry on.
         path = workspace.root / task_path(cfg.repo, cfg.tasks)
         loop.tasks = TaskQueue(path, cfg.task_failures, bus)
+        if resume:  # failures in a row go on counting across a resume
+            loop.tasks.restore(*journal.task_failures(run_id, resume.start - 1))
     STOP.install()
     report_error: BaseException | None = None
     ended = False  # run_ended was emitted

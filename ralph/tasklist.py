@@ -88,7 +88,7 @@ class TaskQueue:
 
     # --- the file, with the runner's statuses ---------------------------------------------
 
-    def _check_folder(self) -> None:
+    def check_folder(self) -> None:
         now = self.path.parent.resolve()
         if now != self.folder:
             raise RalphError(
@@ -97,12 +97,12 @@ class TaskQueue:
             )
 
     def _save(self) -> None:
-        self._check_folder()
+        self.check_folder()
         self.file.save()
 
     def _reload(self) -> None:
         """Read the file as the agent left it and put the runner's statuses back."""
-        self._check_folder()
+        self.check_folder()
         try:
             fresh = tasks.load(self.path)
         except UsageError as exc:
@@ -144,6 +144,12 @@ class TaskQueue:
 
     def _warn(self, message: str) -> None:
         self.bus.emit("warning", level="warning", message=message)
+
+    def restore(self, failures: dict[str, int], feedback: str | None) -> None:
+        """A resumed run's failures in a row per task, and the feedback its next iteration
+        gets (from the journal's task_retry events: `Journal.task_failures`)."""
+        self.failures = dict(failures)
+        self.feedback = feedback
 
     # --- what the loop calls ----------------------------------------------------------------
 
@@ -192,6 +198,15 @@ class TaskQueue:
                 self.feedback = (
                     f"[ralph] Task {task.id} is not done yet: {problem}\n"
                     "Continue it in this iteration."
+                )
+                # In the journal: a resumed run goes on counting (see `restore`).
+                self.bus.emit(
+                    "task_retry",
+                    level="warning",
+                    id=task.id,
+                    failures=count,
+                    reason=problem.splitlines()[0],
+                    feedback=self.feedback,
                 )
         self._settle_unreachable()
         self._save()

@@ -181,6 +181,9 @@ class PlainLines:
             case "task_ended":
                 why = f": {short(d.get('reason'), 300)}" if d.get("reason") else ""
                 return f"{it}task {short(d.get('id'), 40)} {d.get('status')}{why}"
+            case "task_retry":
+                why = short(d.get("reason"), 300)
+                return f"{it}task {short(d.get('id'), 40)} not done ({d.get('failures')}): {why}"
             case "commit":
                 return f"{it}commit {str(d.get('sha'))[:8]}: {len(d.get('files') or [])} file(s)"
             case "guard_tripped":

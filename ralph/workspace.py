@@ -701,11 +701,13 @@ class Workspace:
             _git(self.root, "update-index", "-q", "--force-remove", "-z", "--stdin",
                  stdin=_nul([path]), filters=self._filters)  # fmt: skip
 
-    def commit(self, message: str) -> str | None:
+    def commit(self, message: str, amend: bool = False) -> str | None:
         """Commit this iteration's paths (see `begin_iteration`); the new sha, or None.
 
         Stages what the last `changed_files()` reported (it is called if it was not), except
-        what `staging.refusal` refuses (listed in `refused`).
+        what `staging.refusal` refuses (listed in `refused`). `amend`: replace the branch's
+        tip, a commit this iteration made (a task run's status joins its iteration's commit);
+        "" when that leaves no change, and the tip was dropped.
         """
         if self._now is None:
             self.changed_files()
@@ -747,9 +749,28 @@ class Workspace:
         else:
             tree = _out(self.root, "write-tree", filters=self._filters)
         sha = None
+        parents = ["-p", head]
+        if amend:  # on the tip's parent: a tree the same as the parent's is no commit at all
+            below = _out(self.root, "rev-parse", f"{head}^@").split()
+            parents = [arg for parent in below for arg in ("-p", parent)]
+            if below and tree == _out(self.root, "rev-parse", f"{below[0]}^{{tree}}"):
+                subject = "commit: drop an iteration commit left empty"
+                _git(
+                    self.root,
+                    "update-ref",
+                    "-m",
+                    subject,
+                    f"refs/heads/{self.branch}",
+                    below[0],
+                    head,
+                )
+                self._now = {p: v for p, v in self._now.items() if p not in chosen}
+                self._changed = [p for p in self._changed if p not in chosen]
+                self.last_commit_files = []
+                return ""
         if tree != head_tree:
             sha = _out(
-                self.root, *self._identity, "commit-tree", tree, "-p", head, "-F", "-",
+                self.root, *self._identity, "commit-tree", tree, *parents, "-F", "-",
                 stdin=message.encode("utf-8"),
             )  # fmt: skip
             subject = "commit: " + message.splitlines()[0]

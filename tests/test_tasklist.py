@@ -418,3 +418,78 @@ def test_a_task_folder_replaced_by_a_link_stops_the_run_before_anything_is_writt
             tasks="plan/tasks.md",
         )
     assert list(host.iterdir()) == []
+
+
+def test_a_verify_judges_the_committed_checkout_not_the_working_tree(run: Any) -> None:
+    """A file the agent hides from git with its own .gitignore passes `test -f` in the
+    working tree but is not in the commit: the task's verify runs on a clean checkout of the
+    iteration's commit (as the promise gate does), so the task is not done."""
+    tasks_md = "- [ ] T1: Add the file\n  verify: `test -f wanted.txt`\n"
+    hide = [create(".gitignore", "wanted.txt\n"), create("wanted.txt", "here\n")]
+    r = run(
+        {"tasks.md": tasks_md},
+        [
+            [{"text": "Hiding.", "tools": hide, "usage": USAGE}, "Done. <task-done>T1</task-done>"],
+            work("wanted.txt.real", "Still done. <task-done>T1</task-done>"),
+        ],
+        tasks="tasks.md",
+        task_failures=2,
+        max_iterations=2,
+    )
+    assert (r.repo / "wanted.txt").is_file()  # there in the working tree all along
+    assert "test -f wanted.txt` exited 1" in r.first_message(2)
+    first, second = r.commits()  # one commit per iteration, the status in it
+    assert "- [ ] T1: Add the file\n" in shown(r.repo, first["sha"], "tasks.md")
+    assert ".gitignore" in git(r.repo, "show", "--name-only", "--format=", first["sha"])
+    (ended,) = r.events("task_ended")
+    assert ended["status"] == "blocked" and ended["commit"] == second["sha"]
+    assert "(blocked: not done after 2" in shown(r.repo, second["sha"], "tasks.md")
+
+
+def test_a_verified_task_is_one_commit_with_the_agents_work_and_the_status(run: Any) -> None:
+    tasks_md = "- [ ] T1: Add the file\n  verify: `test -f wanted.txt`\n"
+    r = run({"tasks.md": tasks_md}, [work("wanted.txt", "Done. <task-done>T1</task-done>")],
+            tasks="tasks.md")  # fmt: skip
+    (commit,) = r.commits()
+    assert r.result.status == "completed"
+    changed = git(r.repo, "show", "--name-only", "--format=", commit["sha"]).split()
+    assert sorted(changed) == ["tasks.md", "wanted.txt"]
+    assert git(r.repo, "rev-parse", f"{commit['sha']}^") == git(r.repo, "rev-parse", "main")
+    (ended,) = r.events("task_ended")
+    assert ended["commit"] == commit["sha"]
+
+
+def test_task_failures_in_a_row_are_counted_across_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--task-failures K: K failures in a row block the task even when a resume falls
+    between them (the count is in the journal), and the last failure's feedback is given to
+    the resumed iteration."""
+    from ralph.resume import resume_config
+
+    repo = make_repo(
+        tmp_path / "repo", {"tasks.md": "- [ ] T1: One\n  verify: `test -f never.txt`\n"}
+    )
+    claim = "Done. <task-done>T1</task-done>"
+    script = write_script(tmp_path / "session.yaml", [work("a.txt", claim), work("b.txt", claim)])
+    spies: list[Spy] = []
+
+    def model(cfg: Any) -> Spy:
+        spies.append(Spy(ScriptModel(script)))
+        return spies[-1]
+
+    monkeypatch.setattr("ralph.models.make_model", model)
+    cfg = RunConfig(prompt=PROMPT, prompt_name="remediate", repo=repo, tasks="tasks.md",
+                    task_failures=2, model=f"script:{script}", sandbox="none", quiet=True,
+                    max_iterations=1)  # fmt: skip
+    first = execute(cfg, [Recorder()])
+    assert first.status == "max_iterations"
+    resumed_cfg, point = resume_config(repo, first.run_id, more=1)
+    recorder = Recorder()
+    result = execute(resumed_cfg, [recorder], resume=point)
+    ended = [e.data for e in recorder.events if e.name == "task_ended"]
+    assert [(e["id"], e["status"]) for e in ended] == [("T1", "blocked")]
+    assert "2 iterations in a row" in ended[0]["reason"]
+    assert (result.status, result.iterations) == ("completed", 2)
+    resumed = [r for r in spies[-1].requests if r.iteration == 2 and r.turn == 1]
+    assert "test -f never.txt` exited 1" in str(resumed[0].messages[0]["content"][0]["text"])
