@@ -246,6 +246,16 @@ def resume_run(
         shown = display_settings(display or {})
         settings_log_format(shown.get("log_format"))  # errors from here on follow it
         root = repo_dir(repo).resolve()
+        from .campaign import campaign_of
+
+        if campaign_of(root, run) is not None:  # a campaign, or one of its phases' runs
+            if more is not None or any(v is not None for v in (budgets or {}).values()):
+                raise UsageError(
+                    "--more and new budgets do not apply to a campaign: `ralph resume "
+                    "CAMPAIGN` continues the phase where it stopped with the campaign's "
+                    "budgets (start a new campaign for more)"
+                )
+            _exit_with(_run_campaign(None, (root, run, shown)))
         cfg, point = resume_config(root, run, more, shown, budgets)
         _exit_with(_execute(cfg, point))
     except RalphError as exc:
@@ -253,6 +263,102 @@ def resume_run(
 
 
 app.command("run", help=RUN_HELP, epilog=EXIT_CODES_HELP)(run_command)
+
+# --- ralph harden: the campaign (campaign.py); the run's options but the per-prompt ones ----
+
+HARDEN_HELP = (
+    "Harden the repository in one campaign: the built-in loops (security, reliability, "
+    "observability, incident-response) one after another on one branch, each with its own "
+    "promise, gate and iteration limit, then a task-list run (remediate) over the "
+    "remediation tasks they filed. --max-cost, --max-tokens and --timeout cover the whole "
+    "campaign; a phase that ends without its promise is reported and the campaign goes on "
+    "(--stop-on-failure stops there). `ralph resume CAMPAIGN` continues where it stopped."
+)
+# What each phase's prompt decides, or the campaign does itself.
+_NOT_FOR_HARDEN = {"completion_promise", "tasks", "max_iterations", "dry_run"}
+
+
+def _harden_parameters() -> list[inspect.Parameter]:
+    from .settings import HARDEN_OPTIONS
+
+    params = [_option(s) for s in HARDEN_OPTIONS]
+    for s in OPTIONS:
+        if s.name not in _NOT_FOR_HARDEN:
+            params += [_option(s), *_EXTRA_OPTIONS.get(s.name, [])]
+    return params
+
+
+def harden_command(**options: Any) -> None:
+    from .settings import HARDEN_OPTIONS
+
+    repo = options.pop("repo")
+    settings = [*HARDEN_OPTIONS, *(s for s in OPTIONS if s.name not in _NOT_FOR_HARDEN)]
+    given = {s.name: options[s.name] for s in settings if _given(s, options[s.name])}
+    try:
+        from .campaign import campaign_config
+
+        cfg = campaign_config(
+            config.parse_layer(given, config.COMMAND_LINE),
+            repo,
+            note=lambda text, c: _note(text, c.log_format == "json"),
+        )
+        _exit_with(_run_campaign(cfg))
+    except RalphError as exc:
+        raise _fail(exc.message, exc.exit_code) from None
+
+
+_HARDEN_PARAMETERS = _harden_parameters()
+harden_command.__signature__ = inspect.Signature(_HARDEN_PARAMETERS)  # type: ignore[attr-defined]
+harden_command.__annotations__ = {p.name: p.annotation for p in _HARDEN_PARAMETERS} | {
+    "return": None
+}
+
+
+def _campaign_echo(line: str) -> None:
+    from .ui import clean
+
+    sys.stderr.write(clean(line) + "\n")
+    sys.stderr.flush()
+
+
+def _run_campaign(cfg: Any, resume: tuple[Path, str, dict[str, Any]] | None = None) -> int:
+    from .campaign import resume_campaign, run_campaign
+    from .signals import STOP
+    from .ui import make_observers
+
+    if cfg is not None and cfg.log_format == "json":
+        from .logs import install_json_stderr
+
+        install_json_stderr()
+    STOP.settle_until_exit = True
+    if resume is not None:
+        start, ref, display = resume
+        result = resume_campaign(start, ref, make_observers, _campaign_echo, display)
+    else:
+        result = run_campaign(cfg, make_observers, _campaign_echo)
+    lines = [f"ralph harden: campaign {result.campaign_id} {result.status}: {result.reason}"]
+    for outcome in result.phases:
+        lines.append(f"  {outcome.phase:<18} {outcome.status}: {outcome.reason}")
+    if result.report is not None:
+        lines.append(f"  report: {result.report}")
+    if result.branch:
+        lines.append(f"  branch: {result.branch}")
+    if result.pr_url:
+        lines.append(f"  pull request: {result.pr_url}")
+    if _resumable(result.status):
+        lines.append(f"  resume: ralph resume {result.campaign_id}")
+    for line in lines:
+        _campaign_echo(line)
+    return int(result.exit_code)
+
+
+def _resumable(status: str) -> bool:
+    from .status import RunStatus
+
+    return RunStatus(status).resumable
+
+
+app.command("harden", help=HARDEN_HELP, epilog=EXIT_CODES_HELP)(harden_command)
 
 
 _BUDGET_HELP = {

@@ -44,6 +44,18 @@ class ResumePoint:
     feedback: str | None = None
     # Budgets the operator changed to let the run go on: {name: {"was": old, "now": new}}.
     budgets_changed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A new run that goes on on an existing branch (a campaign's next phase, campaign.py):
+    # nothing of its own to resume; the usage above is what the campaign spent before it.
+    new_run: bool = False
+
+
+@dataclass(frozen=True)
+class PhaseLink:
+    """A run that is a phase of a hardening campaign (campaign.py): the journal links them;
+    the campaign, not the phase, opens the pull request and tidies the branch."""
+
+    campaign_id: str
+    phase: str
 
 
 def dry_run(cfg: RunConfig, out: TextIO = sys.stdout) -> None:
@@ -86,7 +98,7 @@ def dry_run(cfg: RunConfig, out: TextIO = sys.stdout) -> None:
     out.write("\n")
 
 
-def _preflight(cfg: RunConfig) -> Model:
+def _preflight(cfg: RunConfig, resuming: bool = False) -> Model:
     """The checks a run makes before it touches git (model, credentials, prices, agent CLIs,
     sandbox, --pr); the model. Creates nothing, so --dry-run makes them too."""
     from . import agents
@@ -104,7 +116,8 @@ def _preflight(cfg: RunConfig) -> Model:
     # A sandbox that cannot work: error before git (a worktree is checked once it exists).
     choose_sandbox(cfg.sandbox, cfg.network, None if cfg.worktree else cfg.repo)
     _check_pr(cfg)
-    if cfg.tasks:  # a malformed task file: exit 2 before anything is created
+    if cfg.tasks and not resuming:  # a malformed task file: exit 2 before anything is created
+        # (A resumed run reads it from its branch, which may be in a worktree.)
         from .tasklist import check
 
         check(cfg.repo, cfg.tasks)
@@ -278,13 +291,15 @@ def execute(
     cfg: RunConfig,
     observers: list[Observer] | None = None,
     resume: ResumePoint | None = None,
+    phase: PhaseLink | None = None,
 ) -> RunResult:
-    """Run (or resume) the loop; raises UsageError for bad input before creating anything."""
-    model = _preflight(cfg)
+    """Run (or resume) the loop; raises UsageError for bad input before creating anything.
+    `phase`: the run is a phase of a hardening campaign (campaign.py)."""
+    model = _preflight(cfg, resuming=resume is not None)
     run_id = resume.run_id if resume else new_run_id()
     locks: list[Any] = []  # released, last taken first, once the run's process is done with it
     try:
-        return _execute(cfg, observers, resume, model, run_id, locks)
+        return _execute(cfg, observers, resume, model, run_id, locks, phase)
     finally:
         for lock in reversed(locks):
             lock.release()
@@ -297,6 +312,7 @@ def _execute(
     model: Model,
     run_id: str,
     locks: list[Any],
+    phase: PhaseLink | None = None,
 ) -> RunResult:
     """Take the run's locks (into `locks`), set up its workspace and journal, drive it."""
     from . import workspace as ws_mod
@@ -415,18 +431,19 @@ def _execute(
             branch=workspace.branch,
             base_commit=workspace.base_commit,
             worktree=workspace.worktree,
-            resumed_at=resume.start if resume else None,
+            resumed_at=resume.start if resume and not resume.new_run else None,
             # What earlier sessions of a resumed run used: the budgets count it (see guards).
             earlier_usage=resume.usage.as_dict() if resume else None,
             earlier_cost_usd=resume.cost_usd if resume else None,
             earlier_elapsed_s=round(resume.elapsed_s, 3) if resume else None,
             budgets_changed=resume.budgets_changed if resume else None,
             config=cfg.to_dict(),
+            **({"campaign_id": phase.campaign_id, "phase": phase.phase} if phase else {}),
         )
         bus.emit("sandbox", kind=_sandbox_kind(tools), network=cfg.network)
         for warning in warnings:
             bus.emit("warning", level="warning", message=warning)
-        if resume:
+        if resume and not resume.new_run:
             _commit_left_over(cfg, workspace, bus, run_id, resume.start)
         result = loop.run(
             start=resume.start if resume else 1, feedback=resume.feedback if resume else None
@@ -448,7 +465,7 @@ def _execute(
         ended = True
         if cfg.pr and result.status not in (RunStatus.INTERRUPTED, RunStatus.STOPPED):
             result.pr_failed = not _publish(cfg, workspace, result, bus)
-        if RunStatus(result.status).finished and not cfg.no_commit:
+        if RunStatus(result.status).finished and not cfg.no_commit and phase is None:
             _drop_empty_branch(workspace, bus)
         STOP.settle()  # the run is over: a late signal must not cost its report
         return result

@@ -74,6 +74,7 @@ class Setting(NamedTuple):
     off: Any = None  # LOWER: a value that switches the limit off (0)
     example: str | None = None  # YAML shown in the template instead of the default
     readme_default: str | None = None  # the README's default column, when not "(default X"
+    command: str = "run"  # the command whose option it is: "run", or "harden" (campaign.py)
 
     @property
     def nullable(self) -> bool:
@@ -112,6 +113,7 @@ def setting(
     off: Any = None,
     example: str | None = None,
     readme_default: str | None = None,
+    command: str = "run",
 ) -> Any:
     """A `RunConfig` field that is a setting (see the module docstring)."""
     spec = {
@@ -128,13 +130,14 @@ def setting(
         "off": off,
         "example": example,
         "readme_default": readme_default,
+        "command": command,
     }
     if factory is not None:
         return field(default_factory=factory, metadata={"setting": spec})
     return field(default=default, metadata={"setting": spec})
 
 
-LOOP, AGENT, GIT, SAFETY, GATE, VIEW, PR, AGENTS = (
+LOOP, AGENT, GIT, SAFETY, GATE, VIEW, PR, AGENTS, CAMPAIGN = (
     "the loop",
     "the real agent",
     "git",
@@ -143,7 +146,24 @@ LOOP, AGENT, GIT, SAFETY, GATE, VIEW, PR, AGENTS = (
     "seeing a run",
     "pull requests",
     "other agents",
+    "hardening campaign",
 )
+# The phases of `ralph harden`, in the order they run (campaign.py).
+PHASES = ("security", "reliability", "observability", "incident-response", "remediate")
+
+
+def _phases(value: Any) -> list[str]:
+    names = parse.text_list(value)
+    unknown = [n for n in names if n not in PHASES]
+    if unknown:
+        raise ValueError(f"unknown phase {unknown[0]!r}; choose from {', '.join(PHASES)}")
+    if not names:
+        raise ValueError(f"no phase given; choose from {', '.join(PHASES)}")
+    if len(set(names)) != len(names):
+        raise ValueError("a phase is named twice; name each once")
+    return names
+
+
 _AGENT_NAMES = ("builtin", "claude-code", "codex")
 _PROMISE_BOUND = (
     lambda v: bool(v.strip()),
@@ -610,6 +630,44 @@ class RunConfig:
         arg="URL",
         repo=NEVER,
     )
+    # --- `ralph harden` (campaign.py): per campaign, so the operator's alone ---
+    phases: list[str] = setting(
+        parser=_phases,
+        factory=lambda: list(PHASES),
+        help="The campaign's phases, in order (default: "
+        + ",".join(PHASES)
+        + "): the built-in loops, then the task-list run over the tasks they filed.",
+        doc="the campaign's phases in order: the built-in loops, then `remediate`, the task "
+        "list they filed",
+        group=CAMPAIGN,
+        arg="LIST",
+        repo=NEVER,
+        command="harden",
+        readme_default="all five",
+    )
+    phase_max_iterations: int | None = setting(
+        None,
+        parse.whole,
+        "Iterations at most per phase, instead of each prompt's own (front matter).",
+        doc="iterations at most per phase, instead of each prompt's own `max_iterations`",
+        group=CAMPAIGN,
+        arg="N",
+        repo=NEVER,
+        bound=(lambda v: v >= 1, "must be at least 1"),
+        command="harden",
+        readme_default="the prompt's",
+    )
+    stop_on_failure: bool = setting(
+        False,
+        parse.boolean,
+        "Stop the campaign at a phase that ends without its promise (default: report it and "
+        "go on to the next phase).",
+        doc="stop the campaign at a phase that ends without its promise, instead of going on",
+        group=CAMPAIGN,
+        flag="--stop-on-failure",
+        repo=NEVER,
+        command="harden",
+    )
     description: str = setting(
         "",
         parse.text,
@@ -664,7 +722,13 @@ def _declared() -> dict[str, Setting]:
 SETTINGS: dict[str, Setting] = _declared()
 
 # The command-line options, in --help order.
-OPTIONS: tuple[Setting, ...] = tuple(s for s in SETTINGS.values() if s.flag is not None)
+OPTIONS: tuple[Setting, ...] = tuple(
+    s for s in SETTINGS.values() if s.flag is not None and s.command == "run"
+)
+# The options only `ralph harden` takes (it takes the run's too, see cli.py).
+HARDEN_OPTIONS: tuple[Setting, ...] = tuple(
+    s for s in SETTINGS.values() if s.flag is not None and s.command == "harden"
+)
 
 
 def help_default(help_text: str) -> str | None:
