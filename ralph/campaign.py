@@ -168,6 +168,7 @@ class _Campaign:
     echo: Echo
     outcomes: list[PhaseOutcome] = field(default_factory=list)
     earlier: list[PhaseOutcome] = field(default_factory=list)  # of earlier sessions (resume)
+    origin: str | None = None  # where the checkout was before the campaign (this session)
 
     def journal(self) -> Journal:
         from .journal import Journal
@@ -402,7 +403,7 @@ class _Campaign:
         if not branch or not base or self.cfg.in_place:
             return
         with contextlib.suppress(Exception):
-            if discard_if_empty(self.main, self.root(), branch, base, None):
+            if discard_if_empty(self.main, self.root(), branch, base, self.origin):
                 self.echo(f"ralph harden: no commit was made: branch {branch} removed")
 
 
@@ -447,7 +448,11 @@ def run_campaign(
     lock = _lock(main, campaign_id)
     try:
         say(f"ralph harden: campaign {campaign_id}: {', '.join(cfg.phases)}")
-        return _Campaign(campaign_id, cfg, main, observers_for, say).drive(0)
+        campaign = _Campaign(campaign_id, cfg, main, observers_for, say)
+        from .workspace import _current_branch, _head_commit
+
+        campaign.origin = _current_branch(main) or _head_commit(main)
+        return campaign.drive(0)
     finally:
         lock.release()
 

@@ -206,6 +206,9 @@ def test_stop_on_failure_stops_at_the_phase_without_its_promise(harden: Any) -> 
     assert [(o.phase, o.status) for o in result.phases] == [("reliability", "max_iterations")]
     assert "observability" not in spies
     assert result.status == "max_iterations" and "--stop-on-failure" in result.reason
+    # Nothing was committed: no empty branch is left, the checkout is back where it was.
+    assert git(repo, "branch", "--list", "ralph/harden-*") == ""
+    assert git(repo, "branch", "--show-current") == "main"
     with pytest.raises(UsageError, match="already finished"):
         resume_campaign(repo, result.campaign_id)
 
