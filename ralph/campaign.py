@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 ObserversFor = Callable[[RunConfig], list[Observer]]
 Echo = Callable[[str], None]
+# Adjusts a phase's config before it starts (e.g. the demo's recorded session per phase).
+Configure = Callable[[RunConfig], None]
 
 
 @dataclass
@@ -169,6 +171,7 @@ class _Campaign:
     outcomes: list[PhaseOutcome] = field(default_factory=list)
     earlier: list[PhaseOutcome] = field(default_factory=list)  # of earlier sessions (resume)
     origin: str | None = None  # where the checkout was before the campaign (this session)
+    configure: Configure | None = None
 
     def journal(self) -> Journal:
         from .journal import Journal
@@ -231,6 +234,8 @@ class _Campaign:
             cfg, point = resume
         else:
             cfg = phase_config(self.cfg, phase, tasks_file)
+            if self.configure is not None:
+                self.configure(cfg)
             point = None
             if row.get("branch"):  # a later phase: a new run on the campaign's branch
                 usage, cost, elapsed = self.totals()
@@ -425,11 +430,14 @@ def run_campaign(
     cfg: RunConfig,
     observers_for: ObserversFor | None = None,
     echo: Echo | None = None,
+    configure: Configure | None = None,
 ) -> CampaignResult:
     """Run a hardening campaign: `cfg.phases` one after another on one branch (see the module
     docstring). `cfg` comes from `campaign_config`; `observers_for` gives each phase's run
     its observers (the CLI's live view, a worker's reporter); `echo` receives one line per
-    phase start and end. Bad input is a UsageError before anything is created."""
+    phase start and end; `configure` may adjust each phase's config before it starts (a
+    resumed phase keeps the config it started with). Bad input is a UsageError before
+    anything is created."""
     from .journal import Journal
     from .runner import _check_pr, new_run_id
     from .workspace import check
@@ -448,7 +456,7 @@ def run_campaign(
     lock = _lock(main, campaign_id)
     try:
         say(f"ralph harden: campaign {campaign_id}: {', '.join(cfg.phases)}")
-        campaign = _Campaign(campaign_id, cfg, main, observers_for, say)
+        campaign = _Campaign(campaign_id, cfg, main, observers_for, say, configure=configure)
         from .workspace import _current_branch, _head_commit
 
         campaign.origin = _current_branch(main) or _head_commit(main)

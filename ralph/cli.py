@@ -627,12 +627,20 @@ def demo_cmd(
         ),
     ] = None,
     sandbox: Annotated[str, typer.Option(help="auto | bwrap | none.")] = "auto",
+    harden: Annotated[
+        bool,
+        typer.Option(
+            "--harden",
+            help="Run the whole hardening campaign (`ralph harden`): the audits, then the "
+            "remediation run fixing the tasks the security audit filed.",
+        ),
+    ] = False,
 ) -> None:
     """Offline demo: a recorded session hardens a small vulnerable app through the real loop."""
-    from .demo_run import run_demo
+    from .demo_run import run_demo, run_harden_demo
 
     try:
-        code = run_demo(dir, sandbox, typer.echo)
+        code = (run_harden_demo if harden else run_demo)(dir, sandbox, typer.echo)
     except RalphError as exc:
         raise _fail(exc.message, exc.exit_code) from None
     _exit_with(code)

@@ -99,3 +99,82 @@ def run_demo(target: Path | None, sandbox: str, echo: Callable[[str], None]) -> 
         f"  {ralph_command()} show --repo {repo} {result.run_id} --report"
     )
     return int(result.exit_code)
+
+
+# --- `ralph demo --harden`: the whole campaign ------------------------------------------------
+
+HARDEN_DIR = DEMO_DIR / "harden"  # a recorded session per phase (security: SESSION)
+# Iterations the demo gives each phase: the recorded sessions are this long.
+HARDEN_ITERATIONS = {
+    "security": 6,
+    "reliability": 1,
+    "observability": 1,
+    "incident-response": 1,
+    "remediate": 4,
+}
+HARDEN_BANNER = (
+    "ralph demo --harden: a RECORDED session per phase stands in for the model (no API key, no "
+    "network); the campaign, loop, tools, sandbox, gates, task list, journal and git are the "
+    "real ones. The security audit completes and files remediation tasks; reliability, "
+    "observability and incident response get one iteration each in this demo, so they end "
+    "without their promise (reported; the campaign goes on); remediate then works off the "
+    "tasks the audit filed."
+)
+
+
+def harden_demo_config(repo: Path, sandbox: str = "auto") -> RunConfig:
+    """The demo campaign's settings: only these (not the user's ralph.yaml or RALPH_*)."""
+    from .campaign import campaign_config
+
+    flags = {
+        "model": f"script:{SESSION}",
+        "sandbox": sandbox,
+        "stall_limit": 3,
+        "verify": ["PYTHONDONTWRITEBYTECODE=1 python3 -m unittest -q"],
+    }
+    return campaign_config(parse_layer(flags, COMMAND_LINE), repo, environ={})
+
+
+def _demo_phase(cfg: RunConfig) -> None:
+    """Each phase replays its own recorded session, for as many iterations as it holds."""
+    name = cfg.prompt_name
+    if name != "security":
+        cfg.model = f"script:{HARDEN_DIR / (name + '.yaml')}"
+    cfg.max_iterations = HARDEN_ITERATIONS[name]
+
+
+def run_harden_demo(target: Path | None, sandbox: str, echo: Callable[[str], None]) -> int:
+    """`ralph demo --harden`: the whole campaign on the vulnerable app; the exit code."""
+    from .campaign import run_campaign
+    from .ui import make_observers
+
+    echo(HARDEN_BANNER)
+    repo = prepare_repo(target)
+    cfg = harden_demo_config(repo, sandbox)
+    echo(f"repository: {repo}")
+    result = run_campaign(cfg, make_observers, lambda line: echo(line), _demo_phase)
+    echo("")
+    echo(f"campaign {result.campaign_id}: {result.status}: {result.reason}")
+    for outcome in result.phases:
+        echo(f"  {outcome.phase:<18} {outcome.status}: {outcome.reason}")
+    tasks = (repo / "sdlc" / "remediation-tasks.md").read_text(encoding="utf-8")
+    echo("\nThe remediation tasks the audit filed, as the campaign left them:")
+    for line in tasks.splitlines():
+        if line.startswith("- ["):
+            echo(f"  {line}")
+    if result.cost_usd is not None:
+        echo(
+            f"\nThe cost shown, ${result.cost_usd:.2f}, is simulated: the recorded sessions' "
+            f"tokens priced as {DEFAULT_MODEL}; no model was called."
+        )
+    echo(
+        f"\nThe hardened repository is {repo} (branch {result.branch}). See the campaign:\n"
+        f"  cat {result.report}\n"
+        f"  git -C {repo} log --oneline main..{result.branch}\n"
+        f"  cat {repo}/sdlc/remediation-tasks.md"
+    )
+    # The demo's phases that end without their promise do so by design: it succeeded when
+    # the audit completed and the remediation run closed every task it filed.
+    done = {o.phase: o.status for o in result.phases}
+    ok = done.get("security") == "completed" and done.get("remediate") == "completed"
+    return 0 if ok else int(result.exit_code)

@@ -273,7 +273,7 @@ def test_iteration_4_reproduces_the_ssrf_and_fixes_it_with_a_test(
     (a01,) = [line for line in audit.splitlines() if "A01 Broken Access Control" in line]
     assert a01.startswith("- [x]") and "SEC-009" in a01
     assert re.search(r"^\| SEC-009 \| high \| app\.py:\d+ \| .*SSRF.* \| fixed \|$", audit, re.M)
-    assert "## SEC-009:" in (demo.repo / "sdlc" / "remediation-tasks.md").read_text()
+    assert "- [x] SEC-009: Stop SSRF" in (demo.repo / "sdlc" / "remediation-tasks.md").read_text()
     # The new tests fail on the code before iteration 4 and pass after it.
     branch = git(demo.repo, "branch", "--show-current")
     old = tmp_path / "before-iteration-4"
@@ -360,3 +360,57 @@ def test_the_demo_shows_a_simulated_cost_priced_as_the_default_model(demo: Demo)
     shown = re.search(r"The cost shown, \$(\d+\.\d\d), is simulated", demo.proc.stdout)
     assert shown and float(shown.group(1)) == round(cost, 2), demo.proc.stdout
     assert "cost ?" not in demo.proc.stdout
+
+
+def test_demo_harden_runs_the_campaign_and_fixes_the_task_the_audit_filed(
+    tmp_path: Path,
+) -> None:
+    """`ralph demo --harden`: the five phases on one branch; the security audit files SEC-004
+    and SEC-010, and the remediation run fixes SEC-004 (its verify judged on the commit) with
+    a test that fails on the code before the fix, and reports SEC-010 blocked."""
+    repo = tmp_path / "demo"
+    proc = run_cli(
+        ["demo", "--harden", "--dir", str(repo), "--sandbox", "none"],
+        cwd=tmp_path,
+        command="ralph",
+        env=clean_env(PATH=USER_PATH),
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "RECORDED session per phase" in out
+    for line in [
+        "security           completed: promise SECURITY_AUDIT_COMPLETE accepted",
+        "reliability        max_iterations: reached --max-iterations 1 without the promise",
+        "remediate          completed: all 4 tasks closed (3 done, 1 blocked, 0 deferred)",
+    ]:
+        assert line in out, out
+    branch = git(repo, "branch", "--show-current")
+    assert branch.startswith("ralph/harden-")
+    subjects = git(repo, "log", "--format=%s", f"main..{branch}").splitlines()
+    phases = [s.split(":")[0] for s in reversed(subjects)]
+    assert phases == ["ralph(security)"] * 4 + [
+        "ralph(reliability)", "ralph(observability)", "ralph(incident-response)",
+        "ralph(remediate)", "ralph(remediate)",
+    ]  # fmt: skip
+    tasks = git(repo, "show", f"{branch}:sdlc/remediation-tasks.md")
+    assert "- [x] SEC-004: Hash passwords with a slow, salted KDF" in tasks
+    assert "- [ ] SEC-010: Install dependencies with hashes (blocked: " in tasks
+    # The fix is real: its test fails on the code the audit left, passes on the fix.
+    fix = git(repo, "rev-parse", f"{branch}~1")  # remediate's first iteration: SEC-004
+    assert "check_password" in git(repo, "show", f"{fix}:app.py")
+    assert "sha256" in git(repo, "show", f"{fix}^:app.py")
+    before = tmp_path / "before"
+    git(repo, "worktree", "add", "-q", "--detach", str(before), f"{fix}^")
+    (before / "tests" / "test_passwords.py").write_text(
+        git(repo, "show", f"{fix}:tests/test_passwords.py") + "\n"
+    )
+    for where, expected in ((before, 1), (repo, 0)):
+        ran = subprocess.run(
+            [sys.executable, "-m", "unittest", "-q", "tests.test_passwords"],
+            cwd=where, capture_output=True, text=True,
+            env=clean_env(PYTHONDONTWRITEBYTECODE="1"),
+        )  # fmt: skip
+        assert ran.returncode == expected, ran.stderr
+    report = next((repo / ".ralph" / "campaigns").glob("*/report.md")).read_text()
+    assert "| SEC-004 | Hash passwords with a slow, salted KDF | done | `" in report
+    assert "The hardening document's 40 items:" in report
