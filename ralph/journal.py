@@ -280,6 +280,8 @@ class Journal:
             d.get("model"), _dumps(d.get("config", {})), d.get("branch"), d.get("base_commit"),
             worktree, d.get("root"), d.get("repo"), e.ts, e.ts, os.getpid(), os.uname().nodename,
         )  # fmt: skip
+        if d.get("campaign_id"):  # a campaign's phase (campaign.py): linked to it
+            self._link_phase(db, e.run_id, d)
         found = db.execute("SELECT 1 FROM runs WHERE id = ?", (e.run_id,)).fetchone()
         if found is None:
             db.execute(
@@ -304,6 +306,12 @@ class Journal:
             "error = COALESCE(error, 'the process ended during the iteration') "
             "WHERE run_id = ? AND outcome IS NULL",
             (e.ts, e.run_id),
+        )
+
+    def _link_phase(self, db: sqlite3.Connection, run_id: str, d: dict[str, Any]) -> None:
+        db.execute(
+            "UPDATE runs SET campaign_id = ?, phase = ? WHERE id = ?",
+            (d.get("campaign_id"), d.get("phase"), run_id),
         )
 
     def _on_iteration_started(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
