@@ -81,6 +81,24 @@ class CampaignResult:
             return ExitCode.ERROR
         return RunStatus(self.status).exit_code
 
+    def as_dict(self) -> dict[str, Any]:
+        """The result as `--output-format json` prints it."""
+        return {
+            "campaign_id": self.campaign_id,
+            "status": str(self.status),
+            "exit_code": int(self.exit_code),
+            "reason": self.reason,
+            "phases": [dataclasses.asdict(o) for o in self.phases],
+            "branch": self.branch,
+            "usage": self.usage.as_dict(),
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 6),
+            "report": str(self.report) if self.report else None,
+            "pr_url": self.pr_url,
+            "resume": f"ralph resume {self.campaign_id}"
+            if RunStatus(self.status).resumable
+            else None,
+        }
+
 
 def campaign_config(
     flags: dict[str, Any], repo: Path | None, environ: Any = None, note: Any = None
@@ -121,6 +139,7 @@ def phase_config(cfg: RunConfig, phase: str, tasks_file: str | None = None) -> R
         tasks=tasks_file,
         pr=False,  # one pull request, for the whole campaign
         dry_run=False,
+        output_format="text",  # --output-format json: one result, the campaign's (as_dict)
     )
     if not tasks_file and not phase_cfg.completion_promise:
         promises = spec.promises
@@ -537,6 +556,7 @@ def resume_campaign(
         if last is not None and RunStatus(last.get("status") or "error").resumable:
             index = cfg.phases.index(last["phase"])
             phase_cfg, point = resume_config(main, last["id"], None, display)
+            phase_cfg.output_format = "text"  # the campaign's result is the one on stdout
             usage, cost, elapsed = campaign.totals()  # the budgets count the whole campaign
             point.usage, point.cost_usd, point.elapsed_s = usage, cost, elapsed
             say(f"ralph harden: resuming campaign {campaign_id} at phase {last['phase']}")

@@ -331,11 +331,20 @@ def _run_campaign(cfg: Any, resume: tuple[Path, str, dict[str, Any]] | None = No
 
         install_json_stderr()
     STOP.settle_until_exit = True
-    if resume is not None:
-        start, ref, display = resume
-        result = resume_campaign(start, ref, make_observers, _campaign_echo, display)
-    else:
-        result = run_campaign(cfg, make_observers, _campaign_echo)
+    shown = (
+        cfg.output_format if cfg is not None else (resume or (None, "", {}))[2].get("output_format")
+    )
+    from contextlib import nullcontext, redirect_stdout
+
+    # --output-format json: stdout holds the campaign's result alone; the phases' own
+    # summaries go to stderr with the rest of what is shown.
+    quiet_stdout = redirect_stdout(sys.stderr) if shown == "json" else nullcontext()
+    with quiet_stdout:
+        if resume is not None:
+            start, ref, display = resume
+            result = resume_campaign(start, ref, make_observers, _campaign_echo, display)
+        else:
+            result = run_campaign(cfg, make_observers, _campaign_echo)
     lines = [f"ralph harden: campaign {result.campaign_id} {result.status}: {result.reason}"]
     for outcome in result.phases:
         lines.append(f"  {outcome.phase:<18} {outcome.status}: {outcome.reason}")
@@ -349,6 +358,10 @@ def _run_campaign(cfg: Any, resume: tuple[Path, str, dict[str, Any]] | None = No
         lines.append(f"  resume: ralph resume {result.campaign_id}")
     for line in lines:
         _campaign_echo(line)
+    if shown == "json":
+        import json
+
+        sys.stdout.write(json.dumps(result.as_dict()) + "\n")
     return int(result.exit_code)
 
 

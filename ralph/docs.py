@@ -206,9 +206,20 @@ def options_table() -> str:
     return "\n".join(rows)
 
 
+def harden_options_table() -> str:
+    """The README's table of the options only `ralph harden` takes."""
+    from .settings import HARDEN_OPTIONS
+
+    rows = ["| option | default | what it does |", "| --- | --- | --- |"]
+    for s in HARDEN_OPTIONS:
+        rows.append(f"| `{_readme_names(s)}` | {_readme_default(s)} | {s.doc} |")
+    return "\n".join(rows)
+
+
 def readme_with_tables(readme: str) -> str:
     """`readme` with its generated parts replaced by the current ones."""
     parts = {
+        "harden options": harden_options_table(),
         "options": options_table(),
         "repository rules": repo_rules_table(),
         "repository settings": repo_rules_sentence(),

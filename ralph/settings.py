@@ -667,6 +667,7 @@ class RunConfig:
         flag="--stop-on-failure",
         repo=NEVER,
         command="harden",
+        readme_default="off",
     )
     description: str = setting(
         "",

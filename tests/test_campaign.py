@@ -392,7 +392,7 @@ def test_cli_harden_end_to_end_opens_one_pull_request_for_the_campaign(tmp_path:
         proc = run_cli(
             ["harden", "--phases", "reliability,observability", "--phase-max-iterations", "1",
              "--model", f"script:{script}", "--sandbox", "none", "--quiet", "--pr",
-             "--pr-label", "hardening"],
+             "--pr-label", "hardening", "--output-format", "json"],
             cwd=repo, env=env, command="ralph",
         )  # fmt: skip
         assert proc.returncode == 3, proc.stderr  # phases ended without their promise
@@ -408,3 +408,11 @@ def test_cli_harden_end_to_end_opens_one_pull_request_for_the_campaign(tmp_path:
     assert [s.split(":")[0] for s in subjects] == ["ralph(observability)", "ralph(reliability)"]
     assert "phase reliability stopped at max iterations" in proc.stderr
     assert "ralph harden: pull request http" in proc.stderr
+    # --output-format json: one result on stdout, the campaign's (not one per phase).
+    import json
+
+    (line,) = proc.stdout.splitlines()
+    shown = json.loads(line)
+    assert shown["status"] == "max_iterations" and shown["exit_code"] == 3
+    assert [p["phase"] for p in shown["phases"]] == ["reliability", "observability"]
+    assert shown["branch"] == branch and shown["pr_url"] == pr["html_url"]
