@@ -113,7 +113,7 @@ def coverage(files: dict[str, str | None], tasks: dict[str, dict[str, Any]]) -> 
             boxes = [(m.group(1) != " ", m.group(2).strip()) for m in _BOX.finditer(text)]
             found = [(ticked, label) for ticked, label in boxes if phrase.lower() in label.lower()]
             if not found:
-                out.append(Coverage(section, item, phase, "open", "no box in the progress file"))
+                out.append(_section_coverage(section, item, phase, phrase, text))
                 continue
             ticked, label = found[0]
             filed = [t for t in _TASK_ID.findall(label) if t in tasks]
@@ -129,6 +129,33 @@ def coverage(files: dict[str, str | None], tasks: dict[str, dict[str, Any]]) -> 
             else:
                 out.append(Coverage(section, item, phase, "open", label))
     return out
+
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+
+
+def _section_coverage(section: str, item: str, phase: str, phrase: str, text: str) -> Coverage:
+    """An item that is a heading over boxes (the security audit's "OWASP Top 10" lists):
+    done when every box under each such heading is ticked or N/A."""
+    lines, boxes, level = text.splitlines(), [], 0
+    for line in lines:
+        heading = _HEADING.match(line)
+        if heading:
+            depth = len(heading.group(1))
+            if phrase.lower() in heading.group(2).lower():
+                level = depth
+            elif level and depth <= level:
+                level = 0
+            continue
+        box = _BOX.match(line)
+        if level and box:
+            boxes.append((box.group(1) != " ", box.group(2).strip()))
+    if not boxes:
+        return Coverage(section, item, phase, "open", "no box in the progress file")
+    left = [label for ticked, label in boxes if not ticked and _na_reason(label) is None]
+    if left:
+        return Coverage(section, item, phase, "open", f"{len(left)} of {len(boxes)} boxes open")
+    return Coverage(section, item, phase, "done", f"{len(boxes)} boxes")
 
 
 # --- reading the campaign's branch ---------------------------------------------------------

@@ -184,15 +184,29 @@ def test_a_campaign_runs_the_loops_on_one_branch_then_fixes_the_tasks_they_filed
     assert any("phase reliability stopped at max iterations" in line for line in echoed)
 
 
-def test_xml_na_reason_is_in_the_coverage() -> None:
+def test_coverage_of_the_40_items() -> None:
     from ralph.hardening import coverage
 
-    text = "- [ ] XML external entities N/A: no XML parsing\n- [x] Penetration test done\n"
-    found = coverage({"sdlc/security-audit.md": text}, {})
+    text = (
+        "## Checklist\n\n### OWASP Top 10 (2017)\n\n- [x] Injection: fixed\n"
+        "- [ ] XML external entities N/A: no XML parsing\n\n### OWASP Top 10:2025\n\n"
+        "- [x] A01 Broken Access Control\n\n### Hardening\n\n- [x] Penetration test done\n"
+        "- [ ] Secrets rotated and vaulted: SEC-002\n- [ ] Rate limiting\n"
+        "- [ ] WAF/DDoS protection enabled N/A: no public endpoint, internal service only\n"
+    )
+    found = coverage({"sdlc/security-audit.md": text}, {"SEC-002": {"status": "pending"}})
     by_item = {c.item: c for c in found}
     assert len(found) == 40
     assert by_item["Penetration test completed"].state == "done"
-    assert by_item["OWASP Top 10 addressed"].state == "open"
+    # A heading over boxes: done when each box under it is ticked or N/A.
+    assert (by_item["OWASP Top 10 addressed"].state, by_item["OWASP Top 10 addressed"].detail) == (
+        "done", "3 boxes",
+    )  # fmt: skip
+    assert by_item["Secrets rotated and vaulted"].state == "task"
+    assert by_item["Secrets rotated and vaulted"].detail == "SEC-002 (pending)"
+    assert by_item["Rate limiting implemented"].state == "open"
+    waf = by_item["WAF/DDoS protection enabled"]
+    assert (waf.state, waf.detail) == ("n/a", "no public endpoint, internal service only")
     assert by_item["Auto-scaling configured"].state == "not audited"
 
 
