@@ -430,3 +430,30 @@ def test_cli_harden_end_to_end_opens_one_pull_request_for_the_campaign(tmp_path:
     assert shown["status"] == "max_iterations" and shown["exit_code"] == 3
     assert [p["phase"] for p in shown["phases"]] == ["reliability", "observability"]
     assert shown["branch"] == branch and shown["pr_url"] == pr["html_url"]
+
+
+def test_a_version_3_journal_gains_campaigns_and_its_runs_are_no_campaigns_phase(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from ralph import journal as journal_mod
+    from ralph.campaign import campaign_of
+    from ralph.journal import db_path, migrate
+
+    repo = make_repo(tmp_path / "repo", {"README.md": "# app\n"})
+    path = db_path(repo)
+    path.parent.mkdir(parents=True)
+    old = sqlite3.connect(path, isolation_level=None)
+    assert migrate(old, journal_mod.MIGRATIONS[:3]) == 3
+    old.execute("INSERT INTO runs (id, prompt_name, started) VALUES ('old-run', 'security', 1.0)")
+    old.close()
+    journal = Journal.open(repo)
+    try:
+        assert journal.conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 4
+        row = journal.conn.execute("SELECT campaign_id, phase FROM runs").fetchone()
+        assert tuple(row) == (None, None)
+        assert journal.conn.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == 0
+    finally:
+        journal.close()
+    assert campaign_of(repo, "old-run") is None and campaign_of(repo, "latest") is None
