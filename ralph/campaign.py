@@ -486,8 +486,8 @@ def run_campaign(
 
 def campaign_of(start: Path, ref: str) -> str | None:
     """The campaign `ref` names (its id or a unique part, or one of its runs' ids), if any."""
+    from .config import find_main_repo
     from .journal import Journal, db_path
-    from .workspace import find_main_repo
 
     main = find_main_repo(start)
     if main is None or not db_path(main).exists():
@@ -516,9 +516,9 @@ def resume_campaign(
 ) -> CampaignResult:
     """Continue a campaign (its id, a unique part of it, or one of its runs' ids) at the phase
     and iteration where it stopped, then the phases after it."""
+    from .config import find_main_repo
     from .journal import Journal, db_path
     from .resume import resume_config
-    from .workspace import find_main_repo
 
     main = find_main_repo(start)
     if main is None:

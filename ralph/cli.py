@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from . import config, parse
+from . import config, layers, parse
 from .config import RunConfig, repo_dir
 from .errors import EXIT_CODES_HELP, ExitCode, RalphError, UsageError
 from .settings import OPTIONS, Setting
@@ -179,7 +179,7 @@ def run_command(**options: Any) -> None:
         resume_run(resume, repo, display=display, budgets=budgets)
         return
     try:
-        cfg = build_config(prompt, config.parse_layer(given, config.COMMAND_LINE), repo)
+        cfg = build_config(prompt, layers.parse_layer(given, layers.COMMAND_LINE), repo)
         if cfg.dry_run:
             from .runner import dry_run as print_dry_run
 
@@ -199,7 +199,7 @@ run_command.__annotations__ = {p.name: p.annotation for p in _PARAMETERS} | {"re
 def _refuse_resume_overrides(prompt: str | None, given: dict[str, Any]) -> None:
     """A resumed run keeps the prompt and settings it started with (its budgets are counted
     from the start), so anything else on the command line is refused, not silently ignored."""
-    from .config import option_name
+    from .layers import option_name
 
     if prompt is not None:
         raise _fail(
@@ -298,7 +298,7 @@ def harden_command(**options: Any) -> None:
         from .campaign import campaign_config
 
         cfg = campaign_config(
-            config.parse_layer(given, config.COMMAND_LINE),
+            layers.parse_layer(given, layers.COMMAND_LINE),
             repo,
             note=lambda text, c: _note(text, c.log_format == "json"),
         )
@@ -315,7 +315,7 @@ harden_command.__annotations__ = {p.name: p.annotation for p in _HARDEN_PARAMETE
 
 
 def _campaign_echo(line: str) -> None:
-    from .ui import clean
+    from .text import clean
 
     sys.stderr.write(clean(line) + "\n")
     sys.stderr.flush()
@@ -492,13 +492,13 @@ def show_cmd(
     import io
 
     from .history import show_command
-    from .ui import clean
+    from .text import clean
 
     root = repo_dir(repo).resolve()
     try:
         if report:
+            from .config import find_main_repo
             from .report import load_report
-            from .workspace import find_main_repo
 
             main_repo = find_main_repo(root)
             if main_repo is None:
@@ -537,8 +537,8 @@ def clean_cmd(
     """Remove the worktrees and branches that finished runs left (never unpushed work
     unless --force); running and resumable runs are left alone."""
     from .cleanup import clean
+    from .config import find_main_repo
     from .journal import Journal, db_path
-    from .workspace import find_main_repo
 
     try:
         main = find_main_repo(repo_dir(repo).resolve())
@@ -598,8 +598,8 @@ def init_cmd(
     ] = True,
 ) -> None:
     """Write a commented ralph.yaml (every setting, its default, what it does) and commit it."""
+    from .config import find_main_repo
     from .init import commit_files, init_repo
-    from .workspace import find_main_repo
 
     root = repo_dir(repo)
     try:

@@ -9,8 +9,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import COMMAND_LINE, RunConfig, build_config, parse_layer
+from .config import RunConfig, build_config
 from .errors import UsageError
+from .layers import COMMAND_LINE, parse_layer
 from .settings import DEFAULT_MODEL
 
 DEMO_DIR = Path(__file__).parent / "demo"

@@ -120,7 +120,7 @@ def format_run(run: dict[str, Any], resume: str | None = None) -> str:
 
 
 def _journal(start: Path) -> Journal | None:
-    from .workspace import find_main_repo
+    from .config import find_main_repo
 
     main = find_main_repo(start)
     if main is None:
@@ -155,8 +155,8 @@ def show_command(start: Path, run: str, as_json: bool, out: TextIO) -> None:
     if as_json:
         out.write(json.dumps(found, indent=2) + "\n")
         return
+    from .config import find_main_repo
     from .report import resume_command
-    from .workspace import find_main_repo
 
     main = find_main_repo(start)
     resume = resume_command(found["id"], main) if main is not None else None

@@ -30,6 +30,7 @@ from .errors import RalphError, UsageError
 from .events import Event
 from .models.base import Usage
 from .status import FINISHED
+from .text import clip, clip_all
 
 DB_NAME = "ralph.db"
 TOKENS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
@@ -147,24 +148,6 @@ def db_path(main_repo: Path) -> Path:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _clip(text: str, keep: int) -> str:
-    if len(text) <= keep:
-        return text
-    head, tail = keep * 3 // 4, keep // 4
-    return f"{text[:head]}\n[… {len(text) - head - tail} characters cut …]\n{text[-tail:]}"
-
-
-def _clip_all(value: Any, keep: int) -> Any:
-    """`value` with every string in it clipped to `keep` characters (head and tail)."""
-    if isinstance(value, str):
-        return _clip(value, keep)
-    if isinstance(value, dict):
-        return {k: _clip_all(v, keep) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clip_all(v, keep) for v in value]
-    return value
 
 
 def _tokens(usage: Any) -> list[int]:
@@ -368,7 +351,7 @@ class Journal:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 e.run_id, e.iteration, self._attempt(db, e), e.ts, d.get("tool_use_id"), d.get("tool"),
-                _dumps(_clip_all(d.get("input"), STRING_KEEP)), _clip(output, OUTPUT_KEEP), len(output),
+                _dumps(clip_all(d.get("input"), STRING_KEEP)), clip(output, OUTPUT_KEEP), len(output),
                 bool(d.get("is_error")), d.get("exit_code"), d.get("duration_s"),
             ),
         )  # fmt: skip
@@ -413,9 +396,9 @@ class Journal:
             "messages) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 e.run_id, e.iteration, self._attempt(db, e), e.ts,
-                _clip(str(d.get("system") or ""), CONVERSATION_KEEP),
+                clip(str(d.get("system") or ""), CONVERSATION_KEEP),
                 _dumps(d.get("tools") or []),
-                _dumps(_clip_all(d.get("messages") or [], CONVERSATION_KEEP)),
+                _dumps(clip_all(d.get("messages") or [], CONVERSATION_KEEP)),
             ),
         )  # fmt: skip
 
@@ -835,7 +818,7 @@ WATCH_KEEP = 2000  # characters of a tool's output in the events table (tool_cal
 def _for_watching(data: dict[str, Any]) -> dict[str, Any]:
     """A structured event's data as the events table keeps it: long strings clipped."""
     return {
-        k: _clip(v, WATCH_KEEP) if isinstance(v, str) and len(v) > WATCH_KEEP else v
+        k: clip(v, WATCH_KEEP) if isinstance(v, str) and len(v) > WATCH_KEEP else v
         for k, v in data.items()
     }
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from .config import RunConfig
 from .events import Event
-from .ui import (
-    PlainLines,
+from .plain import PlainLines
+from .text import (
     clean,
     fmt_cost,
     fmt_duration,

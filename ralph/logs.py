@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from .errors import UsageError
 from .events import Event
+from .text import clip, clip_all
 
 TEXT_KEEP = 2000  # characters of an aggregated model_text / final_text kept without --show-text
 OUTPUT_KEEP = 4000  # characters of a tool's output kept without -v
@@ -40,24 +41,6 @@ def iso_ts(ts: float | None = None) -> str:
     """`2025-01-02T03:04:05.678Z`: an epoch time as ISO 8601 UTC with milliseconds."""
     moment = datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def clip(text: str, keep: int) -> str:
-    """`text` cut to about `keep` characters, keeping its head and tail (errors live there)."""
-    if len(text) <= keep:
-        return text
-    head, tail = keep * 3 // 4, keep // 4
-    return f"{text[:head]}\n[… {len(text) - head - tail} characters cut …]\n{text[-tail:]}"
-
-
-def _clip_strings(value: Any, keep: int) -> Any:
-    if isinstance(value, str):
-        return clip(value, keep)
-    if isinstance(value, dict):
-        return {k: _clip_strings(v, keep) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clip_strings(v, keep) for v in value]
-    return value
 
 
 def record(
@@ -104,7 +87,7 @@ def event_fields(event: Event, *, verbose: bool = False, show_text: bool = False
     """An event's fields as logged: long text clipped unless -v / --show-text asks for it."""
     data = dict(event.data)
     if event.name in ("tool_started", "tool_finished"):
-        data["input"] = _clip_strings(data.get("input"), STRING_KEEP)
+        data["input"] = clip_all(data.get("input"), STRING_KEEP)
     if event.name == "tool_finished":
         output = str(data.get("output") or "")
         data["output"] = output if verbose else clip(output, OUTPUT_KEEP)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from . import promise
 from .agent import IterationOutcome
-from .agents import IterationAgent
+from .agents.base import IterationAgent
 from .config import RunConfig
 from .errors import ExitCode, Interrupted
 from .events import Bus
@@ -67,7 +67,7 @@ def summary_line(outcome: IterationOutcome, expected: str = "") -> str:
     """One line for the commit message and report, from the agent's final message; a promise
     other than `expected` (e.g. BLOCKED) is named at its end."""
     from .redact import redact
-    from .ui import clean
+    from .text import clean
 
     expected = promise.normalise(expected)
     others = [t for t in promise.promises_in(outcome.final_text or "") if t != expected]

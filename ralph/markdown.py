@@ -47,7 +47,7 @@ def one_line(value: object, environ: Mapping[str, str] | None = None) -> str:
     collapsed. Redacted first: a secret with an escape or a zero-width space in it would no
     longer be recognised."""
     from .redact import redact
-    from .ui import clean
+    from .text import clean
 
     line = " ".join(_FORMAT.sub("", clean(value if value is not None else "")).split())
     return redact(line, environ)

@@ -25,7 +25,7 @@ WATCH_LINGER_S = 5.0  # after run_ended: how long to wait for the pull request a
 
 def open_journal(start: Path) -> tuple[Path, Journal]:
     """The main repository holding `start` and its journal; a UsageError without runs."""
-    from .workspace import find_main_repo
+    from .config import find_main_repo
 
     main = find_main_repo(start)
     if main is None:
@@ -149,7 +149,8 @@ class _Follower:
 
 def watch_observer(log_format: str, err: TextIO, config: dict[str, Any]) -> Observer:
     """The view `ralph watch` draws: the live view on a terminal, plain lines otherwise."""
-    from .ui import PlainLines, _is_terminal
+    from .plain import PlainLines
+    from .ui import _is_terminal
 
     if log_format == "json":
         from .logs import JsonLines

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import load_yaml_mapping, parse_layer
 from .errors import UsageError
+from .layers import load_yaml_mapping, parse_layer
 from .promise import prompt_promises
 
 BUILTIN_DIR = Path(__file__).parent / "prompts"

@@ -21,7 +21,8 @@ from .events import Event
 from .markdown import code, one_line
 from .markdown import text as md_text
 from .status import RESUMABLE, RunStatus, status_of
-from .ui import clean, fmt_cost, fmt_duration, usage_total
+from .summary import budget_rows, print_result, print_summary
+from .text import clean, fmt_cost, fmt_duration, usage_total
 
 REPORT_NAME = "report.md"
 
@@ -168,8 +169,6 @@ class ReportCollector:
                 add_git_facts(summary, main_repo)
             complete(summary, cfg, root, error, main_repo)
             path = write_report(main_repo, summary)
-            from .ui import print_result, print_summary
-
             if cfg.output_format == "json":
                 print_result(summary, out or sys.stdout, path)
             else:
@@ -308,7 +307,7 @@ def here_option(main_repo: Path, flag: str = "--repo") -> str:
     (the run was started with --repo), else "": printed commands work where they are shown."""
     import shlex
 
-    from .workspace import find_main_repo
+    from .config import find_main_repo
 
     try:
         if find_main_repo(Path.cwd()) == main_repo.resolve():
@@ -461,21 +460,6 @@ def sandbox_line(s: RunSummary) -> str:
 def _outcome_line(s: RunSummary) -> str:
     exit_code = f" (exit {s.exit_code})" if s.exit_code is not None else ""
     return f"**{_cell(s.status)}**{exit_code} — {_cell(s.reason or 'no reason recorded')}"
-
-
-def _limit(value: Any, fmt: Any) -> str:
-    return "no limit" if value in (None, 0) else str(fmt(value))
-
-
-def budget_rows(s: RunSummary) -> list[tuple[str, str, str]]:
-    """(budget, used, limit) rows: iterations, tokens, cost, time."""
-    lim = s.limits
-    return [
-        ("iterations", str(len(s.iterations)), _limit(lim.get("max_iterations"), str)),
-        ("tokens", f"{s.tokens:,}", _limit(lim.get("max_tokens"), lambda v: f"{int(v):,}")),
-        ("cost", fmt_cost(s.cost_usd), _limit(lim.get("max_cost"), lambda v: f"${float(v):.2f}")),
-        ("time", fmt_duration(s.duration_s), _limit(lim.get("timeout"), fmt_duration)),
-    ]
 
 
 def _task_rows(tasks: dict[str, dict[str, Any]]) -> list[str]:

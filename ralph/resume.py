@@ -62,7 +62,7 @@ DISPLAY = ("log_format", "quiet", "verbose", "show_text", "output_format")
 
 def display_settings(flags: dict[str, Any]) -> dict[str, Any]:
     """The display settings of this process: RALPH_LOG_FORMAT etc., then the given flags."""
-    from .config import COMMAND_LINE, parse_layer
+    from .layers import COMMAND_LINE, parse_layer
 
     out: dict[str, Any] = {}
     for name in DISPLAY:
@@ -80,7 +80,7 @@ def display_settings(flags: dict[str, Any]) -> dict[str, Any]:
 
 def _spent(name: str, state: ResumeState) -> tuple[float | None, str]:
     """What the run has used of budget `name`, and that amount as a person reads it."""
-    from .ui import fmt_cost, fmt_duration
+    from .text import fmt_cost, fmt_duration
 
     if name == "max_cost":
         return state.cost_usd, fmt_cost(state.cost_usd)
@@ -94,7 +94,7 @@ def change_budgets(
 ) -> dict[str, dict[str, Any]]:
     """Apply the operator's new budgets (already parsed) to a resumed run's config; what
     changed, {name: {"was": old, "now": new}}, for the journal. Each must leave room to work."""
-    from .config import option_name
+    from .layers import option_name
     from .settings import SETTINGS
     from .trust import shown
 
@@ -128,9 +128,9 @@ def resume_config(
 ) -> tuple[RunConfig, ResumePoint]:
     """The config and starting point of run `run` (an id or unique prefix) in the repo at
     `start`; `budgets`: --max-cost, --max-tokens, --timeout as given (None: not given)."""
-    from .config import COMMAND_LINE, parse_layer
+    from .config import find_main_repo
     from .journal import Journal, db_path
-    from .workspace import find_main_repo
+    from .layers import COMMAND_LINE, parse_layer
 
     main = find_main_repo(start)
     if main is None:

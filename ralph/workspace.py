@@ -169,18 +169,6 @@ def _head_commit(root: Path) -> str | None:
     return found.stdout.decode().strip() or None
 
 
-def find_main_repo(start: Path) -> Path | None:
-    """The repository whose `.ralph/` holds the journal, from anywhere inside it (or inside one
-    of ralph's worktrees); pure Python, so `ralph runs` starts fast."""
-    here = start.resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / ".git").exists():
-            if candidate.parent.name == "worktrees" and candidate.parent.parent.name == STATE_DIR:
-                return candidate.parent.parent.parent
-            return candidate
-    return None
-
-
 def _branch_exists(root: Path, name: str) -> bool:
     found = _git(root, "show-ref", "--verify", "--quiet", f"refs/heads/{name}", check=False)
     return found.returncode == 0

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from ralph.campaign import campaign_config, resume_campaign, run_campaign
-from ralph.config import COMMAND_LINE, parse_layer
 from ralph.errors import Interrupted, UsageError
 from ralph.journal import Journal
+from ralph.layers import COMMAND_LINE, parse_layer
 from ralph.models.script import ScriptModel
 from ralph.prompt import load_prompt
 from tests.helpers import git, make_repo, write_script

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from ralph.cli import build_config
-from ralph.config import FILE_KEYS, RunConfig, file_layer
+from ralph.config import RunConfig, file_layer
 from ralph.init import TEMPLATE, init_repo
+from ralph.layers import FILE_KEYS
 from tests.helpers import make_repo, run_cli
 
 

@@ -471,7 +471,7 @@ def test_plain_logs_show_a_tool_call_starting_and_a_heartbeat_while_it_runs() ->
     import io
 
     from ralph.events import Event
-    from ralph.ui import PlainLines
+    from ralph.plain import PlainLines
 
     out = io.StringIO()
     view = PlainLines(out, heartbeat_s=0.05)

@@ -21,7 +21,7 @@ from ralph.report import (
     load_report,
     render_markdown,
 )
-from ralph.ui import print_summary
+from ralph.summary import print_summary
 from tests.helpers import (
     clean_env,
     git,

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from ralph.config import env_layer, option_name
 from ralph.docs import README, TEMPLATE, _yaml, readme_with_tables
+from ralph.layers import env_layer, option_name
 from ralph.settings import OPTIONS, SETTINGS, RunConfig
 
 

@@ -298,7 +298,7 @@ def test_resume_continues_with_the_task_file_as_the_branch_has_it(
 
 def test_the_log_shows_task_events_with_the_agents_text_cleaned() -> None:
     from ralph.events import Event
-    from ralph.ui import PlainLines
+    from ralph.plain import PlainLines
 
     log = PlainLines()
     started = Event("task_started", "r", 3, {"id": "T1", "title": "Fix \x1b[31mit"})

@@ -15,7 +15,9 @@ from ralph.config import RunConfig
 from ralph.events import Bus, Event, Recorder
 from ralph.live import RECENT_TOOLS, LiveView
 from ralph.logs import JsonLines
-from ralph.ui import PlainLines, clean, fmt_duration, make_observers, short, tool_label
+from ralph.plain import PlainLines
+from ralph.text import clean, fmt_duration, short, tool_label
+from ralph.ui import make_observers
 from tests.helpers import interrupt_in_iteration, make_repo, run_cli, write_script
 
 RUN_ID = "20250101-120000-ab12"

@@ -18,7 +18,7 @@ from ..errors import UsageError
 from ..events import Bus
 from ..models.base import ModelError, Usage
 from ..tools.sandbox import Sandbox
-from . import StopCheck
+from .base import StopCheck
 from .process import cli_env, install_dirs, new_outcome, run_lines, sandboxed
 
 VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")

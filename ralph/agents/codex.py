@@ -71,7 +71,7 @@ def credential_names(environ: Mapping[str, str]) -> tuple[str, ...]:
 
 def model_for_prices(cfg: RunConfig, environ: Mapping[str, str]) -> str | None:
     """The model Codex will use: --model, else its config.toml's `model`."""
-    from . import external_model
+    from .base import external_model
 
     model = external_model(cfg) or read_config(environ).get("model")
     return str(model) if model else None

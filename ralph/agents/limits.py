@@ -14,7 +14,7 @@ from ..agent import IterationOutcome
 from ..events import Bus
 from ..models.base import ModelError, Usage
 from ..signals import STOP
-from . import IterationAgent, StopCheck
+from .base import IterationAgent, StopCheck
 
 USAGE_LIMIT = "usage_limit"  # the outcome of an iteration that hit a usage limit
 CHECK_EVERY_S = 1.0  # how often budgets are looked at while waiting

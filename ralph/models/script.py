@@ -87,7 +87,7 @@ def _turn(raw: Any, where: str) -> ScriptTurn:
 
 def load_script(path: Path) -> tuple[str, list[list[ScriptTurn]]]:
     """Read and validate a script file: (model name, turns per iteration)."""
-    from ..config import load_yaml_mapping
+    from ..layers import load_yaml_mapping
 
     try:
         text = path.read_text(encoding="utf-8")
