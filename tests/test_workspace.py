@@ -12,9 +12,9 @@ import pytest
 
 from ralph import gitrun
 from ralph import workspace as ws_mod
-from ralph.config import RunConfig
+from ralph.config import RunConfig, find_main_repo
 from ralph.errors import RalphError, UsageError
-from ralph.workspace import Workspace, check, commit_message, find_main_repo
+from ralph.workspace import Workspace, check, commit_message
 from tests.helpers import BIN, clean_env, git, make_repo, run_cli, write_script
 
 
