@@ -496,6 +496,13 @@ def show_cmd(
 
     root = repo_dir(repo).resolve()
     try:
+        from .campaign import CAMPAIGN_PREFIX
+
+        if run.startswith(CAMPAIGN_PREFIX):  # a campaign (`ralph harden`): its report
+            from .hardening import campaign_report
+
+            sys.stdout.write(clean(campaign_report(root, run)))
+            return
         if report:
             from .config import find_main_repo
             from .report import load_report

@@ -351,3 +351,29 @@ def write_campaign_report(main_repo: Path, campaign_id: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_campaign_markdown(main_repo, campaign_id), encoding="utf-8")
     return path
+
+
+def campaign_report(start: Path, ref: str) -> str:
+    """`ralph show CAMPAIGN`: the campaign's report.md, made now if it has none yet (it is
+    running, or its process died)."""
+    from .campaign import report_dir
+    from .errors import UsageError
+    from .journal import Journal, db_path
+    from .workspace import find_main_repo
+
+    main = find_main_repo(start)
+    if main is None:
+        raise UsageError(f"{start} is not inside a git repository; pass --repo DIR")
+    if not db_path(main).exists():
+        raise UsageError(f"no runs recorded in {main}; `ralph runs` lists them")
+    journal = Journal.open(main, create=False)
+    try:
+        campaign_id = journal.resolve_campaign(ref)
+    finally:
+        journal.close()
+    if campaign_id is None:
+        raise UsageError(f"no campaign {ref!r} in {main}; `ralph runs` lists its runs")
+    path = report_dir(main, campaign_id) / "report.md"
+    if path.is_file() and not path.is_symlink():
+        return path.read_text(encoding="utf-8")
+    return render_campaign_markdown(main, campaign_id)

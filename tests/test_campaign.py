@@ -430,6 +430,10 @@ def test_cli_harden_end_to_end_opens_one_pull_request_for_the_campaign(tmp_path:
     assert shown["status"] == "max_iterations" and shown["exit_code"] == 3
     assert [p["phase"] for p in shown["phases"]] == ["reliability", "observability"]
     assert shown["branch"] == branch and shown["pr_url"] == pr["html_url"]
+    # `ralph show CAMPAIGN`: the campaign's report.
+    report = run_cli(["show", shown["campaign_id"]], cwd=repo, command="ralph")
+    assert report.returncode == 0, report.stderr
+    assert f"# Hardening campaign `{shown['campaign_id']}`" in report.stdout
 
 
 def test_a_version_3_journal_gains_campaigns_and_its_runs_are_no_campaigns_phase(
@@ -457,3 +461,29 @@ def test_a_version_3_journal_gains_campaigns_and_its_runs_are_no_campaigns_phase
     finally:
         journal.close()
     assert campaign_of(repo, "old-run") is None and campaign_of(repo, "latest") is None
+
+
+def test_a_campaign_in_a_worktree_leaves_the_checkout_alone(harden: Any) -> None:
+    """--worktree: every phase works in the campaign's one worktree (the remediation run
+    reads the task file the audit wrote there); the user's checkout stays on main."""
+    result, repo, _, _ = harden(
+        {
+            "security": security_completes(),
+            "remediate": [
+                step([create("limit.py")], "Limited. <task-done>SEC-001</task-done>"),
+                ["<task-blocked>SEC-002: needs a person</task-blocked>"],
+            ],
+        },
+        phases="security,remediate",
+        worktree=True,
+    )
+    assert [(o.phase, o.status) for o in result.phases] == [
+        ("security", "completed"),
+        ("remediate", "completed"),
+    ]
+    assert git(repo, "branch", "--show-current") == "main"
+    assert not (repo / "sdlc").exists() and not (repo / "limit.py").exists()
+    runs = campaign_runs(repo, result.campaign_id)
+    assert len({r["worktree"] for r in runs}) == 1 and runs[0]["worktree"]
+    assert (Path(runs[0]["worktree"]) / "limit.py").is_file()
+    assert "- [x] SEC-001" in git(repo, "show", f"{result.branch}:sdlc/remediation-tasks.md")
