@@ -40,6 +40,7 @@ CAMPAIGN_PREFIX = "harden-"  # campaign ids: harden-<time>-<random>, apart from 
 # A phase that ends so goes on to the next phase (it ended without its promise: reported;
 # --stop-on-failure stops there instead); any other status stops the campaign.
 _GOES_ON = (RunStatus.MAX_ITERATIONS, RunStatus.STALLED)
+SKIPPED = "skipped"  # a phase's outcome, not a run's status: remediate with no task filed
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -55,7 +56,7 @@ class PhaseOutcome:
     """How one phase ended."""
 
     phase: str
-    status: str  # a RunStatus value, or "skipped"
+    status: str  # a RunStatus value, or SKIPPED
     reason: str
     run_id: str | None = None
     iterations: int = 0
@@ -288,7 +289,7 @@ class _Campaign:
 
     def _skipped(self, phase: str, why: str) -> PhaseOutcome:
         self.echo(f"ralph harden: phase {phase} skipped: {why}")
-        return PhaseOutcome(phase, "skipped", why)
+        return PhaseOutcome(phase, SKIPPED, why)
 
     def _position(self, phase: str) -> str:
         phases = self.cfg.phases
@@ -317,7 +318,7 @@ class _Campaign:
                 outcome = self.run_phase(phase, resume if index == start else None)
                 self.outcomes.append(outcome)
                 status = outcome.status
-                if status in ("skipped", RunStatus.COMPLETED):
+                if status in (SKIPPED, RunStatus.COMPLETED):
                     continue
                 if status in _GOES_ON and not self.cfg.stop_on_failure:
                     continue
