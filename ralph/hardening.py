@@ -359,7 +359,7 @@ def campaign_report(start: Path, ref: str) -> str:
     from .campaign import report_dir
     from .errors import UsageError
     from .journal import Journal, db_path
-    from .workspace import find_main_repo
+    from .config import find_main_repo
 
     main = find_main_repo(start)
     if main is None:
