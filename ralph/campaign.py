@@ -43,7 +43,7 @@ _GOES_ON = (RunStatus.MAX_ITERATIONS, RunStatus.STALLED)
 SKIPPED = "skipped"  # a phase's outcome, not a run's status: remediate with no task filed
 
 if TYPE_CHECKING:
-    from .journal import Journal
+    from .store.journal import Journal
 
 ObserversFor = Callable[[RunConfig], list[Observer]]
 Echo = Callable[[str], None]
@@ -194,7 +194,7 @@ class _Campaign:
     configure: Configure | None = None
 
     def journal(self) -> Journal:
-        from .journal import Journal
+        from .store.journal import Journal
 
         return Journal.open(self.main)
 
@@ -434,7 +434,7 @@ class _Campaign:
 
 def _lock(main: Path, campaign_id: str) -> Any:
     from .config import STATE_DIR
-    from .journal import take_lock
+    from .store.locks import take_lock
 
     path = main / STATE_DIR / "locks" / f"campaign-{campaign_id}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -458,8 +458,8 @@ def run_campaign(
     phase start and end; `configure` may adjust each phase's config before it starts (a
     resumed phase keeps the config it started with). Bad input is a UsageError before
     anything is created."""
-    from .journal import Journal
     from .runner import _check_pr, new_run_id
+    from .store.journal import Journal
     from .workspace import check
 
     say = echo or (lambda line: None)
@@ -488,7 +488,8 @@ def run_campaign(
 def campaign_of(start: Path, ref: str) -> str | None:
     """The campaign `ref` names (its id or a unique part, or one of its runs' ids), if any."""
     from .config import find_main_repo
-    from .journal import Journal, db_path
+    from .store.journal import Journal
+    from .store.schema import db_path
 
     main = find_main_repo(start)
     if main is None or not db_path(main).exists():
@@ -518,8 +519,9 @@ def resume_campaign(
     """Continue a campaign (its id, a unique part of it, or one of its runs' ids) at the phase
     and iteration where it stopped, then the phases after it."""
     from .config import find_main_repo
-    from .journal import Journal, db_path
     from .resume import resume_config
+    from .store.journal import Journal
+    from .store.schema import db_path
 
     main = find_main_repo(start)
     if main is None:

@@ -457,7 +457,7 @@ def runs_cmd(
     ] = False,
 ) -> None:
     """List the runs recorded in this repository's journal (.ralph/ralph.db)."""
-    from .history import runs_command
+    from .store.history import runs_command
 
     try:
         runs_command(repo_dir(repo).resolve(), as_json, sys.stdout)
@@ -491,7 +491,7 @@ def show_cmd(
     """Show one run: its iterations and totals, its report, or one iteration's conversation."""
     import io
 
-    from .history import show_command
+    from .store.history import show_command
     from .text import clean
 
     root = repo_dir(repo).resolve()
@@ -515,7 +515,7 @@ def show_cmd(
         # The agent's words (summaries, reasons) are shown without their escape codes.
         shown = io.StringIO()
         if iteration is not None:
-            from .history import conversation_command
+            from .store.history import conversation_command
 
             conversation_command(root, run, iteration, as_json, shown)
         else:
@@ -545,7 +545,8 @@ def clean_cmd(
     unless --force); running and resumable runs are left alone."""
     from .cleanup import clean
     from .config import find_main_repo
-    from .journal import Journal, db_path
+    from .store.journal import Journal
+    from .store.schema import db_path
 
     try:
         main = find_main_repo(repo_dir(repo).resolve())

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
-from .journal import lock_holder, run_lock_path
+from .store.locks import lock_holder, run_lock_path
 
 STEER, STOP = "steer", "stop"
 GUIDANCE_LIMIT = 8000  # characters of one piece of guidance

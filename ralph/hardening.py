@@ -209,7 +209,7 @@ class CampaignFacts:
 
 def gather(main_repo: Path, campaign_id: str) -> CampaignFacts | None:
     from . import gitrun
-    from .journal import Journal
+    from .store.journal import Journal
 
     journal = Journal.open(main_repo, create=False)
     try:

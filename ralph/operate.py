@@ -16,8 +16,10 @@ from typing import Any, TextIO
 from . import control
 from .errors import ExitCode, UsageError
 from .events import Event, Observer
-from .journal import LATEST, Journal, db_path
 from .status import RunStatus
+from .store.journal import Journal
+from .store.queries import LATEST
+from .store.schema import db_path
 
 WATCH_POLL_S = 0.25
 WATCH_LINGER_S = 5.0  # after run_ended: how long to wait for the pull request and the lock

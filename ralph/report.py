@@ -246,7 +246,8 @@ def _note(s: RunSummary, name: str, iteration: int | None, d: dict[str, Any]) ->
 
 def summary_from_journal(main_repo: Path, run_id: str) -> RunSummary | None:
     """The run's summary as the journal holds it (all sessions of a resumed run), or None."""
-    from .journal import Journal, db_path
+    from .store.journal import Journal
+    from .store.schema import db_path
 
     if not run_id or not db_path(main_repo).exists():
         return None
@@ -607,7 +608,8 @@ def load_report(main_repo: Path, run_id: str) -> str:
 
 def _resolve(main_repo: Path, run: str) -> str:
     """The full id of `run` (a fragment, `latest`) when the journal knows it, else `run`."""
-    from .journal import Journal, db_path
+    from .store.journal import Journal
+    from .store.schema import db_path
 
     if not db_path(main_repo).exists():
         return run

@@ -14,7 +14,8 @@ from .runner import ResumePoint
 from .status import RunStatus
 
 if TYPE_CHECKING:
-    from .journal import Journal, ResumeState
+    from .store.journal import Journal
+    from .store.queries import ResumeState
 
 
 def reconcile_with_branch(
@@ -27,7 +28,7 @@ def reconcile_with_branch(
     iteration open: that iteration ended, and resume must not run it (and commit it) again.
     Only for a run no live process holds (it would record them itself).
     """
-    from .journal import lock_holder, run_lock_path
+    from .store.locks import lock_holder, run_lock_path
     from .workspace import _branch_exists, _git, commit_files, run_commits
 
     if lock_holder(run_lock_path(main, run_id)) is not None:
@@ -129,8 +130,9 @@ def resume_config(
     """The config and starting point of run `run` (an id or unique prefix) in the repo at
     `start`; `budgets`: --max-cost, --max-tokens, --timeout as given (None: not given)."""
     from .config import find_main_repo
-    from .journal import Journal, db_path
     from .layers import COMMAND_LINE, parse_layer
+    from .store.journal import Journal
+    from .store.schema import db_path
 
     main = find_main_repo(start)
     if main is None:

@@ -316,8 +316,9 @@ def _execute(
 ) -> RunResult:
     """Take the run's locks (into `locks`), set up its workspace and journal, drive it."""
     from . import workspace as ws_mod
-    from .journal import Journal, acquire_run_lock
     from .models import model_pricing
+    from .store.journal import Journal
+    from .store.locks import acquire_run_lock
     from .tools import make_toolset
 
     if resume:

@@ -44,7 +44,7 @@ from .staging import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .journal import RunLock
+    from .store.locks import RunLock
 
 IDENTITY = ("ralph-loop", "ralph-loop@users.noreply.github.com")
 SUMMARY_WIDTH = 72
@@ -215,7 +215,7 @@ def acquire_checkout_lock(main: Path, run_id: str, resuming: bool = False) -> Ru
     Two runs in one checkout would switch HEAD under each other and commit each other's files.
     Held until released or until the run's process ends, however it ends.
     """
-    from .journal import take_lock
+    from .store.locks import take_lock
 
     lock = take_lock(_checkout_lock_path(main), label=f"run {run_id}, ")
     if isinstance(lock, str):
@@ -258,7 +258,7 @@ def check(cfg: RunConfig, holding_checkout: bool = False) -> Path:
         )
     _check_writable(main, repo.common_dir)
     if not cfg.worktree and not holding_checkout:
-        from .journal import lock_holder
+        from .store.locks import lock_holder
 
         holder = lock_holder(_checkout_lock_path(main))
         if holder is not None:

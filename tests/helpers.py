@@ -100,7 +100,7 @@ def only_run(repo: Path) -> dict[str, Any]:
     processes fewer for each of the many tests that look at a run."""
     import io
 
-    from ralph.history import runs_command, show_command
+    from ralph.store.history import runs_command, show_command
 
     listed = io.StringIO()
     runs_command(repo, True, listed)

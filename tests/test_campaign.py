@@ -12,10 +12,10 @@ import pytest
 
 from ralph.campaign import campaign_config, resume_campaign, run_campaign
 from ralph.errors import Interrupted, UsageError
-from ralph.journal import Journal
 from ralph.layers import COMMAND_LINE, parse_layer
 from ralph.models.script import ScriptModel
 from ralph.prompt import load_prompt
+from ralph.store.journal import Journal
 from tests.helpers import git, make_repo, write_script
 from tests.test_loop_runs import USAGE, Spy, create
 
@@ -441,15 +441,15 @@ def test_a_version_3_journal_gains_campaigns_and_its_runs_are_no_campaigns_phase
 ) -> None:
     import sqlite3
 
-    from ralph import journal as journal_mod
     from ralph.campaign import campaign_of
-    from ralph.journal import db_path, migrate
+    from ralph.store import schema
+    from ralph.store.schema import db_path, migrate
 
     repo = make_repo(tmp_path / "repo", {"README.md": "# app\n"})
     path = db_path(repo)
     path.parent.mkdir(parents=True)
     old = sqlite3.connect(path, isolation_level=None)
-    assert migrate(old, journal_mod.MIGRATIONS[:3]) == 3
+    assert migrate(old, schema.MIGRATIONS[:3]) == 3
     old.execute("INSERT INTO runs (id, prompt_name, started) VALUES ('old-run', 'security', 1.0)")
     old.close()
     journal = Journal.open(repo)

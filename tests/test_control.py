@@ -13,7 +13,8 @@ import pytest
 
 from ralph import control
 from ralph.errors import UsageError
-from ralph.journal import Journal, acquire_run_lock
+from ralph.store.journal import Journal
+from ralph.store.locks import acquire_run_lock
 
 
 @pytest.fixture

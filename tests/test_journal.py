@@ -16,20 +16,16 @@ from typing import Any
 
 import pytest
 
-from ralph import journal as journal_mod
 from ralph.errors import UsageError
 from ralph.events import Bus, Event
-from ralph.history import format_run, runs_command, show_command
-from ralph.journal import (
-    Journal,
-    ResumeState,
-    acquire_run_lock,
-    db_path,
-    lock_holder,
-    migrate,
-    run_lock_path,
-)
 from ralph.models.base import Usage
+from ralph.store import journal as journal_mod
+from ralph.store import queries, schema
+from ralph.store.history import format_run, runs_command, show_command
+from ralph.store.journal import Journal
+from ralph.store.locks import acquire_run_lock, lock_holder, run_lock_path
+from ralph.store.queries import ResumeState
+from ralph.store.schema import db_path, migrate
 
 SECRET = "sk-test-not-a-real-key-0123456789"
 USAGE = {
@@ -196,11 +192,15 @@ def test_a_version_1_store_opens_with_newer_migrations(
     path = db_path(repo)
     path.parent.mkdir(parents=True)
     old = sqlite3.connect(path, isolation_level=None)
-    assert migrate(old, journal_mod.MIGRATIONS[:1]) == 1
+    assert migrate(old, schema.MIGRATIONS[:1]) == 1
     old.execute("INSERT INTO runs (id, prompt_name, started) VALUES ('old-run', 'security', 1.0)")
     old.close()
-    newer = [*journal_mod.MIGRATIONS, ("ALTER TABLE runs ADD COLUMN note TEXT",)]
-    monkeypatch.setattr(journal_mod, "MIGRATIONS", newer)
+
+    def m_note(db: sqlite3.Connection) -> None:
+        db.execute("ALTER TABLE runs ADD COLUMN note TEXT")
+
+    newer = [*schema.MIGRATIONS, m_note]
+    monkeypatch.setattr(schema, "MIGRATIONS", newer)
     journal = Journal.open(repo)
     versions = [r[0] for r in journal.conn.execute("SELECT version FROM schema_version")]
     assert versions == list(range(1, len(newer) + 1))
@@ -208,7 +208,7 @@ def test_a_version_1_store_opens_with_newer_migrations(
     journal.conn.execute("UPDATE runs SET note = 'x'")  # the new column exists
     journal.close()
     # a store from a newer ralph than this one is refused, not damaged
-    monkeypatch.setattr(journal_mod, "MIGRATIONS", newer[:1])
+    monkeypatch.setattr(schema, "MIGRATIONS", newer[:1])
     with pytest.raises(UsageError, match="newer ralph"):
         Journal.open(repo)
 
@@ -450,7 +450,7 @@ def test_runs_and_show_print_text_and_json(repo: Path) -> None:
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from ralph.journal import acquire_run_lock
+from ralph.store.locks import acquire_run_lock
 lock = acquire_run_lock(Path(sys.argv[1]), "run-l")
 print("locked", flush=True)
 time.sleep(60)
@@ -486,7 +486,7 @@ WRITE_FOREVER = """
 import sys
 from pathlib import Path
 from ralph.events import Bus
-from ralph.journal import Journal
+from ralph.store.journal import Journal
 journal = Journal.open(Path(sys.argv[1]))
 bus = Bus("run-w", [journal])
 bus.emit("run_started", prompt="p", prompt_name="p", model="m", config={"x": "y" * 500})
@@ -561,7 +561,7 @@ def test_a_run_that_ends_while_runs_reads_it_is_never_shown_crashed(
     bus = Bus("run-e", [writer])
     started(bus)
     iteration(bus, 1)
-    real_probe = journal_mod.lock_holder
+    real_probe = queries.lock_holder
 
     def run_ends_before_the_probe(path: Path) -> str | None:
         # `ralph runs` has read the row (running); the run ends now, in the order a run does:
@@ -571,11 +571,11 @@ def test_a_run_that_ends_while_runs_reads_it_is_never_shown_crashed(
             lock.release()
         return real_probe(path)
 
-    monkeypatch.setattr(journal_mod, "lock_holder", run_ends_before_the_probe)
+    monkeypatch.setattr(queries, "lock_holder", run_ends_before_the_probe)
     reader = Journal.open(repo, create=False)
     [run] = reader.list_runs()
     assert (run["status"], run["exit_code"], run["reason"]) == ("completed", 0, "completed reason")
-    monkeypatch.setattr(journal_mod, "lock_holder", real_probe)
+    monkeypatch.setattr(queries, "lock_holder", real_probe)
     assert reader.list_runs()[0]["status"] == "completed"
 
 

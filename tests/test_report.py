@@ -13,7 +13,6 @@ import pytest
 
 from ralph.config import RunConfig
 from ralph.errors import Interrupted, UsageError
-from ralph.journal import Journal
 from ralph.report import (
     IterationRow,
     ReportCollector,
@@ -21,6 +20,7 @@ from ralph.report import (
     load_report,
     render_markdown,
 )
+from ralph.store.journal import Journal
 from ralph.summary import print_summary
 from tests.helpers import (
     clean_env,

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import UsageError
-from .journal import LATEST, Journal, db_path
-from .status import FINISHED
+from ..errors import UsageError
+from ..status import FINISHED
+from .journal import Journal
+from .queries import LATEST
+from .schema import db_path
 
 
 def _money(cost: float | None) -> str:
@@ -120,7 +122,7 @@ def format_run(run: dict[str, Any], resume: str | None = None) -> str:
 
 
 def _journal(start: Path) -> Journal | None:
-    from .config import find_main_repo
+    from ..config import find_main_repo
 
     main = find_main_repo(start)
     if main is None:
@@ -155,8 +157,8 @@ def show_command(start: Path, run: str, as_json: bool, out: TextIO) -> None:
     if as_json:
         out.write(json.dumps(found, indent=2) + "\n")
         return
-    from .config import find_main_repo
-    from .report import resume_command
+    from ..config import find_main_repo
+    from ..report import resume_command
 
     main = find_main_repo(start)
     resume = resume_command(found["id"], main) if main is not None else None
