@@ -357,9 +357,10 @@ def campaign_report(start: Path, ref: str) -> str:
     """`ralph show CAMPAIGN`: the campaign's report.md, made now if it has none yet (it is
     running, or its process died)."""
     from .campaign import report_dir
-    from .errors import UsageError
-    from .journal import Journal, db_path
     from .config import find_main_repo
+    from .errors import UsageError
+    from .store.journal import Journal
+    from .store.schema import db_path
 
     main = find_main_repo(start)
     if main is None:
