@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .bulky import BulkyFile
 from .config import STATE_DIR, RunConfig
 from .errors import UsageError
 from .events import Event
@@ -83,6 +84,8 @@ class RunSummary:
     next_steps: list[str] = field(default_factory=list)  # commands to run next
     # A task-list run's tasks, by id: title, status, reason, commit, cost_usd (tasklist.py).
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Large or binary files its commits add (bulky.py), largest first.
+    bulky: list[BulkyFile] = field(default_factory=list)
 
     @property
     def tokens(self) -> int:
@@ -301,6 +304,12 @@ def add_git_facts(summary: RunSummary, main_repo: Path) -> None:
     except Exception:  # a deleted branch, a broken repository: the journal's word stands
         return
     summary.commits = [commit.sha for commit in found]
+    from .bulky import bulky_files
+
+    try:
+        summary.bulky = bulky_files(main_repo, summary.commits)
+    except Exception:  # a report without this list is better than none
+        summary.bulky = []
 
 
 def here_option(main_repo: Path, flag: str = "--repo") -> str:
@@ -478,6 +487,27 @@ def _task_rows(tasks: dict[str, dict[str, Any]]) -> list[str]:
     return rows
 
 
+BULKY_SHOWN = 20  # large or binary files the report names; it counts the rest
+
+
+def _bulky_lines(files: list[BulkyFile]) -> list[str]:
+    """The large or binary files the run's commits add: worth a look before they are pushed."""
+    from .bulky import LARGE_BYTES, fmt_size
+
+    lines = [
+        f"The run's commits add these files (binary, or {fmt_size(LARGE_BYTES)} or more); "
+        "once pushed they stay in the history:",
+        "",
+    ]
+    lines += [
+        f"- {code(f.path)} — {f.describe()} (commit {code(f.commit[:8])})"
+        for f in files[:BULKY_SHOWN]
+    ]
+    if len(files) > BULKY_SHOWN:
+        lines.append(f"- and {len(files) - BULKY_SHOWN} more")
+    return lines
+
+
 def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
     """The report as markdown (report.md), or as a pull-request body when `for_pr`.
 
@@ -527,6 +557,8 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
         )
     else:
         lines.append("No iteration finished.")
+    if s.bulky:
+        lines += ["", "### Large or binary files", "", *_bulky_lines(s.bulky)]
     lines += ["", "### Promises", ""]
     if s.promises:
         for p in s.promises:

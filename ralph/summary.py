@@ -160,6 +160,10 @@ def result_object(s: RunSummary, report_path: Path | None) -> dict[str, Any]:
         "cost_usd": cost,
         "duration_s": round(s.duration_s, 3),
         "pull_request": s.pull_request,
+        "large_files": [
+            {"path": clean(f.path), "size": f.size, "binary": f.binary, "commit": f.commit}
+            for f in s.bulky
+        ],
         "report": str(report_path) if report_path is not None else None,
         "resume": s.resume,
         "next": list(s.next_steps),
@@ -181,6 +185,12 @@ def where_lines(s: RunSummary) -> list[str]:
         lines.append(f"branch: {s.branch} · {n} commit{'' if n == 1 else 's'}{base}")
     if s.worktree:
         lines.append(f"worktree: {s.worktree}")
+    if s.bulky:
+        from .markdown import one_line
+
+        named = ", ".join(f"{one_line(f.path)} ({f.describe()})" for f in s.bulky[:3])
+        more = f" and {len(s.bulky) - 3} more (see the report)" if len(s.bulky) > 3 else ""
+        lines.append(f"large or binary files committed: {named}{more}")
     if s.sandbox == "bwrap":
         lines.append(f"sandbox: bubblewrap (network {s.network or 'on'})")
     elif s.sandbox:

@@ -90,6 +90,36 @@ def files_on_branch(repo: Path, base: str, branch: str) -> set[str]:
     return set(git(repo, "diff", "--name-only", base, branch).split())
 
 
+def test_large_and_binary_files_the_commits_add_are_listed(tmp_path: Path) -> None:
+    make = (
+        "head -c 1500000 /dev/zero | tr '\\0' a > big.txt; printf 'x\\0y' > tiny.bin; "
+        "printf '*.dat diff\\n' > .gitattributes; printf 'a\\0b' > data.dat; "
+        "printf 'z\\0' > 'see [me](x.test) `now`.bin'; echo small > ok.txt"
+    )
+    steps = [[{"text": "w", "tools": [{"bash": {"command": make}}]}, "Added files."],
+             [{"text": "w", "tools": [{"bash": {"command": "rm tiny.bin"}}]}, "Removed one."]]  # fmt: skip
+    repo, args = setup(tmp_path, steps)
+    ran = run_cli([*args, "--max-iterations", "2", "--output-format", "json"], cwd=repo)
+    assert ran.returncode == 3, ran.stderr
+    result = json.loads(ran.stdout)
+    listed = {f["path"]: (f["size"], f["binary"]) for f in result["large_files"]}
+    # tiny.bin is gone from the tree but not from the history a push would carry.
+    assert listed == {
+        "big.txt": (1_500_000, False),
+        "tiny.bin": (3, True),
+        "data.dat": (3, True),  # binary by its bytes, whatever .gitattributes says
+        "see [me](x.test) `now`.bin": (2, True),
+    }
+    first = result["commits"][0][:8]
+    report = Path(result["report"]).read_text()
+    section = report.split("### Large or binary files", 1)[1].split("###", 1)[0]
+    assert f"- `big.txt` — 1.5 MB (commit `{first}`)" in section
+    assert "- `tiny.bin` — 3 B, binary" in section and "ok.txt" not in section
+    assert "- ``see [me](x.test) `now`.bin`` — 2 B, binary" in section  # shown, not rendered
+    text = run_cli([*args, "--max-iterations", "1"], cwd=make_repo(tmp_path / "again"))
+    assert "large or binary files committed: big.txt (1.5 MB)" in text.stdout
+
+
 def test_after_ctrl_c_and_resume_every_view_agrees_with_git_and_the_money(tmp_path: Path) -> None:
     waiting, go = tmp_path / "waiting", tmp_path / "go"
     repo, args = two_step_run(tmp_path, waiting, go)
