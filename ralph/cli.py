@@ -656,12 +656,24 @@ def demo_cmd(
             "remediation run fixing the tasks the security audit filed.",
         ),
     ] = False,
+    pace: Annotated[
+        bool | None,
+        typer.Option(
+            "--pace/--no-pace",
+            help="Give each recorded model turn 1.2 s, so the live view can be watched "
+            "(default: on in a terminal, off when stderr is not one).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Offline demo: a recorded session hardens a small vulnerable app through the real loop."""
     from .demo_run import run_demo, run_harden_demo
 
     try:
-        code = (run_harden_demo if harden else run_demo)(dir, sandbox, typer.echo)
+        if harden:
+            code = run_harden_demo(dir, sandbox, typer.echo)
+        else:
+            code = run_demo(dir, sandbox, typer.echo, pace)
     except RalphError as exc:
         raise _fail(exc.message, exc.exit_code) from None
     _exit_with(code)

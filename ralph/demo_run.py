@@ -64,11 +64,35 @@ def prepare_repo(target: Path | None) -> Path:
     return repo
 
 
-def demo_config(repo: Path, sandbox: str = "auto") -> RunConfig:
+PACE_S = 1.2  # seconds each recorded model turn takes when paced: the live view can be read
+
+
+def paced_session(repo: Path) -> Path:
+    """A copy of the recorded session whose every turn takes PACE_S, as a model's would, in
+    the demo repository's `.ralph/` (git ignores it; `ralph resume` of the demo finds it)."""
+    import yaml
+
+    from .config import STATE_DIR
+    from .workspace import ensure_excluded
+
+    data = yaml.safe_load(SESSION.read_text(encoding="utf-8"))
+    for iteration in data["iterations"]:
+        turns = iteration["turns"]
+        for i, turn in enumerate(turns):
+            turns[i] = {"text": turn} if isinstance(turn, str) else turn
+            turns[i].setdefault("sleep", PACE_S)
+    ensure_excluded(repo / ".git")
+    path = repo / STATE_DIR / "demo-session.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def demo_config(repo: Path, sandbox: str = "auto", session: Path = SESSION) -> RunConfig:
     """The run the demo makes: the built-in security prompt and the recorded session. Only
     these settings: the user's ralph.yaml and RALPH_* variables are not the demo's."""
     flags = {
-        "model": f"script:{SESSION}",
+        "model": f"script:{session}",
         "sandbox": sandbox,
         "stall_limit": 3,
         "max_iterations": 6,
@@ -77,14 +101,19 @@ def demo_config(repo: Path, sandbox: str = "auto") -> RunConfig:
     return build_config("security", parse_layer(flags, COMMAND_LINE), repo, environ={})
 
 
-def run_demo(target: Path | None, sandbox: str, echo: Callable[[str], None]) -> int:
-    """Prepare the repository, run the loop, say where the result is; returns the exit code."""
+def run_demo(
+    target: Path | None, sandbox: str, echo: Callable[[str], None], pace: bool | None = None
+) -> int:
+    """Prepare the repository, run the loop, say where the result is; returns the exit code.
+    `pace`: each model turn takes PACE_S (None: when the live view goes to a terminal)."""
     from .runner import execute
     from .ui import make_observers
 
     echo(BANNER)
     repo = prepare_repo(target)
-    cfg = demo_config(repo, sandbox)
+    if pace is None:
+        pace = sys.stderr.isatty()
+    cfg = demo_config(repo, sandbox, paced_session(repo) if pace else SESSION)
     echo(f"repository: {repo}")
     result = execute(cfg, make_observers(cfg))
     branch = _git(repo, "branch", "--show-current")

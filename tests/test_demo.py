@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -414,3 +415,49 @@ def test_demo_harden_runs_the_campaign_and_fixes_the_task_the_audit_filed(
     report = next((repo / ".ralph" / "campaigns").glob("*/report.md")).read_text()
     assert "| SEC-004 | Hash passwords with a slow, salted KDF | done | `" in report
     assert "The hardening document's 40 items:" in report
+
+
+def test_the_demo_is_paced_in_a_terminal_and_not_when_piped(demo: Demo, tmp_path: Path) -> None:
+    """In a terminal each recorded turn takes PACE_S, as a model's would, so the live view can
+    be watched; piped (CI, these tests) it runs at full speed."""
+    import pty
+    import signal
+    import time
+
+    from ralph.demo_run import PACE_S, SESSION
+
+    def model_of(db: sqlite3.Connection) -> str:
+        return str(db.execute("SELECT model, config FROM runs").fetchone()[1])
+
+    assert f'"model": "script:{SESSION}"' in model_of(demo.db)  # the piped demo: no pace
+    repo = tmp_path / "paced"
+    main, side = pty.openpty()  # a terminal for its stdout and stderr
+    proc = subprocess.Popen(
+        [str(BIN / "ralph"), "demo", "--dir", str(repo), "--sandbox", "none"],
+        cwd=tmp_path, env=clean_env(PATH=USER_PATH, TERM="xterm", COLUMNS="100"),
+        stdin=subprocess.DEVNULL, stdout=side, stderr=side, start_new_session=True,
+    )  # fmt: skip
+    os.close(side)
+    try:
+        journal, calls = repo / ".ralph" / "ralph.db", []
+        deadline = time.monotonic() + 300  # ends a hang only
+        while not calls:
+            assert proc.poll() is None and time.monotonic() < deadline
+            with contextlib.suppress(OSError):
+                os.read(main, 65536)  # keep the terminal drained
+            if journal.exists():
+                with sqlite3.connect(journal) as db:
+                    calls = db.execute("SELECT latency_s FROM model_calls").fetchall()
+            time.sleep(0.05)
+        with sqlite3.connect(journal) as db:
+            assert "demo-session.yaml" in model_of(db)
+        assert calls[0][0] >= PACE_S  # the first turn took the paced time
+    finally:
+        proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                os.read(main, 65536)
+            time.sleep(0.05)
+        os.close(main)
+    assert proc.wait(timeout=60) == 130
