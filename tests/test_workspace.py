@@ -221,7 +221,13 @@ def test_dry_run_refuses_what_a_run_refuses_and_creates_nothing(tmp_path: Path) 
 # --- branches and worktrees ---------------------------------------------------------------
 
 
-def test_default_branch_is_named_after_the_prompt_and_utc_time(git_repo: Path) -> None:
+def test_default_branch_is_named_after_the_prompt_and_utc_time(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    frozen = time.gmtime(time.time())  # both runs start in this second, however slow the machine
+    monkeypatch.setattr(time, "gmtime", lambda secs=None: frozen)
     base = git(git_repo, "rev-parse", "HEAD")
     ws = start(git_repo)
     assert re.fullmatch(r"ralph/security-\d{8}-\d{6}", ws.branch)
