@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import gitrun
 
@@ -55,26 +56,35 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def _written(repo: Path, sha: str) -> list[tuple[str, str, bool]]:
-    """(path, new blob, git calls it binary) of each regular file commit `sha` adds or changes."""
-    raw = _git(repo, "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", "--root", sha)
-    fields = raw.split(b"\0")
-    blobs: dict[str, str] = {}
-    for i in range(0, len(fields) - 1, 2):  # ":MODE MODE SHA SHA STATUS", then the path
-        meta = fields[i].decode("ascii", "replace").lstrip(":").split()
-        if len(meta) == 5 and meta[4] in ("A", "M", "T") and meta[1] in REGULAR:
-            blobs[_decode(fields[i + 1])] = meta[3]
-    if not blobs:
-        return []
-    raw = _git(repo, "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", "--root",
-               "--numstat", sha)  # fmt: skip
-    binary = set()
-    for record in raw.split(b"\0"):
-        added, _, rest = record.partition(b"\t")
-        _, _, path = rest.partition(b"\t")
-        if added == b"-":
-            binary.add(_decode(path))
-    return [(path, blob, path in binary) for path, blob in blobs.items()]
+def _written(repo: Path, commits: list[str]) -> list[tuple[str, str, bool, str]]:
+    """(path, new blob, git calls it binary, commit) of each regular file `commits` add or
+    change: one `git diff-tree --stdin` for them all."""
+    raw = _git(
+        repo, "diff-tree", "--stdin", "-r", "-z", "--no-renames", "--root", "--raw", "--numstat",
+        stdin="".join(f"{sha}\n" for sha in commits).encode(),
+    )  # fmt: skip
+    # Per commit: "SHA", then ":MODE MODE BLOB BLOB STATUS" "PATH" pairs, then numstat
+    # "ADDED\tDELETED\tPATH" records ("-" for a binary file); each ends with a NUL.
+    written: dict[tuple[str, str], list[Any]] = {}
+    fields, i, sha = raw.split(b"\0"), 0, ""
+    while i < len(fields):
+        field = fields[i]
+        if field.startswith(b":") and i + 1 < len(fields):
+            meta = field.decode("ascii", "replace").lstrip(":").split()
+            if len(meta) == 5 and meta[4] in ("A", "M", "T") and meta[1] in REGULAR:
+                path = _decode(fields[i + 1])
+                written[(sha, path)] = [path, meta[3], False, sha]
+            i += 2
+            continue
+        if b"\t" in field:
+            added, _, rest = field.partition(b"\t")
+            key = (sha, _decode(rest.partition(b"\t")[2]))
+            if added == b"-" and key in written:
+                written[key][2] = True
+        elif len(field) in (40, 64):
+            sha = field.decode("ascii", "replace")
+        i += 1
+    return [(path, blob, binary, commit) for path, blob, binary, commit in written.values()]
 
 
 def _sizes(repo: Path, blobs: list[str]) -> dict[str, int]:
@@ -110,13 +120,9 @@ def _with_nul(repo: Path, blobs: list[str]) -> set[str]:
 def bulky_files(repo: Path, commits: list[str]) -> list[BulkyFile]:
     """The large or binary files `commits` (oldest first) add or rewrite, largest first; a
     path that several commits wrote is listed once, with its largest version."""
-    written: list[tuple[str, str, bool, str]] = []  # path, blob, binary, commit
-    for sha in commits[:MAX_COMMITS]:
-        for path, blob, binary in _written(repo, sha):
-            written.append((path, blob, binary, sha))
-        if len(written) >= MAX_FILES:
-            del written[MAX_FILES:]
-            break
+    if not commits:
+        return []
+    written = _written(repo, commits[:MAX_COMMITS])[:MAX_FILES]  # path, blob, binary, commit
     if not written:
         return []
     sizes = _sizes(repo, list(dict.fromkeys(blob for _, blob, _, _ in written)))
