@@ -58,6 +58,19 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def ralph_loop_with_grace(grace: float = HANG) -> list[str]:
+    """The command line of `ralph-loop` in a Python that first sets the seconds a stopped
+    command gets between SIGTERM and SIGKILL (ralph.tools.bash.KILL_GRACE, 1 s) to `grace`.
+    A test of what happens during that grace (a second signal) makes it long, so that it is
+    the test's event, not the machine's load, that ends it."""
+    code = (
+        "import sys; import ralph.tools.bash as bash; "
+        f"bash.KILL_GRACE = {float(grace)!r}; sys.argv[0] = {str(BIN / 'ralph-loop')!r}; "
+        "from ralph.cli import loop_main; loop_main()"
+    )
+    return [sys.executable, "-c", code]
+
+
 def run_cli(
     args: list[str],
     cwd: Path,

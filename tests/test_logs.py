@@ -278,15 +278,16 @@ def test_a_second_signal_in_json_mode_is_a_json_line_and_show_rebuilds_the_repor
     import os
     import signal
 
-    from tests.helpers import BIN, wait_for
+    from tests.helpers import ralph_loop_with_grace, wait_for
 
     repo = make_repo(tmp_path / "repo", {"README.md": "# p\n", "ralph.yaml": "log_format: json\n"})
     prompt = tmp_path / "task.md"
     prompt.write_text("Harden it. Output <promise>DONE</promise> when done.\n")
     pidfile, termed = tmp_path / "pid", tmp_path / "termed"
     # The command outlives SIGTERM (noting it in `termed`, with no process to start), so the first SIGINT's clean stop
-    # takes a grace period; the second SIGINT is sent once the TERM came, during that period:
-    # ralph exits at once, with no report.md.
+    # takes a grace period (made long: with the usual 1 s, a loaded machine could let it end
+    # first); the second SIGINT is sent once the TERM came, during that period: ralph exits at
+    # once, with no report.md.
     command = (
         f"trap ': > {termed}' TERM; echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; "
         "while :; do sleep 1; done"
@@ -296,7 +297,7 @@ def test_a_second_signal_in_json_mode_is_a_json_line_and_show_rebuilds_the_repor
         [[{"text": "Working.", "tools": [{"bash": {"command": command}}]}, "Done."]],
     )
     proc = subprocess.Popen(
-        [str(BIN / "ralph-loop"), str(prompt), "--model", f"script:{script}", "--sandbox", "none"],
+        [*ralph_loop_with_grace(), str(prompt), "--model", f"script:{script}", "--sandbox", "none"],
         cwd=repo, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     pgid = 0

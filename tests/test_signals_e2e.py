@@ -23,6 +23,7 @@ from tests.helpers import (
     clean_env,
     git,
     only_run,
+    ralph_loop_with_grace,
     repo_and_prompt,
     run_cli,
     run_commits,
@@ -44,11 +45,15 @@ def setup(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def start(
-    repo: Path, prompt: Path, *extra: str, env: dict[str, str] | None = None
+    repo: Path,
+    prompt: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
 ) -> subprocess.Popen[str]:
-    argv = [str(BIN / "ralph-loop"), str(prompt), "--sandbox", "none", "--max-iterations", "5"]
+    argv = [str(prompt), "--sandbox", "none", "--max-iterations", "5"]
     return subprocess.Popen(
-        [*argv, *extra], cwd=repo, env=env or clean_env(),
+        [*(command or [str(BIN / "ralph-loop")]), *argv, *extra], cwd=repo, env=env or clean_env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -222,7 +227,8 @@ def test_a_second_sigint_exits_at_once_and_the_run_stays_resumable(tmp_path: Pat
     repo, prompt = setup(tmp_path)
     pidfile, again, termed = tmp_path / "pid", tmp_path / "again", tmp_path / "termed"
     # The tool outlives SIGTERM (noting it in `termed`), so stopping it after the first SIGINT
-    # takes a grace period; the second SIGINT is sent once the TERM came, during that period.
+    # takes a grace period; the second SIGINT is sent once the TERM came, during that period
+    # (made long here: with the usual 1 s, a loaded machine could let it end first).
     # On resume the command returns at once.
     command = (
         f"[ -e {again} ] && exit 0; touch {again}; trap ': > {termed}' TERM; "
@@ -233,7 +239,7 @@ def test_a_second_sigint_exits_at_once_and_the_run_stays_resumable(tmp_path: Pat
         [[{"text": "Working.", "tools": [{"bash": {"command": command}}]},
           f"Done. <promise>{TOKEN}</promise>"]],
     )  # fmt: skip
-    proc = start(repo, prompt, "--model", f"script:{script}")
+    proc = start(repo, prompt, "--model", f"script:{script}", command=ralph_loop_with_grace())
     pgid = 0
     try:
         wait_until(pidfile.exists, proc)

@@ -104,8 +104,11 @@ class CommandOutcome:
     bytes_total: int
 
 
-def terminate_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
-    """SIGTERM the process group of `proc`, SIGKILL it after `grace` seconds, reap `proc`."""
+def terminate_group(proc: subprocess.Popen[bytes], grace: float | None = None) -> None:
+    """SIGTERM the process group of `proc`, SIGKILL it after `grace` seconds (default
+    KILL_GRACE, read when called), reap `proc`."""
+    if grace is None:
+        grace = KILL_GRACE
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
