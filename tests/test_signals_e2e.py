@@ -20,6 +20,7 @@ from ralph.signals import STOP
 from tests.fakeapi import FakeAPI, HTTPError, Message, Stall, text, tool_use
 from tests.helpers import (
     BIN,
+    STOP_WITHIN,
     clean_env,
     git,
     only_run,
@@ -34,10 +35,8 @@ KEY = "sk-ant-api03-signals-test-key-000000000"
 TOKEN = "DONE"
 PROMPT = f"Harden this repository. When all is done, output <promise>{TOKEN}</promise>.\n"
 # A stop must not wait for what hangs: the model request (forever), a rate-limit wait, tool or
-# verify command (60 s or more). The target on a quiet machine, 5 s (GitHub Actions sends
-# SIGTERM 7.5 s after SIGINT, SIGKILL 2.5 s later), is checked by benchmarks/run.py: a bound
-# that tight here would fail whenever the machine is loaded.
-STOP_WITHIN = 30.0
+# verify command (60 s or more). STOP_WITHIN (helpers) is the bound: the 5 s target is checked
+# by benchmarks/run.py, as a bound that tight here would fail whenever the machine is loaded.
 
 
 def setup(tmp_path: Path) -> tuple[Path, Path]:
