@@ -1,16 +1,46 @@
 """Usage limits of an agent CLI, in process with stand-in agents: wait until the reset and
-run again, hand over to the fallback until the reset, or stop when the reset is too far."""
+run again, hand over to the fallback until the reset, or stop when the reset is too far.
+
+The clock is the test's (`Clock`): a reset is reached when the test says, never by how fast
+a loaded machine gets through the calls before it."""
 
 from __future__ import annotations
 
-import time
+import sys
+from collections.abc import Iterator
 
 import pytest
 
 from ralph.agent import IterationOutcome
+from ralph.agents import limits
 from ralph.agents.limits import LimitAware
 from ralph.events import Bus, Recorder
 from ralph.models.base import ModelError, Usage
+
+
+class Clock:
+    """time.time and time.sleep for the module under test and this one: sleeping moves the
+    clock on at once."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    fake = Clock()
+    monkeypatch.setattr(limits, "time", fake)
+    monkeypatch.setattr(sys.modules[__name__], "time", fake, raising=False)
+    yield fake
+
+
+time = Clock()  # replaced per test by the `clock` fixture
 
 
 class Scripted:
