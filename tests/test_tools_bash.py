@@ -6,14 +6,15 @@ import os
 import sys
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from ralph.tools import bash as bash_module
 from ralph.tools.bash import NOTE_ROOM, BashTool, CappedOutput
 from ralph.tools.sandbox import make_sandbox
-from tests.helpers import closed_after_test, interrupt_when, wait_for
+from tests.helpers import HANG, closed_after_test, interrupt_when, wait_for
 
 
 def bash(
@@ -142,7 +143,7 @@ def test_100_mb_of_output_stays_bounded(git_repo: Path) -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.monotonic() - started < 120  # a bound for a hang, not a speed test
+    assert time.monotonic() - started < HANG  # a bound for a hang, not a speed test
     assert result.meta["bytes"] == 100_000_006
     assert result.content.startswith("xxx") and result.content.endswith("xxx\nLAST")
     assert f"{99_970_006 + NOTE_ROOM} bytes cut" in result.content
@@ -158,17 +159,31 @@ def test_capped_output_memory_is_bounded() -> None:
     assert out.total == 40_960_000 and len(out.text()) < 1300
 
 
-def test_timeout_kills_the_whole_process_group(git_repo: Path) -> None:
-    # 2 s: time enough for bash to start and write the pids on a loaded machine.
-    tool = bash(git_repo, timeout=2)
-    started = time.monotonic()
+class PassesWhen:
+    """`time` for ralph.tools.bash whose clock jumps a day ahead once `ready()`: a command's
+    deadline passes when the test's event has happened, however long the start took."""
+
+    def __init__(self, ready: Callable[[], bool]) -> None:
+        self.ready = ready
+
+    def monotonic(self) -> float:
+        return time.monotonic() + (86_400.0 if self.ready() else 0.0)
+
+
+def test_timeout_kills_the_whole_process_group(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The deadline passes once the command has started its background processes (their pids
+    # written), not after a fixed time a loaded machine may need just to start bash.
+    pids = [git_repo / "bg.pid", git_repo / "sub.pid"]
+    monkeypatch.setattr(bash_module, "time", PassesWhen(lambda: all(p.exists() for p in pids)))
+    tool = bash(git_repo, timeout=HANG)
     result = tool.run(
-        {"command": "sleep 60 & echo $! > bg.pid; (sleep 60; touch late.txt) & echo $! > sub.pid; "
-                    "sleep 60"}
+        {"command": "sleep 600 & echo $! > bg.tmp; (sleep 600; touch late.txt) & echo $! > sub.tmp; "
+                    "mv bg.tmp bg.pid; mv sub.tmp sub.pid; sleep 600"}
     )  # fmt: skip
-    assert time.monotonic() - started < 30  # not the 60 s the command would run
     assert result.is_error and result.exit_code == 124
-    assert "timed out after 2 s" in result.content and "process group" in result.content
+    assert f"timed out after {HANG:g} s" in result.content and "process group" in result.content
     for name in ("bg.pid", "sub.pid"):
         pid = int((git_repo / name).read_text())
         wait_for(lambda: gone(pid), f"the background process of {name} to die")  # noqa: B023
@@ -176,21 +191,22 @@ def test_timeout_kills_the_whole_process_group(git_repo: Path) -> None:
 
 def test_background_processes_do_not_outlive_their_command(tool: BashTool, git_repo: Path) -> None:
     started = time.monotonic()
-    result = tool.run({"command": "sleep 60 & echo $! > bg.pid; echo started"})
-    assert result.content == "started" and time.monotonic() - started < 15  # not 60 s or 20 s
+    result = tool.run({"command": "sleep 600 & echo $! > bg.pid; echo started"})
+    # Not the 600 s of the background sleep, nor the tool's 20 s timeout (a timeout would say
+    # so): a bound far above what a loaded machine takes.
+    assert result.content == "started" and time.monotonic() - started < HANG
     pid = int((git_repo / "bg.pid").read_text())
     wait_for(lambda: gone(pid), "the background sleep to die")
 
 
-def test_interrupt_while_waiting_kills_the_group_then_propagates(
-    tool: BashTool, git_repo: Path
-) -> None:
+def test_interrupt_while_waiting_kills_the_group_then_propagates(git_repo: Path) -> None:
     pidfile = git_repo / "bg.pid"
+    tool = bash(git_repo, timeout=3600)
     took = interrupt_when(
         pidfile.exists,
-        lambda: tool.run({"command": "sleep 60 & echo $! > bg.tmp && mv bg.tmp bg.pid; wait"}),
+        lambda: tool.run({"command": "sleep 3600 & echo $! > bg.tmp && mv bg.tmp bg.pid; wait"}),
     )
-    assert took < 15  # not the 20 s timeout or the 60 s sleep
+    assert took < HANG  # not the 3600 s timeout or sleep: a bound a loaded machine keeps
     pid = int(pidfile.read_text())
     wait_for(lambda: gone(pid), "the background sleep to die")
 
@@ -288,7 +304,7 @@ ESCAPES = {
 }
 
 
-def lock_released(path: Path, wait: float = 10.0) -> bool:
+def lock_released(path: Path, wait: float = HANG) -> bool:
     """Whether the lock on `path` is free within `wait` seconds (its holder died)."""
     import fcntl
 
