@@ -143,7 +143,7 @@ class FakeResponses:
             f'model = "{model}"\nmodel_provider = "fake"\n\n[model_providers.fake]\n'
             f'name = "fake"\nbase_url = "{self.url}"\nenv_key = "OPENAI_API_KEY"\n'
             'wire_api = "responses"\nrequest_max_retries = 0\nstream_max_retries = 0\n'
-            'check_for_update_on_startup = false\n\n[analytics]\nenabled = false\n'
+            "check_for_update_on_startup = false\n\n[analytics]\nenabled = false\n"
         )
 
     def next_reply(self, req: Recorded) -> Reply:

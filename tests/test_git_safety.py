@@ -22,7 +22,7 @@ from ralph.config import RunConfig
 from ralph.errors import RalphError
 from ralph.signals import STOP
 from ralph.workspace import Workspace, check
-from tests.helpers import git, make_repo
+from tests.helpers import HANG, git, make_repo
 
 MARK = "touch {marker}/{name}"
 
@@ -230,7 +230,7 @@ def test_fifos_sockets_and_huge_files_are_refused_with_a_line_each(
         with open(repo / "big.bin", "wb") as big:
             big.truncate(4 * 1024**3)  # sparse: 4 GiB that git would read in full
         (repo / "ok.py").write_text("ok\n")
-        signal.alarm(60)
+        signal.alarm(HANG)
         sha = iterate(ws)
     assert sha and committed(repo, sha) == ["ok.py"]
     lines = ws.refusals()
@@ -245,7 +245,7 @@ def test_a_fifo_among_the_users_dirty_files_does_not_block(tmp_path: Path, alarm
     os.mkfifo(repo / "data.txt")
     with open(repo / "README.md", "wb") as big:
         big.truncate(staging.MAX_FILE_BYTES + 1)  # the user's, dirty: never hashed in full
-    signal.alarm(60)
+    signal.alarm(HANG)
     ws = start(repo, allow_dirty=True)  # fingerprints what is dirty at the start
     (repo / "ok.py").write_text("ok\n")
     assert iterate(ws) and committed(repo) == ["ok.py"]
@@ -352,7 +352,7 @@ def test_a_command_slow_to_read_its_input_gets_all_of_it(git_repo: Path) -> None
     # the rest (a loaded machine made `update-index --stdin` of 20,000 paths hit the timeout).
     data = b"x" * (1024 * 1024)
     slow_reader = "alias.slow-wc=!sleep 2; wc -c"
-    proc = gitrun.run(git_repo, "-c", slow_reader, "slow-wc", stdin=data, timeout=60)
+    proc = gitrun.run(git_repo, "-c", slow_reader, "slow-wc", stdin=data, timeout=HANG)
     assert proc.stdout.decode().strip() == str(len(data))
 
 

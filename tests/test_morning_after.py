@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import BIN, clean_env, git, make_repo, run_cli, run_commits, write_script
+from tests.helpers import BIN, HANG, clean_env, git, make_repo, run_cli, run_commits, write_script
 
 TOKEN = "MORNING"
 USAGE = {"input_tokens": 1000, "output_tokens": 100}
@@ -126,7 +126,7 @@ def test_after_ctrl_c_and_resume_every_view_agrees_with_git_and_the_money(tmp_pa
     proc = start([*args, "--max-iterations", "5"], repo)
     wait_for(waiting, proc)
     proc.send_signal(signal.SIGINT)  # Ctrl-C while iteration 2 runs a command
-    proc.communicate(timeout=60)
+    proc.communicate(timeout=HANG)
     assert proc.returncode == 130
     go.touch()
     resumed = ralph(["resume", "latest"], repo)
@@ -171,7 +171,7 @@ def test_a_killed_iteration_is_shown_as_crashed_with_what_it_spent(tmp_path: Pat
     proc = start([*args, "--max-iterations", "5"], repo)
     wait_for(waiting, proc)
     proc.kill()
-    proc.communicate(timeout=60)
+    proc.communicate(timeout=HANG)
     run = show_json(repo)
     assert run["status"] == "crashed"
     last = run["iterations_detail"][-1]
@@ -241,7 +241,7 @@ def test_the_printed_resume_command_works_where_it_is_printed(tmp_path: Path) ->
     proc = start([*args, "--max-iterations", "5", "--repo", str(repo)], elsewhere)
     wait_for(waiting, proc)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
+    out, _ = proc.communicate(timeout=HANG)
     assert proc.returncode == 130
     shown = [line for line in out.splitlines() if line.startswith("resume with: ")]
     assert shown, out
@@ -287,7 +287,7 @@ def test_a_signal_after_the_run_ended_still_writes_report_and_summary(tmp_path: 
         if json.loads(line).get("event") == "run_ended":
             proc.send_signal(signal.SIGTERM)  # while the report and summary are written
             break
-    out, _ = proc.communicate(timeout=60)
+    out, _ = proc.communicate(timeout=HANG)
     assert proc.returncode == 3, out  # the run's code (max iterations), not -15
     run = show_json(repo)
     assert "report: " in out and run["id"] in out
@@ -330,7 +330,7 @@ def test_ctrl_c_while_ralph_runs_git_interrupts_the_run_cleanly(tmp_path: Path) 
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole group
     time.sleep(0.2)  # let the signal land before git goes on (either order must end as 130)
     go.touch()
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=HANG)
     assert proc.returncode == 130, err
     assert "git status failed" not in err
     run = show_json(repo)
@@ -346,7 +346,7 @@ def interrupted_run(tmp_path: Path) -> tuple[Path, Path]:
     proc = start([*args, "--max-iterations", "5"], repo)
     wait_for(waiting, proc)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    proc.communicate(timeout=HANG)
     assert proc.returncode == 130
     go.touch()
     return repo, go
@@ -360,7 +360,7 @@ def test_resume_removes_an_index_lock_no_process_holds(tmp_path: Path) -> None:
         [sys.executable, "-c", f"f = open({str(lock)!r}); import time; time.sleep(60)"]
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + HANG
         while str(lock) not in [os.readlink(p) for p in Path(f"/proc/{holder.pid}/fd").iterdir()]:
             assert time.monotonic() < deadline
             time.sleep(0.02)
@@ -396,7 +396,7 @@ def test_resume_after_a_kill_between_commit_and_journal_makes_no_duplicate_commi
     proc = start([*args, "--max-iterations", "5"], repo)
     wait_for(waiting, proc)
     proc.kill()
-    proc.communicate(timeout=60)
+    proc.communicate(timeout=HANG)
     run = show_json(repo)
     # The state a SIGKILL right after iteration 2's commit leaves: the commit on the branch,
     # made as ralph makes it, and no journal row saying the iteration ended.
@@ -507,7 +507,7 @@ def test_plain_logs_show_a_tool_call_starting_and_a_heartbeat_while_it_runs() ->
     view = PlainLines(out, heartbeat_s=0.05)
     command = {"command": "pytest -q"}
     view.handle(Event("tool_started", "r1", 1, {"tool": "bash", "input": command}))
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + HANG
     while out.getvalue().count("still running") < 2:
         assert time.monotonic() < deadline, out.getvalue()
         time.sleep(0.01)
@@ -690,7 +690,7 @@ def test_resume_takes_the_display_options_and_their_variables(tmp_path: Path) ->
     proc = start([*args, "--max-iterations", "5"], repo)
     wait_for(waiting, proc)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    proc.communicate(timeout=HANG)
     assert proc.returncode == 130
     go.touch()
     env = clean_env(RALPH_LOG_FORMAT="json")  # honoured by resume, as by a run

@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 from tests.fakeapi import FakeAPI, Message, Recorded, Reply, text, tool_use
-from tests.helpers import BIN, clean_env, git, make_repo, run_cli, run_commits
+from tests.helpers import BIN, HANG, clean_env, git, make_repo, run_cli, run_commits
 
 PROMPT = "Harden this repository. Output <promise>DONE</promise> when done."
 
 
-def wait_for(check: object, what: str, timeout: float = 60.0) -> None:
+def wait_for(check: object, what: str, timeout: float = HANG) -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -42,7 +42,7 @@ def test_stop_watch_steer_and_resume_from_other_processes(tmp_path: Path) -> Non
         n = sum(1 for r in api.requests if len(r.json["messages"]) == 1)
         if turn == 1:
             return Message([tool_use("bash", {"command": f"echo {n} > step{n}.txt"})])
-        permits.acquire(timeout=60)
+        permits.acquire(timeout=HANG)
         return Message([text(f"Wrote step{n}.txt.")])
 
     with FakeAPI(responder=responder) as api:
@@ -66,8 +66,8 @@ def test_stop_watch_steer_and_resume_from_other_processes(tmp_path: Path) -> Non
             assert stop.returncode == 0, stop.stderr
             assert "will stop after its current iteration" in stop.stdout
             permits.release()
-            _, err = run.communicate(timeout=120)
-            _, watched = watch.communicate(timeout=60)
+            _, err = run.communicate(timeout=HANG)
+            _, watched = watch.communicate(timeout=HANG)
         finally:
             permits.release(10)
             run.kill()
@@ -103,7 +103,7 @@ def test_stop_watch_steer_and_resume_from_other_processes(tmp_path: Path) -> Non
             wait_for(lambda: len(api.requests) >= before + 4, "iteration 3's final call")
             now = run_cli(["stop", run_id, "--now"], cwd=repo, command="ralph", env=env)
             assert now.returncode == 0 and "SIGINT" in now.stdout, now.stderr
-            resumed.communicate(timeout=120)
+            resumed.communicate(timeout=HANG)
         finally:
             permits.release(10)
             resumed.kill()

@@ -17,6 +17,7 @@ import yaml
 
 from ralph.gate import check_artifact, heading_matches, parse_artifacts, unchecked_items
 from ralph.prompt import BUILTIN_DIR, builtin_names, load_prompt, split_front_matter
+from tests.helpers import HANG
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO.parent / "shared" / "seed" / "hardening-mode.md"
@@ -563,7 +564,7 @@ def _run_app_tests(app_dir: Path, **env: str) -> subprocess.CompletedProcess[str
         env=clean,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG,
     )
 
 

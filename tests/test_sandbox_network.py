@@ -18,7 +18,7 @@ from ralph.tools import netns
 from ralph.tools import sandbox as sandbox_module
 from ralph.tools.bash import BashTool
 from ralph.tools.sandbox import choose_sandbox, make_sandbox
-from tests.helpers import closed_after_test
+from tests.helpers import HANG, closed_after_test
 from tests.test_sandbox import loopback_server  # noqa: F401  (a fixture)
 
 MARK = "host-server-reached"
@@ -161,7 +161,7 @@ def test_the_namespace_dies_with_a_killed_runner(requires_pasta: None, git_repo:
         assert len(pids) == 2
         runner.send_signal(signal.SIGKILL)
         runner.wait()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG
         while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not any(alive(pid) for pid in pids), "the namespace outlived the runner"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakeapi import FakeAPI, Message
-from tests.helpers import BIN, clean_env, only_run, repo_and_prompt, write_script
+from tests.helpers import BIN, HANG, clean_env, only_run, repo_and_prompt, write_script
 
 KEY = "sk-ant-api03-start-exit-test-key-000000"
 PROMPT = "Harden this repository. When all is done, output <promise>DONE</promise>.\n"
@@ -87,7 +87,7 @@ def test_sigint_during_set_up_while_the_sdk_imports_in_the_background(tmp_path: 
             assert wait_for(hold / "sdk", proc) == "ralph-sdk-import"
             assert wait_for(hold / "setup", proc) == "MainThread"
             proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=120)
+            out, err = proc.communicate(timeout=HANG)
         finally:
             if proc.poll() is None:
                 proc.kill()

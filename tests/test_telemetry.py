@@ -21,7 +21,7 @@ from ralph.config import RunConfig
 from ralph.errors import UsageError
 from ralph.events import Event
 from ralph.telemetry import TraceObserver, otel_observer, otel_wanted
-from tests.helpers import clean_env, make_repo, run_cli, write_script
+from tests.helpers import HANG, clean_env, make_repo, run_cli, write_script
 from tests.test_ui import RUN_ID, recorded_events
 
 
@@ -170,7 +170,7 @@ def test_a_run_without_otel_settings_never_imports_opentelemetry(tmp_path: Path)
     proc = subprocess.run(
         [sys.executable, "-c", NO_OTEL_RUN, str(prompt), "--model", f"script:{script}",
          "--repo", str(repo), "--sandbox", "none", "--log-format", "json"],
-        capture_output=True, text=True, env=env, cwd=repo, check=False, timeout=120,
+        capture_output=True, text=True, env=env, cwd=repo, check=False, timeout=HANG,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("otel imported: False"), proc.stderr

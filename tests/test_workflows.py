@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import HANG
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "github"
 NIGHTLY = EXAMPLES / "ralph-nightly.yml"
@@ -78,7 +80,7 @@ def run_actionlint(path: Path) -> subprocess.CompletedProcess[str]:
         [*command, str(path)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG,
         env={**os.environ, "FORCE_COLOR": "0", "NO_COLOR": "1"},
         check=False,
     )
@@ -109,7 +111,7 @@ def ralph_step(workflow: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_zizmor_finds_nothing(path: Path) -> None:
     proc = subprocess.run(
-        [*zizmor(), str(path)], capture_output=True, text=True, timeout=120, check=False
+        [*zizmor(), str(path)], capture_output=True, text=True, timeout=HANG, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -124,7 +126,7 @@ def test_zizmor_does_reject_a_bad_workflow(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text(BAD_WORKFLOW)
     found = subprocess.run(
-        [*zizmor(), str(bad)], capture_output=True, text=True, timeout=120, check=False
+        [*zizmor(), str(bad)], capture_output=True, text=True, timeout=HANG, check=False
     )
     assert found.returncode != 0 and "template-injection" in found.stdout + found.stderr
 
@@ -306,7 +308,7 @@ def test_the_pin_check_step_refuses_anything_but_a_commit(
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RALPH_LOOP_SOURCE": source}
     proc = subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", pin_check(path)],
-        env=env, capture_output=True, text=True, timeout=30, check=False,
+        env=env, capture_output=True, text=True, timeout=HANG, check=False,
     )  # fmt: skip
     assert (proc.returncode == 0) is ok, proc.stdout + proc.stderr
     if not ok:
