@@ -97,6 +97,74 @@ def run_cli(
     )
 
 
+def run_here(
+    args: list[str],
+    cwd: Path,
+    *,
+    command: str = "ralph-loop",
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script's entry point in this process, as `run_cli` runs it in a new
+    one: the same arguments, environment (os.environ replaced for the call), working
+    directory and stdin; stdout and stderr captured; the exit code. The process-wide state a
+    run sets (signal handlers, JSON logging, the stop flag) is put back afterwards.
+
+    For behaviour that needs no process of its own: no signal, no exit at once, nothing that
+    reads the runner's /proc entry. The anthropic SDK (about 1.7 s of CPU to import) is then
+    imported once per test process, not once per run. A bug that raises comes out as the
+    exception (a real process would print a traceback and exit 1)."""
+    import io
+    import logging
+    import warnings
+    from unittest import mock
+
+    from ralph import cli, logs
+    from ralph.signals import STOP
+
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    saved_sys = (sys.argv, sys.stdin, sys.stdout, sys.stderr, sys.excepthook)
+    saved_hooks = (threading.excepthook, warnings.showwarning)
+    saved_signals = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    saved_logs = (logs._installed, logs._settings_json, logs._current_run_id)
+    root = logging.getLogger()
+    saved_root = (list(root.handlers), root.level)
+    out, err = io.StringIO(), io.StringIO()
+    code: int = 0
+    try:
+        os.environ.clear()
+        os.environ.update(env if env is not None else clean_env())
+        os.chdir(cwd)
+        sys.argv = [str(BIN / command), *args]
+        sys.stdin, sys.stdout, sys.stderr = io.StringIO(stdin or ""), out, err
+        entry = cli.loop_main if command == "ralph-loop" else cli.main
+        with mock.patch.object(cli, "_exit_fast", lambda run: run()):
+            try:
+                entry()
+            except SystemExit as exc:
+                if exc.code is None or isinstance(exc.code, int):
+                    code = exc.code or 0
+                else:  # sys.exit("message"): printed, exit 1, as Python does
+                    err.write(f"{exc.code}\n")
+                    code = 1
+    finally:
+        sys.argv, sys.stdin, sys.stdout, sys.stderr, sys.excepthook = saved_sys
+        threading.excepthook, warnings.showwarning = saved_hooks
+        for sig, handler in saved_signals.items():
+            signal.signal(sig, handler)
+        STOP.signum, STOP.settle_until_exit, STOP._depth = None, False, 0
+        STOP._previous.clear()
+        logs._installed, logs._settings_json, logs._current_run_id = saved_logs
+        root.handlers[:] = saved_root[0]
+        root.setLevel(saved_root[1])
+        logging.captureWarnings(False)
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess([command, *args], code, out.getvalue(), err.getvalue())
+
+
 def run_commits(repo: Path, branch: str = "HEAD") -> list[dict[str, str]]:
     """Commits made by ralph on `branch`: subject, run and iteration trailers."""
     fmt = "%H%x1f%s%x1f%(trailers:key=Ralph-Run,valueonly)%x1f%(trailers:key=Ralph-Iteration,valueonly)%x1e"
