@@ -136,9 +136,11 @@ def test_timeout_ends_the_run_with_exit_4(tmp_path: Path) -> None:
     repo, prompt = setup(tmp_path)
     turns = [
         {"text": "First.", "tools": [create("first.md")]},
-        {"text": "Thinking slowly.", "tools": [create("second.md")], "sleep": 2.5},
+        # Past the budget whenever the first turn ended within it: 4 s leaves a loaded machine
+        # room for that turn (its budget counts from the run's start).
+        {"text": "Thinking slowly.", "tools": [create("second.md")], "sleep": 4.5},
     ]
-    proc = scripted(repo, prompt, [turns], "--timeout", "2s", "--max-iterations", "3")
+    proc = scripted(repo, prompt, [turns], "--timeout", "4s", "--max-iterations", "3")
     assert proc.returncode == 4, proc.stderr
     run = only_run(repo)
     assert run["status"] == "budget" and "time budget used" in run["reason"]
