@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.fakeapi import FakeAPI, Message, tool_use
-from tests.helpers import clean_env, make_repo, run_cli, write_script
+from tests.helpers import clean_env, make_repo, run_cli, run_here, write_script
 
 KEY = "sk-ant-api03-feedback-test-key-0000000000"
 TOKEN = "DONE"
@@ -63,7 +63,8 @@ def test_the_rejection_is_in_the_next_iterations_prompt(tmp_path: Path) -> None:
         )
         env = {k: v for k, v in clean_env().items() if not k.startswith("ANTHROPIC_")}
         env.update(ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY=KEY)
-        proc = run_cli(
+        # In process (the SDK imported once per test process); the runs below are the CLI's.
+        proc = run_here(
             [str(prompt), "--repo", str(repo), "--sandbox", "none", "--max-iterations", "2",
              "--verify", NOISY_VERIFY],
             cwd=repo,

@@ -21,6 +21,7 @@ from tests.helpers import (
     repo_and_prompt,
     run_cli,
     run_commits,
+    run_here,
     write_script,
 )
 
@@ -115,7 +116,10 @@ def test_a_budget_ends_the_iteration_commits_its_work_and_exits_4(
                 Message([text("Second."), api_create("second.md")], usage=HALF_MILLION),
             )
             env = clean_env(ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY=KEY)
-            proc = ralph(repo, prompt, "--max-iterations", "3", *flags, env=env)
+            # In process: the script runs above are the CLI's; here what counts is the SDK's
+            # usage reaching the budget, without paying its import once per case.
+            args = [str(prompt), "--repo", str(repo), "--sandbox", "none", "--max-iterations"]
+            proc = run_here([*args, "3", *flags], cwd=repo, env=env)
             assert len(api.requests) == 2
     assert proc.returncode == 4, proc.stderr
     assert reason in proc.stderr

@@ -28,6 +28,7 @@ from tests.helpers import (
     repo_and_prompt,
     run_cli,
     run_commits,
+    run_here,
     write_script,
 )
 
@@ -163,7 +164,8 @@ def test_a_signal_during_a_model_request_then_resume(
         api.release()
         api.add(Message([create("three.md")]), Message(f"Done. <promise>{TOKEN}</promise>"))
         seen = len(api.requests)
-        resumed = run_cli(["resume", run_id], cwd=repo, command="ralph", env=env)
+        # The signal needed a process; the resume needs none (and would pay the SDK's import).
+        resumed = run_here(["resume", run_id], cwd=repo, command="ralph", env=env)
         assert resumed.returncode == 0, resumed.stderr
         (message,) = api.bodies[seen]["messages"]  # a fresh conversation, prompt only
         assert "[ralph] Iteration 2 of 5." in message["content"][0]["text"]
