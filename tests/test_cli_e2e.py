@@ -1,4 +1,7 @@
-"""End to end: the real CLI, a scripted model, real tools and a real git repository."""
+"""End to end: the real CLI, a scripted model, real tools and a real git repository.
+
+The promise cases run the CLI's entry point in this process (`run_here`): they are about the
+loop, not the process; `test_promise_on_iteration_k` runs it as a process of its own."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import clean_env, git, make_repo, run_cli, run_commits, write_script
+from tests.helpers import clean_env, git, make_repo, run_cli, run_commits, run_here, write_script
 
 TOKEN = "HARDENED"
 PROMPT = f"Harden this repository. When everything is done, output <promise>{TOKEN}</promise>.\n"
@@ -40,20 +43,10 @@ def setup(tmp_path: Path, iterations: list[Any]) -> tuple[Path, Path, Path]:
     return repo, prompt, script
 
 
-def ralph(repo: Path, prompt: Path, script: Path, *extra: str) -> Any:
-    return run_cli(
-        [
-            str(prompt),
-            "--model",
-            f"script:{script}",
-            "--repo",
-            str(repo),
-            "--sandbox",
-            "none",
-            *extra,
-        ],
-        cwd=repo,
-    )
+def ralph(repo: Path, prompt: Path, script: Path, *extra: str, process: bool = False) -> Any:
+    """`ralph-loop PROMPT --model script:SCRIPT ...`: in this process, or in its own."""
+    args = [str(prompt), "--model", f"script:{script}", "--repo", str(repo), "--sandbox", "none"]
+    return (run_cli if process else run_here)([*args, *extra], cwd=repo)
 
 
 def branch_of(repo: Path) -> str:
@@ -67,7 +60,7 @@ def test_promise_on_iteration_k(tmp_path: Path, k: int) -> None:
     iterations = [[work_turn(i), f"Step {i} done."] for i in range(1, k)]
     iterations.append([work_turn(k), f"All done.\n<promise>{TOKEN}</promise>"])
     repo, prompt, script = setup(tmp_path, iterations)
-    proc = ralph(repo, prompt, script, "--max-iterations", "5")
+    proc = ralph(repo, prompt, script, "--max-iterations", "5", process=True)
     assert proc.returncode == 0, proc.stderr
     branch = branch_of(repo)
     assert branch.startswith("ralph/harden-")
