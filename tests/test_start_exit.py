@@ -78,9 +78,12 @@ def test_sigint_during_set_up_while_the_sdk_imports_in_the_background(tmp_path: 
             HOLD_DIR=str(hold),
         )  # fmt: skip
         argv = [str(BIN / "ralph-loop"), str(prompt), "--sandbox", "none"]
+        # As from a terminal: SIGINT not ignored, even where the tests were started in the
+        # background of a shell without job control (which ignores it, and exec keeps that).
         proc = subprocess.Popen(
-            argv, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+            argv, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
         try:
             # The SDK's import started off the main thread, and the main thread is still
             # setting the run up: both are held there while the signal arrives.
