@@ -6,8 +6,9 @@ README ("Structured logs"):
 
 - run_started: prompt, prompt_name, model, max_iterations, repo, root, branch, base_commit,
   worktree, resumed_at, earlier_usage{...}, earlier_cost_usd, earlier_elapsed_s (the earlier
-  sessions' totals when resuming, else null), config, campaign_id, phase (a `ralph harden`
-  campaign's phase only; its earlier_* are what the campaign used before it)
+  sessions' totals when resuming, else null), budgets_changed, origin, config, campaign_id,
+  phase (a `ralph harden` campaign's phase only; its earlier_* are what the campaign used
+  before it)
 - sandbox: kind, network (right after run_started: where the agent's commands run)
 - iteration_started: max_iterations
 - model_started: turn

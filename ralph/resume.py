@@ -120,6 +120,18 @@ def change_budgets(
     return changed
 
 
+def _origin(journal: Journal, run_id: str) -> str | None:
+    """Where the checkout was when the run began, as its first run_started event says."""
+    import json
+
+    row = journal.conn.execute(
+        "SELECT data FROM events WHERE run_id = ? AND name = 'run_started' ORDER BY id LIMIT 1",
+        (run_id,),
+    ).fetchone()
+    origin = json.loads(row[0] or "{}").get("origin") if row is not None else None
+    return origin if isinstance(origin, str) else None
+
+
 def resume_config(
     start: Path,
     run: str,
@@ -147,6 +159,7 @@ def resume_config(
         state = journal.resume_state(run, more=going_on)
         if reconcile_with_branch(journal, main, state.run_id, state.base_commit, state.branch):
             state = journal.resume_state(run, more=going_on)
+        origin = _origin(journal, state.run_id)
     finally:
         journal.close()
     cfg = restore_config(state.config, main)
@@ -170,5 +183,6 @@ def resume_config(
         base_commit=state.base_commit,
         feedback=rejection_feedback(state.rejected) if state.rejected else None,
         budgets_changed=changed,
+        origin=origin,
     )
     return cfg, point

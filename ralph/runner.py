@@ -44,6 +44,7 @@ class ResumePoint:
     feedback: str | None = None
     # Budgets the operator changed to let the run go on: {name: {"was": old, "now": new}}.
     budgets_changed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    origin: str | None = None  # the branch (or commit) the checkout was on when the run began
     # A new run that goes on on an existing branch (a campaign's next phase, campaign.py):
     # nothing of its own to resume; the usage above is what the campaign spent before it.
     new_run: bool = False
@@ -328,7 +329,7 @@ def _execute(
         if not resume.worktree:
             locks.append(ws_mod.acquire_checkout_lock(cfg.repo, run_id, resuming=True))
         workspace = ws_mod.Workspace.reopen(
-            cfg, resume.branch, resume.worktree, resume.base_commit, run_id
+            cfg, resume.branch, resume.worktree, resume.base_commit, run_id, resume.origin
         )
         journal = Journal.open(workspace.main_repo)
     else:
@@ -438,6 +439,7 @@ def _execute(
             earlier_cost_usd=resume.cost_usd if resume else None,
             earlier_elapsed_s=round(resume.elapsed_s, 3) if resume else None,
             budgets_changed=resume.budgets_changed if resume else None,
+            origin=workspace.origin,  # where the checkout goes back if the run commits nothing
             config=cfg.to_dict(),
             **({"campaign_id": phase.campaign_id, "phase": phase.phase} if phase else {}),
         )

@@ -524,8 +524,11 @@ class Workspace:
         worktree_path: str | Path | None,
         base_commit: str,
         run_id: str | None = None,
+        origin: str | None = None,
     ) -> Workspace:
-        """The workspace of a run being resumed: its branch checked out, its worktree back.
+        """The workspace of a run being resumed: its branch checked out, its worktree back;
+        `origin`, where the checkout was when the run began (kept if it is still a branch, or
+        the base commit), is where it goes back if the run ends having committed nothing.
 
         Changes found in the tree count as the dead iteration's work (commit them first),
         except, with --allow-dirty, the user's paths recorded when that iteration began.
@@ -569,6 +572,8 @@ class Workspace:
         ws = cls(root, main, branch, base_commit, bool(worktree_path), run_id, cfg.allow_dirty)
         ws.protected = protected_paths(cfg, main)
         ws._identity = _identity_options(root)
+        if origin == base_commit or (origin and origin != branch and _branch_exists(main, origin)):
+            ws.origin = origin
         if cfg.allow_dirty and not worktree_path:
             saved = ws._load_baseline()
             # Without a record of the user's paths, every dirty path is treated as theirs.

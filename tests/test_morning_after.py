@@ -734,6 +734,22 @@ def test_a_run_that_changed_nothing_leaves_no_branch(tmp_path: Path) -> None:
     assert more.returncode == 3, more.stderr
 
 
+def test_a_resumed_run_that_changed_nothing_leaves_no_branch(tmp_path: Path) -> None:
+    waiting, go = tmp_path / "waiting", tmp_path / "go"
+    repo, args = setup(tmp_path, [[{"text": "w", "tools": [block_until(waiting, go)]}, "Nothing."]])
+    proc = start([*args, "--max-iterations", "1"], repo)
+    wait_for(waiting, proc)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C before the run changed anything
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    go.touch()
+    resumed = ralph(["resume", "latest"], repo)
+    assert resumed.returncode == 3, resumed.stderr
+    assert "was removed and the checkout is back on main" in resumed.stderr
+    assert git(repo, "branch", "--list", "ralph/*") == ""
+    assert git(repo, "branch", "--show-current") == "main"
+
+
 def test_clean_removes_what_finished_runs_left_but_never_unpushed_work(tmp_path: Path) -> None:
     steps = [[{"text": "w", "tools": [create("f.md")]}, "Step."]]
     repo, args = setup(tmp_path, steps)
