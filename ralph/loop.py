@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import promise
 from .agent import IterationOutcome
@@ -18,8 +19,10 @@ from .events import Bus
 from .gate import Gate, rejection_feedback
 from .guards import Guards, IterationRecord, Stop
 from .models.base import ModelError, Usage
+from .redact import redact
 from .signals import STOP
-from .status import RunStatus
+from .status import RunStatus, status_of
+from .text import clean
 
 if TYPE_CHECKING:
     from .tasklist import TaskQueue
@@ -66,9 +69,6 @@ def iteration_message(
 def summary_line(outcome: IterationOutcome, expected: str = "") -> str:
     """One line for the commit message and report, from the agent's final message; a promise
     other than `expected` (e.g. BLOCKED) is named at its end."""
-    from .redact import redact
-    from .text import clean
-
     expected = promise.normalise(expected)
     others = [t for t in promise.promises_in(outcome.final_text or "") if t != expected]
     note = "".join(f" [promise: {token}]" for token in dict.fromkeys(others))
@@ -147,7 +147,8 @@ class RunResult:
 
 @dataclass
 class Loop:
-    """Runs iterations; the caller builds the pieces and emits run_started/run_ended."""
+    """Drives a run: run_started, what a killed iteration left, the iterations until
+    something ends the run, run_ended; runner.open_run builds and tears down the pieces."""
 
     cfg: RunConfig
     run_id: str
@@ -200,6 +201,86 @@ class Loop:
             self.bus.emit("guard_tripped", level="warning", guard=stop.guard, message=stop.reason)
             return stop.reason
         return None
+
+    def whole(
+        self,
+        started: dict[str, Any],
+        sandbox: str,
+        warnings: Sequence[str] = (),
+        start: int = 1,
+        feedback: str | None = None,
+        leftover: bool = False,
+        resume_cmd: str | None = None,
+    ) -> RunResult:
+        """The whole run, from run_started to run_ended. `started`: run_started's fields;
+        `leftover`: a resumed run first commits what its killed iteration left in the tree.
+        run_ended is emitted however the run ends: an exception records it as error (or
+        interrupted, for a signal), still resumable with `resume_cmd`."""
+        ended = False
+        try:
+            self.bus.emit("run_started", **started)
+            self.bus.emit("sandbox", kind=sandbox, network=self.cfg.network)
+            for warning in warnings:
+                self.bus.emit("warning", level="warning", message=warning)
+            if leftover:
+                self._commit_left_over(start)
+            result = self.run(start, feedback)
+            self.bus.iteration = None
+            self.bus.emit(
+                "run_ended",
+                status=result.status,
+                exit_code=int(result.exit_code),
+                reason=result.reason,
+                iterations=result.iterations,
+                usage=result.usage.as_dict(),
+                cost_usd=result.cost_usd,
+                duration_s=round(result.duration_s, 3),
+                resume=resume_cmd if RunStatus(result.status).resumable else None,
+            )
+            ended = True
+            return result
+        except BaseException as exc:
+            if not ended:
+                self._end_cut_short(exc, resume_cmd)
+            raise
+
+    def _commit_left_over(self, iteration: int) -> None:
+        """Commit what a killed iteration left in the tree, so nothing is lost; it runs again."""
+        from .workspace import commit_message
+
+        cfg = self.cfg
+        files = self.workspace.changed_files()
+        self.bus.iteration = iteration
+        if files and not cfg.no_commit:
+            message = commit_message(
+                cfg.prompt_name, iteration, cfg.max_iterations, "", self.run_id, True
+            )
+            sha = self.workspace.commit(message)
+            if sha:
+                self.bus.emit("commit", sha=sha, files=files, message=message.splitlines()[0])
+        for line in self.workspace.refusals():
+            self.bus.emit("warning", level="warning", message=line)
+        self.bus.iteration = None
+
+    def _end_cut_short(self, exc: BaseException, resume_cmd: str | None) -> None:
+        """Emit run_ended for a run an exception cut short, so the journal does not keep it
+        running: status error (or interrupted, for a signal), still resumable."""
+        status, code, reason = status_of(exc)
+        iterations = self.bus.iteration or 0
+        self.bus.iteration = None
+        # The journal may be what failed: then the first error is the one to report.
+        with contextlib.suppress(Exception):
+            self.bus.emit(
+                "run_ended",
+                status=status.value,
+                exit_code=int(code),
+                reason=redact(reason),
+                iterations=iterations,
+                usage=self.guards.usage.as_dict(),
+                cost_usd=self.guards.cost_usd,
+                duration_s=round(time.monotonic() - self.started, 3),
+                resume=resume_cmd,
+            )
 
     def run(self, start: int = 1, feedback: str | None = None) -> RunResult:
         """Iterate from `start` (later than 1 when resuming) until something ends the run."""

@@ -8,6 +8,7 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -221,24 +222,6 @@ def _make_gate(cfg: RunConfig, workspace: Any, run_id: str) -> tuple[Gate, Any]:
     return gate, checkout
 
 
-def _commit_left_over(
-    cfg: RunConfig, workspace: Any, bus: Bus, run_id: str, iteration: int
-) -> None:
-    """Commit what a killed iteration left in the tree, so nothing is lost; it runs again."""
-    from .workspace import commit_message
-
-    files = workspace.changed_files()
-    bus.iteration = iteration
-    if files and not cfg.no_commit:
-        message = commit_message(cfg.prompt_name, iteration, cfg.max_iterations, "", run_id, True)
-        sha = workspace.commit(message)
-        if sha:
-            bus.emit("commit", sha=sha, files=files, message=message.splitlines()[0])
-    for line in workspace.refusals():
-        bus.emit("warning", level="warning", message=line)
-    bus.iteration = None
-
-
 def _drop_empty_branch(workspace: Any, bus: Bus) -> None:
     """A finished run that committed nothing leaves no empty branch (or worktree) behind."""
     from .cleanup import discard_if_empty
@@ -262,30 +245,163 @@ def _sandbox_kind(tools: Any) -> str:
     return str(getattr(getattr(bash, "sandbox", None), "kind", "none"))
 
 
-def _end_cut_short(
-    bus: Bus, exc: BaseException, guards: Guards, duration_s: float, resume: str
-) -> None:
-    """Emit run_ended for a run an exception cut short, so the journal does not keep it
-    running: status error (or interrupted, for a signal), still resumable."""
-    from .redact import redact
-    from .status import status_of
+@dataclass
+class Run:
+    """A run's parts, as open_run set them up: what the loop drives and the runner finishes."""
 
-    status, code, reason = status_of(exc)
-    iterations = bus.iteration or 0
-    bus.iteration = None
-    # The journal may be what failed: then the first error is the one to report.
-    with contextlib.suppress(Exception):
-        bus.emit(
-            "run_ended",
-            status=status.value,
-            exit_code=int(code),
-            reason=redact(reason),
-            iterations=iterations,
-            usage=guards.usage.as_dict(),
-            cost_usd=guards.cost_usd,
-            duration_s=round(duration_s, 3),
-            resume=resume,
+    cfg: RunConfig
+    run_id: str
+    model: Model
+    workspace: Any
+    bus: Bus
+    loop: Loop
+    tools: Any
+    warnings: list[str]
+
+
+@contextlib.contextmanager
+def open_run(
+    cfg: RunConfig,
+    model: Model,
+    run_id: str,
+    observers: list[Observer] | None = None,
+    resume: ResumePoint | None = None,
+) -> Iterator[Run]:
+    """Everything a run holds, in one ExitStack: its locks, workspace, journal, observers,
+    tools, agent and gate checkout. However the run ends, they are let go of in reverse order:
+    the tools and agent first, then the observers (the journal among them), then the report,
+    written with the error that ended the run, and the locks last."""
+    from .agents import assemble
+    from .control import JournalControl
+    from .models import model_pricing
+    from .report import ReportCollector
+    from .tools import make_toolset
+    from .tools.sandbox import remove_dead_homes
+
+    with contextlib.ExitStack() as stack:
+        workspace, journal = _take_workspace(cfg, model, run_id, resume, stack)
+        report = ReportCollector()  # writes the report at the end, however the run ends
+        bus = Bus(run_id, [journal, *(observers or []), report])
+        if cfg.notify:
+            from .notify import Notifier
+            from .report import report_path
+
+            # Before the report collector: it keeps the notification_failed warnings it emits.
+            notifier = Notifier(
+                cfg.notify,
+                emit=bus.emit,
+                report=str(report_path(workspace.main_repo, run_id)),
+                expect_pr=cfg.pr,
+            )
+            bus.observers.insert(len(bus.observers) - 1, notifier)
+        remove_dead_homes()  # what runs killed hard (SIGKILL, OOM) left in the temp directory
+        tools, warnings = make_toolset(cfg, workspace.root)
+        builtin_model = getattr(model, "builtin", model)  # an agent CLI's fallback, if any
+        pricing = model_pricing(builtin_model.name, cfg) if builtin_model else None
+
+        def cost_of(response: ModelResponse) -> float | None:
+            return pricing.cost(response.usage) if pricing else None
+
+        guards = Guards(cfg)
+        if resume:
+            guards.usage, guards.cost_usd, guards.elapsed_before = (
+                resume.usage,
+                resume.cost_usd,
+                resume.elapsed_s,
+            )
+
+        def builtin() -> Agent:
+            return Agent(
+                builtin_model,
+                tools,
+                bus,
+                max_turns=cfg.max_turns,
+                max_output_tokens=cfg.max_output_tokens,
+                cost_of=cost_of,
+            )
+
+        agent = assemble(cfg, model, builtin, workspace.root, bus)
+        gate, gate_checkout = _make_gate(cfg, workspace, run_id)
+        loop = Loop(
+            cfg, run_id, agent, bus, workspace, gate, guards, JournalControl(journal.conn, run_id)
         )
+        if cfg.tasks:
+            from .tasklist import TaskQueue, task_path
+
+            # On resume, the task file as the run's branch has it: its statuses carry on.
+            path = workspace.root / task_path(cfg.repo, cfg.tasks)
+            loop.tasks = TaskQueue(path, cfg.task_failures, bus)
+            if resume:  # failures in a row go on counting across a resume
+                loop.tasks.restore(*journal.task_failures(run_id, resume.start - 1))
+
+        # Let go of, from here on, in the reverse of this order.
+        stack.callback(STOP.uninstall)
+
+        def write_report(_type: object, error: BaseException | None, _tb: object) -> None:
+            report.finish(cfg, workspace.main_repo, workspace.root, error)
+
+        stack.push(write_report)
+        stack.callback(bus.close)
+        if gate_checkout is not None:
+            stack.callback(gate_checkout.close)
+        stack.callback(getattr(agent, "close", lambda: None))
+        stack.callback(tools.close)
+        stack.callback(STOP.settle)  # a late signal must not cost the run its report
+        STOP.install()
+        yield Run(cfg, run_id, model, workspace, bus, loop, tools, warnings)
+
+
+def _take_workspace(
+    cfg: RunConfig,
+    model: Model,
+    run_id: str,
+    resume: ResumePoint | None,
+    stack: contextlib.ExitStack,
+) -> tuple[Any, Any]:
+    """Take the run's locks (let go of by `stack`, last taken first), then its workspace and
+    journal: a new run is recorded before its branch is made and the checkout switched."""
+    from . import workspace as ws_mod
+    from .store.journal import Journal
+    from .store.locks import acquire_run_lock
+
+    if resume:
+        # Take the run before touching its branch, so a second process cannot switch it; and
+        # the checkout, when the run works in it, so no other run has its HEAD there.
+        stack.callback(acquire_run_lock(cfg.repo, run_id).release)
+        if not resume.worktree:
+            lock = ws_mod.acquire_checkout_lock(cfg.repo, run_id, resuming=True)
+            stack.callback(lock.release)
+        workspace = ws_mod.Workspace.reopen(
+            cfg, resume.branch, resume.worktree, resume.base_commit, run_id, resume.origin
+        )
+        journal = Journal.open(workspace.main_repo)
+        stack.callback(journal.close)  # the bus closes it first; closing twice is harmless
+        return workspace, journal
+    main = ws_mod.check(cfg)
+    if not cfg.worktree:
+        stack.callback(ws_mod.acquire_checkout_lock(main, run_id).release)
+        # A run that held the checkout between our check and our lock may have left it
+        # changed (its branch checked out, its uncommitted work): look again, as its owner.
+        ws_mod.check(cfg, holding_checkout=True)
+    stack.callback(acquire_run_lock(main, run_id).release)
+    journal = Journal.open(main)
+    stack.callback(journal.close)
+    planned: list[str] = []
+
+    def record(branch: str, base: str, root: Path) -> None:
+        planned.append(branch)
+        journal.record_planned(run_id, cfg, model.name, branch, base, root)
+
+    try:
+        # The run is in the journal before its branch exists and the checkout moves: a
+        # kill at any moment after leaves a run `ralph resume` continues.
+        workspace = ws_mod.Workspace.prepare(cfg, run_id, cfg.prompt_name, record=record)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if cfg.in_place or not any(ws_mod._branch_exists(main, b) for b in planned):
+                journal.forget_planned(run_id)  # nothing was made: nothing to resume
+        raise
+    return workspace, journal
 
 
 def execute(
@@ -296,134 +412,13 @@ def execute(
 ) -> RunResult:
     """Run (or resume) the loop; raises UsageError for bad input before creating anything.
     `phase`: the run is a phase of a hardening campaign (campaign.py)."""
-    model = _preflight(cfg, resuming=resume is not None)
+    model = _preflight(cfg, resuming=resume is not None)  # starts the SDK's import
     run_id = resume.run_id if resume else new_run_id()
-    locks: list[Any] = []  # released, last taken first, once the run's process is done with it
-    try:
-        return _execute(cfg, observers, resume, model, run_id, locks, phase)
-    finally:
-        for lock in reversed(locks):
-            lock.release()
+    with open_run(cfg, model, run_id, observers, resume) as run:
+        from .report import resume_command  # imported by open_run already
 
-
-def _execute(
-    cfg: RunConfig,
-    observers: list[Observer] | None,
-    resume: ResumePoint | None,
-    model: Model,
-    run_id: str,
-    locks: list[Any],
-    phase: PhaseLink | None = None,
-) -> RunResult:
-    """Take the run's locks (into `locks`), set up its workspace and journal, drive it."""
-    from . import workspace as ws_mod
-    from .models import model_pricing
-    from .store.journal import Journal
-    from .store.locks import acquire_run_lock
-    from .tools import make_toolset
-
-    if resume:
-        # Take the run before touching its branch, so a second process cannot switch it; and
-        # the checkout, when the run works in it, so no other run has its HEAD there.
-        locks.append(acquire_run_lock(cfg.repo, run_id))
-        if not resume.worktree:
-            locks.append(ws_mod.acquire_checkout_lock(cfg.repo, run_id, resuming=True))
-        workspace = ws_mod.Workspace.reopen(
-            cfg, resume.branch, resume.worktree, resume.base_commit, run_id, resume.origin
-        )
-        journal = Journal.open(workspace.main_repo)
-    else:
-        main = ws_mod.check(cfg)
-        if not cfg.worktree:
-            locks.append(ws_mod.acquire_checkout_lock(main, run_id))
-            # A run that held the checkout between our check and our lock may have left it
-            # changed (its branch checked out, its uncommitted work): look again, as its owner.
-            ws_mod.check(cfg, holding_checkout=True)
-        locks.append(acquire_run_lock(main, run_id))
-        journal = Journal.open(main)
-        planned: list[str] = []
-
-        def record(branch: str, base: str, root: Path) -> None:
-            planned.append(branch)
-            journal.record_planned(run_id, cfg, model.name, branch, base, root)
-
-        try:
-            # The run is in the journal before its branch exists and the checkout moves: a
-            # kill at any moment after leaves a run `ralph resume` continues.
-            workspace = ws_mod.Workspace.prepare(cfg, run_id, cfg.prompt_name, record=record)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                if cfg.in_place or not any(ws_mod._branch_exists(main, b) for b in planned):
-                    journal.forget_planned(run_id)  # nothing was made: nothing to resume
-            journal.close()
-            raise
-    from .report import ReportCollector, resume_command
-
-    report = ReportCollector()  # writes the report at the end, however the run ends
-    bus = Bus(run_id, [journal, *(observers or []), report])
-    if cfg.notify:
-        from .notify import Notifier
-        from .report import report_path
-
-        # Before the report collector: it keeps the notification_failed warnings it emits.
-        notifier = Notifier(
-            cfg.notify,
-            emit=bus.emit,
-            report=str(report_path(workspace.main_repo, run_id)),
-            expect_pr=cfg.pr,
-        )
-        bus.observers.insert(len(bus.observers) - 1, notifier)
-    from .tools.sandbox import remove_dead_homes
-
-    remove_dead_homes()  # what runs killed hard (SIGKILL, OOM) left in the temp directory
-    tools, warnings = make_toolset(cfg, workspace.root)
-    builtin_model = getattr(model, "builtin", model)  # an agent CLI's fallback, if any
-    pricing = model_pricing(builtin_model.name, cfg) if builtin_model else None
-
-    def cost_of(response: ModelResponse) -> float | None:
-        return pricing.cost(response.usage) if pricing else None
-
-    guards = Guards(cfg)
-    if resume:
-        guards.usage, guards.cost_usd, guards.elapsed_before = (
-            resume.usage,
-            resume.cost_usd,
-            resume.elapsed_s,
-        )
-
-    def builtin() -> Agent:
-        return Agent(
-            builtin_model,
-            tools,
-            bus,
-            max_turns=cfg.max_turns,
-            max_output_tokens=cfg.max_output_tokens,
-            cost_of=cost_of,
-        )
-
-    from .agents import assemble
-
-    agent = assemble(cfg, model, builtin, workspace.root, bus)
-
-    gate, gate_checkout = _make_gate(cfg, workspace, run_id)
-    from .control import JournalControl
-
-    control = JournalControl(journal.conn, run_id)
-    loop = Loop(cfg, run_id, agent, bus, workspace, gate, guards, control)
-    if cfg.tasks:
-        from .tasklist import TaskQueue, task_path
-
-        # On resume, the task file as the run's branch has it: its statuses carry on.
-        path = workspace.root / task_path(cfg.repo, cfg.tasks)
-        loop.tasks = TaskQueue(path, cfg.task_failures, bus)
-        if resume:  # failures in a row go on counting across a resume
-            loop.tasks.restore(*journal.task_failures(run_id, resume.start - 1))
-    STOP.install()
-    report_error: BaseException | None = None
-    ended = False  # run_ended was emitted
-    try:
-        bus.emit(
-            "run_started",
+        workspace = run.workspace
+        started = dict(
             prompt=cfg.prompt_source,
             prompt_name=cfg.prompt_name,
             model=model.name,
@@ -443,47 +438,17 @@ def _execute(
             config=cfg.to_dict(),
             **({"campaign_id": phase.campaign_id, "phase": phase.phase} if phase else {}),
         )
-        bus.emit("sandbox", kind=_sandbox_kind(tools), network=cfg.network)
-        for warning in warnings:
-            bus.emit("warning", level="warning", message=warning)
-        if resume and not resume.new_run:
-            _commit_left_over(cfg, workspace, bus, run_id, resume.start)
-        result = loop.run(
-            start=resume.start if resume else 1, feedback=resume.feedback if resume else None
+        result = run.loop.whole(
+            started,
+            sandbox=_sandbox_kind(run.tools),
+            warnings=run.warnings,
+            start=resume.start if resume else 1,
+            feedback=resume.feedback if resume else None,
+            leftover=resume is not None and not resume.new_run,
+            resume_cmd=resume_command(run_id, workspace.main_repo),
         )
-        bus.iteration = None
-        bus.emit(
-            "run_ended",
-            status=result.status,
-            exit_code=int(result.exit_code),
-            reason=result.reason,
-            iterations=result.iterations,
-            usage=result.usage.as_dict(),
-            cost_usd=result.cost_usd,
-            duration_s=round(result.duration_s, 3),
-            resume=resume_command(run_id, workspace.main_repo)
-            if RunStatus(result.status).resumable
-            else None,
-        )
-        ended = True
         if cfg.pr and result.status not in (RunStatus.INTERRUPTED, RunStatus.STOPPED):
-            result.pr_failed = not _publish(cfg, workspace, result, bus)
+            result.pr_failed = not _publish(cfg, workspace, result, run.bus)
         if RunStatus(result.status).finished and not cfg.no_commit and phase is None:
-            _drop_empty_branch(workspace, bus)
-        STOP.settle()  # the run is over: a late signal must not cost its report
+            _drop_empty_branch(workspace, run.bus)
         return result
-    except BaseException as exc:
-        report_error = exc
-        if not ended:
-            resume_at = resume_command(run_id, workspace.main_repo)
-            _end_cut_short(bus, exc, guards, time.monotonic() - loop.started, resume_at)
-        raise
-    finally:
-        STOP.settle()
-        tools.close()
-        getattr(agent, "close", lambda: None)()
-        if gate_checkout is not None:
-            gate_checkout.close()
-        bus.close()
-        report.finish(cfg, workspace.main_repo, workspace.root, report_error)
-        STOP.uninstall()
