@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import gitrun
 from .config import RunConfig, build_config, restore_config, validate
 from .errors import ExitCode, UsageError
 from .events import Observer
+from .git.api import GitHubError
+from .git.pr import draft_for, publish
 from .models.base import Usage
 from .status import RunStatus
 
@@ -383,15 +386,12 @@ class _Campaign:
         return [seen[p] for p in self.cfg.phases if p in seen]
 
     def _publish(self, result: CampaignResult) -> None:
-        from .github import GitHubError, draft_for, publish
         from .hardening import render_campaign_markdown
 
         row = self.row()
         branch, base = row.get("branch"), row.get("base_commit")
         if not branch or not base:
             return
-        from . import gitrun
-
         root = self.root()
         count = gitrun.run(root, "rev-list", "--count", f"{base}..{branch}", check=False)
         if count.stdout.strip() in (b"", b"0"):

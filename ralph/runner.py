@@ -13,13 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import gitrun
 from .agent import Agent
 from .config import RunConfig
 from .errors import UsageError
 from .events import Bus, Observer
 from .gate import Gate, parse_artifacts
+from .git.api import GitHubError
+from .git.pr import draft_for, pr_title, preflight, publish
 from .guards import Guards
 from .loop import Loop, RunResult, iteration_message, system_prompt
+from .markdown import text as md_text
 from .models.base import Model, ModelResponse, Usage
 from .signals import STOP
 from .status import RunStatus
@@ -143,7 +147,6 @@ def _check_pr(cfg: RunConfig) -> None:
         return
     if cfg.no_commit:
         raise UsageError("--pr needs commits to push; drop --no-commit")
-    from .github import GitHubError, preflight
 
     try:  # token, remote, repository access and push credentials, before any model call
         preflight(cfg.repo, cfg.remote, base=cfg.pr_base, environ=os.environ)
@@ -153,9 +156,6 @@ def _check_pr(cfg: RunConfig) -> None:
 
 def _publish(cfg: RunConfig, workspace: Any, result: RunResult, bus: Bus) -> bool:
     """Push the run branch and open or update its pull request; False when that failed."""
-    from . import gitrun
-    from .github import GitHubError, draft_for, pr_title, publish
-    from .markdown import text as md_text
     from .report import build_summary, render_markdown
 
     span = f"{workspace.base_commit}..{workspace.branch}"

@@ -13,20 +13,9 @@ from typing import Any
 
 import pytest
 
-from ralph.github import (
-    GitHubAPI,
-    GitHubError,
-    PublishResult,
-    auth_env,
-    default_graphql_url,
-    draft_for,
-    parse_remote,
-    pr_body,
-    pr_title,
-    preflight,
-    publish,
-    resolve_repo,
-)
+from ralph.git.api import GitHubAPI, GitHubError, default_graphql_url
+from ralph.git.pr import PublishResult, draft_for, pr_body, pr_title, preflight, publish
+from ralph.git.push import auth_env, parse_remote, resolve_repo
 from tests.fakegithub import FakeGitHub
 from tests.helpers import git, make_repo
 

@@ -19,7 +19,7 @@ import cmarkgfm
 import pytest
 from cmarkgfm.cmark import Options
 
-from ralph.github import pr_body, pr_title
+from ralph.git.pr import pr_body, pr_title
 from ralph.markdown import ZWSP, code, neutralise, one_line, text
 from ralph.report import IterationRow, RunSummary, render_markdown
 from ralph.workspace import commit_message
