@@ -743,6 +743,13 @@ def watch_cmd(
     _exit_with(code)
 
 
+def _add_fleet() -> None:
+    """`ralph fleet ...` (Temporal): its Typer group is light; the SDK loads when one runs."""
+    from .fleet.cli import fleet_app
+
+    app.add_typer(fleet_app, name="fleet")
+
+
 def _exit_fast(run: Callable[[], None]) -> NoReturn:
     """Run an entry point, then leave without the interpreter's teardown (~0.6 s of freeing
     the SDK's 3,000 modules), once what must be durable is out: the runner has closed the
@@ -782,4 +789,5 @@ def main() -> None:
     """Entry point of `ralph`: the command group."""
     from .logs import run_app
 
+    _add_fleet()  # not for `ralph-loop`, which has no sub-commands
     _exit_fast(lambda: run_app(app, "ralph"))

@@ -1,0 +1,204 @@
+"""The fleet's activities, run by `ralph fleet worker`: prepare a run, run one iteration (in
+a process of its own, heartbeating while it works), open the pull request at the end.
+
+Credentials come from the worker's environment only (ANTHROPIC_API_KEY, GITHUB_TOKEN, ...);
+nothing an activity returns carries one (summaries and reasons are redacted by the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ..errors import RalphError, UsageError
+from .model import (
+    IterationInput,
+    IterationResult,
+    Prepared,
+    Published,
+    PublishInput,
+    RepoRun,
+)
+
+PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 30.0  # a cancelled iteration's process gets this long to commit and push
+
+
+def _die_with_parent() -> None:
+    """In the iteration's process: the kernel kills it when the worker dies (SIGKILL, OOM),
+    so it never pushes behind the back of the worker that takes the run over."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _job_error(exc: RalphError) -> ApplicationError:
+    """A RalphError as Temporal sees it: a usage error is not worth another attempt."""
+    from ..redact import redact
+
+    return ApplicationError(
+        redact(exc.message), type=type(exc).__name__, non_retryable=isinstance(exc, UsageError)
+    )
+
+
+class Activities:
+    """The activities of one worker, which keeps its checkouts under `workdir`."""
+
+    def __init__(self, workdir: Path, identity: str) -> None:
+        self.workdir = workdir
+        self.identity = identity
+
+    @activity.defn(name="ralph.prepare")
+    async def prepare(self, run: RepoRun) -> Prepared:
+        """Clone (or fetch) the repository, resolve the base, check the settings."""
+        try:
+            return await asyncio.to_thread(self._prepare, run, activity.info().workflow_id or "")
+        except RalphError as exc:
+            raise _job_error(exc) from None
+
+    def _prepare(self, run: RepoRun, workflow_id: str) -> Prepared:
+        from ..models import make_model, model_pricing
+        from ..runner import _preflight
+        from .iteration import checkout_dir, resolve_base, run_config, sync_checkout
+
+        job = run.job
+        root = checkout_dir(self.workdir, workflow_id)
+        sync_checkout(root, job)
+        base, base_commit = resolve_base(root, job.base)
+        cfg = run_config(job, root)
+        _preflight(cfg)  # model, credentials, sandbox: a job this worker cannot run says so
+        if run.budgeted:
+            model = make_model(cfg)
+            if model_pricing(model.name, cfg) is None:
+                raise UsageError(
+                    f"the fleet's max_cost needs a price for model {model.name!r}: set "
+                    "`pricing:` in the fleet's settings (or RALPH_PRICING on the workers)"
+                )
+        branch = job.branch or f"ralph/{cfg.prompt_name}-{run.started}"
+        return Prepared(base, base_commit, branch, cfg.max_iterations, cfg.prompt_name)
+
+    @activity.defn(name="ralph.iterate")
+    async def iterate(self, inp: IterationInput) -> IterationResult:
+        """Run one iteration in a process of its own; heartbeat until it ends. Cancelled,
+        the process gets SIGTERM and ends the iteration as an interrupted one (committed and
+        pushed); a worker that dies takes the process with it (Temporal runs it again)."""
+        info = activity.info()
+        every = max(
+            0.2, (info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else 30.0) / 4
+        )
+        with tempfile.TemporaryDirectory(prefix="ralph-fleet-") as tmp:
+            src, dst = Path(tmp) / "in.json", Path(tmp) / "out.json"
+            src.write_text(json.dumps(asdict(inp)), encoding="utf-8")
+            env = dict(os.environ, RALPH_FLEET_DIR=str(self.workdir),
+                       RALPH_FLEET_WORKER=self.identity)  # fmt: skip
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ralph.fleet.iteration", str(src), str(dst),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE, env=env, preexec_fn=_die_with_parent,
+            )  # fmt: skip
+            assert proc.stderr is not None
+            errors = asyncio.ensure_future(proc.stderr.read())
+            try:
+                while True:
+                    activity.heartbeat(inp.iteration)
+                    try:
+                        await asyncio.wait_for(asyncio.shield(proc.wait()), every)
+                        break
+                    except TimeoutError:
+                        continue
+            except asyncio.CancelledError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_GRACE_S)
+                if proc.returncode is None:
+                    proc.kill()
+                raise
+            stderr = (await errors).decode("utf-8", "replace").strip()
+            if proc.returncode != 0 or not dst.exists():
+                lines = [ln for ln in stderr.splitlines() if ln.strip()]
+                why = lines[-1] if lines else f"exit code {proc.returncode}"
+                from ..redact import redact
+
+                raise ApplicationError(
+                    redact(why), type="IterationFailed", non_retryable=proc.returncode == 2
+                )
+            data = json.loads(dst.read_text(encoding="utf-8"))
+            data["worker"] = self.identity
+            return IterationResult(**data)
+
+    @activity.defn(name="ralph.publish")
+    async def publish(self, inp: PublishInput) -> Published:
+        """Push the run branch and open or update its pull request."""
+        try:
+            return await asyncio.to_thread(self._publish, inp)
+        except RalphError as exc:
+            from ..github import GitHubError
+
+            if isinstance(exc, GitHubError):
+                return Published(None, None, exc.message)
+            raise _job_error(exc) from None
+
+    def _publish(self, inp: PublishInput) -> Published:
+        from .. import gitrun
+        from ..github import draft_for, pr_title, publish
+        from .iteration import checkout_dir, push_remote, run_config, sync_checkout
+
+        job = inp.job
+        root = checkout_dir(self.workdir, inp.workflow_id)
+        tip = sync_checkout(root, job, inp.branch)
+        if tip is None:
+            return Published(None, None, "the run branch is not on the remote: no pull request")
+        gitrun.run(root, "checkout", "-q", "-f", "-B", inp.branch, tip)
+        cfg = run_config(job, root)
+        pr = publish(
+            root,
+            inp.branch,
+            title=pr_title(cfg.prompt_name, inp.status, inp.iterations, inp.max_iterations),
+            body=pr_body(inp),
+            remote=push_remote(job),
+            base=inp.base,
+            labels=cfg.pr_labels,
+            draft=draft_for(inp.status, cfg.pr_draft),
+            github_repo=job.github,
+        )
+        problem = "; ".join(pr.problems) or None
+        return Published(pr.url, pr.number, problem)
+
+
+def pr_body(inp: PublishInput) -> str:
+    """The pull request's description: how the run ended and what each iteration did."""
+    from ..markdown import code, text
+    from ..status import RunStatus
+
+    try:
+        label = RunStatus(inp.status).label
+    except ValueError:
+        label = inp.status
+    lines = [
+        f"## ralph fleet: {text(inp.job.prompt_name)} on {code(inp.job.name)}",
+        "",
+        f"**{text(label)}** after {inp.iterations} iteration(s): {text(inp.reason)}",
+        "",
+        "| # | outcome | summary | cost | worker |",
+        "|---|---|---|---|---|",
+    ]
+    for rec in inp.records:
+        cost = "?" if rec.cost_usd is None else f"${rec.cost_usd:.4f}"
+        lines.append(
+            f"| {rec.number} | {text(rec.outcome)} | {text(rec.summary)} | {cost} | "
+            f"{code(rec.worker)} |"
+        )
+    total = "?" if inp.cost_usd is None else f"${inp.cost_usd:.4f}"
+    lines += ["", f"Cost: {total}. Workflow {code(inp.workflow_id)}."]
+    return "\n".join(lines)

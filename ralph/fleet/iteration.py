@@ -1,0 +1,248 @@
+"""One iteration of a fleet run, in a process of its own on a worker (`python -m
+ralph.fleet.iteration IN.json OUT.json`): clone or fetch the repository, check out the run
+branch as the last iteration pushed it, run that one iteration with ralph's own loop (a
+resumed run: same run id, branch and totals), push the branch, write the result.
+
+A process per iteration: the loop's signal handling, process-wide stop flag and sandbox are
+each run's own, a cancelled iteration ends as an interrupted one does at a terminal (SIGTERM:
+the work so far is committed and pushed), and a worker that dies takes the iteration with it
+(the worker asks the kernel to kill this process then) instead of leaving it pushing behind
+the back of the worker that takes the run over. Imports no Temporal code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .. import gitrun
+from ..errors import ExitCode, RalphError, UsageError
+from ..events import Event
+from .model import Guide, IterationInput, IterationResult, RepoJob
+
+PUSH_REMOTE = "ralph-work"  # the remote run branches go to, when it is not origin
+
+
+def checkout_dir(workdir: Path, workflow_id: str) -> Path:
+    """Where a worker keeps its checkout of one run: a name made of the workflow id."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in workflow_id)
+    return workdir / "checkouts" / safe
+
+
+def _git(root: Path, *args: str, check: bool = True) -> Any:
+    env = _auth(root, args)
+    return gitrun.run(root, *args, check=check, env=env, timeout=600.0)
+
+
+def _auth(root: Path, args: tuple[str, ...]) -> dict[str, str]:
+    """The GitHub token for fetches from the API's own host (never stored in .git/config)."""
+    from ..github import auth_env, remote_url
+
+    if not args or args[0] != "fetch" or len(args) < 3:
+        return {}
+    remote = next((a for a in args[1:] if not a.startswith("-")), None)
+    if remote is None:
+        return {}
+    try:
+        url = remote_url(root, remote, push=False)
+    except RalphError:
+        return {}
+    token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
+    api = (os.environ.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/")
+    count = int(gitrun.git_env().get("GIT_CONFIG_COUNT", "0") or "0")
+    return auth_env(url, token, api, os.environ, count)
+
+
+def push_remote(job: RepoJob) -> str:
+    return PUSH_REMOTE if job.work_remote else "origin"
+
+
+def sync_checkout(root: Path, job: RepoJob, branch: str | None = None) -> str | None:
+    """Make `root` a checkout of the job's repository with every branch fetched; the tip of
+    the run branch on the remote it is pushed to, or None when it is not there (yet)."""
+    if not (root / ".git").is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        _git(root, "init", "-q")
+        _git(root, "remote", "add", "origin", job.url)
+        if job.work_remote:
+            _git(root, "remote", "add", PUSH_REMOTE, job.work_remote)
+    _git(root, "fetch", "-q", "--prune", "--no-tags", "origin",
+         "+refs/heads/*:refs/remotes/origin/*")  # fmt: skip
+    if branch is None:
+        return None
+    remote = push_remote(job)
+    if remote != "origin":
+        _git(root, "fetch", "-q", "--no-tags", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
+             check=False)  # fmt: skip
+    tip = _git(root, "rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{branch}^{{commit}}",
+               check=False)  # fmt: skip
+    return tip.stdout.decode().strip() if tip.returncode == 0 else None
+
+
+def resolve_base(root: Path, base: str | None) -> tuple[str, str]:
+    """(base branch, its commit) on origin: `base`, or the remote's default branch."""
+    if base is None:
+        head = _git(root, "ls-remote", "--symref", "origin", "HEAD", check=False)
+        for line in head.stdout.decode().splitlines():
+            if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
+                base = line.split("\t")[0].removeprefix("ref: refs/heads/")
+        if base is None:
+            raise UsageError(f"{root}: the remote names no default branch; give `base:`")
+    found = _git(root, "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{base}^{{commit}}",
+                 check=False)  # fmt: skip
+    if found.returncode != 0:
+        raise UsageError(f"the repository has no branch {base!r}; fix `base:` in the fleet file")
+    return base, found.stdout.decode().strip()
+
+
+def run_config(job: RepoJob, root: Path) -> Any:
+    """The run's RunConfig as this worker resolves it: defaults < the repository's ralph.yaml
+    (which may only tighten) < front matter < this worker's RALPH_* < the fleet's settings."""
+    from ..config import build_config, parse_layer
+
+    flags = parse_layer(job.settings, f"fleet settings of {job.name}")
+    flags["pr"] = False  # the fleet opens the pull request once the run has ended
+    return build_config(job.prompt, flags, root)
+
+
+class _OneIteration:
+    """Collects the iteration's end, and asks the loop (as `ralph stop` would) to end after
+    it: the next iteration is the workflow's to start, wherever it runs."""
+
+    def __init__(self, db: Path, run_id: str, iteration: int) -> None:
+        self.db, self.run_id, self.iteration = db, run_id, iteration
+        self.ended: dict[str, Any] | None = None
+        self.rejected: list[str] | None = None
+
+    def handle(self, event: Event) -> None:
+        if event.iteration != self.iteration:
+            return
+        if event.name == "promise_seen" and not event.data.get("accepted"):
+            self.rejected = list(event.data.get("reasons") or [])
+        elif event.name == "promise_seen":
+            self.rejected = None
+        if event.name == "iteration_ended":
+            self.ended = dict(event.data)
+            from ..control import request_stop
+
+            conn = sqlite3.connect(self.db, timeout=10.0, isolation_level=None)
+            try:
+                request_stop(conn, self.run_id)
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        pass
+
+
+def _give_guidance(root: Path, run_id: str, guidance: list[Guide]) -> None:
+    """The workflow's guidance as one-shot requests in this checkout's journal: the loop
+    gives them to the iteration (the workflow resends what is to be kept)."""
+    if not guidance:
+        return
+    from ..control import add_guidance
+    from ..journal import Journal
+
+    journal = Journal.open(root)
+    try:
+        for guide in guidance:
+            add_guidance(journal.conn, run_id, guide.text, keep=False)
+    finally:
+        journal.close()
+
+
+def run_iteration(inp: IterationInput, workdir: Path) -> IterationResult:
+    """Run iteration `inp.iteration` of the run in this worker's checkout; push it."""
+    from ..gate import rejection_feedback
+    from ..github import push_branch
+    from ..journal import db_path
+    from ..models.base import Usage
+    from ..runner import ResumePoint, execute
+
+    job = inp.job
+    root = checkout_dir(workdir, inp.workflow_id)
+    tip = sync_checkout(root, job, inp.branch)
+    if tip is None and inp.expected_head is not None:
+        raise RalphError(
+            f"the run branch {inp.branch} is gone from the remote (it was at "
+            f"{inp.expected_head[:12]}); the run cannot go on"
+        )
+    start = tip or inp.base_commit
+    _git(root, "checkout", "-q", "-f", "-B", inp.branch, start)
+    _git(root, "clean", "-q", "-ffdx", "-e", "/.ralph/")
+    cfg = run_config(job, root)
+    _give_guidance(root, inp.run_id, inp.guidance)
+    watch = _OneIteration(db_path(root), inp.run_id, inp.iteration)
+    point = ResumePoint(
+        run_id=inp.run_id,
+        start=inp.iteration,
+        usage=Usage(**inp.usage),
+        cost_usd=inp.cost_usd,
+        elapsed_s=inp.elapsed_s,
+        branch=inp.branch,
+        worktree=None,
+        base_commit=inp.base_commit,
+        feedback=inp.feedback,
+    )
+    db_path(root).parent.mkdir(parents=True, exist_ok=True)
+    result = execute(cfg, [watch], point)
+    head = _git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{inp.branch}",
+                check=False).stdout.decode().strip()  # fmt: skip
+    if head and head != inp.base_commit and head != tip:
+        token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
+        api = (os.environ.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/")
+        push_branch(root, push_remote(job), inp.branch, token=token, api_url=api)
+    ended = watch.ended or {}
+    cost = result.cost_usd
+    return IterationResult(
+        iteration=inp.iteration,
+        status=str(result.status),
+        reason=result.reason,
+        outcome=str(ended.get("outcome") or ""),
+        summary=str(ended.get("summary") or ""),
+        commit=ended.get("commit"),
+        head=head or None,
+        usage=result.usage.as_dict(),
+        cost_usd=cost,
+        iteration_cost_usd=None if cost is None or inp.cost_usd is None else cost - inp.cost_usd,
+        elapsed_s=inp.elapsed_s + result.duration_s,
+        feedback=rejection_feedback(watch.rejected) if watch.rejected else None,
+        worker=socket.gethostname(),
+    )
+
+
+def load_input(path: Path) -> IterationInput:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    job = RepoJob(**data.pop("job"))
+    guidance = [Guide(**g) for g in data.pop("guidance", [])]
+    return IterationInput(job=job, guidance=guidance, **data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """IN.json (an IterationInput) OUT.json; exit 0 with OUT written, 2 for a problem with
+    the job (not worth another attempt), 1 for anything else; the message on stderr."""
+    args = sys.argv[1:] if argv is None else argv
+    inp = load_input(Path(args[0]))
+    workdir = Path(os.environ.get("RALPH_FLEET_DIR") or Path.cwd())
+    try:
+        result = run_iteration(inp, workdir)
+    except RalphError as exc:
+        from ..redact import redact
+
+        sys.stderr.write(f"ralph fleet: error: {redact(exc.message)}\n")
+        return int(ExitCode.USAGE if isinstance(exc, UsageError) else ExitCode.ERROR)
+    out = Path(args[1])
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(result)), encoding="utf-8")
+    os.replace(tmp, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
