@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fakeapi import FakeAPI, Message, Recorded, Reply, Stall, text, tool_use
+from tests.fakeapi import FakeAPI, Message, Recorded, Reply, text, tool_use
 from tests.fakegithub import FakeGitHub, Repo
 from tests.helpers import BIN, HANG, clean_env, git, make_repo, run_cli, wait_for
 
@@ -50,20 +50,29 @@ def free_port() -> int:
 @dataclass
 class Model:
     """The scripted agent: per repository (the checkout's name ends in it) and iteration, a
-    file written, then a summary; the promise in iteration `done_at`."""
+    file written, then a summary; the promise in iteration `done_at`. A held iteration's
+    first request waits (in the server) until the test lets it go."""
 
     done_at: dict[str, int] = field(default_factory=dict)
-    hold: tuple[str, int] | None = None  # the first request of this (repo, iteration) hangs
-    held: threading.Event = field(default_factory=threading.Event)
-    firsts: list[tuple[str, int]] = field(default_factory=list)  # first turns, in order
+    arrived: dict[tuple[str, int], threading.Event] = field(default_factory=dict)
+    go: dict[tuple[str, int], threading.Event] = field(default_factory=dict)
+    firsts: list[tuple[str, int, str]] = field(default_factory=list)  # first turns, in order
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hold(self, repo: str, iteration: int) -> threading.Event:
+        """Hold the first request of `iteration` of `repo`; the event is set when it arrives."""
+        self.arrived[(repo, iteration)] = threading.Event()
+        self.go[(repo, iteration)] = threading.Event()
+        return self.arrived[(repo, iteration)]
+
+    def started(self, repo: str) -> list[int]:
+        return [i for r, i, _ in self.firsts if r == repo]
 
     def __call__(self, req: Recorded) -> Reply:
         body = req.json
-        root = re.search(
-            r"repository at (\S+)\.",
-            body["system"][0]["text"] if isinstance(body["system"], list) else body["system"],
-        )
+        system = body["system"]
+        system = system[0]["text"] if isinstance(system, list) else system
+        root = re.search(r"repository at (\S+)\.", system)
         repo = root.group(1).rsplit(".", 1)[-1] if root else "?"
         first = body["messages"][0]["content"]
         first = first if isinstance(first, str) else first[0]["text"]
@@ -72,17 +81,22 @@ class Model:
                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}  # fmt: skip
         if len(body["messages"]) == 1:
             with self.lock:
-                self.firsts.append((repo, i))
-                hold = self.hold == (repo, i) and not self.held.is_set()
+                self.firsts.append((repo, i, first))
+                arrived = self.arrived.get((repo, i))
+                hold = arrived is not None and not arrived.is_set()
                 if hold:
-                    self.held.set()
+                    arrived.set()
             if hold:
-                return Stall(None)
+                self.go[(repo, i)].wait(HANG)
             edit = {"command": "create", "path": f"notes/{i}.md", "file_text": f"iteration {i}\n"}
             return Message([text("Working."), tool_use("str_replace_based_edit_tool", edit)],
                            usage=usage)  # fmt: skip
         done = " <promise>DONE</promise>" if self.done_at.get(repo) == i else ""
         return Message(f"Hardened step {i}.{done}", usage=usage)
+
+    def release_all(self) -> None:
+        for event in self.go.values():
+            event.set()
 
 
 @dataclass
@@ -109,7 +123,7 @@ class Env:
             "fleet": name,
             "prompt": "Harden this repository. <promise>DONE</promise>",
             "settings": {"max_iterations": 3, "sandbox": "none", "pricing": PRICING},
-            "temporal": {"heartbeat": 2, "retry": 0.2, "attempts": 3},
+            "temporal": {"heartbeat": 4, "retry": 0.2, "attempts": 3},
             "repositories": [
                 {"url": str(self.remote(r)), "name": r, "base": "main", "github": f"octo/{r}"}
                 for r in repos
@@ -138,10 +152,19 @@ class Env:
         return run_cli(["fleet", *args, "--address", self.address], cwd=self.tmp,
                        command="ralph", env=self.env)  # fmt: skip
 
-    def client(self) -> Any:
-        from temporalio.client import Client
+    def listed(self, fleet_id: str, count: int, status: str) -> list[dict[str, Any]]:
+        """`ralph fleet status --fleet ID --json`, once Temporal's visibility (updated after
+        the fact) shows `count` runs in `status`."""
+        rows: list[dict[str, Any]] = []
 
-        return Client.connect(self.address)
+        def ready() -> bool:
+            proc = self.ralph("status", "--fleet", fleet_id, "--json")
+            assert proc.returncode == 0, proc.stderr
+            rows[:] = json.loads(proc.stdout)
+            return len(rows) == count and all(r["status"] == status for r in rows)
+
+        wait_for(ready, f"{count} runs {status} in `ralph fleet status`")
+        return rows
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +204,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 proc.wait()
         server.terminate()
         server.wait(60)
+        model.release_all()
         api.stop()
         gh.stop()
 
@@ -229,8 +253,8 @@ async def _result(address: str, workflow_id: str) -> Any:
 
 def test_fleet_runs_three_repositories_and_survives_a_killed_worker(fleet: Env) -> None:
     names = ["alpha", "bravo", "charlie"]
-    fleet.model.done_at.update({n: 3 for n in names})
-    fleet.model.hold = ("bravo", 2)
+    fleet.model.done_at.update({n: 2 for n in names})
+    held = fleet.model.hold("bravo", 2)
     path = fleet.fleet_file("main", names)
     first = fleet.start_worker("one")
     submitted = fleet.ralph("submit", str(path))
@@ -238,7 +262,7 @@ def test_fleet_runs_three_repositories_and_survives_a_killed_worker(fleet: Env) 
     fleet_id = re.search(r"started fleet (\S+):", submitted.stdout).group(1)  # type: ignore[union-attr]
 
     # bravo's iteration 2 is in flight on the only worker: a second one starts, the first dies.
-    wait_for(fleet.model.held.is_set, "bravo's second iteration to start")
+    wait_for(held.is_set, "bravo's second iteration to start")
     fleet.start_worker("two")
     first.send_signal(signal.SIGKILL)
     first.wait(HANG)
@@ -251,28 +275,26 @@ def test_fleet_runs_three_repositories_and_survives_a_killed_worker(fleet: Env) 
         branch = pr["head"]["ref"]
         assert pr["base"]["ref"] == "main" and pr["title"].endswith("completed")
         # Every iteration once on the branch: none lost, none committed twice.
-        assert _branch_iterations(bare, branch) == ["1", "2", "3"], name
-        firsts = [i for repo, i in fleet.model.firsts if repo == name]
+        assert _branch_iterations(bare, branch) == ["1", "2"], name
+        firsts = fleet.model.started(name)
         # Each iteration began once, but for an iteration the killed worker had in flight.
-        assert sorted(set(firsts)) == [1, 2, 3] and len(firsts) - 3 <= 1, (name, firsts)
-    assert [i for repo, i in fleet.model.firsts if repo == "bravo"] == [1, 2, 2, 3]
+        assert sorted(set(firsts)) == [1, 2] and len(firsts) - 2 <= 1, (name, firsts)
+    assert fleet.model.started("bravo") == [1, 2, 2]
 
     shown = fleet.ralph("show", f"{fleet_id}.bravo", "--json")
     assert shown.returncode == 0, shown.stderr
     bravo = json.loads(shown.stdout)
     workers = [rec["worker"] for rec in bravo["iterations"]]
-    assert bravo["status"] == "completed" and len(workers) == 3
-    assert workers[0] != workers[1] == workers[2]  # taken over by the second worker
-    assert bravo["cost_usd"] == pytest.approx(0.6)
+    assert bravo["status"] == "completed" and len(workers) == 2
+    assert workers[0] != workers[1]  # taken over by the second worker
+    assert bravo["cost_usd"] == pytest.approx(0.4)
 
-    listed = fleet.ralph("status", "--fleet", fleet_id, "--json")
-    assert listed.returncode == 0, listed.stderr
-    rows = json.loads(listed.stdout)
+    rows = fleet.listed(fleet_id, 3, "completed")
     assert sorted(r["repository"] for r in rows) == sorted(
         str(fleet.gh.bare_repo("octo", n)) for n in names
     )
-    assert [(r["status"], r["iterations"]) for r in rows] == [("completed", 3)] * 3
-    assert [r["cost_usd"] for r in rows] == pytest.approx([0.6] * 3)
+    assert [(r["status"], r["iterations"]) for r in rows] == [("completed", 2)] * 3
+    assert [r["cost_usd"] for r in rows] == pytest.approx([0.4] * 3)
     table = fleet.ralph("status", "--fleet", fleet_id)
     assert "REPOSITORY" in table.stdout and table.stdout.count("completed") == 3
 
@@ -292,7 +314,7 @@ def test_fleet_budget_stops_new_iterations(fleet: Env) -> None:
         (3, False),
     ]
     assert shown["cost_usd"] == pytest.approx(0.4)
-    assert [i for repo, i in fleet.model.firsts if repo == "delta"] == [1, 2]
+    assert fleet.model.started("delta") == [1, 2]
     [pr] = fleet.gh.pulls("octo/delta")
     assert pr["draft"] is True and pr["title"].endswith("budget ran out")
 
@@ -318,3 +340,37 @@ def test_schedule_triggers_a_fleet_and_no_secret_reaches_temporal(fleet: Env) ->
     dump = asyncio.run(_histories(fleet.address))
     assert "RalphRepo" in dump and "Hardened step" in dump
     assert API_KEY not in dump and TOKEN not in dump
+
+
+def test_steer_reaches_the_next_iteration_and_cancel_interrupts_the_run(fleet: Env) -> None:
+    path = fleet.fleet_file("steered", ["golf"])
+    first, second = fleet.model.hold("golf", 1), fleet.model.hold("golf", 2)
+    if not any(w.poll() is None for w in fleet.workers):
+        fleet.start_worker("five")
+    submitted = fleet.ralph("submit", str(path))
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = re.search(r"started fleet (\S+):", submitted.stdout).group(1) + ".golf"  # type: ignore[union-attr]
+    wait_for(first.is_set, "golf's first iteration")
+    steered = fleet.ralph("steer", run_id, "Check the login handler first.")
+    assert steered.returncode == 0, steered.stderr
+    fleet.model.go[("golf", 1)].set()
+    wait_for(second.is_set, "golf's second iteration")
+    [(_, _, message)] = [f for f in fleet.model.firsts if f[:2] == ("golf", 2)]
+    assert "[operator]" in message and "Check the login handler first." in message
+    [(_, _, before)] = [f for f in fleet.model.firsts if f[:2] == ("golf", 1)]
+    assert "login handler" not in before  # iteration 1 had begun before it was given
+
+    cancelled = fleet.ralph("cancel", run_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    from temporalio.client import WorkflowFailureError
+    from temporalio.exceptions import CancelledError
+
+    with pytest.raises(WorkflowFailureError) as ended:
+        asyncio.run(_result(fleet.address, run_id))
+    assert isinstance(ended.value.cause, CancelledError)  # the workflow ends as cancelled
+    shown = json.loads(fleet.ralph("show", run_id, "--json").stdout)
+    assert shown["status"] == "interrupted" and len(shown["iterations"]) == 1
+    [row] = fleet.listed(run_id.rsplit(".", 1)[0], 1, "interrupted")
+    assert row["iterations"] == 1
+    assert fleet.model.started("golf") == [1, 2]  # no third iteration
+    assert not fleet.gh.pulls("octo/golf")

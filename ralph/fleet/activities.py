@@ -57,6 +57,20 @@ class Activities:
     def __init__(self, workdir: Path, identity: str) -> None:
         self.workdir = workdir
         self.identity = identity
+        # The iteration process of each workflow: an attempt Temporal gave up on (its
+        # heartbeats were late) may still run here when the next attempt comes.
+        self.running: dict[str, asyncio.subprocess.Process] = {}
+
+    async def _stop(self, proc: asyncio.subprocess.Process) -> None:
+        """SIGTERM: the iteration ends as interrupted (committed, pushed); SIGKILL if slow."""
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_GRACE_S)
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
 
     @activity.defn(name="ralph.prepare")
     async def prepare(self, run: RepoRun) -> Prepared:
@@ -96,6 +110,9 @@ class Activities:
         every = max(
             0.2, (info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else 30.0) / 4
         )
+        earlier = self.running.get(inp.workflow_id)
+        if earlier is not None and earlier.returncode is None:
+            await self._stop(earlier)  # one process per checkout
         with tempfile.TemporaryDirectory(prefix="ralph-fleet-") as tmp:
             src, dst = Path(tmp) / "in.json", Path(tmp) / "out.json"
             src.write_text(json.dumps(asdict(inp)), encoding="utf-8")
@@ -106,6 +123,7 @@ class Activities:
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE, env=env, preexec_fn=_die_with_parent,
             )  # fmt: skip
+            self.running[inp.workflow_id] = proc
             assert proc.stderr is not None
             errors = asyncio.ensure_future(proc.stderr.read())
             try:
@@ -117,13 +135,11 @@ class Activities:
                     except TimeoutError:
                         continue
             except asyncio.CancelledError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_GRACE_S)
-                if proc.returncode is None:
-                    proc.kill()
+                await self._stop(proc)
                 raise
+            finally:
+                if self.running.get(inp.workflow_id) is proc and proc.returncode is not None:
+                    del self.running[inp.workflow_id]
             stderr = (await errors).decode("utf-8", "replace").strip()
             if proc.returncode != 0 or not dst.exists():
                 lines = [ln for ln in stderr.splitlines() if ln.strip()]

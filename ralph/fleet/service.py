@@ -119,6 +119,9 @@ async def run_worker(
         # A dead worker's cached workflows move to the others after this long.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
         graceful_shutdown_timeout=timedelta(seconds=35),
+        # Heartbeats go out at most this often (else every 0.8 heartbeat timeouts, which a
+        # loaded machine can miss by the remaining 0.2).
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
     )
     async with worker:
         out.write(

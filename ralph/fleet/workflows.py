@@ -23,7 +23,7 @@ from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
 )
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from ..status import RunStatus
@@ -156,17 +156,24 @@ class RepoWorkflow:
                 self._end(RunStatus(result.status), result.reason)
                 break
         except ActivityError as exc:
-            self._end(RunStatus.ERROR, _why(exc))
+            if not isinstance(exc.cause, CancelledError):
+                self._end(RunStatus.ERROR, _why(exc))
+            else:  # the activity confirmed our cancellation: the workflow is cancelled
+                await self._cancelled(run)
+                raise asyncio.CancelledError() from None
         except asyncio.CancelledError:
-            self._end(RunStatus.INTERRUPTED, "cancelled through Temporal (ralph fleet cancel)")
-            if run.fleet_id:
-                await asyncio.shield(self._report(run.fleet_id))
+            await self._cancelled(run)
             raise
         if run.fleet_id:
             await self._report(run.fleet_id)
         if job.pr and head and st.status not in (RunStatus.INTERRUPTED, RunStatus.STOPPED):
             await self._open_pr(run, prepared)
         return self.state
+
+    async def _cancelled(self, run: RepoRun) -> None:
+        self._end(RunStatus.INTERRUPTED, "cancelled through Temporal (ralph fleet cancel)")
+        if run.fleet_id:
+            await asyncio.shield(self._report(run.fleet_id))
 
     async def _ask(self, run: RepoRun, i: int) -> bool:
         assert run.fleet_id is not None
