@@ -104,7 +104,8 @@ def resolve_base(root: Path, base: str | None) -> tuple[str, str]:
 def run_config(job: RepoJob, root: Path) -> Any:
     """The run's RunConfig as this worker resolves it: defaults < the repository's ralph.yaml
     (which may only tighten) < front matter < this worker's RALPH_* < the fleet's settings."""
-    from ..config import build_config, parse_layer
+    from ..config import build_config
+    from ..layers import parse_layer
 
     flags = parse_layer(job.settings, f"fleet settings of {job.name}")
     flags["pr"] = False  # the fleet opens the pull request once the run has ended

@@ -241,7 +241,7 @@ async def list_runs(client: Client, fleet: str | None) -> list[dict[str, Any]]:
 
 
 def print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
-    from ..ui import clean
+    from ..text import clean
 
     if not rows:
         out.write("no fleet runs\n")
@@ -300,7 +300,7 @@ async def show(address: str, namespace: str, workflow_id: str, as_json: bool, ou
 
 
 def _print_show(workflow_id: str, data: dict[str, Any], out: TextIO) -> None:
-    from ..ui import clean
+    from ..text import clean
 
     if "runs" in data:
         out.write(f"fleet {workflow_id}: cost ${data['cost_usd']:.4f}")

@@ -59,7 +59,7 @@ _TEMPORAL = {"heartbeat", "iteration_timeout", "attempts", "retry", "task_queue"
 
 def load_fleet(path: Path) -> FleetJob:
     """Read and check FLEET.yaml; a UsageError names the file and the problem."""
-    from ..config import load_yaml_mapping
+    from ..layers import load_yaml_mapping
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -109,7 +109,7 @@ def _cost(value: Any, where: str) -> float | None:
 
 def _settings(raw: Any, where: str) -> dict[str, Any]:
     """ralph settings, checked as a ralph.yaml's are, minus those the fleet decides."""
-    from ..config import parse_layer
+    from ..layers import parse_layer
 
     if raw is None:
         return {}
