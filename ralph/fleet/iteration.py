@@ -148,7 +148,7 @@ def _give_guidance(root: Path, run_id: str, guidance: list[Guide]) -> None:
     if not guidance:
         return
     from ..control import add_guidance
-    from ..journal import Journal
+    from ..store.journal import Journal
 
     journal = Journal.open(root)
     try:
@@ -162,9 +162,9 @@ def run_iteration(inp: IterationInput, workdir: Path) -> IterationResult:
     """Run iteration `inp.iteration` of the run in this worker's checkout; push it."""
     from ..gate import rejection_feedback
     from ..github import push_branch
-    from ..journal import db_path
     from ..models.base import Usage
     from ..runner import ResumePoint, execute
+    from ..store.schema import db_path
 
     job = inp.job
     root = checkout_dir(workdir, inp.workflow_id)
