@@ -159,7 +159,7 @@ class Activities:
         try:
             return await asyncio.to_thread(self._publish, inp)
         except RalphError as exc:
-            from ..github import GitHubError
+            from ..git.api import GitHubError
 
             if isinstance(exc, GitHubError):
                 return Published(None, None, exc.message)
@@ -167,7 +167,7 @@ class Activities:
 
     def _publish(self, inp: PublishInput) -> Published:
         from .. import gitrun
-        from ..github import draft_for, pr_title, publish
+        from ..git.pr import draft_for, pr_title, publish
         from .iteration import checkout_dir, push_remote, run_config, sync_checkout
 
         job = inp.job

@@ -42,7 +42,7 @@ def _git(root: Path, *args: str, check: bool = True) -> Any:
 
 def _auth(root: Path, args: tuple[str, ...]) -> dict[str, str]:
     """The GitHub token for fetches from the API's own host (never stored in .git/config)."""
-    from ..github import auth_env, remote_url
+    from ..git.push import auth_env, remote_url
 
     if not args or args[0] != "fetch" or len(args) < 3:
         return {}
@@ -161,7 +161,7 @@ def _give_guidance(root: Path, run_id: str, guidance: list[Guide]) -> None:
 def run_iteration(inp: IterationInput, workdir: Path) -> IterationResult:
     """Run iteration `inp.iteration` of the run in this worker's checkout; push it."""
     from ..gate import rejection_feedback
-    from ..github import push_branch
+    from ..git.push import push_branch
     from ..models.base import Usage
     from ..runner import ResumePoint, execute
     from ..store.schema import db_path
