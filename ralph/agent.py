@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import Interrupted
 from .events import Bus
 from .models.base import (
     Block,
@@ -44,6 +45,16 @@ class IterationOutcome:
     stop_reason: str | None = None
     tool_calls: int = 0
     tool_errors: int = 0
+
+
+class IterationCut(Exception):
+    """An iteration that ended before its agent could return: a signal (`Interrupted`) or a
+    fatal model error (`ModelError`, e.g. authentication) as its `__cause__`, carrying what
+    the iteration did until then (`outcome`: its calls were billed, so they are recorded)."""
+
+    def __init__(self, outcome: IterationOutcome) -> None:
+        super().__init__(outcome.error or outcome.outcome)
+        self.outcome = outcome
 
 
 # Stop reasons that end the iteration without a final message.
@@ -128,8 +139,7 @@ class Agent:
         self.max_turns = max_turns
         self.max_output_tokens = max_output_tokens
         self.cost_of = cost_of
-        self.stop_check = stop_check  # called after every model call; a reason stops
-        self.current = IterationOutcome("interrupted")  # the iteration in progress, if cut off
+        self.stop_check = stop_check  # the default of iterate()'s stop_check
         self.messages: list[Message] = []  # the iteration's conversation so far
 
     def _on_stream(self, event: StreamEvent) -> None:
@@ -198,29 +208,49 @@ class Agent:
             results.append(block)
         return results
 
-    def iterate(self, system: str, user_text: str, iteration: int) -> IterationOutcome:
-        """Run a fresh conversation until the model ends its turn (or a limit ends it).
+    def iterate(
+        self,
+        system: str,
+        user_text: str,
+        iteration: int,
+        stop_check: Callable[[Usage, float | None], str | None] | None = None,
+    ) -> IterationOutcome:
+        """Run a fresh conversation until the model ends its turn (or a limit ends it);
+        `stop_check` is called after every model call, and a reason it gives stops it.
 
-        Raises ModelError only when it is fatal (authentication): that ends the run.
+        Raises IterationCut, with the iteration so far, on a signal or a fatal model error
+        (authentication): either ends the run.
         """
         self.messages = []
+        out = IterationOutcome("max_turns")
         try:
-            return self._converse(system, user_text, iteration)
-        finally:
-            self.tools.close()  # the next iteration's shell starts fresh at the repo root
-            # What the model saw and said, however the iteration ended (the journal keeps
-            # it, redacted, for `ralph show RUN --iteration N`).
-            self.bus.emit(
-                "conversation",
-                system=system,
-                tools=[t.get("name") for t in self.tools.definitions()],
-                messages=self.messages,
-            )
+            try:
+                return self._converse(
+                    system, user_text, iteration, out, stop_check or self.stop_check
+                )
+            finally:
+                self.tools.close()  # the next iteration's shell starts fresh at the repo root
+                # What the model saw and said, however the iteration ended (the journal keeps
+                # it, redacted, for `ralph show RUN --iteration N`).
+                self.bus.emit(
+                    "conversation",
+                    system=system,
+                    tools=[t.get("name") for t in self.tools.definitions()],
+                    messages=self.messages,
+                )
+        except (Interrupted, ModelError) as exc:
+            raise IterationCut(out) from exc
 
-    def _converse(self, system: str, user_text: str, iteration: int) -> IterationOutcome:
+    def _converse(
+        self,
+        system: str,
+        user_text: str,
+        iteration: int,
+        out: IterationOutcome,
+        stop_check: Callable[[Usage, float | None], str | None],
+    ) -> IterationOutcome:
         messages = self.messages
         messages.append({"role": "user", "content": [{"type": "text", "text": user_text}]})
-        out = self.current = IterationOutcome("max_turns")
         tool_defs = self.tools.definitions()
         for turn in range(1, self.max_turns + 1):
             request = ModelRequest(
@@ -238,7 +268,7 @@ class Agent:
                 )
                 out.outcome, out.error = "failed", exc.message
                 if exc.fatal:
-                    raise  # the caller records `self.current`: this iteration's calls so far
+                    raise  # as IterationCut, with this iteration's calls so far
                 return out
             out.turns = turn
             out.usage += response.usage
@@ -263,7 +293,7 @@ class Agent:
                 # The turn ended: its final text is recorded before a budget check, so a
                 # promise made in the call that spent the budget still counts.
                 out.final_text = response.text or None
-            reason = self.stop_check(out.usage, out.cost_usd)
+            reason = stop_check(out.usage, out.cost_usd)
             if reason:
                 out.outcome, out.error = "stopped", reason
                 return out

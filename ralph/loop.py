@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import promise
-from .agent import IterationOutcome
+from .agent import IterationCut, IterationOutcome
 from .agents.base import IterationAgent
 from .config import RunConfig
 from .errors import ExitCode, Interrupted
@@ -290,7 +290,6 @@ class Loop:
             from .tasklist import system_prompt as tasks_system_prompt
 
             system = tasks_system_prompt(self.workspace.root)
-        self.agent.stop_check = self._stop_check
         i = start
         while cfg.max_iterations == 0 or i <= cfg.max_iterations:
             stop = self.guards.budget_stop()
@@ -318,8 +317,6 @@ class Loop:
                 self.bus.emit("task_started", id=current.id, title=current.title)
             guidance = self._guidance(i)
             began = time.monotonic()
-            # A stop seen before the agent starts must not record the last iteration's usage again.
-            self.agent.current = IterationOutcome("interrupted")
             try:
                 STOP.check()
                 if self.tasks is None:
@@ -328,15 +325,18 @@ class Loop:
                     system,
                     iteration_message(prompt, i, cfg.max_iterations, feedback, guidance),
                     i,
+                    self._stop_check,
                 )
-            except Interrupted:
-                return self._interrupted(i, began)
-            except ModelError as exc:  # fatal: authentication
-                # The calls made before it were billed: record them with the failure.
-                failed = self.agent.current
-                failed.outcome, failed.error = "failed", exc.message
-                self._end_iteration(i, began, failed, None)
-                return self._result(RunStatus.ERROR, exc.message, i)
+            except IterationCut as cut:  # the calls made before it were billed: recorded
+                cause = cut.__cause__
+                if isinstance(cause, ModelError):  # fatal: authentication
+                    failed = cut.outcome
+                    failed.outcome, failed.error = "failed", cause.message
+                    self._end_iteration(i, began, failed, None)
+                    return self._result(RunStatus.ERROR, cause.message, i)
+                return self._interrupted(i, began, cut.outcome)
+            except Interrupted:  # before the agent started: nothing of it to record
+                return self._interrupted(i, began, IterationOutcome("interrupted"))
 
             summary = summary_line(outcome, cfg.completion_promise)
             feedback, accepted = None, False
@@ -345,7 +345,7 @@ class Loop:
                 try:  # the task's verify runs like the gate's: interruptible
                     files, sha = self._commit_task(i, summary, outcome.final_text)
                 except Interrupted:
-                    return self._interrupted(i, began)
+                    return self._interrupted(i, began, outcome)
             else:
                 # Committed first: the gate judges the commit (a clean checkout of it), never
                 # files the agent left uncommitted or hid with a .gitignore.
@@ -518,6 +518,6 @@ class Loop:
             error=outcome.error,
         )
 
-    def _interrupted(self, i: int, began: float) -> RunResult:
-        self._end_iteration(i, began, self.agent.current, None, interrupted=True)
+    def _interrupted(self, i: int, began: float, outcome: IterationOutcome) -> RunResult:
+        self._end_iteration(i, began, outcome, None, interrupted=True)
         return self._result(RunStatus.INTERRUPTED, "interrupted by a signal", i)

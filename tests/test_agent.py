@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ralph.agent import CONTINUE_AFTER_MAX_TOKENS, Agent, IterationOutcome
+import pytest
+
+from ralph.agent import CONTINUE_AFTER_MAX_TOKENS, Agent, IterationCut, IterationOutcome
 from ralph.config import RunConfig
 from ralph.events import Bus, Recorder
-from ralph.models.base import ModelRequest, Usage
+from ralph.models.base import ModelError, ModelRequest, Usage
 from ralph.models.script import ScriptModel
 from ralph.tools import make_toolset
 from tests.helpers import closed_after_test, write_script
@@ -142,3 +144,28 @@ def test_a_promise_said_while_calling_tools_is_not_the_final_message(git_repo: P
               "tools": [{"bash": {"command": "true"}}]}, "Still working."]  # fmt: skip
     out, _, _ = run_turns(git_repo, turns)
     assert out.outcome == "ended" and out.final_text == "Still working."
+
+
+class RevokedAfterOneCall(Spy):
+    """The script model, until its key is revoked: the second call fails for good."""
+
+    def complete(self, request: ModelRequest, on_event: Any = None) -> Any:
+        if self.requests:
+            raise ModelError("authentication failed: invalid x-api-key", fatal=True)
+        return super().complete(request, on_event)
+
+
+def test_a_fatal_model_error_cuts_the_iteration_and_carries_its_billed_calls(
+    git_repo: Path,
+) -> None:
+    turns = [{"text": "Looking.", "tools": [{"bash": {"command": "true"}}], "usage": USAGE},
+             {"text": "never sent", "usage": USAGE}]  # fmt: skip
+    model = RevokedAfterOneCall(ScriptModel(write_script(git_repo.parent / "s.yaml", [turns])))
+    tools, _ = make_toolset(RunConfig(repo=git_repo, sandbox="none"), git_repo)
+    closed_after_test(tools)
+    agent = Agent(model, tools, Bus("run-agent", [Recorder()]))
+    with pytest.raises(IterationCut) as cut:
+        agent.iterate(SYSTEM, TASK, 1)
+    # The loop records what the iteration did before the error: the first call was billed.
+    assert isinstance(cut.value.__cause__, ModelError) and cut.value.__cause__.fatal
+    assert cut.value.outcome.usage == Usage(1000, 100) and cut.value.outcome.tool_calls == 1

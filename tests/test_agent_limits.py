@@ -11,11 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from ralph.agent import IterationOutcome
+from ralph.agent import IterationCut, IterationOutcome
 from ralph.agents import limits
+from ralph.agents.base import StopCheck
 from ralph.agents.limits import LimitAware
 from ralph.events import Bus, Recorder
 from ralph.models.base import ModelError, Usage
+
+NO_STOP: StopCheck = lambda usage, cost: None  # noqa: E731
 
 
 class Clock:
@@ -51,10 +54,10 @@ class Scripted:
         self.limits = list(limits)
         self.calls = 0
         self.limited_until: float | None = None
-        self.current = IterationOutcome("interrupted")
-        self.stop_check = lambda u, c: None
 
-    def iterate(self, system: str, user_text: str, iteration: int) -> IterationOutcome:
+    def iterate(
+        self, system: str, user_text: str, iteration: int, stop_check: StopCheck
+    ) -> IterationOutcome:
         self.calls += 1
         after = self.limits.pop(0) if self.limits else None
         if after is not None:
@@ -68,7 +71,7 @@ def test_a_limit_is_waited_out_and_the_iteration_runs_again() -> None:
     recorder = Recorder()
     agent = Scripted(0.3)
     wrapped = LimitAware(agent, "claude-code", Bus("run", [recorder]), max_wait=60)
-    out = wrapped.iterate("system", "prompt", 1)
+    out = wrapped.iterate("system", "prompt", 1, NO_STOP)
     assert out.outcome == "ended" and agent.calls == 2
     (wait,) = recorder.named("usage_limit_wait")
     assert wait.data["agent"] == "claude-code" and 0 <= wait.data["wait_s"] <= 0.3
@@ -80,20 +83,30 @@ def test_the_fallback_runs_until_the_reset_then_the_agent_again() -> None:
     agent, fallback = Scripted(0.5), Scripted()
     wrapped = LimitAware(agent, "codex", Bus("run", [recorder]), max_wait=0,
                          fallback=fallback, fallback_name="builtin")  # fmt: skip
-    assert wrapped.iterate("s", "p", 1).final_text == "done by call 1"  # the fallback's
-    assert wrapped.iterate("s", "p", 2).final_text == "done by call 2"  # still the fallback's
+    assert wrapped.iterate("s", "p", 1, NO_STOP).final_text == "done by call 1"  # the fallback's
+    assert (
+        wrapped.iterate("s", "p", 2, NO_STOP).final_text == "done by call 2"
+    )  # still the fallback's
     assert agent.calls == 1 and fallback.calls == 2
     time.sleep(0.6)
-    assert wrapped.iterate("s", "p", 3).final_text == "done by call 2"  # the agent's again
+    assert wrapped.iterate("s", "p", 3, NO_STOP).final_text == "done by call 2"  # the agent's again
     assert agent.calls == 2
     assert "running on builtin" in recorder.named("warning")[0].data["message"]
 
 
 def test_a_reset_beyond_the_bound_stops_the_run_and_a_budget_stops_the_wait() -> None:
     wrapped = LimitAware(Scripted(7200), "claude-code", Bus("run"), max_wait=3600)
-    with pytest.raises(ModelError, match="later than --usage-limit-wait"):
-        wrapped.iterate("s", "p", 1)
+    with pytest.raises(IterationCut, match="usage_limit") as cut:
+        wrapped.iterate("s", "p", 1, NO_STOP)
+    # The run ends (fatal), with the limited iteration as what it did.
+    assert (
+        isinstance(cut.value.__cause__, ModelError) and cut.value.outcome.outcome == "usage_limit"
+    )
+    assert "later than --usage-limit-wait" in cut.value.__cause__.message
     waiting = LimitAware(Scripted(30), "claude-code", Bus("run"), max_wait=3600)
-    waiting.stop_check = lambda usage, cost: "time budget used" if usage == Usage() else None
-    out = waiting.iterate("s", "p", 1)
+
+    def budget(usage: Usage, cost: float | None) -> str | None:
+        return "time budget used" if usage == Usage() else None
+
+    out = waiting.iterate("s", "p", 1, budget)
     assert out.outcome == "stopped" and out.error == "time budget used"

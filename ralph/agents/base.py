@@ -20,14 +20,13 @@ StopCheck = Callable[["Usage", "float | None"], "str | None"]
 
 
 class IterationAgent(Protocol):
-    """What the loop needs of an agent: run one iteration, and report it when cut off."""
+    """What the loop needs of an agent: run one iteration. `stop_check` is called whenever
+    usage grows; a reason it gives stops the iteration (a budget ran out). A signal or a
+    fatal model error raises IterationCut (ralph.agent) carrying the iteration so far."""
 
-    # The iteration in progress (what a signal or a fatal error records).
-    current: IterationOutcome
-    # Called whenever usage grows; a reason stops the iteration (a budget ran out).
-    stop_check: StopCheck
-
-    def iterate(self, system: str, user_text: str, iteration: int) -> IterationOutcome: ...
+    def iterate(
+        self, system: str, user_text: str, iteration: int, stop_check: StopCheck
+    ) -> IterationOutcome: ...
 
 
 def external_model(cfg: RunConfig) -> str | None:

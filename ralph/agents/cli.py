@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..agent import IterationOutcome
-from ..errors import UsageError
+from ..agent import IterationCut, IterationOutcome
+from ..errors import Interrupted, UsageError
 from ..events import Bus
 from ..models.base import ModelError, Usage
 from ..tools.sandbox import Sandbox
@@ -114,8 +114,6 @@ class CliAgent:
         self.extra_args = list(extra_args)
         self.pricing = dict(pricing or {})
         self.environ = dict(os.environ if environ is None else environ)
-        self.stop_check: StopCheck = lambda u, c: None
-        self.current = IterationOutcome("interrupted")
         self.limited_until: float | None = None  # the usage limit the last iteration hit
         self._configured = False
 
@@ -135,8 +133,18 @@ class CliAgent:
 
     # --- one iteration ---------------------------------------------------------------------
 
-    def iterate(self, system: str, user_text: str, iteration: int) -> IterationOutcome:
-        out = self.current = new_outcome()
+    def iterate(
+        self, system: str, user_text: str, iteration: int, stop_check: StopCheck
+    ) -> IterationOutcome:
+        out = new_outcome()
+        try:
+            return self._iterate(system, user_text, out, stop_check)
+        except (Interrupted, ModelError) as exc:  # the calls made so far still count
+            raise IterationCut(out) from exc
+
+    def _iterate(
+        self, system: str, user_text: str, out: IterationOutcome, stop_check: StopCheck
+    ) -> IterationOutcome:
         self.limited_until = None
         home = self.sandbox.home
         extra = self.configure(home)
@@ -155,12 +163,12 @@ class CliAgent:
                 own.append(reason)
                 return str(reason)
             pending = getattr(parser, "pending_usage", Usage())
-            return self.stop_check(out.usage + pending, out.cost_usd)
+            return stop_check(out.usage + pending, out.cost_usd)
 
         try:
             spawned = run_lines(launch, stdin, parser.handle, should_stop)
         except BaseException:
-            # A signal: the calls made so far still count (the loop records `current`).
+            # A signal: the calls made so far still count (recorded from IterationCut).
             with contextlib.suppress(Exception):
                 parser.finish(None, "")
             raise

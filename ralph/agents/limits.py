@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from ..agent import IterationOutcome
+from ..agent import IterationCut, IterationOutcome
+from ..errors import Interrupted
 from ..events import Bus
 from ..models.base import ModelError, Usage
 from ..signals import STOP
@@ -44,34 +45,14 @@ class LimitAware:
         self.fallback = fallback
         self.fallback_name = fallback_name
         self.limited_until = 0.0  # the primary's limit, while the fallback stands in
-        self._stop_check: StopCheck = lambda u, c: None
-        self._active: IterationAgent = primary
 
-    @property
-    def stop_check(self) -> StopCheck:
-        return self._stop_check
-
-    @stop_check.setter
-    def stop_check(self, check: StopCheck) -> None:
-        self._stop_check = check
-        self.primary.stop_check = check
-        if self.fallback is not None:
-            self.fallback.stop_check = check
-
-    @property
-    def current(self) -> IterationOutcome:
-        return self._active.current
-
-    @current.setter
-    def current(self, value: IterationOutcome) -> None:
-        self._active.current = value
-
-    def iterate(self, system: str, user_text: str, iteration: int) -> IterationOutcome:
+    def iterate(
+        self, system: str, user_text: str, iteration: int, stop_check: StopCheck
+    ) -> IterationOutcome:
         while True:
             if self.fallback is not None and time.time() < self.limited_until:
-                return self._on_fallback(system, user_text, iteration)
-            self._active = self.primary
-            out = self.primary.iterate(system, user_text, iteration)
+                return self._on_fallback(system, user_text, iteration, stop_check)
+            out = self.primary.iterate(system, user_text, iteration, stop_check)
             if out.outcome != USAGE_LIMIT:
                 return out
             until = getattr(self.primary, "limited_until", None) or time.time() + 3600
@@ -87,17 +68,21 @@ class LimitAware:
                     fallback=self.fallback_name,
                     until=until,
                 )
-                return self._on_fallback(system, user_text, iteration)
-            stopped = self._wait(until)
+                return self._on_fallback(system, user_text, iteration, stop_check)
+            try:
+                stopped = self._wait(until, stop_check)
+            except (Interrupted, ModelError) as exc:  # the limited iteration's calls count
+                raise IterationCut(out) from exc
             if stopped is not None:
                 return stopped
 
-    def _on_fallback(self, system: str, user_text: str, iteration: int) -> IterationOutcome:
+    def _on_fallback(
+        self, system: str, user_text: str, iteration: int, stop_check: StopCheck
+    ) -> IterationOutcome:
         assert self.fallback is not None
-        self._active = self.fallback
-        return self.fallback.iterate(system, user_text, iteration)
+        return self.fallback.iterate(system, user_text, iteration, stop_check)
 
-    def _wait(self, until: float) -> IterationOutcome | None:
+    def _wait(self, until: float, stop_check: StopCheck) -> IterationOutcome | None:
         """Sleep until `until`; an outcome when a budget stops the run meanwhile. A limit
         that resets later than the bound ends the run (resumable) instead."""
         wait = max(0.0, until - time.time())
@@ -126,7 +111,7 @@ class LimitAware:
                 return None
             with STOP.interruptible():
                 time.sleep(min(CHECK_EVERY_S, left))
-            why = self._stop_check(Usage(), 0.0)
+            why = stop_check(Usage(), 0.0)
             if why:
                 return IterationOutcome("stopped", error=why)
 
