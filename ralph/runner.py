@@ -22,8 +22,9 @@ from .gate import Gate, parse_artifacts
 from .git.api import GitHubError
 from .git.pr import draft_for, pr_title, preflight, publish
 from .guards import Guards
-from .loop import Loop, RunResult, iteration_message, system_prompt
+from .loop import Loop, RunResult
 from .markdown import text as md_text
+from .messages import iteration_message, system_prompt
 from .models.base import Model, ModelResponse, Usage
 from .signals import STOP
 from .status import RunStatus

@@ -63,7 +63,7 @@ def test_a_refusal_reason_has_the_category_explanation_and_words() -> None:
 
 def test_the_summary_line_carries_no_escape_sequences() -> None:
     from ralph.agent import IterationOutcome
-    from ralph.loop import summary_line
+    from ralph.messages import summary_line
 
     text = "\x1b[31mFixed\x1b[0m the \x1b]0;pwned\x07title. <promise>BLOCKED</promise>"
     line = summary_line(IterationOutcome("ended", final_text=text), "DONE")
