@@ -27,7 +27,7 @@ from .markdown import text as md_text
 from .messages import iteration_message, system_prompt
 from .models.base import Model, ModelResponse, Usage
 from .signals import STOP
-from .status import RunStatus
+from .status import RESUMABLE, RunStatus
 
 
 def new_run_id() -> str:
@@ -240,6 +240,30 @@ def _drop_empty_branch(workspace: Any, bus: Bus) -> None:
             )
 
 
+def _unfinished_run_here(journal: Any, main: Path, run_id: str, here: str | None) -> str | None:
+    """A note when the checkout was (`here`) on the branch of a run that did not end (killed,
+    e.g. as it switched to that branch) and that no process holds: the new run starts from
+    it, and `ralph resume` would have continued that one."""
+    from .report import resume_command
+    from .store.locks import lock_holder, run_lock_path
+
+    if here is None:
+        return None
+    row = journal.conn.execute(
+        "SELECT id, status FROM runs WHERE branch = ? AND id != ? AND worktree IS NULL "
+        "ORDER BY started DESC LIMIT 1",
+        (here, run_id),
+    ).fetchone()
+    if row is None or row[1] not in RESUMABLE or lock_holder(run_lock_path(main, row[0])):
+        return None
+    state = "crashed" if row[1] == RunStatus.RUNNING else row[1]
+    return (
+        f"the checkout was on {here}, the branch of run {row[0]}, which did not end ({state}): "
+        f"this run starts from it; to continue that run instead, stop this one and "
+        f"`{resume_command(row[0], main)}`"
+    )
+
+
 def _sandbox_kind(tools: Any) -> str:
     """ "bwrap" or "none": where the agent's commands run."""
     bash = tools.get("bash")
@@ -297,6 +321,9 @@ def open_run(
             bus.observers.insert(len(bus.observers) - 1, notifier)
         remove_dead_homes()  # what runs killed hard (SIGKILL, OOM) left in the temp directory
         tools, warnings = make_toolset(cfg, workspace.root)
+        if not resume:
+            note = _unfinished_run_here(journal, workspace.main_repo, run_id, workspace.origin)
+            warnings += [note] if note else []
         builtin_model = getattr(model, "builtin", model)  # an agent CLI's fallback, if any
         pricing = model_pricing(builtin_model.name, cfg) if builtin_model else None
 

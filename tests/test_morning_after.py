@@ -447,12 +447,18 @@ def test_a_kill_as_the_checkout_switches_to_the_run_branch_leaves_a_run_to_resum
     assert branch.startswith("ralph/")  # where the kill left the checkout
     runs = json.loads(ralph(["runs", "--json"], repo).stdout)
     assert [(r["branch"], r["status"]) for r in runs] == [(branch, "crashed")]
-    resumed = ralph(["resume", "latest"], repo)
+    killed = runs[0]["id"]
+    # Starting anew from there, the user is told which run that branch is and how to go on.
+    again = run_cli([*args, "--max-iterations", "1"], cwd=repo)
+    assert again.returncode == 0, again.stderr
+    assert f"the branch of run {killed}, which did not end (crashed)" in again.stderr
+    assert f"ralph resume {killed}" in again.stderr
+    resumed = ralph(["resume", killed], repo)
     assert resumed.returncode == 0, resumed.stderr
-    run = show_json(repo)
+    run = show_json(repo, killed)
     assert run["status"] == "completed" and run["branch"] == branch and run["sessions"] == 1
     assert [c["iteration"] for c in run_commits(repo, branch)] == ["1"]
-    assert git(repo, "branch", "--list", "--format=%(refname:short)", "ralph/*") == branch
+    assert git(repo, "branch", "--show-current") == branch
 
 
 def test_a_run_removes_the_private_homes_that_killed_runs_left(tmp_path: Path) -> None:
