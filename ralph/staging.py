@@ -5,8 +5,9 @@
 - Only regular files, symbolic links and deletions are staged: a FIFO, socket or device is
   refused (reading a FIFO blocks), and so is a file over MAX_FILE_BYTES (a 4 GB sparse file
   takes git half a minute to hash; GitHub refuses files over 100 MB).
-- Well-known caches and virtualenvs (`__pycache__/`, `node_modules/`, a directory with a
-  `pyvenv.cfg`, ...) are skipped unless already tracked, as if they were ignored.
+- Well-known caches, build metadata and virtualenvs (`__pycache__/`, `node_modules/`,
+  `*.egg-info/`, a directory with a `pyvenv.cfg` or a `CACHEDIR.TAG` such as Cargo's
+  `target/`, ...) are skipped unless already tracked, as if they were ignored.
 - Files that configure ralph (`ralph.yaml`, the run's prompt file when it lies in the
   repository) are the operator's: an agent's change to them is undone, never committed.
 
@@ -26,7 +27,17 @@ from .config import CONFIG_FILE, RunConfig
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 CACHE_DIRS = frozenset(
-    {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "node_modules"}
+    {
+        "__pycache__",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+        "node_modules",
+        ".tox",
+        ".nox",
+        ".eggs",
+        ".hypothesis",
+    }
 )
 NESTED_REPO = (
     "a nested git repository, left in place: committed, it would be a gitlink whose "
@@ -86,16 +97,21 @@ class CacheFilter:
         self._venv: dict[str, bool] = {}
 
     def _is_venv(self, directory: str) -> bool:
+        """A virtualenv (`pyvenv.cfg`), or a directory tagged as a cache (`CACHEDIR.TAG`, the
+        Cache Directory Tagging Specification: Cargo's `target/`, pytest's and mypy's caches)."""
         known = self._venv.get(directory)
         if known is None:
-            known = os.path.isfile(self.root / directory / "pyvenv.cfg")
+            here = self.root / directory
+            known = os.path.isfile(here / "pyvenv.cfg") or os.path.isfile(here / "CACHEDIR.TAG")
             self._venv[directory] = known
         return known
 
     def skipped(self, path: str) -> bool:
-        """Whether an untracked `path` lies in a cache or a virtualenv."""
+        """Whether an untracked `path` lies in a cache, build metadata or a virtualenv."""
         parts = path.rstrip("/").split("/")
-        if any(part in CACHE_DIRS for part in parts):
+        if any(part in CACHE_DIRS or part.endswith(".egg-info") for part in parts[:-1]):
+            return True
+        if parts[-1] in CACHE_DIRS:
             return True
         return any(self._is_venv("/".join(parts[:n])) for n in range(1, len(parts)))
 

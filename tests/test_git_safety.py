@@ -255,7 +255,8 @@ def test_caches_and_virtualenvs_are_never_staged_unless_tracked(tmp_path: Path) 
     repo = make_repo(tmp_path / "repo", {"app.py": "a\n", "node_modules/vendored.js": "v1\n"})
     for junk in ("__pycache__/app.cpython-311.pyc", "pkg/__pycache__/m.pyc", ".pytest_cache/v",
                  ".mypy_cache/x.json", ".ruff_cache/y", "node_modules/left-pad/index.js",
-                 "env/pyvenv.cfg", "env/lib/site.py"):  # fmt: skip
+                 "env/pyvenv.cfg", "env/lib/site.py", "app.egg-info/PKG-INFO", ".tox/py/x",
+                 "target/CACHEDIR.TAG", "target/debug/app"):  # fmt: skip
         (repo / junk).parent.mkdir(parents=True, exist_ok=True)
         (repo / junk).write_text("junk\n")
     check(cfg_for(repo))  # caches are not dirt either
