@@ -214,7 +214,12 @@ def check_artifact(root: Path, art: Artifact) -> list[str]:
 
 
 def _tail(output: str, lines: int = VERIFY_TAIL_LINES) -> str:
-    return "\n".join(output.rstrip().splitlines()[-lines:])
+    """The output's last lines, without the bash tool's own `[exit code N]` line (the reason
+    names the exit code already)."""
+    kept = output.rstrip().splitlines()
+    if kept and re.fullmatch(r"\[exit code -?\d+\]", kept[-1].strip()):
+        kept.pop()
+    return "\n".join(kept[-lines:]).strip("\n")
 
 
 @dataclass
@@ -260,7 +265,12 @@ class Gate:
                 raise RuntimeError("verify commands need a command runner")
             code, output = self.run_command(cmd, root)
             if code != 0:
-                problems.append(f"verify `{cmd}` exited {code}:\n{_tail(output)}")
+                tail = _tail(output)
+                problems.append(
+                    f"verify `{cmd}` exited {code}:\n{tail}"
+                    if tail.strip()
+                    else f"verify `{cmd}` exited {code} (no output)"
+                )
         return problems
 
 

@@ -196,6 +196,18 @@ def test_verify_commands(tmp_path: Path) -> None:
     assert Gate(tmp_path, [], ["good"], run).check().problems == []
 
 
+def test_a_verify_reason_names_the_exit_code_once(tmp_path: Path) -> None:
+    # The bash tool ends a failed command's output with `[exit code N]`; the reason says it.
+    outputs = {"false": "[exit code 1]", "pytest -q": "1 failed, 3 passed\n[exit code 1]"}
+
+    def run(cmd: str, where: Path) -> tuple[int, str]:
+        return 1, outputs[cmd]
+
+    problems = Gate(tmp_path, [], ["false", "pytest -q"], run).check().problems
+    assert problems == ["verify `false` exited 1 (no output)",
+                        "verify `pytest -q` exited 1:\n1 failed, 3 passed"]  # fmt: skip
+
+
 def test_with_a_checkout_artifacts_and_verify_judge_the_checkout(tmp_path: Path) -> None:
     tree, checkout = tmp_path / "tree", tmp_path / "checkout"
     for root, text in ((tree, "# Findings\n"), (checkout, "# Other\n")):
