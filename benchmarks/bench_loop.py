@@ -28,7 +28,8 @@ WORKER = Path(__file__).resolve().parent / "worker.py"
 
 
 class GitTimer:
-    """Time spent in the workspace's git processes (wraps `ralph.workspace._git`)."""
+    """Time spent in the workspace's git processes (wraps `_git` in `ralph.git.workspace` and
+    in the modules it calls: `repo` for status and branches, `commits` for the identity)."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
@@ -36,9 +37,12 @@ class GitTimer:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[GitTimer]:
-        import ralph.workspace as workspace
+        import ralph.git.commits as commits
+        import ralph.git.repo as repo
+        import ralph.git.workspace as workspace
 
         real = workspace._git
+        assert repo._git is real and commits._git is real
 
         def timed_git(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -48,11 +52,11 @@ class GitTimer:
                 self.seconds += time.perf_counter() - started
                 self.calls += 1
 
-        workspace._git = timed_git
+        workspace._git = repo._git = commits._git = timed_git
         try:
             yield self
         finally:
-            workspace._git = real
+            workspace._git = repo._git = commits._git = real
 
 
 class Clock:

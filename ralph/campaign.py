@@ -277,7 +277,7 @@ class _Campaign:
                     new_run=True,
                 )
             elif cfg.branch is None and not cfg.in_place:
-                from .workspace import default_branch_name
+                from .git.repo import default_branch_name
 
                 cfg.branch = default_branch_name("harden")
         self.echo(f"ralph harden: phase {phase} ({self._position(phase)})")
@@ -458,9 +458,9 @@ def run_campaign(
     phase start and end; `configure` may adjust each phase's config before it starts (a
     resumed phase keeps the config it started with). Bad input is a UsageError before
     anything is created."""
+    from .git.repo import check
     from .runner import _check_pr, new_run_id
     from .store.journal import Journal
-    from .workspace import check
 
     say = echo or (lambda line: None)
     for phase in cfg.phases:  # every phase's config is valid before the first one runs
@@ -477,7 +477,7 @@ def run_campaign(
     try:
         say(f"ralph harden: campaign {campaign_id}: {', '.join(cfg.phases)}")
         campaign = _Campaign(campaign_id, cfg, main, observers_for, say, configure=configure)
-        from .workspace import _current_branch, _head_commit
+        from .git.repo import _current_branch, _head_commit
 
         campaign.origin = _current_branch(main) or _head_commit(main)
         return campaign.drive(0)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import STATE_DIR
-from .workspace import _git, _out
+from .git.repo import _git, _out
 
 GATE_DIR = "gate"
 # The runner's own git must not run anything from the repository while checking out (hooks

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .git.repo import _current_branch, _git, _out, _status
 from .status import RunStatus
-from .workspace import _current_branch, _git, _out, _status
 
 
 def _branch_exists(main: Path, branch: str) -> bool:

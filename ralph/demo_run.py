@@ -73,7 +73,7 @@ def paced_session(repo: Path) -> Path:
     import yaml
 
     from .config import STATE_DIR
-    from .workspace import ensure_excluded
+    from .git.repo import ensure_excluded
 
     data = yaml.safe_load(SESSION.read_text(encoding="utf-8"))
     for iteration in data["iterations"]:

@@ -16,6 +16,7 @@ from .config import RunConfig
 from .errors import ExitCode, Interrupted
 from .events import Bus
 from .gate import Gate, rejection_feedback
+from .git.commits import commit_message
 from .guards import Guards, IterationRecord, Stop
 from .messages import iteration_message, summary_line, system_prompt
 from .models.base import ModelError, Usage
@@ -93,8 +94,6 @@ class Loop:
     def _commit(
         self, i: int, summary: str, interrupted: bool = False
     ) -> tuple[list[str], str | None]:
-        from .workspace import commit_message
-
         files = self.workspace.changed_files()
         sha = None
         if files and not self.cfg.no_commit:
@@ -172,8 +171,6 @@ class Loop:
 
     def _commit_left_over(self, iteration: int) -> None:
         """Commit what a killed iteration left in the tree, so nothing is lost; it runs again."""
-        from .workspace import commit_message
-
         cfg = self.cfg
         files = self.workspace.changed_files()
         self.bus.iteration = iteration
@@ -334,8 +331,6 @@ class Loop:
         task's verify command judges a clean checkout of that commit (as the gate judges a
         promise: not files left uncommitted or hidden by a `.gitignore`); the status the
         runner then writes joins that commit (amended), so each iteration is one commit."""
-        from .workspace import commit_message
-
         assert self.tasks is not None
         if self.cfg.no_commit or self.gate.checkout is None:
             self.tasks.finish(final_text, self._run_in_tree)  # judged in the working tree

@@ -297,7 +297,7 @@ def add_git_facts(summary: RunSummary, main_repo: Path) -> None:
     what is on the branch, including commits whose journal rows a kill lost."""
     if not (summary.branch and summary.base_commit and summary.run_id):
         return
-    from .workspace import run_commits
+    from .git.commits import run_commits
 
     try:
         found = run_commits(main_repo, summary.base_commit, summary.branch, summary.run_id)

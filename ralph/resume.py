@@ -28,8 +28,9 @@ def reconcile_with_branch(
     iteration open: that iteration ended, and resume must not run it (and commit it) again.
     Only for a run no live process holds (it would record them itself).
     """
+    from .git.commits import commit_files, run_commits
+    from .git.repo import _branch_exists, _git
     from .store.locks import lock_holder, run_lock_path
-    from .workspace import _branch_exists, _git, commit_files, run_commits
 
     if lock_holder(run_lock_path(main, run_id)) is not None:
         return False

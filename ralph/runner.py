@@ -71,8 +71,8 @@ def dry_run(cfg: RunConfig, out: TextIO = sys.stdout) -> None:
     Input a run would refuse is refused the same way (same checks, exit 2), and, like those
     checks, a dry run creates nothing: no branch, no `.ralph/`, no journal.
     """
+    from .git.repo import check
     from .tools import make_toolset
-    from .workspace import check
 
     _preflight(cfg)
     check(cfg)
@@ -388,7 +388,8 @@ def _take_workspace(
 ) -> tuple[Any, Any]:
     """Take the run's locks (let go of by `stack`, last taken first), then its workspace and
     journal: a new run is recorded before its branch is made and the checkout switched."""
-    from . import workspace as ws_mod
+    from .git import repo as git_repo
+    from .git.workspace import Workspace
     from .store.journal import Journal
     from .store.locks import acquire_run_lock
 
@@ -397,20 +398,20 @@ def _take_workspace(
         # the checkout, when the run works in it, so no other run has its HEAD there.
         stack.callback(acquire_run_lock(cfg.repo, run_id).release)
         if not resume.worktree:
-            lock = ws_mod.acquire_checkout_lock(cfg.repo, run_id, resuming=True)
+            lock = git_repo.acquire_checkout_lock(cfg.repo, run_id, resuming=True)
             stack.callback(lock.release)
-        workspace = ws_mod.Workspace.reopen(
+        workspace = Workspace.reopen(
             cfg, resume.branch, resume.worktree, resume.base_commit, run_id, resume.origin
         )
         journal = Journal.open(workspace.main_repo)
         stack.callback(journal.close)  # the bus closes it first; closing twice is harmless
         return workspace, journal
-    main = ws_mod.check(cfg)
+    main = git_repo.check(cfg)
     if not cfg.worktree:
-        stack.callback(ws_mod.acquire_checkout_lock(main, run_id).release)
+        stack.callback(git_repo.acquire_checkout_lock(main, run_id).release)
         # A run that held the checkout between our check and our lock may have left it
         # changed (its branch checked out, its uncommitted work): look again, as its owner.
-        ws_mod.check(cfg, holding_checkout=True)
+        git_repo.check(cfg, holding_checkout=True)
     stack.callback(acquire_run_lock(main, run_id).release)
     journal = Journal.open(main)
     stack.callback(journal.close)
@@ -423,10 +424,10 @@ def _take_workspace(
     try:
         # The run is in the journal before its branch exists and the checkout moves: a
         # kill at any moment after leaves a run `ralph resume` continues.
-        workspace = ws_mod.Workspace.prepare(cfg, run_id, cfg.prompt_name, record=record)
+        workspace = Workspace.prepare(cfg, run_id, cfg.prompt_name, record=record)
     except BaseException:
         with contextlib.suppress(Exception):
-            if cfg.in_place or not any(ws_mod._branch_exists(main, b) for b in planned):
+            if cfg.in_place or not any(git_repo._branch_exists(main, b) for b in planned):
                 journal.forget_planned(run_id)  # nothing was made: nothing to resume
         raise
     return workspace, journal

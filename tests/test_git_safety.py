@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from ralph import gitrun, staging
-from ralph import workspace as ws_mod
 from ralph.config import RunConfig
 from ralph.errors import RalphError
+from ralph.git import workspace as ws_mod
+from ralph.git.repo import check
+from ralph.git.workspace import Workspace
 from ralph.signals import STOP
-from ralph.workspace import Workspace, check
 from tests.helpers import HANG, git, make_repo
 
 MARK = "touch {marker}/{name}"

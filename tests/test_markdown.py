@@ -19,10 +19,10 @@ import cmarkgfm
 import pytest
 from cmarkgfm.cmark import Options
 
+from ralph.git.commits import commit_message
 from ralph.git.pr import pr_body, pr_title
 from ralph.markdown import ZWSP, code, neutralise, one_line, text
 from ralph.report import IterationRow, RunSummary, render_markdown
-from ralph.workspace import commit_message
 
 SAFE = "harmless"
 EVIL = "evil.example"

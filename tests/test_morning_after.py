@@ -378,7 +378,7 @@ def test_resume_removes_an_index_lock_no_process_holds(tmp_path: Path) -> None:
 def test_resume_after_a_kill_between_commit_and_journal_makes_no_duplicate_commit(
     tmp_path: Path,
 ) -> None:
-    from ralph.workspace import commit_message
+    from ralph.git.commits import commit_message
 
     waiting, go = tmp_path / "waiting", tmp_path / "go"
     # Iteration 2 appends to a log each time it runs: run again, it would commit again.

@@ -11,10 +11,14 @@ from pathlib import Path
 import pytest
 
 from ralph import gitrun
-from ralph import workspace as ws_mod
 from ralph.config import RunConfig, find_main_repo
 from ralph.errors import RalphError, UsageError
-from ralph.workspace import Workspace, check, commit_message
+from ralph.git import commits
+from ralph.git import repo as repo_mod
+from ralph.git import workspace as ws_mod
+from ralph.git.commits import commit_message
+from ralph.git.repo import check
+from ralph.git.workspace import Workspace
 from tests.helpers import BIN, clean_env, git, make_repo, run_cli, write_script
 
 
@@ -118,7 +122,7 @@ def test_an_existing_branch_is_never_reused(git_repo: Path) -> None:
 
 
 def test_a_checkout_with_a_live_run_in_it_is_refused_to_another_run(git_repo: Path) -> None:
-    other = ws_mod.acquire_checkout_lock(git_repo, "20250101-000000-aaaa")  # run A, live
+    other = repo_mod.acquire_checkout_lock(git_repo, "20250101-000000-aaaa")  # run A, live
     try:
         with pytest.raises(UsageError) as raised:
             check(cfg_for(git_repo))
@@ -130,9 +134,9 @@ def test_a_checkout_with_a_live_run_in_it_is_refused_to_another_run(git_repo: Pa
                 check(cfg_for(git_repo, **setting))
         check(cfg_for(git_repo, worktree=True))  # its own checkout: no conflict
         with pytest.raises(UsageError, match="another run is working"):
-            ws_mod.acquire_checkout_lock(git_repo, "20250101-000000-bbbb")  # the race, too
+            repo_mod.acquire_checkout_lock(git_repo, "20250101-000000-bbbb")  # the race, too
         with pytest.raises(UsageError, match=r"wait for it to end .*then resume"):
-            ws_mod.acquire_checkout_lock(git_repo, "20250101-000000-bbbb", resuming=True)
+            repo_mod.acquire_checkout_lock(git_repo, "20250101-000000-bbbb", resuming=True)
     finally:
         other.release()
     check(cfg_for(git_repo))  # A ended (or died): the checkout is free
@@ -429,8 +433,8 @@ def test_commits_run_no_hooks_and_use_a_fixed_identity_without_one(
     sha = ws.commit("ralph(x): iteration 1/1 — a")
     assert sha
     assert not marker.exists()
-    assert git(repo, "log", "-1", "--format=%an <%ae>", sha) == ws_mod.IDENTITY[0] + (
-        f" <{ws_mod.IDENTITY[1]}>"
+    assert git(repo, "log", "-1", "--format=%an <%ae>", sha) == commits.IDENTITY[0] + (
+        f" <{commits.IDENTITY[1]}>"
     )
 
 
@@ -584,10 +588,10 @@ def test_a_brief_index_lock_is_waited_out_and_a_stale_one_is_named(
 def test_a_branch_name_taken_between_look_and_create_gets_the_next_suffix(
     git_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = ws_mod.default_branch_name("security")
-    monkeypatch.setattr(ws_mod, "default_branch_name", lambda prompt, now=None: name)
+    name = repo_mod.default_branch_name("security")
+    monkeypatch.setattr(repo_mod, "default_branch_name", lambda prompt, now=None: name)
     first = start(git_repo, run_id="r-1", worktree=True)
-    real_look = ws_mod._branch_exists
+    real_look = repo_mod._branch_exists
     looked: list[str] = []
 
     def looked_before_the_first_run_made_it(root: Path, branch: str) -> bool:
@@ -596,7 +600,7 @@ def test_a_branch_name_taken_between_look_and_create_gets_the_next_suffix(
             return False
         return real_look(root, branch)
 
-    monkeypatch.setattr(ws_mod, "_branch_exists", looked_before_the_first_run_made_it)
+    monkeypatch.setattr(repo_mod, "_branch_exists", looked_before_the_first_run_made_it)
     second = start(git_repo, run_id="r-2", worktree=True)
     assert (first.branch, second.branch) == (name, f"{name}-2")
     assert git(second.root, "branch", "--show-current") == f"{name}-2"
@@ -643,14 +647,14 @@ def test_a_run_that_came_and_went_before_the_checkout_lock_is_seen(
     script = write_script(git_repo.parent / "s.yaml", [["done <promise>X</promise>"]])
     flags = {"model": f"script:{script}", "sandbox": "none", "max_iterations": 1}
     cfg = build_config("go <promise>X</promise>", flags, git_repo)
-    real_lock = ws_mod.acquire_checkout_lock
+    real_lock = repo_mod.acquire_checkout_lock
 
     def after_another_run(main: Path, run_id: str, resuming: bool = False) -> object:
         # Run A took the checkout after this run's check, ran with --no-commit and ended.
         (main / "left.txt").write_text("A's uncommitted work\n")
         return real_lock(main, run_id, resuming)
 
-    monkeypatch.setattr(ws_mod, "acquire_checkout_lock", after_another_run)
+    monkeypatch.setattr(repo_mod, "acquire_checkout_lock", after_another_run)
     with pytest.raises(UsageError, match=r"uncommitted changes \(left\.txt\)"):
         execute(cfg)
     assert git(git_repo, "branch", "--format=%(refname:short)") == "main"
