@@ -505,7 +505,7 @@ def show_cmd(
             return
         if report:
             from .config import find_main_repo
-            from .report import load_report
+            from .report_md import load_report
 
             main_repo = find_main_repo(root)
             if main_repo is None:

@@ -266,7 +266,7 @@ def render_campaign_markdown(main_repo: Path, campaign_id: str, for_pr: bool = F
     """The campaign's report: per phase the outcome, cost and commits; the 40 items'
     coverage; the remediation tasks."""
     from .markdown import code
-    from .report import _cell
+    from .report_md import cell
 
     facts = gather(main_repo, campaign_id)
     if facts is None:
@@ -277,7 +277,7 @@ def render_campaign_markdown(main_repo: Path, campaign_id: str, for_pr: bool = F
     lines = [
         f"# Hardening campaign {code(campaign_id)}",
         "",
-        f"**Outcome:** {_cell(c.get('status'))}: {_cell(c.get('exit_reason') or 'running')}",
+        f"**Outcome:** {cell(c.get('status'))}: {cell(c.get('exit_reason') or 'running')}",
         "",
         f"Branch {code(str(c.get('branch') or '-'))} from "
         f"{code(str(c.get('base_commit') or '-')[:8])} · {facts.commits} commit(s) · "
@@ -299,7 +299,7 @@ def render_campaign_markdown(main_repo: Path, campaign_id: str, for_pr: bool = F
             continue
         outcome = f"{run.get('status')}: {run.get('reason') or ''}"
         lines.append(
-            f"| {phase} | {_cell(outcome, 160)} | {run.get('iterations') or 0} | "
+            f"| {phase} | {cell(outcome, 160)} | {run.get('iterations') or 0} | "
             f"{_money(run.get('cost_usd'))} | {len(run.get('commits') or [])} | "
             f"{code(str(run['id']), table=True)} |"
         )
@@ -319,7 +319,7 @@ def render_campaign_markdown(main_repo: Path, campaign_id: str, for_pr: bool = F
         lines += ["", f"### {section}", "", "| Item | Phase | Coverage |", "| --- | --- | --- |"]
         for cov in (x for x in facts.coverage if x.section == section):
             state = {"task": "became task", "n/a": "N/A"}.get(cov.state, cov.state)
-            detail = f": {_cell(cov.detail, 120)}" if cov.detail and cov.state != "done" else ""
+            detail = f": {cell(cov.detail, 120)}" if cov.detail and cov.state != "done" else ""
             lines.append(f"| {cov.item} | {cov.phase} | {state}{detail} |")
     lines += ["", "## Remediation tasks", ""]
     if not facts.tasks:
@@ -336,7 +336,7 @@ def render_campaign_markdown(main_repo: Path, campaign_id: str, for_pr: bool = F
             commit = code(str(t["commit"])[:8], table=True) if t.get("commit") else "-"
             cost = _money(t["cost_usd"]) if t.get("cost_usd") is not None else "-"
             lines.append(
-                f"| {_cell(t['id'], 40)} | {_cell(t['title'], 80)} | {_cell(status, 120)} | "
+                f"| {cell(t['id'], 40)} | {cell(t['title'], 80)} | {cell(status, 120)} | "
                 f"{commit} | {cost} |"
             )
     if not for_pr:

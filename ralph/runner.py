@@ -157,7 +157,8 @@ def _check_pr(cfg: RunConfig) -> None:
 
 def _publish(cfg: RunConfig, workspace: Any, result: RunResult, bus: Bus) -> bool:
     """Push the run branch and open or update its pull request; False when that failed."""
-    from .report import build_summary, render_markdown
+    from .report import build_summary
+    from .report_md import render_markdown
 
     span = f"{workspace.base_commit}..{workspace.branch}"
     count = gitrun.run(workspace.root, "rev-list", "--count", span, check=False).stdout.strip()
@@ -300,6 +301,7 @@ def open_run(
     from .control import JournalControl
     from .models import model_pricing
     from .report import ReportCollector
+    from .report_md import finish, report_path
     from .tools import make_toolset
     from .tools.sandbox import remove_dead_homes
 
@@ -309,7 +311,6 @@ def open_run(
         bus = Bus(run_id, [journal, *(observers or []), report])
         if cfg.notify:
             from .notify import Notifier
-            from .report import report_path
 
             # Before the report collector: it keeps the notification_failed warnings it emits.
             notifier = Notifier(
@@ -366,7 +367,7 @@ def open_run(
         stack.callback(STOP.uninstall)
 
         def write_report(_type: object, error: BaseException | None, _tb: object) -> None:
-            report.finish(cfg, workspace.main_repo, workspace.root, error)
+            finish(report, cfg, workspace.main_repo, workspace.root, error)
 
         stack.push(write_report)
         stack.callback(bus.close)

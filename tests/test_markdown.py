@@ -22,7 +22,8 @@ from cmarkgfm.cmark import Options
 from ralph.git.commits import commit_message
 from ralph.git.pr import pr_body, pr_title
 from ralph.markdown import ZWSP, code, neutralise, one_line, text
-from ralph.report import IterationRow, RunSummary, render_markdown
+from ralph.report import IterationRow, RunSummary
+from ralph.report_md import render_markdown
 
 SAFE = "harmless"
 EVIL = "evil.example"

@@ -13,13 +13,8 @@ import pytest
 
 from ralph.config import RunConfig
 from ralph.errors import Interrupted, UsageError
-from ralph.report import (
-    IterationRow,
-    ReportCollector,
-    RunSummary,
-    load_report,
-    render_markdown,
-)
+from ralph.report import IterationRow, ReportCollector, RunSummary
+from ralph.report_md import finish, load_report, render_markdown
 from ralph.store.journal import Journal
 from ralph.summary import print_summary
 from tests.helpers import (
@@ -93,7 +88,7 @@ def test_collector_fills_in_a_crash_and_writes_without_a_journal(tmp_path: Path)
     cfg = RunConfig(artifacts=["sdlc/*.md", "missing.md"])
     (tmp_path / "sdlc").mkdir()
     (tmp_path / "sdlc" / "audit.md").write_text("# audit\n")
-    path = collector.finish(cfg, tmp_path, tmp_path, RuntimeError("disk full"), out)
+    path = finish(collector, cfg, tmp_path, tmp_path, RuntimeError("disk full"), out)
     assert path == tmp_path / ".ralph" / "runs" / RUN_ID / "report.md"
     text = path.read_text()
     assert "- Outcome: **error** (exit 1) — RuntimeError: disk full" in text
@@ -103,7 +98,7 @@ def test_collector_fills_in_a_crash_and_writes_without_a_journal(tmp_path: Path)
     assert f"resume with: ralph resume {RUN_ID}" in out.getvalue()
     interrupted = ReportCollector()
     interrupted.handle(events[0])
-    path = interrupted.finish(RunConfig(), tmp_path, tmp_path, Interrupted(2), io.StringIO())
+    path = finish(interrupted, RunConfig(), tmp_path, tmp_path, Interrupted(2), io.StringIO())
     assert path is not None and "**interrupted** (exit 130)" in path.read_text()
 
 
@@ -114,10 +109,10 @@ def test_a_broken_report_never_raises(
     blocker.write_text("")
     collector = ReportCollector()
     collector.handle(recorded_events()[0])
-    assert collector.finish(RunConfig(), blocker, blocker, None, io.StringIO()) is None
+    assert finish(collector, RunConfig(), blocker, blocker, None, io.StringIO()) is None
     assert "could not write the run report" in capsys.readouterr().err
     monkeypatch.setenv("RALPH_LOG_FORMAT", "json")  # in JSON log mode, a JSON record
-    assert collector.finish(RunConfig(), blocker, blocker, None, io.StringIO()) is None
+    assert finish(collector, RunConfig(), blocker, blocker, None, io.StringIO()) is None
     rec = json.loads(capsys.readouterr().err)
     assert rec["event"] == "error" and "could not write the run report" in rec["message"]
 
