@@ -4,7 +4,7 @@ that pushes it) should see them before they are in the history for good.
 Binary as git judges it (`--numstat` shows `-`) or as git's own test has it when a
 `.gitattributes` the agent wrote says otherwise: a NUL byte in the first 8,000 bytes. Every
 look is bounded (commits, files, bytes read), and the names are the agent's: callers render
-them inert (report.py through markdown.code, the terminal through ui.clean).
+them inert (report_md.py through markdown.code, the terminal through ui.clean).
 """
 
 from __future__ import annotations

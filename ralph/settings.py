@@ -726,7 +726,7 @@ SETTINGS: dict[str, Setting] = _declared()
 OPTIONS: tuple[Setting, ...] = tuple(
     s for s in SETTINGS.values() if s.flag is not None and s.command == "run"
 )
-# The options only `ralph harden` takes (it takes the run's too, see cli.py).
+# The options only `ralph harden` takes (it takes the run's too, see launch.py).
 HARDEN_OPTIONS: tuple[Setting, ...] = tuple(
     s for s in SETTINGS.values() if s.flag is not None and s.command == "harden"
 )

@@ -38,7 +38,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 def _call(work: Callable[[Any, Any], Any], address: str | None, namespace: str | None) -> Any:
     """Check the extra, run `work(service, (address, namespace))`; errors as one line."""
-    from ..cli import _fail
+    from ..cli_base import fail
     from ..errors import RalphError
     from . import require_extra
 
@@ -49,7 +49,7 @@ def _call(work: Callable[[Any, Any], Any], address: str | None, namespace: str |
         where = (address or service.default_address(), namespace or service.default_namespace())
         return service.run(work(service, where))
     except RalphError as exc:
-        raise _fail(exc.message, exc.exit_code) from None
+        raise fail(exc.message, exc.exit_code) from None
 
 
 @fleet_app.command("worker")
