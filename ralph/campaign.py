@@ -163,10 +163,10 @@ def remediation_file(root: Path) -> str | None:
 
 def _open_tasks(root: Path, name: str) -> int | None:
     """How many open tasks the file has (None: it lists no task at all)."""
-    from . import tasks
+    from . import taskfiles
 
     try:
-        return len(tasks.load(root / name).open_tasks())
+        return len(taskfiles.load(root / name).open_tasks())
     except UsageError as exc:
         if "no tasks found" in exc.message:
             return None

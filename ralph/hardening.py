@@ -173,7 +173,7 @@ def _blob(repo: Path, rev: str, path: str) -> str | None:
 
 def branch_tasks(repo: Path, rev: str) -> tuple[str | None, list[Any]]:
     """The remediation task list at `rev`: its file name and tasks (ralph's Task objects)."""
-    from . import tasks
+    from . import taskfiles
     from .campaign import CHECKLIST_FILE, TASKMASTER_FILE
     from .errors import UsageError
 
@@ -189,7 +189,7 @@ def branch_tasks(repo: Path, rev: str) -> tuple[str | None, list[Any]]:
             if state is not None and name == TASKMASTER_FILE:
                 (Path(tmp) / ".taskmaster" / "state.json").write_text(state, encoding="utf-8")
             try:
-                return name, tasks.load(path).tasks
+                return name, taskfiles.load(path).tasks
             except UsageError:
                 return name, []
     return None, []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from . import tasks
+from . import taskfiles, tasks
 from .errors import RalphError, UsageError
 from .events import Bus
 from .gate import VERIFY_TAIL_LINES
@@ -52,7 +52,7 @@ def task_path(repo: Path, name: Path | str) -> Path:
 
 def check(repo: Path, name: Path | str) -> None:
     """Load the task file before the run: a malformed one is exit 2 with nothing created."""
-    tasks.load(repo / task_path(repo, name))
+    taskfiles.load(repo / task_path(repo, name))
 
 
 def task_message(task: tasks.Task, feedback: str | None = None) -> str:
@@ -63,7 +63,7 @@ def task_message(task: tasks.Task, feedback: str | None = None) -> str:
 
 def first_prompt(cfg_repo: Path, name: str, prompt: str) -> str:
     """The prompt of a task-list run's first iteration, for --dry-run (nothing is written)."""
-    task = tasks.load(cfg_repo / task_path(cfg_repo, name)).next_task()
+    task = taskfiles.load(cfg_repo / task_path(cfg_repo, name)).next_task()
     return f"{prompt.rstrip()}\n\n{task_message(task)}" if task else prompt
 
 
@@ -77,7 +77,7 @@ class TaskQueue:
         self.folder = path.parent.resolve()
         self.max_failures = max_failures
         self.bus = bus
-        self.file = tasks.load(path)
+        self.file = taskfiles.load(path)
         # The statuses the runner stands by: as the file had them at the start, then its own.
         self.recorded = {t.id: (t.status, t.reason) for t in self.file.tasks}
         self.failures: dict[str, int] = {}
@@ -104,7 +104,7 @@ class TaskQueue:
         """Read the file as the agent left it and put the runner's statuses back."""
         self.check_folder()
         try:
-            fresh = tasks.load(self.path)
+            fresh = taskfiles.load(self.path)
         except UsageError as exc:
             self._warn(f"the task file was made unreadable ({exc}); the runner's copy restored")
             tasks.write_text(self.path, self.file.text)

@@ -684,7 +684,7 @@ def test_remediation_task_example_is_a_task_ralph_reads(name: str, tmp_path: Pat
     """The task a prompt tells the agent to file in sdlc/remediation-tasks.md is one that
     `ralph harden`'s remediation run (a Markdown task list) reads as a task: its id, title,
     priority, details and verify command (a `## SEC-003` section was read as no task)."""
-    from ralph import tasks
+    from ralph import taskfiles
 
     _, body = _read(name)
     intro = body.index("`sdlc/remediation-tasks.md`: one checklist line per task")
@@ -693,7 +693,7 @@ def test_remediation_task_example_is_a_task_ralph_reads(name: str, tmp_path: Pat
     example = "\n".join(line[4:] for line in block.group(1).splitlines()) + "\n"
     path = tmp_path / "remediation-tasks.md"
     path.write_text("# Remediation tasks\n\n" + example)
-    task_file = tasks.load(path)
+    task_file = taskfiles.load(path)
     (task,) = task_file.tasks
     assert re.fullmatch(r"(SEC|OBS|REL|IR)-\d{3}", task.id)
     assert task.title and task.title in example and task.is_open

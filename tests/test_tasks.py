@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ralph import tasks
+from ralph import taskfiles, tasks
 from ralph.errors import UsageError
 
 TASKMASTER = {
@@ -56,7 +56,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_taskmaster_order_follows_dependencies_then_priority_then_position(tmp_path: Path) -> None:
     path = write(tmp_path, "tasks.json", json.dumps(TASKMASTER, indent=2) + "\n")
-    tf = tasks.load(path)
+    tf = taskfiles.load(path)
     assert [t.id for t in tf.tasks] == ["1", "2", "3.1", "3.2"]
     # 2 is high priority but waits for 1; 3.1 is high and ready.
     assert tf.next_task().id == "3.1"  # type: ignore[union-attr]
@@ -74,7 +74,7 @@ def test_taskmaster_order_follows_dependencies_then_priority_then_position(tmp_p
 def test_taskmaster_status_is_written_back_in_the_files_layout(tmp_path: Path) -> None:
     original = json.dumps(TASKMASTER, indent=2) + "\n"
     path = write(tmp_path, "tasks.json", original)
-    tf = tasks.load(path)
+    tf = taskfiles.load(path)
     tf.set_status("3.1", "done")
     tf.set_status("1", "blocked", "needs a database migration")
     tf.save()
@@ -94,7 +94,7 @@ def test_taskmaster_status_is_written_back_in_the_files_layout(tmp_path: Path) -
 
 def test_taskmaster_parent_done_when_all_subtasks_are(tmp_path: Path) -> None:
     path = write(tmp_path, "tasks.json", json.dumps(TASKMASTER, indent=2))
-    tf = tasks.load(path)
+    tf = taskfiles.load(path)
     tf.set_status("3.1", "done")
     tf.set_status("3.2", "done")
     tf.save()
@@ -109,9 +109,9 @@ def test_tagged_taskmaster_uses_the_current_tag(tmp_path: Path) -> None:
         "feature": {"tasks": [{"id": 7, "title": "B", "status": "pending"}], "metadata": {}},
     }
     path = write(tmp_path, ".taskmaster/tasks/tasks.json", json.dumps(tagged, indent=2))
-    assert tasks.load(path).next_task() is None  # master: all done
+    assert taskfiles.load(path).next_task() is None  # master: all done
     write(tmp_path, ".taskmaster/state.json", json.dumps({"currentTag": "feature"}))
-    tf = tasks.load(path)
+    tf = taskfiles.load(path)
     assert tf.next_task().id == "7"  # type: ignore[union-attr]
     tf.set_status("7", "done")
     tf.save()
@@ -120,7 +120,7 @@ def test_tagged_taskmaster_uses_the_current_tag(tmp_path: Path) -> None:
 
 def test_a_task_waiting_on_a_blocked_one_is_blocked_with_the_reason(tmp_path: Path) -> None:
     path = write(tmp_path, "tasks.json", json.dumps(TASKMASTER, indent=2))
-    tf = tasks.load(path)
+    tf = taskfiles.load(path)
     tf.set_status("1", "blocked", "no database")
     for sub in ("3.1", "3.2"):
         tf.set_status(sub, "done")
@@ -142,7 +142,7 @@ def test_prd_json_user_stories(tmp_path: Path) -> None:
         ],
     }  # fmt: skip
     path = write(tmp_path, "prd.json", json.dumps(prd, indent=4) + "\n")
-    tf = tasks.load(path)
+    tf = taskfiles.load(path)
     assert tf.kind == "prd"
     first = tf.next_task()
     assert first is not None and first.id == "US-001" and "forms carry a token" in first.details
@@ -154,7 +154,7 @@ def test_prd_json_user_stories(tmp_path: Path) -> None:
     assert data["userStories"][0]["status"] == "blocked"
     assert data["userStories"][0]["blockedReason"] == "needs Redis"
     assert path.read_text().startswith('{\n    "project"')  # four-space layout kept
-    assert tasks.load(path).next_task() is None
+    assert taskfiles.load(path).next_task() is None
 
 
 CHECKLIST = """\
@@ -179,7 +179,7 @@ Filed by the security audit.
 
 def test_markdown_checklist_items_ids_fields_and_write_back(tmp_path: Path) -> None:
     path = write(tmp_path, "sdlc/remediation-tasks.md", CHECKLIST)
-    tf = tasks.load(path)
+    tf = taskfiles.load(path)
     assert tf.kind == "markdown"
     assert [t.id for t in tf.tasks] == ["SEC-1", "SEC-2", "SEC-3", "4"]
     sec1 = tf.get("SEC-1")
@@ -203,7 +203,7 @@ def test_markdown_checklist_items_ids_fields_and_write_back(tmp_path: Path) -> N
         a for a, b in zip(text.splitlines(), CHECKLIST.splitlines(), strict=True) if a != b
     ]
     assert len(differing) == 2
-    again = tasks.load(path)
+    again = taskfiles.load(path)
     four = again.get("4")
     assert (
         four is not None and four.status == "blocked" and four.reason == "needs the on-call roster"
@@ -232,7 +232,7 @@ def test_malformed_files_are_one_line_usage_errors_and_unchanged(
 ) -> None:
     path = write(tmp_path, name, text)
     with pytest.raises(UsageError) as err:
-        tasks.load(path)
+        taskfiles.load(path)
     assert message in err.value.message and "\n" not in err.value.message
     assert path.read_text() == text
 
@@ -254,7 +254,7 @@ def test_reports_are_read_outside_code_only() -> None:
 
 def test_describe_gives_the_agent_the_task_and_how_to_report(tmp_path: Path) -> None:
     path = write(tmp_path, "tasks.json", json.dumps(TASKMASTER, indent=2))
-    text = tasks.describe(tasks.load(path).get("1"))  # type: ignore[arg-type]
+    text = tasks.describe(taskfiles.load(path).get("1"))  # type: ignore[arg-type]
     for part in ("Task 1: Parameterise", "SQL injection", "Use placeholders", "A test posts",
                  "<task-done>1</task-done>", "<task-blocked>1: "):  # fmt: skip
         assert part in text
