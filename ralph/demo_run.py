@@ -175,7 +175,7 @@ def _demo_phase(cfg: RunConfig) -> None:
 
 def run_harden_demo(target: Path | None, sandbox: str, echo: Callable[[str], None]) -> int:
     """`ralph demo --harden`: the whole campaign on the vulnerable app; the exit code."""
-    from .campaign import run_campaign
+    from .campaign_run import run_campaign
     from .ui import make_observers
 
     echo(HARDEN_BANNER)

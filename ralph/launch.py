@@ -129,7 +129,7 @@ def _campaign_echo(line: str) -> None:
 
 
 def _run_campaign(cfg: Any, resume: tuple[Path, str, dict[str, Any]] | None = None) -> int:
-    from .campaign import resume_campaign, run_campaign  # heavy: only when a campaign runs
+    from .campaign_run import resume_campaign, run_campaign  # heavy: only when a campaign runs
     from .ui import make_observers  # the live view (rich): only for a run
 
     if cfg is not None and cfg.log_format == "json":

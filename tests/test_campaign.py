@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from ralph.campaign import campaign_config, resume_campaign, run_campaign
+from ralph.campaign import campaign_config
+from ralph.campaign_run import resume_campaign, run_campaign
 from ralph.errors import Interrupted, UsageError
 from ralph.layers import COMMAND_LINE, parse_layer
 from ralph.models.script import ScriptModel
@@ -316,16 +317,16 @@ def test_resume_continues_mid_phase_at_its_iteration_then_the_next_phases(
 def test_resume_between_phases_starts_the_next_phase(
     harden: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ralph import campaign
+    from ralph import campaign_run
 
-    real = campaign._Campaign.run_phase
+    real = campaign_run._Campaign.run_phase
 
     def killed_before_observability(self: Any, phase: str, resume: Any = None) -> Any:
         if phase == "observability":
             raise KeyboardInterrupt
         return real(self, phase, resume)
 
-    monkeypatch.setattr(campaign._Campaign, "run_phase", killed_before_observability)
+    monkeypatch.setattr(campaign_run._Campaign, "run_phase", killed_before_observability)
     with pytest.raises(KeyboardInterrupt):
         harden(
             {"reliability": [["Not done."]], "observability": [["Not done either."]]},
@@ -339,7 +340,7 @@ def test_resume_between_phases_starts_the_next_phase(
     finally:
         journal.close()
     assert row["status"] == "interrupted"
-    monkeypatch.setattr(campaign._Campaign, "run_phase", real)
+    monkeypatch.setattr(campaign_run._Campaign, "run_phase", real)
     resumed = resume_campaign(repo, row["id"])
     assert [(o.phase, o.status) for o in resumed.phases] == [
         ("reliability", "max_iterations"),
