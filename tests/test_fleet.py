@@ -122,3 +122,32 @@ def test_ralph_loop_and_ralph_do_not_import_temporal_at_start_up() -> None:
     code = "import ralph.cli, sys; print(any(m.startswith('temporalio') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_campaign_entry_needs_no_prompt_and_refuses_one(tmp_path: Path) -> None:
+    job = load_fleet(
+        write(
+            tmp_path,
+            {
+                "prompt": "security",
+                "repositories": [
+                    {"url": "https://github.com/o/web", "campaign": True,
+                     "settings": {"phases": ["security", "remediate"]}},
+                    "https://github.com/o/api",
+                ],
+            },
+        )
+    )  # fmt: skip
+    web, api = job.repos
+    assert (web.campaign, web.prompt_name, web.settings) == (
+        True,
+        "harden",
+        {"phases": ["security", "remediate"]},
+    )
+    assert (api.campaign, api.prompt) == (False, "security")
+    both = {"repositories": [{"url": "https://github.com/o/r", "campaign": True, "prompt": "x"}]}
+    with pytest.raises(UsageError, match="not both"):
+        load_fleet(write(tmp_path, both))
+    bad = {"repositories": [{"url": "https://github.com/o/r", "campaign": "yes"}]}
+    with pytest.raises(UsageError, match="campaign: 'yes' is not true or false"):
+        load_fleet(write(tmp_path, bad))

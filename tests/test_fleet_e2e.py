@@ -118,14 +118,22 @@ class Env:
         self.gh.repos[f"octo/{name}"] = Repo("octo", name)
         return bare
 
-    def fleet_file(self, name: str, repos: list[str], **top: Any) -> Path:
+    def fleet_file(
+        self, name: str, repos: list[str], entry: dict[str, Any] | None = None, **top: Any
+    ) -> Path:
         data: dict[str, Any] = {
             "fleet": name,
             "prompt": "Harden this repository. <promise>DONE</promise>",
             "settings": {"max_iterations": 3, "sandbox": "none", "pricing": PRICING},
             "temporal": {"heartbeat": 4, "retry": 0.2, "attempts": 3},
             "repositories": [
-                {"url": str(self.remote(r)), "name": r, "base": "main", "github": f"octo/{r}"}
+                {
+                    "url": str(self.remote(r)),
+                    "name": r,
+                    "base": "main",
+                    "github": f"octo/{r}",
+                    **(entry or {}),
+                }
                 for r in repos
             ],
             **top,
@@ -374,3 +382,24 @@ def test_steer_reaches_the_next_iteration_and_cancel_interrupts_the_run(fleet: E
     assert row["iterations"] == 1
     assert fleet.model.started("golf") == [1, 2]  # no third iteration
     assert not fleet.gh.pulls("octo/golf")
+
+
+def test_a_campaign_entry_runs_ralph_harden_and_opens_its_pull_request(fleet: Env) -> None:
+    entry = {"campaign": True, "settings": {"phases": ["security"], "phase_max_iterations": 1}}
+    path = fleet.fleet_file("campaigns", ["hotel"], entry)
+    if not any(w.poll() is None for w in fleet.workers):
+        fleet.start_worker("six")
+    submitted = fleet.ralph("submit", str(path), "--wait")
+    # The phase ended without its promise: the campaign stops at max iterations (exit 3).
+    assert submitted.returncode == 3, submitted.stdout + submitted.stderr
+    fleet_id = re.search(r"started fleet (\S+):", submitted.stdout).group(1)  # type: ignore[union-attr]
+    shown = json.loads(fleet.ralph("show", f"{fleet_id}.hotel", "--json").stdout)
+    assert shown["status"] == "max_iterations" and shown["prompt_name"] == "harden"
+    [record] = shown["iterations"]
+    assert record["summary"] == "security: max_iterations (1 it.)"
+    assert shown["cost_usd"] == pytest.approx(0.2)
+    assert fleet.model.started("hotel") == [1]
+    [pr] = fleet.gh.pulls("octo/hotel")
+    assert pr["title"] == "ralph harden: 0 of 1 phases complete" and pr["draft"] is True
+    assert shown["pr_url"] == pr["html_url"]
+    assert _branch_iterations(fleet.gh.bare_repo("octo", "hotel"), pr["head"]["ref"]) == ["1"]

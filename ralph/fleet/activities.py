@@ -99,7 +99,9 @@ class Activities:
                     "`pricing:` in the fleet's settings (or RALPH_PRICING on the workers)"
                 )
         branch = job.branch or f"ralph/{cfg.prompt_name}-{run.started}"
-        return Prepared(base, base_commit, branch, cfg.max_iterations, cfg.prompt_name)
+        # A campaign is one activity: its phases have limits of their own.
+        limit = 0 if job.campaign else cfg.max_iterations
+        return Prepared(base, base_commit, branch, limit, cfg.prompt_name)
 
     @activity.defn(name="ralph.iterate")
     async def iterate(self, inp: IterationInput) -> IterationResult:

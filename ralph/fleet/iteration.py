@@ -101,14 +101,20 @@ def resolve_base(root: Path, base: str | None) -> tuple[str, str]:
     return base, found.stdout.decode().strip()
 
 
-def run_config(job: RepoJob, root: Path) -> Any:
+def run_config(job: RepoJob, root: Path, **fleet: Any) -> Any:
     """The run's RunConfig as this worker resolves it: defaults < the repository's ralph.yaml
-    (which may only tighten) < front matter < this worker's RALPH_* < the fleet's settings."""
+    (which may only tighten) < front matter < this worker's RALPH_* < the fleet's settings
+    (a campaign's: `campaign_config`). `fleet`: settings the fleet itself decides."""
     from ..config import build_config
     from ..layers import parse_layer
 
     flags = parse_layer(job.settings, f"fleet settings of {job.name}")
     flags["pr"] = False  # the fleet opens the pull request once the run has ended
+    flags.update(fleet)
+    if job.campaign:
+        from ..campaign import campaign_config
+
+        return campaign_config(flags, root)
     return build_config(job.prompt, flags, root)
 
 
@@ -218,6 +224,49 @@ def run_iteration(inp: IterationInput, workdir: Path) -> IterationResult:
     )
 
 
+def run_campaign_job(inp: IterationInput, workdir: Path) -> IterationResult:
+    """A `ralph harden` campaign, whole (its phases are runs of their own, in this process),
+    on the run branch; the campaign opens its pull request itself."""
+    from ..campaign import run_campaign
+    from ..git.push import push_branch
+
+    job = inp.job
+    root = checkout_dir(workdir, inp.workflow_id)
+    tip = sync_checkout(root, job, inp.branch)
+    # An earlier attempt's pushed work is kept: the campaign goes on from it.
+    _git(root, "checkout", "-q", "-f", "--detach", tip or inp.base_commit)
+    _git(root, "clean", "-q", "-ffdx", "-e", "/.ralph/")
+    _git(root, "branch", "-q", "-D", inp.branch, check=False)
+    if job.github:  # names the GitHub repository for the campaign's pull request
+        os.environ["RALPH_GITHUB_REPO"] = job.github
+    cfg = run_config(job, root, pr=job.pr, pr_base=inp.base or None, remote=push_remote(job),
+                     branch=inp.branch)  # fmt: skip
+    result = run_campaign(cfg)
+    head = _git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{inp.branch}",
+                check=False).stdout.decode().strip()  # fmt: skip
+    if head and head != tip and not result.pr_url:
+        token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
+        api = (os.environ.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/")
+        push_branch(root, push_remote(job), inp.branch, token=token, api_url=api)
+    phases = "; ".join(f"{o.phase}: {o.status} ({o.iterations} it.)" for o in result.phases)
+    iterations = sum(o.iterations for o in result.phases)
+    cost = result.cost_usd
+    return IterationResult(
+        iteration=inp.iteration,
+        status=str(result.status),
+        reason=result.reason,
+        outcome=f"campaign, {iterations} iteration(s)",
+        summary=phases,
+        head=head or None,
+        usage=result.usage.as_dict(),
+        cost_usd=cost,
+        iteration_cost_usd=None if cost is None or inp.cost_usd is None else cost - inp.cost_usd,
+        elapsed_s=inp.elapsed_s,
+        worker=socket.gethostname(),
+        pr_url=result.pr_url,
+    )
+
+
 def load_input(path: Path) -> IterationInput:
     data = json.loads(path.read_text(encoding="utf-8"))
     job = RepoJob(**data.pop("job"))
@@ -232,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     inp = load_input(Path(args[0]))
     workdir = Path(os.environ.get("RALPH_FLEET_DIR") or Path.cwd())
     try:
-        result = run_iteration(inp, workdir)
+        run = run_campaign_job if inp.job.campaign else run_iteration
+        result = run(inp, workdir)
     except RalphError as exc:
         from ..redact import redact
 

@@ -57,6 +57,7 @@ class RepoJob:
     work_remote: str | None = None  # where run branches are pushed (default: url)
     pr: bool = True
     branch: str | None = None  # default: ralph/<prompt>-<fleet start, UTC>
+    campaign: bool = False  # `ralph harden` (its phases from settings) instead of a prompt
 
 
 @dataclass
@@ -117,6 +118,7 @@ class IterationInput:
     feedback: str | None = None  # the completion gate's, from the iteration before
     guidance: list[Guide] = field(default_factory=list)
     expected_head: str | None = None  # the branch tip the last iteration pushed
+    base: str = ""  # the base branch (a campaign's pull request goes into it)
 
 
 @dataclass
@@ -136,6 +138,7 @@ class IterationResult:
     elapsed_s: float = 0.0
     feedback: str | None = None
     worker: str = ""
+    pr_url: str | None = None  # a campaign opens its own pull request
 
 
 @dataclass

@@ -14,6 +14,9 @@
         github: octo/app          # owner/name when the URL does not say it
         work_remote: URL          # push run branches here instead of `url`
         pr: true                  # open a pull request at the end (default true)
+      - url: https://github.com/octo/web.git
+        campaign: true            # `ralph harden` instead of a prompt (one activity)
+        settings: {phases: [security, remediate], phase_max_iterations: 5}
 
 Checked here, before anything is started: a bad file is a usage error (exit 2) naming it.
 Nothing secret belongs in it (it goes into workflow histories): URLs with credentials and
@@ -53,7 +56,8 @@ NOT_IN_FLEET = {
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _TOP = {"fleet", "max_cost", "prompt", "settings", "temporal", "repositories", "pr"}
-_ENTRY = {"url", "name", "base", "prompt", "settings", "github", "work_remote", "pr", "branch"}
+_ENTRY = {"url", "name", "base", "prompt", "settings", "github", "work_remote", "pr", "branch",
+          "campaign"}  # fmt: skip
 _TEMPORAL = {"heartbeat", "iteration_timeout", "attempts", "retry", "task_queue"}
 
 
@@ -165,10 +169,24 @@ def _repo(
     name = str(entry.get("name") or _name_of(url))
     if not _NAME.fullmatch(name):
         raise UsageError(f"{where}: name {name!r} is not a name (letters, digits, . _ -)")
+    campaign = entry.get("campaign", False)
+    if not isinstance(campaign, bool):
+        raise UsageError(f"{where}: campaign: {campaign!r} is not true or false")
+    if campaign and "prompt" in entry:
+        raise UsageError(
+            f"{where}: give `prompt:` or `campaign: true`, not both (a campaign's phases are "
+            "the `phases` setting)"
+        )
     prompt_arg = entry.get("prompt", top.get("prompt"))
-    if not prompt_arg or not isinstance(prompt_arg, str):
-        raise UsageError(f"{where}: prompt: give a built-in name, a prompt file or the text")
-    prompt, prompt_name = _prompt(prompt_arg, path.parent, where)
+    if campaign:
+        prompt, prompt_name = "", "harden"
+    elif not prompt_arg or not isinstance(prompt_arg, str):
+        raise UsageError(
+            f"{where}: prompt: give a built-in name, a prompt file or the text (or "
+            "`campaign: true` for a `ralph harden` campaign)"
+        )
+    else:
+        prompt, prompt_name = _prompt(prompt_arg, path.parent, where)
     settings = {**defaults, **_settings(entry.get("settings"), f"{where}: settings")}
     github = entry.get("github")
     if github is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", str(github)):
@@ -189,6 +207,7 @@ def _repo(
         work_remote=work_remote or None,
         pr=pr,
         branch=str(branch) if branch else None,
+        campaign=campaign,
     )
 
 

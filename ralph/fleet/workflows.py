@@ -124,7 +124,7 @@ class RepoWorkflow:
                     job=job, workflow_id=workflow.info().workflow_id, run_id=st.run_id,
                     branch=st.branch, base_commit=prepared.base_commit, iteration=i, usage=usage,
                     cost_usd=st.cost_usd, elapsed_s=elapsed, feedback=feedback,
-                    guidance=list(st.guidance), expected_head=head,
+                    guidance=list(st.guidance), expected_head=head, base=prepared.base,
                 )  # fmt: skip
                 result: IterationResult = await workflow.execute_activity(
                     "ralph.iterate", inp, result_type=IterationResult,
@@ -137,6 +137,7 @@ class RepoWorkflow:
                 usage, elapsed, feedback = result.usage, result.elapsed_s, result.feedback
                 head = result.head or head
                 st.cost_usd = result.cost_usd
+                st.pr_url = result.pr_url or st.pr_url
                 st.iterations.append(
                     IterationRecord(
                         i,
@@ -166,7 +167,9 @@ class RepoWorkflow:
             raise
         if run.fleet_id:
             await self._report(run.fleet_id)
-        if job.pr and head and st.status not in (RunStatus.INTERRUPTED, RunStatus.STOPPED):
+        if job.campaign:
+            pass  # a campaign opens its own pull request (its report is the body)
+        elif job.pr and head and st.status not in (RunStatus.INTERRUPTED, RunStatus.STOPPED):
             await self._open_pr(run, prepared)
         return self.state
 
