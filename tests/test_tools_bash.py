@@ -165,9 +165,14 @@ class PassesWhen:
 
     def __init__(self, ready: Callable[[], bool]) -> None:
         self.ready = ready
+        self.based = False
 
     def monotonic(self) -> float:
-        return time.monotonic() + (86_400.0 if self.ready() else 0.0)
+        now = time.monotonic()
+        if not self.based:  # the first reading sets the deadline: never a day ahead (when the
+            self.based = True  # command was quick to be ready, the deadline went with it)
+            return now
+        return now + (86_400.0 if self.ready() else 0.0)
 
 
 def test_timeout_kills_the_whole_process_group(
