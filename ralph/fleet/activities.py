@@ -15,8 +15,10 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -31,6 +33,7 @@ from .model import (
     RepoRun,
 )
 
+T = TypeVar("T")
 PR_SET_PDEATHSIG = 1
 STOP_GRACE_S = 30.0  # a cancelled iteration's process gets this long to commit and push
 
@@ -40,6 +43,21 @@ def _die_with_parent() -> None:
     so it never pushes behind the back of the worker that takes the run over."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+async def _heartbeating(work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` in a thread, heartbeating meanwhile: a worker that dies during it is
+    noticed after the heartbeat timeout, not after the activity's whole time limit."""
+    info = activity.info()
+    every = max(
+        0.2, (info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else 30.0) / 4
+    )
+    task = asyncio.ensure_future(asyncio.to_thread(work, *args))
+    while True:
+        activity.heartbeat()
+        done, _ = await asyncio.wait({task}, timeout=every)
+        if done:
+            return task.result()
 
 
 def _job_error(exc: RalphError) -> ApplicationError:
@@ -76,7 +94,7 @@ class Activities:
     async def prepare(self, run: RepoRun) -> Prepared:
         """Clone (or fetch) the repository, resolve the base, check the settings."""
         try:
-            return await asyncio.to_thread(self._prepare, run, activity.info().workflow_id or "")
+            return await _heartbeating(self._prepare, run, activity.info().workflow_id or "")
         except RalphError as exc:
             raise _job_error(exc) from None
 
@@ -159,7 +177,7 @@ class Activities:
     async def publish(self, inp: PublishInput) -> Published:
         """Push the run branch and open or update its pull request."""
         try:
-            return await asyncio.to_thread(self._publish, inp)
+            return await _heartbeating(self._publish, inp)
         except RalphError as exc:
             from ..git.api import GitHubError
 

@@ -227,7 +227,7 @@ def run_iteration(inp: IterationInput, workdir: Path) -> IterationResult:
 def run_campaign_job(inp: IterationInput, workdir: Path) -> IterationResult:
     """A `ralph harden` campaign, whole (its phases are runs of their own, in this process),
     on the run branch; the campaign opens its pull request itself."""
-    from ..campaign import run_campaign
+    from ..campaign_run import run_campaign
     from ..git.push import push_branch
 
     job = inp.job

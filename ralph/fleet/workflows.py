@@ -93,7 +93,7 @@ class RepoWorkflow:
         try:
             prepared: Prepared = await workflow.execute_activity(
                 "ralph.prepare", run, result_type=Prepared, start_to_close_timeout=SHORT,
-                retry_policy=retry,
+                heartbeat_timeout=timedelta(seconds=timing.heartbeat_s), retry_policy=retry,
             )  # fmt: skip
         except ActivityError as exc:
             self._end(RunStatus.ERROR, _why(exc))
@@ -202,6 +202,7 @@ class RepoWorkflow:
         try:
             done: Published = await workflow.execute_activity(
                 "ralph.publish", inp, result_type=Published, start_to_close_timeout=SHORT,
+                heartbeat_timeout=timedelta(seconds=run.timing.heartbeat_s),
                 retry_policy=RetryPolicy(maximum_attempts=run.timing.attempts),
             )  # fmt: skip
         except ActivityError as exc:
