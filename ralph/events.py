@@ -1,52 +1,208 @@
 """Run events: the one stream that the journal, live view, logs and traces observe.
 
 The loop and agent emit events; observers (journal, UI, JSON logs, OpenTelemetry) turn them
-into whatever they keep or show. Event names and their fields are stable and documented in
-README ("Structured logs"):
-
-- run_started: prompt, prompt_name, model, max_iterations, repo, root, branch, base_commit,
-  worktree, resumed_at, earlier_usage{...}, earlier_cost_usd, earlier_elapsed_s (the earlier
-  sessions' totals when resuming, else null), budgets_changed, origin, config, campaign_id,
-  phase (a `ralph harden` campaign's phase only; its earlier_* are what the campaign used
-  before it)
-- sandbox: kind, network (right after run_started: where the agent's commands run)
-- iteration_started: max_iterations
-- model_started: turn
-- model_text: text (a streaming delta; high volume, for live views only)
-- model_retry: wait_s, reason
-- model_call: turn, model, stop_reason, usage{...}, cost_usd, latency_s, retries
-- model_error: message, status, fatal
-- tool_started: tool_use_id, tool, input
-- tool_finished: tool_use_id, tool, input, is_error, exit_code, duration_s, output
-- promise_seen: token, accepted, reasons
-- guard_tripped: guard, message
-- commit: sha, files, message
-- iteration_ended: outcome, summary, promise, files_changed, commit, usage{...}, cost_usd,
-  duration_s, error
-- warning: message
-- usage_limit: agent, limit, resets_at (an agent CLI reported its usage limit; level warning)
-- usage_limit_wait: agent, reason, until, wait_s (the iteration waits for it to reset)
-- agent_process: agent, exit_code, duration_s, stderr (an agent CLI's process ended)
-- run_ended: status, exit_code, reason, iterations, usage{...}, cost_usd, duration_s, resume
-- pull_request: url, number, created, base, draft (after run_ended, with --pr)
-- pull_request_failed: message (level error)
-- task_started: id, title (a task-list run's task for this iteration)
-- task_ended: id, title, status, reason, commit, cost_usd
-- task_retry: id, failures, reason, feedback (a task not done yet: failures in a row so far)
-- guidance: request, text, keep (operator guidance from `ralph steer`)
-- stop_requested: message (`ralph stop`, seen between iterations; level warning)
-- notification_failed: target, message (level warning)
-
-`conversation` (system, tools, messages: an iteration's whole exchange, emitted when it ends)
-is for the journal (`ralph show RUN --iteration N`); the JSON logs leave it out.
+into whatever they keep or show. Every event and its fields are declared once, in `EVENTS`
+below: README's table ("Structured logs") is generated from it (`python -m ralph.docs`), and
+the test suite checks every event any in-process test emits against it, so the views and
+the documentation cannot drift from what is emitted.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """An event's fields; `readme`: how README's table shows them (the fields, by default);
+    `debug`: only JSON logs at -v show it."""
+
+    fields: tuple[str, ...]
+    readme: str = ""
+    debug: bool = False
+
+
+# Every run event, in the order a run emits them. `conversation` (an iteration's whole
+# exchange, emitted when it ends) is the journal's (`ralph show RUN --iteration N`); the JSON
+# logs leave it out.
+EVENTS: dict[str, EventSpec] = {
+    "run_started": EventSpec(
+        (
+            "prompt",
+            "prompt_name",
+            "model",
+            "max_iterations",
+            "repo",
+            "root",
+            "branch",
+            "base_commit",
+            "worktree",
+            "resumed_at",
+            "earlier_usage",
+            "earlier_cost_usd",
+            "earlier_elapsed_s",
+            "budgets_changed",
+            "origin",
+            "config",
+            "campaign_id",
+            "phase",
+        ),
+        "prompt, prompt_name, model, max_iterations, repo, root, branch, base_commit, worktree, resumed_at, earlier_usage, earlier_cost_usd, earlier_elapsed_s (what earlier sessions of a resumed run used, counted by the budgets; null otherwise; for a campaign's phase, what the campaign used before it), budgets_changed (budgets the operator changed on resume: {name: {was, now}}), origin (the branch or commit the checkout was on), config, campaign_id, phase (only in a `ralph harden` campaign's runs)",
+    ),
+    "sandbox": EventSpec(
+        ("kind", "network"),
+        "kind (`bwrap` or `none`: where the agent's commands run), network",
+    ),
+    "iteration_started": EventSpec(
+        ("max_iterations",),
+        "max_iterations",
+    ),
+    "model_started": EventSpec(
+        ("turn",),
+        "turn",
+    ),
+    "model_text": EventSpec(
+        ("text",),
+        "turn, text (≤2,000 chars unless `--show-text`), chars — one record per model call",
+        debug=True,
+    ),
+    "model_retry": EventSpec(
+        ("wait_s", "reason"),
+        "wait_s, reason",
+    ),
+    "model_call": EventSpec(
+        (
+            "turn",
+            "model",
+            "stop_reason",
+            "usage",
+            "cost_usd",
+            "latency_s",
+            "retries",
+            "request_id",
+            "request_summary",
+            "response_summary",
+        ),
+        "turn, model, stop_reason, usage{input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens}, cost_usd, latency_s, retries, request_id, request_summary, response_summary",
+    ),
+    "model_error": EventSpec(
+        ("message", "status", "fatal"),
+        "message, status, fatal",
+    ),
+    "tool_started": EventSpec(
+        ("tool_use_id", "tool", "input"),
+        "tool_use_id, tool, input",
+    ),
+    "tool_finished": EventSpec(
+        ("tool_use_id", "tool", "input", "is_error", "exit_code", "duration_s", "output"),
+        "tool_use_id, tool, input, is_error, exit_code, duration_s, output (≤4,000 chars unless `-v`), output_chars",
+    ),
+    "promise_seen": EventSpec(
+        ("token", "accepted", "reasons", "judged", "judged_commit"),
+        "token, accepted, reasons",
+    ),
+    "guard_tripped": EventSpec(
+        ("guard", "message"),
+        "guard, message",
+    ),
+    "commit": EventSpec(
+        ("files", "message", "sha"),
+        "sha, files, message",
+    ),
+    "iteration_ended": EventSpec(
+        (
+            "outcome",
+            "summary",
+            "final_text",
+            "promise",
+            "files_changed",
+            "commit",
+            "usage",
+            "cost_usd",
+            "duration_s",
+            "turns",
+            "error",
+        ),
+        "outcome, summary, final_text, promise, files_changed, commit, usage, cost_usd, duration_s, turns, error",
+    ),
+    "warning": EventSpec(
+        ("message", "agent", "fallback", "until"),
+        "message (Python warnings add category, source)",
+    ),
+    "usage_limit": EventSpec(
+        ("agent", "limit", "resets_at"),
+        "agent, limit, resets_at (an agent CLI hit its usage limit)",
+    ),
+    "usage_limit_wait": EventSpec(
+        ("agent", "reason", "until", "wait_s"),
+        "agent, reason, until, wait_s (the iteration waits for the reset)",
+    ),
+    "agent_process": EventSpec(
+        ("agent", "duration_s", "exit_code", "stderr"),
+        "agent, exit_code, duration_s, stderr (an agent CLI's process of one iteration ended)",
+    ),
+    "run_ended": EventSpec(
+        (
+            "status",
+            "exit_code",
+            "reason",
+            "iterations",
+            "usage",
+            "cost_usd",
+            "duration_s",
+            "resume",
+        ),
+        "status, exit_code, reason, iterations, usage, cost_usd, duration_s, resume",
+    ),
+    "pull_request": EventSpec(
+        ("url", "number", "created", "base", "draft"),
+        "url, number, created, base, draft",
+    ),
+    "pull_request_failed": EventSpec(
+        ("message",),
+        "message",
+    ),
+    "task_started": EventSpec(
+        ("id", "title"),
+        "id, title (a task-list run's task for this iteration)",
+    ),
+    "task_ended": EventSpec(
+        ("id", "title", "status", "reason", "commit", "cost_usd"),
+        "id, title, status, reason, commit, cost_usd (a task closed: done, blocked, deferred)",
+    ),
+    "task_retry": EventSpec(
+        ("id", "failures", "reason", "feedback"),
+        "id, failures, reason, feedback (a task not done yet: its failures in a row so far; a resumed run goes on counting)",
+    ),
+    "guidance": EventSpec(
+        ("keep", "request", "text"),
+        "request, text, keep (`ralph steer` guidance given to this iteration)",
+    ),
+    "stop_requested": EventSpec(
+        ("message",),
+        "message (`ralph stop` was seen between iterations; level warning)",
+    ),
+    "notification_failed": EventSpec(
+        ("target", "message"),
+        "target (`scheme://host/…` only), message (level warning)",
+    ),
+    "conversation": EventSpec(
+        ("messages", "system", "tools"),
+    ),
+}
+
+
+def check_event(name: str, data: Mapping[str, Any]) -> None:
+    """Raise ValueError when event `name` or one of its fields is not declared in EVENTS."""
+    spec = EVENTS.get(name)
+    if spec is None:
+        raise ValueError(f"event {name!r} is not declared in ralph/events.py EVENTS")
+    extra = sorted(set(data) - set(spec.fields))
+    if extra:
+        raise ValueError(f"event {name!r} has fields {extra} not declared in ralph/events.py")
 
 
 @dataclass

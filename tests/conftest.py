@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +38,19 @@ def _close_open_tools() -> Iterator[None]:
     yield
     while OPEN_TOOLS:
         OPEN_TOOLS.pop().close()
+
+
+@pytest.fixture(autouse=True)
+def _events_as_declared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every event an in-process test makes a run emit must be declared, with its fields, in
+    ralph/events.py (README's table is generated from it): a view reading a field nobody
+    emits, or an event nobody documented, fails the test that emits it."""
+    from ralph.events import Bus, Event, check_event
+
+    real = Bus.emit
+
+    def emit(self: Bus, name: str, level: str = "info", **data: Any) -> Event:
+        check_event(name, data)
+        return real(self, name, level, **data)
+
+    monkeypatch.setattr(Bus, "emit", emit)

@@ -1,0 +1,24 @@
+"""The event declarations (ralph/events.py) are what runs emit: conftest checks every event
+an in-process test emits against them; README's table is generated from them."""
+
+from __future__ import annotations
+
+import pytest
+
+from ralph.events import EVENTS, Bus, Recorder, check_event
+
+
+def test_an_undeclared_event_or_field_is_refused() -> None:
+    check_event("commit", {"sha": "abc", "files": [], "message": "m"})
+    with pytest.raises(ValueError, match="'comit' is not declared"):
+        check_event("comit", {})
+    with pytest.raises(ValueError, match=r"\['promise_accepted'\] not declared"):
+        check_event("iteration_ended", {"outcome": "ended", "promise_accepted": True})
+
+
+def test_the_suite_checks_what_a_bus_emits() -> None:
+    # conftest's fixture wraps Bus.emit: an event a view would read that nobody declared fails.
+    bus = Bus("run", [Recorder()])
+    with pytest.raises(ValueError, match="not declared"):
+        bus.emit("iteration_ended", outcome="ended", promise_accepted=True)
+    assert "promise" in EVENTS["iteration_ended"].fields  # the field the report reads
