@@ -102,7 +102,7 @@ EVENTS: dict[str, EventSpec] = {
     ),
     "promise_seen": EventSpec(
         ("token", "accepted", "reasons", "judged", "judged_commit"),
-        "token, accepted, reasons",
+        "token, accepted, reasons, judged (`clean checkout` or `working tree`), judged_commit",
     ),
     "guard_tripped": EventSpec(
         ("guard", "message"),
@@ -130,7 +130,8 @@ EVENTS: dict[str, EventSpec] = {
     ),
     "warning": EventSpec(
         ("message", "agent", "fallback", "until"),
-        "message (Python warnings add category, source)",
+        "message, agent, fallback, until (an agent CLI's usage limit: the fallback stands in "
+        "until then; Python warnings add category, source)",
     ),
     "usage_limit": EventSpec(
         ("agent", "limit", "resets_at"),

@@ -369,13 +369,15 @@ def _readme_events() -> dict[str, set[str]]:
     return readme
 
 
-def test_the_events_docstring_documents_only_fields_the_logs_document_too() -> None:
-    import ralph.events
+def test_every_declared_event_and_field_is_in_readmes_table() -> None:
+    # README's rows are generated from events.EVENTS, where a row's text may be written out
+    # (with notes): it must still name every field the event carries.
+    from ralph.events import EVENTS
 
     readme = _readme_events()
-    doc = ralph.events.__doc__ or ""
-    documented = re.findall(r"^- (\w+): (.+(?:\n  .+)*)", doc, re.M)
-    assert len(documented) >= 15
-    for name, fields in documented:
+    assert len(EVENTS) >= 25
+    for name, spec in EVENTS.items():
+        if name == "conversation":  # the journal's; JSON logs leave it out
+            continue
         assert name in readme, name
-        assert _fields(fields.replace("\n", " ")) <= readme[name], name
+        assert set(spec.fields) <= readme[name], (name, set(spec.fields) - readme[name])
