@@ -68,7 +68,7 @@ def api_figures(s: Settings) -> list[Row]:
     """Figures 4 and 5 from two iterations of 20 model calls over the demo's vulnerable app."""
     from ralph.config import DEFAULT_MODEL
     from ralph.demo_run import demo_config, prepare_repo
-    from ralph.runner import execute
+    from ralph.run.runner import execute
     from tests.fakeapi import FakeAPI
 
     iterations = 1 if s.quick else 2  # the second shows the cache as the next iteration finds it

@@ -1,5 +1,5 @@
 """Figures 1, 6 and 7: the cost of an iteration beside bare git, memory over many iterations,
-and a flood of tool output; all through the real runner (`ralph.runner.execute`)."""
+and a flood of tool output; all through the real runner (`ralph.run.runner.execute`)."""
 
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ def floor_samples(repo: Path, samples: int) -> list[float]:
 
 def iteration_overhead(s: Settings) -> list[Row]:
     """Figure 1: an iteration's wall time minus the model's, beside the bare git commit."""
-    from ralph.runner import execute
+    from ralph.run.runner import execute
 
     rows = []
     for files in s.repo_sizes:

@@ -59,7 +59,7 @@ def _per_call(clock: Clock, tool: str) -> tuple[list[float], list[float]]:
 
 def tool_calls(s: Settings) -> list[Row]:
     """Figure 2: `bash true` and an editor `view`, without and with bubblewrap."""
-    from ralph.runner import execute
+    from ralph.run.runner import execute
     from ralph.tools.sandbox import bwrap_problem
 
     repo = make_repo(s.work / "repo-tools", 200)
@@ -183,7 +183,7 @@ def _slowest_imports(args: list[str], cwd: Path, top: int = 4) -> str:
 
 def startup(s: Settings) -> list[Row]:
     """Figure 3: `ralph-loop --help` and `ralph runs` (in a repository with a journal)."""
-    from ralph.runner import execute
+    from ralph.run.runner import execute
 
     journal_repo = make_repo(s.work / "repo-journal", 20)
     script = write_yaml(s.work / "journal.yaml", {"iterations": [{"turns": ["Nothing to do."]}]})

@@ -22,7 +22,7 @@ BINARY_BYTES = 1_000_000  # random bytes: text only in part, as `cat` of a binar
 
 def memory(iterations: int, work: Path) -> dict[str, Any]:
     """Run `iterations` iterations (a bash call with output, an edit, a commit each)."""
-    from ralph.runner import execute
+    from ralph.run.runner import execute
 
     repo = make_repo(work / "repo", 50)
     turn = {
@@ -81,8 +81,8 @@ class Recording:
 
 def flood(size: int, work: Path) -> dict[str, Any]:
     """One iteration whose command prints `size` bytes; what the model was sent, and memory."""
-    from ralph import runner
     from ralph.models.script import ScriptModel
+    from ralph.run import runner
 
     repo = make_repo(work / "repo", 10)
     command = f"yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {size}"

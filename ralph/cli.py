@@ -25,8 +25,8 @@ from .cli_base import exit_with, fail, given, note, setting_options, with_parame
 from .config import RunConfig
 from .errors import EXIT_CODES_HELP, RalphError
 from .layers import option_name
-from .logs import run_app
 from .settings import OPTIONS
+from .views.logs import run_app
 
 RUN_HELP = (
     "Run PROMPT against a git repository in a Ralph loop until the agent's final message "
@@ -90,8 +90,8 @@ def run_command(**options: Any) -> None:
         raise fail("missing PROMPT: give a prompt file, - for stdin, a built-in name or text")
     chosen = given(OPTIONS, options)
     if resume:
-        from .guards import BUDGETS  # guards and resume load the runner's modules: only here
-        from .resume import DISPLAY
+        from .run.guards import BUDGETS  # guards and resume load the runner's modules: only here
+        from .run.resume import DISPLAY
 
         display = {k: chosen.pop(k) for k in DISPLAY if k in chosen}  # how it is shown: yours
         budgets = {k: chosen.pop(k) for k in BUDGETS if k in chosen}  # the operator may raise
@@ -101,7 +101,7 @@ def run_command(**options: Any) -> None:
     try:
         cfg = build_config(prompt, layers.parse_layer(chosen, layers.COMMAND_LINE), repo)
         if cfg.dry_run:
-            from .runner import dry_run  # the runner and what it runs: only for a dry run
+            from .run.runner import dry_run  # the runner and what it runs: only for a dry run
 
             dry_run(cfg)
             return

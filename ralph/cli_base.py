@@ -16,10 +16,11 @@ from typing import Annotated, Any
 
 import typer
 
-from . import logs, parse
+from . import parse
 from .errors import ExitCode
 from .redact import redact
 from .settings import Setting
+from .views import logs
 
 REPO_HELP = "The repository (default: RALPH_REPO or the current directory)."
 RUN_ARG_HELP = "Run id, a unique part of one, or `latest`, from `ralph runs`."

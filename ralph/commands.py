@@ -68,15 +68,15 @@ def show_cmd(
 
     root = repo_dir(repo).resolve()
     try:
-        from .campaign import CAMPAIGN_PREFIX  # the campaign's machinery (git, models)
+        from .run.campaign import CAMPAIGN_PREFIX  # the campaign's machinery (git, models)
 
         if run.startswith(CAMPAIGN_PREFIX):  # a campaign (`ralph harden`): its report
-            from .hardening import campaign_report  # a campaign's report: only for one
+            from .run.hardening import campaign_report  # a campaign's report: only for one
 
             sys.stdout.write(clean(campaign_report(root, run)))
             return
         if report:
-            from .report_md import load_report  # the renderer: only for --report
+            from .views.report_md import load_report  # the renderer: only for --report
 
             main_repo = find_main_repo(root)
             if main_repo is None:
@@ -114,7 +114,7 @@ def clean_cmd(
     """Remove the worktrees and branches that finished runs left (never unpushed work
     unless --force); running and resumable runs are left alone."""
     # What this command alone needs: git, sqlite3 and the journal.
-    from .cleanup import clean
+    from .git.cleanup import clean
     from .store.journal import Journal
     from .store.schema import db_path
 
@@ -145,7 +145,7 @@ def clean_cmd(
 
 def prompts_cmd() -> None:
     """List the built-in prompts."""
-    from .prompt import builtin_names, builtin_path, split_front_matter  # for this command
+    from .run.prompt import builtin_names, builtin_path, split_front_matter  # for this command
 
     for name in builtin_names():
         path = builtin_path(name)

@@ -25,7 +25,7 @@ from .parse import parse_duration
 from .settings import DEFAULT_MODEL, RunConfig
 
 if TYPE_CHECKING:
-    from .prompt import PromptSpec
+    from .run.prompt import PromptSpec
 
 __all__ = ["DEFAULT_MODEL", "RunConfig", "build_config", "parse_duration", "restore_config"]
 
@@ -114,8 +114,8 @@ def build_config(
     flags, built-in prompts and prompt files outside the repository may do anything.
     `note` receives a one-line note about the prompt (e.g. that a built-in stood in for a
     missing file)."""
-    from .logs import settings_log_format
-    from .prompt import load_prompt
+    from .run.prompt import load_prompt
+    from .views.logs import settings_log_format
 
     root = repo_dir(repo, environ)
     if not root.is_dir():

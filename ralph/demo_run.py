@@ -40,7 +40,7 @@ def ralph_command(argv0: str | None = None) -> str:
 
 
 def _git(repo: Path, *args: str) -> str:
-    from . import gitrun
+    from .git import gitrun
 
     return gitrun.out(repo, *args)
 
@@ -106,8 +106,8 @@ def run_demo(
 ) -> int:
     """Prepare the repository, run the loop, say where the result is; returns the exit code.
     `pace`: each model turn takes PACE_S (None: when the live view goes to a terminal)."""
-    from .runner import execute
-    from .ui import make_observers
+    from .run.runner import execute
+    from .views.ui import make_observers
 
     echo(BANNER)
     repo = prepare_repo(target)
@@ -154,7 +154,7 @@ HARDEN_BANNER = (
 
 def harden_demo_config(repo: Path, sandbox: str = "auto") -> RunConfig:
     """The demo campaign's settings: only these (not the user's ralph.yaml or RALPH_*)."""
-    from .campaign import campaign_config
+    from .run.campaign import campaign_config
 
     flags = {
         "model": f"script:{SESSION}",
@@ -175,8 +175,8 @@ def _demo_phase(cfg: RunConfig) -> None:
 
 def run_harden_demo(target: Path | None, sandbox: str, echo: Callable[[str], None]) -> int:
     """`ralph demo --harden`: the whole campaign on the vulnerable app; the exit code."""
-    from .campaign_run import run_campaign
-    from .ui import make_observers
+    from .run.campaign_run import run_campaign
+    from .views.ui import make_observers
 
     echo(HARDEN_BANNER)
     repo = prepare_repo(target)

@@ -218,7 +218,7 @@ def harden_options_table() -> str:
 
 
 # What every JSON log line has, and the records JSON logs write that are not run events
-# (ralph/logs.py): around the events' rows in README's table.
+# (ralph/views/logs.py): around the events' rows in README's table.
 LOG_FIRST = (
     "| *every line* | `ts` (ISO 8601 UTC), `level`, `event`, `run_id` (null before a run "
     "starts), `iteration` (null outside one); an event field that clashes with these is renamed "

@@ -8,7 +8,7 @@ from . import trust
 from .config import CONFIG_FILE
 from .docs import TEMPLATE
 from .errors import UsageError
-from .prompt import builtin_names, builtin_path, split_front_matter
+from .run.prompt import builtin_names, builtin_path, split_front_matter
 from .settings import SETTINGS
 
 

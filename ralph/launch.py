@@ -30,17 +30,17 @@ from .cli_base import (
 )
 from .config import repo_dir
 from .errors import RalphError, UsageError
-from .logs import install_json_stderr, settings_log_format
+from .run.signals import STOP
 from .settings import HARDEN_OPTIONS, OPTIONS
-from .signals import STOP
 from .status import RunStatus
 from .text import clean
+from .views.logs import install_json_stderr, settings_log_format
 
 
 def execute_run(cfg: Any, resume: Any = None) -> int:
     """Run `cfg` (a new run, or resuming at `resume`) with its observers; its exit code."""
-    from .runner import execute  # the runner and what it runs: loaded when a run starts
-    from .ui import make_observers  # the live view (rich): only for a run
+    from .run.runner import execute  # the runner and what it runs: loaded when a run starts
+    from .views.ui import make_observers  # the live view (rich): only for a run
 
     if cfg.log_format == "json":
         install_json_stderr()  # warnings, library logs and tracebacks as JSON lines too
@@ -60,12 +60,12 @@ def resume_run(
     `display`: --log-format, --quiet, --verbose as given (None: not given); `budgets`:
     --max-cost, --max-tokens, --timeout as given."""
     try:
-        from .resume import display_settings, resume_config  # the runner's set-up: heavy
+        from .run.resume import display_settings, resume_config  # the runner's set-up: heavy
 
         shown = display_settings(display or {})
         settings_log_format(shown.get("log_format"))  # errors from here on follow it
         root = repo_dir(repo).resolve()
-        from .campaign import campaign_of  # the campaign's machinery (git, models)
+        from .run.campaign import campaign_of  # the campaign's machinery (git, models)
 
         if campaign_of(root, run) is not None:  # a campaign, or one of its phases' runs
             if more is not None or any(v is not None for v in (budgets or {}).values()):
@@ -103,7 +103,7 @@ def harden_command(**options: Any) -> None:
     repo = options.pop("repo")
     chosen = given(_HARDEN_SETTINGS, options)
     try:
-        from .campaign import campaign_config  # with its phases' machinery: when one runs
+        from .run.campaign import campaign_config  # with its phases' machinery: when one runs
 
         cfg = campaign_config(
             layers.parse_layer(chosen, layers.COMMAND_LINE),
@@ -129,8 +129,8 @@ def _campaign_echo(line: str) -> None:
 
 
 def _run_campaign(cfg: Any, resume: tuple[Path, str, dict[str, Any]] | None = None) -> int:
-    from .campaign_run import resume_campaign, run_campaign  # heavy: only when a campaign runs
-    from .ui import make_observers  # the live view (rich): only for a run
+    from .run.campaign_run import resume_campaign, run_campaign  # heavy: only when a campaign runs
+    from .views.ui import make_observers  # the live view (rich): only for a run
 
     if cfg is not None and cfg.log_format == "json":
         install_json_stderr()

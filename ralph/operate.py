@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import control
 from .errors import ExitCode, UsageError
 from .events import Event, Observer
+from .run import control
 from .status import RunStatus
 from .store.journal import Journal
 from .store.queries import LATEST
@@ -151,17 +151,17 @@ class _Follower:
 
 def watch_observer(log_format: str, err: TextIO, config: dict[str, Any]) -> Observer:
     """The view `ralph watch` draws: the live view on a terminal, plain lines otherwise."""
-    from .plain import PlainLines
-    from .ui import _is_terminal
+    from .views.plain import PlainLines
+    from .views.ui import _is_terminal
 
     if log_format == "json":
-        from .logs import JsonLines
+        from .views.logs import JsonLines
 
         return JsonLines(err)
     if log_format == "rich" or (log_format == "auto" and _is_terminal(err)):
         from rich.console import Console
 
-        from .live import LiveView
+        from .views.live import LiveView
 
         return LiveView(
             Console(file=err, force_terminal=True if log_format == "rich" else None),

@@ -149,7 +149,7 @@ def artifacts(value: Any) -> list[Any]:
     value = _yaml_value(value, "expected a YAML list of artifacts")
     if not isinstance(value, list):
         raise ValueError("expected a list")
-    from .gate import parse_artifacts
+    from .run.gate import parse_artifacts
 
     try:
         parse_artifacts(value)
@@ -187,7 +187,7 @@ def path(value: Any) -> Path:
 
 def notify_targets(value: Any) -> list[str]:
     """Notification targets: URLs (one per line or a YAML list) or cmd:COMMAND, each checked."""
-    from .notify import check_target
+    from .views.notify import check_target
 
     targets = _listed(value, str.splitlines, "a URL or cmd:COMMAND, or a list of them")
     for target in targets:

@@ -679,7 +679,7 @@ class RunConfig:
     )
 
     def to_dict(self) -> dict[str, Any]:
-        from .notify import describe_target  # small; only for the shown form of a secret
+        from .views.notify import describe_target  # small; only for the shown form of a secret
 
         data = asdict(self)
         for key, value in data.items():

@@ -119,8 +119,9 @@ def run_here(
     import warnings
     from unittest import mock
 
-    from ralph import cli, logs
-    from ralph.signals import STOP
+    from ralph import cli
+    from ralph.run.signals import STOP
+    from ralph.views import logs
 
     saved_env = dict(os.environ)
     saved_cwd = os.getcwd()

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from ralph.agent import CONTINUE_AFTER_MAX_TOKENS, Agent, IterationCut, IterationOutcome
 from ralph.config import RunConfig
 from ralph.events import Bus, Recorder
 from ralph.models.base import ModelError, ModelRequest, Usage
 from ralph.models.script import ScriptModel
+from ralph.run.agent import CONTINUE_AFTER_MAX_TOKENS, Agent, IterationCut, IterationOutcome
 from ralph.tools import make_toolset
 from tests.helpers import closed_after_test, write_script
 from tests.test_loop_runs import Spy

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from ralph.agent import IterationCut, IterationOutcome
 from ralph.agents import limits
 from ralph.agents.base import StopCheck
 from ralph.agents.limits import LimitAware
 from ralph.events import Bus, Recorder
 from ralph.models.base import ModelError, Usage
+from ralph.run.agent import IterationCut, IterationOutcome
 
 NO_STOP: StopCheck = lambda usage, cost: None  # noqa: E731
 

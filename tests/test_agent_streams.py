@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ralph.agent import IterationOutcome
 from ralph.agents.claude_code import ClaudeStream
 from ralph.agents.codex import CodexStream
 from ralph.events import Bus, Recorder
 from ralph.models.base import Usage
+from ralph.run.agent import IterationOutcome
 from tests.helpers import clean_env, make_repo, run_cli
 
 

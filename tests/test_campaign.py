@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from ralph.campaign import campaign_config
-from ralph.campaign_run import resume_campaign, run_campaign
 from ralph.errors import Interrupted, UsageError
 from ralph.layers import COMMAND_LINE, parse_layer
 from ralph.models.script import ScriptModel
-from ralph.prompt import load_prompt
+from ralph.run.campaign import campaign_config
+from ralph.run.campaign_run import resume_campaign, run_campaign
+from ralph.run.prompt import load_prompt
 from ralph.store.journal import Journal
 from tests.helpers import git, make_repo, write_script
 from tests.test_loop_runs import USAGE, Spy, create
@@ -186,7 +186,7 @@ def test_a_campaign_runs_the_loops_on_one_branch_then_fixes_the_tasks_they_filed
 
 
 def test_coverage_of_the_40_items() -> None:
-    from ralph.hardening import coverage
+    from ralph.run.hardening import coverage
 
     text = (
         "## Checklist\n\n### OWASP Top 10 (2017)\n\n- [x] Injection: fixed\n"
@@ -317,7 +317,7 @@ def test_resume_continues_mid_phase_at_its_iteration_then_the_next_phases(
 def test_resume_between_phases_starts_the_next_phase(
     harden: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ralph import campaign_run
+    from ralph.run import campaign_run
 
     real = campaign_run._Campaign.run_phase
 
@@ -442,7 +442,7 @@ def test_a_version_3_journal_gains_campaigns_and_its_runs_are_no_campaigns_phase
 ) -> None:
     import sqlite3
 
-    from ralph.campaign import campaign_of
+    from ralph.run.campaign import campaign_of
     from ralph.store import schema
     from ralph.store.schema import db_path, migrate
 

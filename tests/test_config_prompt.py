@@ -13,7 +13,7 @@ from ralph.cli import build_config
 from ralph.config import DEFAULT_MODEL, RunConfig, parse_duration, validate
 from ralph.errors import UsageError
 from ralph.layers import env_layer
-from ralph.prompt import builtin_names, load_prompt
+from ralph.run.prompt import builtin_names, load_prompt
 from tests.helpers import clean_env, make_repo, run_cli
 
 

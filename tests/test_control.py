@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ralph import control
 from ralph.errors import UsageError
+from ralph.run import control
 from ralph.store.journal import Journal
 from ralph.store.locks import acquire_run_lock
 
@@ -72,7 +72,7 @@ def test_running_pid_comes_from_the_run_lock(tmp_path: Path) -> None:
     try:
         # Another process probes it, as `ralph stop` from a second terminal would.
         code = (
-            "import sys; from pathlib import Path; from ralph import control; "
+            "import sys; from pathlib import Path; from ralph.run import control; "
             f"print(control.running_pid(Path({str(tmp_path)!r}), '20261206-000000-abcd'))"
         )
         out = subprocess.run(

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from ralph.config import RunConfig
-from ralph.gate import matching_files
-from ralph.runner import execute
+from ralph.run.gate import matching_files
+from ralph.run.runner import execute
 from tests.helpers import git, make_repo, run_cli, write_script
 
 TOKEN = "DONE"

@@ -11,9 +11,15 @@ import pytest
 
 from ralph.config import RunConfig
 from ralph.errors import UsageError
-from ralph.gate import Gate, check_artifact, parse_artifacts, rejection_feedback, unchecked_items
-from ralph.guards import Guards, IterationRecord
 from ralph.models.base import Usage
+from ralph.run.gate import (
+    Gate,
+    check_artifact,
+    parse_artifacts,
+    rejection_feedback,
+    unchecked_items,
+)
+from ralph.run.guards import Guards, IterationRecord
 from tests.helpers import git, only_run, repo_and_prompt, run_cli, run_commits, write_script
 
 AUDIT = """# Security audit

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from ralph import gitrun, staging
 from ralph.config import RunConfig
 from ralph.errors import RalphError
+from ralph.git import gitrun, staging
 from ralph.git import workspace as ws_mod
 from ralph.git.repo import check
 from ralph.git.workspace import Workspace
-from ralph.signals import STOP
+from ralph.run.signals import STOP
 from tests.helpers import HANG, git, make_repo
 
 MARK = "touch {marker}/{name}"

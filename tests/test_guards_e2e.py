@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from ralph.config import RunConfig
-from ralph.loop import RunResult
-from ralph.runner import execute
+from ralph.run.loop import RunResult
+from ralph.run.runner import execute
 from tests.fakeapi import FakeAPI, Message, text, tool_use
 from tests.helpers import (
     clean_env,

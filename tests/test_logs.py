@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ralph.events import Event
-from ralph.logs import OUTPUT_KEEP, TEXT_KEEP, JsonLines, iso_ts, json_mode_requested
+from ralph.views.logs import OUTPUT_KEEP, TEXT_KEEP, JsonLines, iso_ts, json_mode_requested
 from tests.helpers import clean_env, make_repo, run_cli, write_script
 from tests.test_ui import LONG, RUN_ID, recorded_events
 
@@ -144,7 +144,7 @@ def test_log_file_cannot_be_written_is_a_clear_usage_error(tmp_path: Path) -> No
 
 CHATTY = """
 import logging, sys, warnings
-from ralph.logs import install_json_stderr
+from ralph.views.logs import install_json_stderr
 install_json_stderr()
 warnings.simplefilter("always")
 warnings.warn("old API", DeprecationWarning)
@@ -237,7 +237,7 @@ def test_a_usage_error_in_json_mode_is_a_json_line(tmp_path: Path) -> None:
 RUN_APP = """
 import sys
 from ralph.cli import app
-from ralph.logs import run_app
+from ralph.views.logs import run_app
 sys.argv = ["ralph", "run", "--no-such-option", "--log-format", "json"]
 run_app(app, "ralph")
 """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ralph.agent import refusal_reason, request_summary, response_summary
 from ralph.models.base import ModelRequest, ModelResponse, Usage
+from ralph.run.agent import refusal_reason, request_summary, response_summary
 
 SECRET = "sk-ant-api03-" + "y" * 40
 
@@ -62,8 +62,8 @@ def test_a_refusal_reason_has_the_category_explanation_and_words() -> None:
 
 
 def test_the_summary_line_carries_no_escape_sequences() -> None:
-    from ralph.agent import IterationOutcome
-    from ralph.messages import summary_line
+    from ralph.run.agent import IterationOutcome
+    from ralph.run.messages import summary_line
 
     text = "\x1b[31mFixed\x1b[0m the \x1b]0;pwned\x07title. <promise>BLOCKED</promise>"
     line = summary_line(IterationOutcome("ended", final_text=text), "DONE")

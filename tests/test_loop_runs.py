@@ -12,10 +12,10 @@ import pytest
 
 from ralph.config import RunConfig
 from ralph.events import Recorder
-from ralph.loop import RunResult
 from ralph.models.base import ModelRequest, ModelResponse, StreamCallback
 from ralph.models.script import ScriptModel
-from ralph.runner import execute
+from ralph.run.loop import RunResult
+from ralph.run.runner import execute
 from tests.helpers import git, make_repo, run_commits, write_script
 
 TOKEN = "DONE"

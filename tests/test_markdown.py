@@ -21,9 +21,9 @@ from cmarkgfm.cmark import Options
 
 from ralph.git.commits import commit_message
 from ralph.git.pr import pr_body, pr_title
-from ralph.markdown import ZWSP, code, neutralise, one_line, text
-from ralph.report import IterationRow, RunSummary
-from ralph.report_md import render_markdown
+from ralph.views.markdown import ZWSP, code, neutralise, one_line, text
+from ralph.views.report import IterationRow, RunSummary
+from ralph.views.report_md import render_markdown
 
 SAFE = "harmless"
 EVIL = "evil.example"

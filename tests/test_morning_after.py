@@ -507,7 +507,7 @@ def test_plain_logs_show_a_tool_call_starting_and_a_heartbeat_while_it_runs() ->
     import io
 
     from ralph.events import Event
-    from ralph.plain import PlainLines
+    from ralph.views.plain import PlainLines
 
     out = io.StringIO()
     view = PlainLines(out, heartbeat_s=0.05)
@@ -544,7 +544,7 @@ def test_the_live_views_last_frame_shows_how_each_tool_call_ended() -> None:
     from rich.console import Console
 
     from ralph.events import Event
-    from ralph.live import LiveView
+    from ralph.views.live import LiveView
 
     console = Console(file=io.StringIO(), width=100, force_terminal=True)
     view = LiveView(console, auto_refresh=False)
@@ -716,7 +716,7 @@ def test_costs_in_json_logs_are_rounded() -> None:
     import io
 
     from ralph.events import Event
-    from ralph.logs import JsonLines
+    from ralph.views.logs import JsonLines
 
     out = io.StringIO()
     cost = 0.1 + 0.2  # 0.30000000000000004 in binary floating point

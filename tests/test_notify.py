@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ralph import notify
 from ralph.events import Bus, Recorder
+from ralph.views import notify
 
 
 class Hooks:

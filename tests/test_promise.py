@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ralph.promise import check, normalise, promises_in, prompt_promises
+from ralph.run.promise import check, normalise, promises_in, prompt_promises
 
 TOKEN = "SECURITY_AUDIT_COMPLETE"
 
@@ -94,8 +94,8 @@ def test_prompt_promises_reads_inside_fences_and_dedupes() -> None:
 
 
 def test_a_secret_across_the_summary_cut_is_redacted_whole(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ralph.agent import IterationOutcome
-    from ralph.messages import summary_line
+    from ralph.run.agent import IterationOutcome
+    from ralph.run.messages import summary_line
 
     shaped = "sk-ant-api03-" + "x" * 40
     monkeypatch.setenv("DEPLOY_TOKEN", "hunter2-deploy-value-0123")
@@ -109,8 +109,8 @@ def test_a_secret_across_the_summary_cut_is_redacted_whole(monkeypatch: pytest.M
 
 
 def test_another_promise_token_is_named_in_the_summary() -> None:
-    from ralph.agent import IterationOutcome
-    from ralph.messages import summary_line
+    from ralph.run.agent import IterationOutcome
+    from ralph.run.messages import summary_line
 
     blocked = IterationOutcome("ended", final_text="Stuck on the DB. <promise>BLOCKED</promise>")
     assert summary_line(blocked, TOKEN) == "Stuck on the DB. [promise: BLOCKED]"
@@ -121,8 +121,8 @@ def test_another_promise_token_is_named_in_the_summary() -> None:
 
 
 def test_a_refusal_summary_says_why() -> None:
-    from ralph.agent import IterationOutcome
-    from ralph.messages import summary_line
+    from ralph.run.agent import IterationOutcome
+    from ralph.run.messages import summary_line
 
     refused = IterationOutcome("refused", error="the model refused to continue (category: cyber)")
     assert "category: cyber" in summary_line(refused, TOKEN)

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ralph.gate import check_artifact, heading_matches, parse_artifacts, unchecked_items
-from ralph.prompt import BUILTIN_DIR, builtin_names, load_prompt, split_front_matter
+from ralph.run.gate import check_artifact, heading_matches, parse_artifacts, unchecked_items
+from ralph.run.prompt import BUILTIN_DIR, builtin_names, load_prompt, split_front_matter
 from tests.helpers import HANG
 
 REPO = Path(__file__).resolve().parents[1]
@@ -684,7 +684,7 @@ def test_remediation_task_example_is_a_task_ralph_reads(name: str, tmp_path: Pat
     """The task a prompt tells the agent to file in sdlc/remediation-tasks.md is one that
     `ralph harden`'s remediation run (a Markdown task list) reads as a task: its id, title,
     priority, details and verify command (a `## SEC-003` section was read as no task)."""
-    from ralph import taskfiles
+    from ralph.run import taskfiles
 
     _, body = _read(name)
     intro = body.index("`sdlc/remediation-tasks.md`: one checklist line per task")

@@ -13,10 +13,10 @@ import pytest
 
 from ralph.config import RunConfig
 from ralph.errors import Interrupted, UsageError
-from ralph.report import IterationRow, ReportCollector, RunSummary
-from ralph.report_md import finish, load_report, render_markdown
 from ralph.store.journal import Journal
-from ralph.summary import print_summary
+from ralph.views.report import IterationRow, ReportCollector, RunSummary
+from ralph.views.report_md import finish, load_report, render_markdown
+from ralph.views.summary import print_summary
 from tests.helpers import (
     clean_env,
     git,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ralph.signals import STOP
+from ralph.run.signals import STOP
 from tests.fakeapi import FakeAPI, HTTPError, Message, Stall, text, tool_use
 from tests.helpers import (
     BIN,
@@ -314,7 +314,7 @@ class SignalAfterIteration1:
 
 def test_a_signal_between_iterations_counts_no_usage_twice(tmp_path: Path) -> None:
     from ralph.cli import build_config
-    from ralph.runner import execute
+    from ralph.run.runner import execute
 
     repo, prompt = setup(tmp_path)
     usage = {"input_tokens": 1000, "output_tokens": 100}

@@ -19,12 +19,12 @@ KEY = "sk-ant-api03-start-exit-test-key-000000"
 PROMPT = "Harden this repository. When all is done, output <promise>DONE</promise>.\n"
 
 # Loaded by the CLI's interpreter through PYTHONPATH: holds the `anthropic` import (in
-# whichever thread makes it) and the main thread's import of ralph.report (made during the
+# whichever thread makes it) and the main thread's import of ralph.views.report (made during the
 # run's set-up, after git and the journal) until HOLD_DIR/go exists, and says where each is.
 HOLD = """
 import importlib.machinery, os, sys, threading, time
 DIR = os.environ["HOLD_DIR"]
-HOLD = {"anthropic": "sdk", "ralph.report": "setup"}
+HOLD = {"anthropic": "sdk", "ralph.views.report": "setup"}
 
 class Held:
     # Holds the module's execution (its own lock, not the global import lock that

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ralph.errors import ExitCode, Interrupted, UsageError
-from ralph.report import RunSummary, complete
 from ralph.status import FINISHED, RESUMABLE, Outcome, RunStatus, status_of
+from ralph.views.report import RunSummary, complete
 
 
 def test_every_status_has_an_exit_code_a_label_and_a_side() -> None:

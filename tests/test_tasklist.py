@@ -14,7 +14,7 @@ from ralph.config import RunConfig
 from ralph.errors import RalphError, UsageError
 from ralph.events import Recorder
 from ralph.models.script import ScriptModel
-from ralph.runner import execute
+from ralph.run.runner import execute
 from tests.helpers import git, make_repo, run_cli, write_script
 from tests.test_loop_runs import USAGE, Run, Spy, create
 
@@ -266,7 +266,7 @@ def test_a_repository_file_cannot_choose_the_task_file(tmp_path: Path) -> None:
 def test_resume_continues_with_the_task_file_as_the_branch_has_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ralph.resume import resume_config
+    from ralph.run.resume import resume_config
 
     repo = make_repo(tmp_path / "repo", {"tasks.md": "- [ ] T1: One\n- [ ] T2: Two\n"})
     script = write_script(
@@ -298,7 +298,7 @@ def test_resume_continues_with_the_task_file_as_the_branch_has_it(
 
 def test_the_log_shows_task_events_with_the_agents_text_cleaned() -> None:
     from ralph.events import Event
-    from ralph.plain import PlainLines
+    from ralph.views.plain import PlainLines
 
     log = PlainLines()
     started = Event("task_started", "r", 3, {"id": "T1", "title": "Fix \x1b[31mit"})
@@ -313,7 +313,7 @@ def test_the_log_shows_task_events_with_the_agents_text_cleaned() -> None:
 def test_dry_run_shows_the_first_task_and_writes_nothing(tmp_path: Path) -> None:
     import io
 
-    from ralph.runner import dry_run
+    from ralph.run.runner import dry_run
 
     repo = make_repo(
         tmp_path / "repo", {"tasks.md": "- [ ] T1: Later\n  depends: T2\n- [ ] T2: First\n"}
@@ -465,7 +465,7 @@ def test_task_failures_in_a_row_are_counted_across_resume(
     """--task-failures K: K failures in a row block the task even when a resume falls
     between them (the count is in the journal), and the last failure's feedback is given to
     the resumed iteration."""
-    from ralph.resume import resume_config
+    from ralph.run.resume import resume_config
 
     repo = make_repo(
         tmp_path / "repo", {"tasks.md": "- [ ] T1: One\n  verify: `test -f never.txt`\n"}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ralph import taskfiles, tasks
 from ralph.errors import UsageError
+from ralph.run import taskfiles, tasks
 
 TASKMASTER = {
     "tasks": [

@@ -20,7 +20,7 @@ from opentelemetry.trace import StatusCode
 from ralph.config import RunConfig
 from ralph.errors import UsageError
 from ralph.events import Event
-from ralph.telemetry import TraceObserver, otel_observer, otel_wanted
+from ralph.views.telemetry import TraceObserver, otel_observer, otel_wanted
 from tests.helpers import HANG, clean_env, make_repo, run_cli, write_script
 from tests.test_ui import RUN_ID, recorded_events
 
@@ -128,7 +128,7 @@ def test_traces_are_asked_for_by_flag_or_endpoint(monkeypatch: pytest.MonkeyPatc
 
 
 def test_otel_flag_without_the_extra_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ralph.telemetry as telemetry
+    import ralph.views.telemetry as telemetry
 
     monkeypatch.setattr(telemetry, "otel_installed", lambda: False)
     with pytest.raises(UsageError, match=r"pip install -e '\.\[otel\]'"):

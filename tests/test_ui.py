@@ -13,11 +13,11 @@ import pytest
 
 from ralph.config import RunConfig
 from ralph.events import Bus, Event, Recorder
-from ralph.live import RECENT_TOOLS, LiveView
-from ralph.logs import JsonLines
-from ralph.plain import PlainLines
 from ralph.text import clean, fmt_duration, short, tool_label
-from ralph.ui import make_observers
+from ralph.views.live import RECENT_TOOLS, LiveView
+from ralph.views.logs import JsonLines
+from ralph.views.plain import PlainLines
+from ralph.views.ui import make_observers
 from tests.helpers import interrupt_in_iteration, make_repo, run_cli, write_script
 
 RUN_ID = "20250101-120000-ab12"
@@ -397,7 +397,7 @@ def test_choosing_observers_imports_neither_rich_nor_opentelemetry_for_plain_run
     code = (
         "import io, sys\n"
         "from ralph.config import RunConfig\n"
-        "from ralph.ui import make_observers\n"
+        "from ralph.views.ui import make_observers\n"
         "make_observers(RunConfig(log_format='plain'), io.StringIO())\n"
         "make_observers(RunConfig(log_format='json'), io.StringIO())\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'opentelemetry'}))\n"

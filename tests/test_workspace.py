@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ralph import gitrun
 from ralph.config import RunConfig, find_main_repo
 from ralph.errors import RalphError, UsageError
-from ralph.git import commits
+from ralph.git import commits, gitrun
 from ralph.git import repo as repo_mod
 from ralph.git import workspace as ws_mod
 from ralph.git.commits import commit_message
@@ -642,7 +641,7 @@ def test_a_run_that_came_and_went_before_the_checkout_lock_is_seen(
     git_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ralph.cli import build_config
-    from ralph.runner import execute
+    from ralph.run.runner import execute
 
     script = write_script(git_repo.parent / "s.yaml", [["done <promise>X</promise>"]])
     flags = {"model": f"script:{script}", "sandbox": "none", "max_iterations": 1}

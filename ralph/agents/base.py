@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..models.base import ModelError
 
 if TYPE_CHECKING:
-    from ..agent import IterationOutcome
     from ..config import RunConfig
     from ..models.base import Model, ModelRequest, StreamCallback, Usage
+    from ..run.agent import IterationOutcome
 
 AGENTS = ("builtin", "claude-code", "codex")
 EXTERNAL = ("claude-code", "codex")

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..agent import IterationOutcome
 from ..errors import UsageError
 from ..events import Bus
 from ..models.base import Usage
 from ..models.pricing import lookup
+from ..run.agent import IterationOutcome
 from .cli import CliAgent, check_version, copy_config, find_binary, usage_of
 from .process import add_cost, text_of
 

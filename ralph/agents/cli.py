@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..agent import IterationCut, IterationOutcome
 from ..errors import Interrupted, UsageError
 from ..events import Bus
 from ..models.base import ModelError, Usage
+from ..run.agent import IterationCut, IterationOutcome
 from ..tools.sandbox import Sandbox
 from .base import StopCheck
 from .process import cli_env, install_dirs, new_outcome, run_lines, sandboxed

@@ -18,11 +18,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..agent import IterationOutcome
 from ..errors import UsageError
 from ..events import Bus
 from ..models.base import Usage
 from ..models.pricing import lookup
+from ..run.agent import IterationOutcome
 from .cli import CliAgent, check_version, copy_config, find_binary
 from .process import text_of
 

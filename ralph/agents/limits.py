@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from ..agent import IterationCut, IterationOutcome
 from ..errors import Interrupted
 from ..events import Bus
 from ..models.base import ModelError, Usage
-from ..signals import STOP
+from ..run.agent import IterationCut, IterationOutcome
+from ..run.signals import STOP
 from .base import IterationAgent, StopCheck
 
 USAGE_LIMIT = "usage_limit"  # the outcome of an iteration that hit a usage limit

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..agent import IterationOutcome
 from ..models.base import Usage
-from ..signals import STOP
+from ..run.agent import IterationOutcome
+from ..run.signals import STOP
 from ..tools.bash import terminate_group
 from ..tools.sandbox import Launch, Sandbox, agent_env
 

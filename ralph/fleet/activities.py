@@ -100,7 +100,7 @@ class Activities:
 
     def _prepare(self, run: RepoRun, workflow_id: str) -> Prepared:
         from ..models import make_model, model_pricing
-        from ..runner import _preflight
+        from ..run.runner import _preflight
         from .iteration import checkout_dir, resolve_base, run_config, sync_checkout
 
         job = run.job
@@ -186,7 +186,7 @@ class Activities:
             raise _job_error(exc) from None
 
     def _publish(self, inp: PublishInput) -> Published:
-        from .. import gitrun
+        from ..git import gitrun
         from ..git.pr import draft_for, pr_title, publish
         from .iteration import checkout_dir, push_remote, run_config, sync_checkout
 
@@ -214,8 +214,8 @@ class Activities:
 
 def pr_body(inp: PublishInput) -> str:
     """The pull request's description: how the run ended and what each iteration did."""
-    from ..markdown import code, text
     from ..status import RunStatus
+    from ..views.markdown import code, text
 
     try:
         label = RunStatus(inp.status).label

@@ -21,9 +21,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .. import gitrun
 from ..errors import ExitCode, RalphError, UsageError
 from ..events import Event
+from ..git import gitrun
 from .model import Guide, IterationInput, IterationResult, RepoJob
 
 PUSH_REMOTE = "ralph-work"  # the remote run branches go to, when it is not origin
@@ -112,7 +112,7 @@ def run_config(job: RepoJob, root: Path, **fleet: Any) -> Any:
     flags["pr"] = False  # the fleet opens the pull request once the run has ended
     flags.update(fleet)
     if job.campaign:
-        from ..campaign import campaign_config
+        from ..run.campaign import campaign_config
 
         return campaign_config(flags, root)
     return build_config(job.prompt, flags, root)
@@ -136,7 +136,7 @@ class _OneIteration:
             self.rejected = None
         if event.name == "iteration_ended":
             self.ended = dict(event.data)
-            from ..control import request_stop
+            from ..run.control import request_stop
 
             conn = sqlite3.connect(self.db, timeout=10.0, isolation_level=None)
             try:
@@ -153,7 +153,7 @@ def _give_guidance(root: Path, run_id: str, guidance: list[Guide]) -> None:
     gives them to the iteration (the workflow resends what is to be kept)."""
     if not guidance:
         return
-    from ..control import add_guidance
+    from ..run.control import add_guidance
     from ..store.journal import Journal
 
     journal = Journal.open(root)
@@ -166,10 +166,10 @@ def _give_guidance(root: Path, run_id: str, guidance: list[Guide]) -> None:
 
 def run_iteration(inp: IterationInput, workdir: Path) -> IterationResult:
     """Run iteration `inp.iteration` of the run in this worker's checkout; push it."""
-    from ..gate import rejection_feedback
     from ..git.push import push_branch
     from ..models.base import Usage
-    from ..runner import ResumePoint, execute
+    from ..run.gate import rejection_feedback
+    from ..run.runner import ResumePoint, execute
     from ..store.schema import db_path
 
     job = inp.job
@@ -227,8 +227,8 @@ def run_iteration(inp: IterationInput, workdir: Path) -> IterationResult:
 def run_campaign_job(inp: IterationInput, workdir: Path) -> IterationResult:
     """A `ralph harden` campaign, whole (its phases are runs of their own, in this process),
     on the run branch; the campaign opens its pull request itself."""
-    from ..campaign_run import run_campaign
     from ..git.push import push_branch
+    from ..run.campaign_run import run_campaign
 
     job = inp.job
     root = checkout_dir(workdir, inp.workflow_id)

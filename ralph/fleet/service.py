@@ -341,7 +341,7 @@ async def cancel(address: str, namespace: str, workflow_id: str, out: TextIO) ->
 async def steer(
     address: str, namespace: str, workflow_id: str, text: str, keep: bool, out: TextIO
 ) -> None:
-    from ..control import GUIDANCE_LIMIT
+    from ..run.control import GUIDANCE_LIMIT
 
     text = text.strip()
     if not text:

@@ -234,7 +234,7 @@ def _name_of(url: str) -> str:
 def _prompt(arg: str, here: Path, where: str) -> tuple[str, str]:
     """(what the worker passes as PROMPT, the prompt's name): a built-in by name, a file's
     text (read here: workers do not have the submitter's files), or the text itself."""
-    from ..prompt import builtin_path, load_prompt
+    from ..run.prompt import builtin_path, load_prompt
 
     if builtin_path(arg) is not None:
         return arg, arg

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..markdown import neutralise
+from ..views.markdown import neutralise
 from .repo import _git, _out
 
 IDENTITY = ("ralph-loop", "ralph-loop@users.noreply.github.com")

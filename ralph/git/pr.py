@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .. import markdown as md
 from ..redact import redact
 from ..status import RunStatus
+from ..views import markdown as md
 from .api import GitHubAPI, GitHubError, api_url_from
 from .push import changed_files, check_push, git_text, push_branch, remote_url, resolve_repo
 

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .. import gitrun
 from ..redact import redact
+from . import gitrun
 from .api import DEFAULT_API_URL, REPO_OVERRIDE_VAR, GitHubError, api_url_from
 
 PUSH_TIMEOUT = 300.0

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import gitrun
 from ..config import STATE_DIR, RunConfig
 from ..errors import RalphError, UsageError
-from ..staging import CacheFilter
 from ..store.locks import RunLock, lock_holder, take_lock
+from . import gitrun
+from .staging import CacheFilter
 
 # --- running git ---------------------------------------------------------------------------
 

@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import gitrun
 from ..config import STATE_DIR, RunConfig
 from ..errors import RalphError
-from ..staging import (
+from . import gitrun
+from .commits import _identity_options
+from .repo import _branch_exists, _git, _out, _status, reattach, start_branch
+from .staging import (
     NESTED_REPO,
     PROTECTED,
     Refusal,
@@ -37,8 +39,6 @@ from ..staging import (
     protected_paths,
     refusal,
 )
-from .commits import _identity_options
-from .repo import _branch_exists, _git, _out, _status, reattach, start_branch
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -158,7 +158,7 @@ def show_command(start: Path, run: str, as_json: bool, out: TextIO) -> None:
         out.write(json.dumps(found, indent=2) + "\n")
         return
     from ..config import find_main_repo
-    from ..report import resume_command
+    from ..views.report import resume_command
 
     main = find_main_repo(start)
     resume = resume_command(found["id"], main) if main is not None else None

@@ -1,0 +1,188 @@
+"""`ralph harden`: a hardening campaign, the built-in loops one after another on one branch,
+then a task-list run over the remediation tasks they filed.
+
+A campaign is no second loop: each phase is an ordinary run (runner.execute) with the
+phase prompt's own promise, gate and iteration limit (its front matter), linked to the
+campaign in the journal (`campaigns` table, `runs.campaign_id` / `runs.phase`). The first
+phase creates the branch (or worktree); the next ones are new runs on that branch
+(`ResumePoint(new_run=True)`), started with what the campaign spent so far, so that
+`--max-cost`, `--max-tokens` and `--timeout` cover the whole campaign.
+
+This module is the campaign's plan and its record: the settings (`campaign_config`) and each
+phase's run config (`phase_config`), where the remediation tasks are filed, how a phase and
+the campaign ended (`PhaseOutcome`, `CampaignResult`), where its report goes (`report_dir`)
+and which campaign a reference names (`campaign_of`). Driving the phases, resuming a
+campaign and its pull request are in `campaign_run` (`run_campaign`, `resume_campaign`);
+the CLI (`ralph harden`, `ralph resume`) and other callers (e.g. a fleet worker) only add
+observers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig, build_config, validate
+from ..errors import ExitCode, UsageError
+from ..models.base import Usage
+from ..status import RunStatus
+
+REMEDIATE = "remediate"
+# Where the audits file their tasks (the prompts say so): Taskmaster's list when the
+# repository uses Taskmaster, else the Markdown checklist.
+TASKMASTER_FILE = ".taskmaster/tasks/tasks.json"
+CHECKLIST_FILE = "sdlc/remediation-tasks.md"
+CAMPAIGNS_DIR = "campaigns"
+CAMPAIGN_PREFIX = "harden-"  # campaign ids: harden-<time>-<random>, apart from run ids  # .ralph/campaigns/<id>/report.md
+SKIPPED = "skipped"  # a phase's outcome, not a run's status: remediate with no task filed
+
+
+@dataclass
+class PhaseOutcome:
+    """How one phase ended."""
+
+    phase: str
+    status: str  # a RunStatus value, or SKIPPED
+    reason: str
+    run_id: str | None = None
+    iterations: int = 0
+    cost_usd: float | None = 0.0
+
+
+@dataclass
+class CampaignResult:
+    campaign_id: str
+    status: str  # a RunStatus value
+    reason: str
+    phases: list[PhaseOutcome] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = 0.0
+    branch: str = ""
+    report: Path | None = None
+    pr_url: str | None = None
+    pr_failed: bool = False
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.pr_failed and self.status == RunStatus.COMPLETED:
+            return ExitCode.ERROR
+        return RunStatus(self.status).exit_code
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result as `--output-format json` prints it."""
+        return {
+            "campaign_id": self.campaign_id,
+            "status": str(self.status),
+            "exit_code": int(self.exit_code),
+            "reason": self.reason,
+            "phases": [dataclasses.asdict(o) for o in self.phases],
+            "branch": self.branch,
+            "usage": self.usage.as_dict(),
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 6),
+            "report": str(self.report) if self.report else None,
+            "pr_url": self.pr_url,
+            "resume": f"ralph resume {self.campaign_id}"
+            if RunStatus(self.status).resumable
+            else None,
+        }
+
+
+def campaign_config(
+    flags: dict[str, Any], repo: Path | None, environ: Any = None, note: Any = None
+) -> RunConfig:
+    """The campaign's settings: the operator's flags, RALPH_* variables and ralph.yaml, as
+    for a run of the first phase's prompt (each phase then takes its own prompt's front
+    matter, see `phase_config`)."""
+    # A neutral prompt: each phase takes its own prompt and front matter (`phase_config`), and
+    # what is left here is the operator's (its verify commands and artifacts apply to all).
+    cfg = build_config(_CAMPAIGN_PROMPT, flags, repo, environ=environ, note=note)
+    cfg.prompt_name, cfg.prompt_source = "harden", "harden"
+    return cfg
+
+
+_CAMPAIGN_PROMPT = (
+    "A hardening campaign (each phase has its own prompt). <promise>HARDENED</promise>"
+)
+
+
+def phase_config(cfg: RunConfig, phase: str, tasks_file: str | None = None) -> RunConfig:
+    """The run config of one phase: the campaign's settings with the phase prompt's text,
+    promise, gate (artifacts and verify commands, added to the operator's) and iteration
+    limit (--phase-max-iterations, else its front matter's)."""
+    from .prompt import load_prompt
+
+    spec = load_prompt(phase)
+    fm = spec.settings
+    phase_cfg = dataclasses.replace(
+        cfg,
+        prompt=spec.text,
+        prompt_name=phase,
+        prompt_source=spec.source,
+        completion_promise="" if tasks_file else str(fm.get("completion_promise") or ""),
+        artifacts=[*fm.get("artifacts", []), *cfg.artifacts] if not tasks_file else [],
+        verify=[*fm.get("verify", []), *cfg.verify],
+        max_iterations=cfg.phase_max_iterations or int(fm.get("max_iterations") or 10),
+        description=str(fm.get("description") or ""),
+        tasks=tasks_file,
+        pr=False,  # one pull request, for the whole campaign
+        dry_run=False,
+        output_format="text",  # --output-format json: one result, the campaign's (as_dict)
+    )
+    if not tasks_file and not phase_cfg.completion_promise:
+        promises = spec.promises
+        phase_cfg.completion_promise = promises[0] if promises else ""
+    validate(phase_cfg)
+    return phase_cfg
+
+
+def remediation_file(root: Path) -> str | None:
+    """The task list the audits filed, as the branch has it in `root`: Taskmaster's when the
+    repository uses Taskmaster, else the Markdown checklist; None when there is none."""
+    for name in (TASKMASTER_FILE, CHECKLIST_FILE):
+        if (root / name).is_file() and not (root / name).is_symlink():
+            return name
+    return None
+
+
+def open_task_count(root: Path, name: str) -> int | None:
+    """How many open tasks the file has (None: it lists no task at all)."""
+    from . import taskfiles
+
+    try:
+        return len(taskfiles.load(root / name).open_tasks())
+    except UsageError as exc:
+        if "no tasks found" in exc.message:
+            return None
+        raise
+
+
+def report_dir(main_repo: Path, campaign_id: str) -> Path:
+    from ..config import STATE_DIR
+
+    return main_repo / STATE_DIR / CAMPAIGNS_DIR / campaign_id
+
+
+def campaign_of(start: Path, ref: str) -> str | None:
+    """The campaign `ref` names (its id or a unique part, or one of its runs' ids), if any."""
+    from ..config import find_main_repo
+    from ..store.journal import Journal
+    from ..store.schema import db_path
+
+    main = find_main_repo(start)
+    if main is None or not db_path(main).exists():
+        return None
+    journal = Journal.open(main, create=False)
+    try:
+        if ref.startswith(CAMPAIGN_PREFIX):
+            return journal.resolve_campaign(ref)
+        run_id = journal.resolve(ref)  # `latest` too: its campaign, when it is a phase
+        if run_id is None:
+            return None
+        row = journal.conn.execute(
+            "SELECT campaign_id FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return str(row[0]) if row is not None and row[0] else None
+    finally:
+        journal.close()

@@ -1,0 +1,417 @@
+"""Driving a hardening campaign (`ralph harden`, see `campaign`): its phases one after
+another on one branch, stopping or going on as each ends, resuming the phase that was cut
+short (at its iteration) and the rest (`resume_campaign`), and at the end the campaign's
+result, report and one pull request for the whole campaign.
+
+The entry points for other code (e.g. a fleet worker) are `campaign.campaign_config`, then
+`run_campaign` and `resume_campaign` here; the CLI (`ralph harden`, `ralph resume`) only adds
+observers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import RunConfig, restore_config
+from ..errors import UsageError
+from ..events import Observer
+from ..git import gitrun
+from ..git.api import GitHubError
+from ..git.pr import draft_for, publish
+from ..models.base import Usage
+from ..status import RunStatus
+from .campaign import (
+    CAMPAIGN_PREFIX,
+    CHECKLIST_FILE,
+    REMEDIATE,
+    SKIPPED,
+    TASKMASTER_FILE,
+    CampaignResult,
+    PhaseOutcome,
+    open_task_count,
+    phase_config,
+    remediation_file,
+)
+
+# A phase that ends so goes on to the next phase (it ended without its promise: reported;
+# --stop-on-failure stops there instead); any other status stops the campaign.
+_GOES_ON = (RunStatus.MAX_ITERATIONS, RunStatus.STALLED)
+
+if TYPE_CHECKING:
+    from ..store.journal import Journal
+
+ObserversFor = Callable[[RunConfig], list[Observer]]
+Echo = Callable[[str], None]
+# Adjusts a phase's config before it starts (e.g. the demo's recorded session per phase).
+Configure = Callable[[RunConfig], None]
+
+
+@dataclass
+class _Campaign:
+    """A campaign being driven: its journal row and how to show and run its phases."""
+
+    campaign_id: str
+    cfg: RunConfig
+    main: Path
+    observers_for: ObserversFor | None
+    echo: Echo
+    outcomes: list[PhaseOutcome] = field(default_factory=list)
+    earlier: list[PhaseOutcome] = field(default_factory=list)  # of earlier sessions (resume)
+    origin: str | None = None  # where the checkout was before the campaign (this session)
+    configure: Configure | None = None
+
+    def journal(self) -> Journal:
+        from ..store.journal import Journal
+
+        return Journal.open(self.main)
+
+    def row(self) -> dict[str, Any]:
+        journal = self.journal()
+        try:
+            row = journal.get_campaign(self.campaign_id)
+        finally:
+            journal.close()
+        assert row is not None
+        return row
+
+    def observers(self, cfg: RunConfig) -> list[Observer]:
+        return self.observers_for(cfg) if self.observers_for else []
+
+    def totals(self) -> tuple[Usage, float | None, float]:
+        journal = self.journal()
+        try:
+            return journal.campaign_totals(self.campaign_id)
+        finally:
+            journal.close()
+
+    def update(self, **values: Any) -> None:
+        journal = self.journal()
+        try:
+            journal.update_campaign(self.campaign_id, **values)
+        finally:
+            journal.close()
+
+    def root(self) -> Path:
+        """Where the branch is checked out: the campaign's worktree, else the checkout."""
+        worktree = self.row().get("worktree")
+        return Path(worktree) if worktree else self.main
+
+    # --- one phase ---------------------------------------------------------------------
+
+    def run_phase(self, phase: str, resume: Any = None) -> PhaseOutcome:
+        """Run (or, with `resume`, resume) one phase; how it ended."""
+        from .runner import PhaseLink, ResumePoint, execute, new_run_id
+
+        row = self.row()
+        tasks_file = None
+        if phase == REMEDIATE and resume is None:
+            root = self.root() if row.get("branch") else self.cfg.repo
+            tasks_file = remediation_file(root)
+            open_count = open_task_count(root, tasks_file) if tasks_file else None
+            if not tasks_file or not open_count:
+                why = (
+                    "no open remediation task"
+                    if tasks_file and open_count == 0
+                    else f"no remediation task filed (neither {TASKMASTER_FILE} nor "
+                    f"{CHECKLIST_FILE} lists one)"
+                )
+                return self._skipped(phase, why)
+        link = PhaseLink(self.campaign_id, phase)
+        if resume is not None:
+            cfg, point = resume
+        else:
+            cfg = phase_config(self.cfg, phase, tasks_file)
+            if self.configure is not None:
+                self.configure(cfg)
+            point = None
+            if row.get("branch"):  # a later phase: a new run on the campaign's branch
+                usage, cost, elapsed = self.totals()
+                from ..git import gitrun
+
+                tip = gitrun.out(self.main, "rev-parse", f"refs/heads/{row['branch']}")
+                point = ResumePoint(
+                    run_id=new_run_id(),
+                    start=1,
+                    usage=usage,
+                    cost_usd=cost,
+                    elapsed_s=elapsed,
+                    branch=row["branch"],
+                    worktree=row.get("worktree"),
+                    base_commit=tip,
+                    new_run=True,
+                )
+            elif cfg.branch is None and not cfg.in_place:
+                from ..git.repo import default_branch_name
+
+                cfg.branch = default_branch_name("harden")
+        self.echo(f"ralph harden: phase {phase} ({self._position(phase)})")
+        result = execute(cfg, self.observers(cfg), point, link)
+        if not row.get("branch"):  # the first phase made the branch: the campaign's now
+            self._adopt_branch(result.run_id)
+        outcome = PhaseOutcome(
+            phase, result.status, result.reason, result.run_id, result.iterations, result.cost_usd
+        )
+        self.echo(f"ralph harden: phase {phase} {RunStatus(result.status).label}: {result.reason}")
+        return outcome
+
+    def _skipped(self, phase: str, why: str) -> PhaseOutcome:
+        self.echo(f"ralph harden: phase {phase} skipped: {why}")
+        return PhaseOutcome(phase, SKIPPED, why)
+
+    def _position(self, phase: str) -> str:
+        phases = self.cfg.phases
+        return f"{phases.index(phase) + 1} of {len(phases)}"
+
+    def _adopt_branch(self, run_id: str) -> None:
+        journal = self.journal()
+        try:
+            run = journal.conn.execute(
+                "SELECT branch, worktree, base_commit FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+        finally:
+            journal.close()
+        if run is not None:
+            self.update(
+                branch=run["branch"], worktree=run["worktree"], base_commit=run["base_commit"]
+            )
+
+    # --- the whole campaign ------------------------------------------------------------
+
+    def drive(self, start: int, resume: Any = None) -> CampaignResult:
+        """Run the phases from index `start` (the first one resumed with `resume`)."""
+        stopped: PhaseOutcome | None = None
+        try:
+            for index, phase in enumerate(self.cfg.phases[start:], start):
+                outcome = self.run_phase(phase, resume if index == start else None)
+                self.outcomes.append(outcome)
+                status = outcome.status
+                if status in (SKIPPED, RunStatus.COMPLETED):
+                    continue
+                if status in _GOES_ON and not self.cfg.stop_on_failure:
+                    continue
+                stopped = outcome
+                break
+        except BaseException as exc:  # a signal or an error between or inside phases
+            from ..status import status_of
+
+            cut, code, reason = status_of(exc)
+            with contextlib.suppress(Exception):
+                self.update(status=cut.value, exit_code=int(code), exit_reason=reason,
+                            ended=time.time())  # fmt: skip
+            raise
+        return self.finish(stopped)
+
+    def finish(self, stopped: PhaseOutcome | None) -> CampaignResult:
+        usage, cost, _ = self.totals()
+        row = self.row()
+        failed = [o for o in self.outcomes_all() if o.status in _GOES_ON]
+        if stopped is not None:
+            status = RunStatus(stopped.status)
+            if status in _GOES_ON:
+                reason = f"stopped at phase {stopped.phase} (--stop-on-failure): {stopped.reason}"
+            else:
+                reason = f"phase {stopped.phase} {status.label}: {stopped.reason}"
+        elif failed:
+            status = RunStatus(failed[0].status)
+            names = ", ".join(o.phase for o in failed)
+            reason = f"all phases ran; {names} ended without the promise"
+        else:
+            status = RunStatus.COMPLETED
+            reason = f"all {len(self.cfg.phases)} phases completed"
+        result = CampaignResult(
+            self.campaign_id,
+            status,
+            reason,
+            self.outcomes_all(),
+            usage,
+            cost,
+            row.get("branch") or "",
+        )
+        self.update(
+            status=status.value, exit_code=int(status.exit_code), exit_reason=reason,
+            ended=time.time(),
+        )  # fmt: skip
+        if self.cfg.pr and status not in (RunStatus.INTERRUPTED, RunStatus.STOPPED):
+            self._publish(result)
+        from .hardening import write_campaign_report
+
+        with contextlib.suppress(Exception):  # a report must not fail a finished campaign
+            result.report = write_campaign_report(self.main, self.campaign_id)
+        if result.pr_url is not None or result.pr_failed:
+            self.update(pr_url=result.pr_url)
+        if RunStatus(status).finished and not self.cfg.no_commit:
+            self._drop_if_empty(row)
+        return result
+
+    def outcomes_all(self) -> list[PhaseOutcome]:
+        """Every phase's latest outcome, including those of earlier sessions (resume)."""
+        seen = {o.phase: o for o in self.earlier}
+        seen.update({o.phase: o for o in self.outcomes})
+        return [seen[p] for p in self.cfg.phases if p in seen]
+
+    def _publish(self, result: CampaignResult) -> None:
+        from .hardening import render_campaign_markdown
+
+        row = self.row()
+        branch, base = row.get("branch"), row.get("base_commit")
+        if not branch or not base:
+            return
+        root = self.root()
+        count = gitrun.run(root, "rev-list", "--count", f"{base}..{branch}", check=False)
+        if count.stdout.strip() in (b"", b"0"):
+            self.echo("ralph harden: --pr: the campaign made no commit; no pull request")
+            return
+        done = sum(o.status == RunStatus.COMPLETED for o in result.phases)
+        title = f"ralph harden: {done} of {len(self.cfg.phases)} phases complete"
+        try:
+            pr = publish(
+                root,
+                branch,
+                title=title,
+                body=render_campaign_markdown(self.main, self.campaign_id, for_pr=True),
+                remote=self.cfg.remote,
+                base=self.cfg.pr_base,
+                labels=self.cfg.pr_labels,
+                draft=draft_for(result.status, self.cfg.pr_draft),
+            )
+        except GitHubError as exc:
+            self.echo(f"ralph harden: --pr failed: {exc.message}")
+            result.pr_failed = True
+            return
+        result.pr_url = pr.url
+        result.pr_failed = bool(pr.problems)
+        for line in [*pr.notes, *pr.problems]:
+            self.echo(f"ralph harden: --pr: {line}")
+        self.echo(f"ralph harden: pull request {pr.url}")
+
+    def _drop_if_empty(self, row: dict[str, Any]) -> None:
+        """A campaign that committed nothing leaves no empty branch behind."""
+        from ..git.cleanup import discard_if_empty
+
+        branch, base = row.get("branch"), row.get("base_commit")
+        if not branch or not base or self.cfg.in_place:
+            return
+        with contextlib.suppress(Exception):
+            if discard_if_empty(self.main, self.root(), branch, base, self.origin):
+                self.echo(f"ralph harden: no commit was made: branch {branch} removed")
+
+
+def _lock(main: Path, campaign_id: str) -> Any:
+    from ..config import STATE_DIR
+    from ..store.locks import take_lock
+
+    path = main / STATE_DIR / "locks" / f"campaign-{campaign_id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = take_lock(path, label=f"campaign {campaign_id}, ")
+    if isinstance(lock, str):
+        raise UsageError(
+            f"campaign {campaign_id} is running ({lock}); wait for it to end or stop it"
+        )
+    return lock
+
+
+def run_campaign(
+    cfg: RunConfig,
+    observers_for: ObserversFor | None = None,
+    echo: Echo | None = None,
+    configure: Configure | None = None,
+) -> CampaignResult:
+    """Run a hardening campaign: `cfg.phases` one after another on one branch (see the module
+    docstring). `cfg` comes from `campaign_config`; `observers_for` gives each phase's run
+    its observers (the CLI's live view, a worker's reporter); `echo` receives one line per
+    phase start and end; `configure` may adjust each phase's config before it starts (a
+    resumed phase keeps the config it started with). Bad input is a UsageError before
+    anything is created."""
+    from ..git.repo import check
+    from ..store.journal import Journal
+    from .runner import _check_pr, new_run_id
+
+    say = echo or (lambda line: None)
+    for phase in cfg.phases:  # every phase's config is valid before the first one runs
+        phase_config(cfg, phase, CHECKLIST_FILE if phase == REMEDIATE else None)
+    _check_pr(cfg)
+    main = check(cfg)
+    campaign_id = CAMPAIGN_PREFIX + new_run_id()
+    journal = Journal.open(main)
+    try:
+        journal.start_campaign(campaign_id, list(cfg.phases), cfg.to_dict())
+    finally:
+        journal.close()
+    lock = _lock(main, campaign_id)
+    try:
+        say(f"ralph harden: campaign {campaign_id}: {', '.join(cfg.phases)}")
+        campaign = _Campaign(campaign_id, cfg, main, observers_for, say, configure=configure)
+        from ..git.repo import _current_branch, _head_commit
+
+        campaign.origin = _current_branch(main) or _head_commit(main)
+        return campaign.drive(0)
+    finally:
+        lock.release()
+
+
+def resume_campaign(
+    start: Path,
+    ref: str,
+    observers_for: ObserversFor | None = None,
+    echo: Echo | None = None,
+    display: dict[str, Any] | None = None,
+) -> CampaignResult:
+    """Continue a campaign (its id, a unique part of it, or one of its runs' ids) at the phase
+    and iteration where it stopped, then the phases after it."""
+    from ..config import find_main_repo
+    from ..store.journal import Journal
+    from ..store.schema import db_path
+    from .resume import resume_config
+
+    main = find_main_repo(start)
+    if main is None:
+        raise UsageError(f"{start} is not inside a git repository; pass --repo DIR")
+    if not db_path(main).exists():
+        raise UsageError(f"no runs recorded in {main}; `ralph runs` lists them")
+    journal = Journal.open(main, create=False)
+    try:
+        campaign_id = journal.resolve_campaign(ref)
+        row = journal.get_campaign(campaign_id) if campaign_id else None
+        runs = journal.campaign_runs(campaign_id) if campaign_id else []
+    finally:
+        journal.close()
+    if row is None or campaign_id is None:
+        raise UsageError(f"no campaign {ref!r} in {main}; `ralph runs` lists its runs")
+    lock = _lock(main, campaign_id)
+    try:
+        if RunStatus(row["status"]).finished:
+            raise UsageError(
+                f"campaign {campaign_id} already finished ({row['status']}: "
+                f"{row['exit_reason']}); start a new one with `ralph harden`"
+            )
+        cfg = restore_config(row["config"], main)
+        for name, value in (display or {}).items():
+            setattr(cfg, name, value)
+        say = echo or (lambda line: None)
+        campaign = _Campaign(campaign_id, cfg, main, observers_for, say)
+        campaign.earlier = [
+            PhaseOutcome(r["phase"], r.get("status") or "", r.get("reason") or "", r["id"],
+                         r.get("iterations") or 0, r.get("cost_usd"))
+            for r in runs
+        ]  # fmt: skip
+        campaign.update(status=RunStatus.RUNNING.value, ended=None, exit_reason=None)
+        last = runs[-1] if runs else None
+        if last is not None and RunStatus(last.get("status") or "error").resumable:
+            index = cfg.phases.index(last["phase"])
+            phase_cfg, point = resume_config(main, last["id"], None, display)
+            phase_cfg.output_format = "text"  # the campaign's result is the one on stdout
+            usage, cost, elapsed = campaign.totals()  # the budgets count the whole campaign
+            point.usage, point.cost_usd, point.elapsed_s = usage, cost, elapsed
+            say(f"ralph harden: resuming campaign {campaign_id} at phase {last['phase']}")
+            return campaign.drive(index, (phase_cfg, point))
+        done = {r["phase"] for r in runs}
+        index = next((i for i, p in enumerate(cfg.phases) if p not in done), len(cfg.phases))
+        say(f"ralph harden: resuming campaign {campaign_id}")
+        return campaign.drive(index)
+    finally:
+        lock.release()

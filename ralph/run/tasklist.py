@@ -1,0 +1,245 @@
+"""Task-list runs (`--tasks FILE`): one open task per iteration, chosen by the runner.
+
+The loop asks `TaskQueue.start()` for the iteration's task and calls `finish()` after the
+agent's turn, before the iteration's commit, so the status the runner writes lands in that
+commit; `settle()` then records the commit. The task file is in the repository, where the
+agent can edit it: the runner's statuses win, and a status the agent changed is put back
+with a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import RalphError, UsageError
+from ..events import Bus
+from . import taskfiles, tasks
+from .gate import VERIFY_TAIL_LINES
+
+RunCommand = Callable[[str], tuple[int, str]]
+
+SYSTEM_PROMPT = """\
+You are an autonomous engineer working in the git repository at {root}. You run in a loop: \
+each iteration starts a fresh conversation and works on one task from a task list, which the \
+runner chooses and names in the message; nothing you say is remembered, only the \
+repository's files carry over. Nobody will answer questions: decide and act. Use the tools to \
+read, run and change things; work on the named task only, then end your turn. Your final \
+message starts with a one-line summary of what this iteration did (it becomes the commit \
+message) and ends with <task-done>ID</task-done> when the task is finished and verified, or \
+<task-blocked>ID: reason</task-blocked> when it cannot be done. The runner keeps the task \
+list's statuses; do not edit them. The runner commits; do not run git commands that change \
+history."""
+
+
+def system_prompt(root: Path) -> str:
+    return SYSTEM_PROMPT.format(root=root)
+
+
+def task_path(repo: Path, name: Path | str) -> Path:
+    """The task file `name` (relative to the repository, or absolute inside it), as a path
+    relative to the repository: the runner writes statuses there and commits them."""
+    path = Path(name)
+    full = (path if path.is_absolute() else repo / path).resolve()
+    try:
+        return full.relative_to(repo.resolve())
+    except ValueError:
+        raise UsageError(
+            f"--tasks {name}: the task file must be inside the repository ({repo}), where its "
+            "statuses are committed; move it there"
+        ) from None
+
+
+def check(repo: Path, name: Path | str) -> None:
+    """Load the task file before the run: a malformed one is exit 2 with nothing created."""
+    taskfiles.load(repo / task_path(repo, name))
+
+
+def task_message(task: tasks.Task, feedback: str | None = None) -> str:
+    """What the iteration's message adds to the prompt: the task, and why it is not done yet."""
+    text = f"[ralph] Your task in this iteration:\n\n{tasks.describe(task)}"
+    return f"{text}\n\n{feedback}" if feedback else text
+
+
+def first_prompt(cfg_repo: Path, name: str, prompt: str) -> str:
+    """The prompt of a task-list run's first iteration, for --dry-run (nothing is written)."""
+    task = taskfiles.load(cfg_repo / task_path(cfg_repo, name)).next_task()
+    return f"{prompt.rstrip()}\n\n{task_message(task)}" if task else prompt
+
+
+class TaskQueue:
+    """The task file of a run, the runner's record of its statuses and the current task."""
+
+    def __init__(self, path: Path, max_failures: int, bus: Bus) -> None:
+        self.path = path
+        # Where the file's folder really is: the agent could swap a folder on the way for a
+        # link (.taskmaster/tasks -> ~/somewhere), and the runner writes outside the sandbox.
+        self.folder = path.parent.resolve()
+        self.max_failures = max_failures
+        self.bus = bus
+        self.file = taskfiles.load(path)
+        # The statuses the runner stands by: as the file had them at the start, then its own.
+        self.recorded = {t.id: (t.status, t.reason) for t in self.file.tasks}
+        self.failures: dict[str, int] = {}
+        self.cost: dict[str, float] = {}
+        self.current: tasks.Task | None = None
+        self.closed: list[tasks.Task] = []  # closed in this iteration: task_ended after commit
+        self.feedback: str | None = None
+
+    # --- the file, with the runner's statuses ---------------------------------------------
+
+    def check_folder(self) -> None:
+        now = self.path.parent.resolve()
+        if now != self.folder:
+            raise RalphError(
+                f"the task file's folder {self.path.parent} was replaced by a link to {now}; "
+                "the runner writes only inside the repository: put the folder back, then resume"
+            )
+
+    def _save(self) -> None:
+        self.check_folder()
+        self.file.save()
+
+    def _reload(self) -> None:
+        """Read the file as the agent left it and put the runner's statuses back."""
+        self.check_folder()
+        try:
+            fresh = taskfiles.load(self.path)
+        except UsageError as exc:
+            self._warn(f"the task file was made unreadable ({exc}); the runner's copy restored")
+            tasks.write_text(self.path, self.file.text)
+            return
+        missing = [i for i in self.recorded if fresh.get(i) is None]
+        if missing:
+            self._warn(
+                f"task {missing[0]} was removed from {self.path.name}; the runner's copy restored"
+            )
+            tasks.write_text(self.path, self.file.text)
+            return
+        for task in fresh.tasks:
+            if task.id not in self.recorded:
+                self.recorded[task.id] = (task.status, task.reason)  # a task the agent added
+                continue
+            status, reason = self.recorded[task.id]
+            if task.status != status:
+                self._warn(
+                    f"task {task.id}'s status was changed to {task.status} in the task file; "
+                    f"the runner's status ({status}) restored"
+                )
+                fresh.set_status(task.id, status, reason)
+        self.file = fresh
+
+    def _set(self, task_id: str, status: str, reason: str = "") -> None:
+        self.file.set_status(task_id, status, reason)
+        self.recorded[task_id] = (status, reason)
+
+    def _settle_unreachable(self) -> None:
+        """Block open tasks whose dependencies can never be done, recording why."""
+        before = {t.id: t.status for t in self.file.tasks}
+        self.file.next_task()
+        for task in self.file.tasks:
+            if task.status != before[task.id]:
+                self.recorded[task.id] = (task.status, task.reason)
+                self.closed.append(task)
+
+    def _warn(self, message: str) -> None:
+        self.bus.emit("warning", level="warning", message=message)
+
+    def restore(self, failures: dict[str, int], feedback: str | None) -> None:
+        """A resumed run's failures in a row per task, and the feedback its next iteration
+        gets (from the journal's task_retry events: `Journal.task_failures`)."""
+        self.failures = dict(failures)
+        self.feedback = feedback
+
+    # --- what the loop calls ----------------------------------------------------------------
+
+    def start(self) -> tasks.Task | None:
+        """The task for the next iteration (None: none is open), the file brought back to the
+        runner's statuses first."""
+        self._reload()
+        self._settle_unreachable()
+        self._save()
+        self.current = self.file.next_task()
+        return self.current
+
+    def message(self) -> str:
+        assert self.current is not None
+        return task_message(self.current, self.feedback)
+
+    def finish(self, final_text: str | None, run_command: RunCommand) -> None:
+        """Judge the agent's report on the current task (only that one), run its verify,
+        and write the status to the file, before the iteration's commit."""
+        task = self.current
+        assert task is not None
+        self._reload()
+        report = next((r for r in tasks.reports(final_text) if r.task_id == task.id), None)
+        problem = ""
+        if report is None:
+            problem = f"the final message did not report on task {task.id}"
+        elif not report.done:
+            self._close(task.id, "blocked", report.reason or "reported blocked by the agent")
+        elif task.verify:
+            code, output = run_command(task.verify)
+            if code == 0:
+                self._close(task.id, "done")
+            else:
+                tail = "\n".join(output.rstrip().splitlines()[-VERIFY_TAIL_LINES:])
+                problem = f"its verify command `{task.verify}` exited {code}:\n{tail}"
+        else:
+            self._close(task.id, "done")
+        self.feedback = None
+        if problem:
+            count = self.failures.get(task.id, 0) + 1
+            self.failures[task.id] = count
+            if count >= self.max_failures:
+                why = f"not done after {count} iterations in a row; last: {problem.splitlines()[0]}"
+                self._close(task.id, "blocked", why)
+            else:
+                self.feedback = (
+                    f"[ralph] Task {task.id} is not done yet: {problem}\n"
+                    "Continue it in this iteration."
+                )
+                # In the journal: a resumed run goes on counting (see `restore`).
+                self.bus.emit(
+                    "task_retry",
+                    level="warning",
+                    id=task.id,
+                    failures=count,
+                    reason=problem.splitlines()[0],
+                    feedback=self.feedback,
+                )
+        self._settle_unreachable()
+        self._save()
+
+    def _close(self, task_id: str, status: str, reason: str = "") -> None:
+        self._set(task_id, status, reason)
+        self.failures.pop(task_id, None)
+        task = self.file.get(task_id)
+        assert task is not None
+        self.closed.append(task)
+
+    def settle(self, commit: str | None, cost_usd: float | None) -> None:
+        """After the iteration's commit: its cost to the task, task_ended for closed tasks."""
+        if self.current is not None and cost_usd:
+            self.cost[self.current.id] = self.cost.get(self.current.id, 0.0) + cost_usd
+        for task in self.closed:
+            self.bus.emit(
+                "task_ended",
+                level="info" if task.status == "done" else "warning",
+                id=task.id,
+                title=task.title,
+                status=task.status,
+                reason=task.reason,
+                commit=commit,
+                cost_usd=self.cost.get(task.id),
+            )
+        self.closed = []
+
+    def summary(self) -> str:
+        """The closing reason of a run with no open task left."""
+        count = {s: sum(t.status == s for t in self.file.tasks) for s in tasks.CLOSED}
+        other = len(self.file.tasks) - count.get("done", 0) - count.get("blocked", 0)
+        return (
+            f"all {len(self.file.tasks)} tasks closed ({count.get('done', 0)} done, "
+            f"{count.get('blocked', 0)} blocked, {other} deferred)"
+        )
