@@ -493,3 +493,39 @@ def test_task_failures_in_a_row_are_counted_across_resume(
     assert (result.status, result.iterations) == ("completed", 2)
     resumed = [r for r in spies[-1].requests if r.iteration == 2 and r.turn == 1]
     assert "test -f never.txt` exited 1" in str(resumed[0].messages[0]["content"][0]["text"])
+
+
+def test_a_resume_stands_by_the_runners_statuses_not_what_a_killed_iteration_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed iteration leaves the agent's edits in the tree, its task statuses among them:
+    resumed, the run keeps the statuses it set (journal) over the file as the run began, so
+    tasks the agent ticked itself are not done without their verify."""
+    import sqlite3
+
+    from ralph.run.resume import resume_config
+
+    tasks_md = ("- [ ] T1: One\n  verify: `test -f never.txt`\n"
+                "- [ ] T2: Two\n  verify: `test -f never.txt`\n")  # fmt: skip
+    repo = make_repo(tmp_path / "repo", {"tasks.md": tasks_md})
+    script = write_script(tmp_path / "session.yaml",
+                          [work("a.txt", "Done. <task-done>T1</task-done>"),
+                           work("b.txt", "Done. <task-done>T2</task-done>")])  # fmt: skip
+    monkeypatch.setattr("ralph.models.make_model", lambda cfg: Spy(ScriptModel(script)))
+    cfg = RunConfig(prompt=PROMPT, prompt_name="remediate", repo=repo, tasks="tasks.md",
+                    task_failures=1, model=f"script:{script}", sandbox="none", quiet=True,
+                    max_iterations=1)  # fmt: skip
+    first = execute(cfg, [Recorder()])
+    assert first.status == "max_iterations"  # T1 blocked: its verify failed
+    # As a SIGKILL in iteration 2 leaves it: the agent ticked both tasks, the run is running.
+    (repo / "tasks.md").write_text(tasks_md.replace("- [ ]", "- [x]"))
+    with sqlite3.connect(repo / ".ralph" / "ralph.db") as db:
+        db.execute("UPDATE runs SET status = 'running' WHERE id = ?", (first.run_id,))
+    resumed_cfg, point = resume_config(repo, first.run_id, more=1)
+    recorder = Recorder()
+    execute(resumed_cfg, [recorder], resume=point)
+    events = [(e.name, e.data) for e in recorder.events]
+    ended = [(d["id"], d["status"]) for n, d in events if n == "task_ended"]
+    assert ("T2", "done") not in ended and ("T1", "done") not in ended
+    assert any(n == "task_started" and d["id"] == "T2" for n, d in events)  # worked, verified
+    assert any(n == "warning" and "T2's status was changed" in d["message"] for n, d in events)

@@ -151,6 +151,7 @@ class Loop:
                 self._commit_left_over(start)
             result = self.run(start, feedback)
             self.bus.iteration = None
+            ended = True  # an observer failing on run_ended must not have it emitted twice
             self.bus.emit(
                 "run_ended",
                 status=result.status,
@@ -162,7 +163,6 @@ class Loop:
                 duration_s=round(result.duration_s, 3),
                 resume=resume_cmd if RunStatus(result.status).resumable else None,
             )
-            ended = True
             return result
         except BaseException as exc:
             if not ended:
@@ -405,6 +405,8 @@ class Loop:
         interrupted: bool = False,
     ) -> None:
         """Commit what the iteration left and record its end (for iterations cut short)."""
+        if self.tasks is not None:
+            self.tasks.put_back()
         summary = (
             "interrupted" if interrupted else summary_line(outcome, self.cfg.completion_promise)
         )

@@ -358,8 +358,21 @@ def open_run(
             from .tasklist import TaskQueue, task_path
 
             # On resume, the task file as the run's branch has it: its statuses carry on.
-            path = workspace.root / task_path(cfg.repo, cfg.tasks)
-            loop.tasks = TaskQueue(path, cfg.task_failures, bus)
+            relative = task_path(cfg.repo, cfg.tasks)
+            path = workspace.root / relative
+            trusted = None
+            if resume and not resume.new_run:
+                # The file as the run began and the statuses the runner set since: not what
+                # an iteration cut short (or killed) left in the tree.
+                began = gitrun.run(
+                    workspace.root,
+                    "show",
+                    f"{workspace.base_commit}:{relative.as_posix()}",
+                    check=False,
+                )
+                text = began.stdout.decode("utf-8", "replace") if began.returncode == 0 else ""
+                trusted = (text, journal.task_statuses(run_id))
+            loop.tasks = TaskQueue(path, cfg.task_failures, bus, trusted)
             if resume:  # failures in a row go on counting across a resume
                 loop.tasks.restore(*journal.task_failures(run_id, resume.start - 1))
 

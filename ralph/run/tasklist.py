@@ -9,6 +9,8 @@ with a warning.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,16 +72,39 @@ def first_prompt(cfg_repo: Path, name: str, prompt: str) -> str:
 class TaskQueue:
     """The task file of a run, the runner's record of its statuses and the current task."""
 
-    def __init__(self, path: Path, max_failures: int, bus: Bus) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_failures: int,
+        bus: Bus,
+        trusted: tuple[str, dict[str, tuple[str, str]]] | None = None,
+    ) -> None:
+        """`trusted`, for a resumed run: the task file as the run began (its base commit's
+        text) and the statuses the runner set since (the journal's task_ended events). The
+        file in the tree is the agent's: an iteration cut short may have left its edits."""
         self.path = path
         # Where the file's folder really is: the agent could swap a folder on the way for a
         # link (.taskmaster/tasks -> ~/somewhere), and the runner writes outside the sandbox.
         self.folder = path.parent.resolve()
         self.max_failures = max_failures
         self.bus = bus
-        self.file = taskfiles.load(path)
+        self._notes: list[str] = []  # warnings to give once the run has started
+        try:
+            self.file = taskfiles.load(path)
+        except UsageError as exc:
+            if trusted is None:
+                raise
+            self.check_folder()
+            tasks.write_text(path, trusted[0])
+            self.file = taskfiles.load(path)
+            self._notes.append(
+                f"the task file was made unreadable ({exc}); the run's copy restored"
+            )
         # The statuses the runner stands by: as the file had them at the start, then its own.
         self.recorded = {t.id: (t.status, t.reason) for t in self.file.tasks}
+        if trusted is not None:
+            self.recorded.update(_statuses(path, trusted[0]))
+            self.recorded.update(trusted[1])
         self.failures: dict[str, int] = {}
         self.cost: dict[str, float] = {}
         self.current: tasks.Task | None = None
@@ -153,9 +178,19 @@ class TaskQueue:
 
     # --- what the loop calls ----------------------------------------------------------------
 
+    def put_back(self) -> None:
+        """The runner's statuses back in the file before an iteration cut short is committed
+        (a signal, a fatal model error): the agent's own status edits are never committed."""
+        with contextlib.suppress(RalphError, OSError):  # a swapped folder: nothing is written
+            self._reload()
+            self._save()
+
     def start(self) -> tasks.Task | None:
         """The task for the next iteration (None: none is open), the file brought back to the
         runner's statuses first."""
+        for note in self._notes:
+            self._warn(note)
+        self._notes = []
         self._reload()
         self._settle_unreachable()
         self._save()
@@ -243,3 +278,15 @@ class TaskQueue:
             f"all {len(self.file.tasks)} tasks closed ({count.get('done', 0)} done, "
             f"{count.get('blocked', 0)} blocked, {other} deferred)"
         )
+
+
+def _statuses(path: Path, text: str) -> dict[str, tuple[str, str]]:
+    """The statuses of a task file's `text` (read as if it were at `path`); none when it is
+    not a task file."""
+    with tempfile.TemporaryDirectory(prefix="ralph-tasks-") as tmp:
+        copy = Path(tmp) / path.name
+        copy.write_text(text, encoding="utf-8")
+        try:
+            return {t.id: (t.status, t.reason) for t in taskfiles.load(copy).tasks}
+        except UsageError:
+            return {}

@@ -193,6 +193,19 @@ class JournalQueries:
             )
         return found
 
+    def task_statuses(self, run_id: str) -> dict[str, tuple[str, str]]:
+        """The statuses the runner gave tasks in run `run_id` (its task_ended events, the last
+        of each task): what a resume stands by, whatever the task file now says."""
+        rows = self.conn.execute(
+            "SELECT data FROM events WHERE run_id = ? AND name = 'task_ended' ORDER BY id",
+            (run_id,),
+        ).fetchall()
+        found: dict[str, tuple[str, str]] = {}
+        for row in rows:
+            data = json.loads(row["data"] or "{}")
+            found[str(data.get("id"))] = (str(data.get("status")), str(data.get("reason") or ""))
+        return found
+
     def task_failures(self, run_id: str, last_iteration: int) -> tuple[dict[str, int], str | None]:
         """A task-list run's failures in a row per open task (its task_retry events since the
         task last closed), and the feedback of a retry in iteration `last_iteration`, which
