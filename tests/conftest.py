@@ -41,16 +41,24 @@ def _close_open_tools() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _events_as_declared(monkeypatch: pytest.MonkeyPatch) -> None:
+def _events_as_declared(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every event an in-process test makes a run emit must be declared, with its fields, in
-    ralph/events.py (README's table is generated from it): a view reading a field nobody
-    emits, or an event nobody documented, fails the test that emits it."""
+    ralph/events.py (README's table is generated from it): an event or a field nobody
+    declared fails the test that emits it, also where the emit's caller swallows errors."""
     from ralph.events import Bus, Event, check_event
 
     real = Bus.emit
 
+    undeclared: list[str] = []
+
     def emit(self: Bus, name: str, level: str = "info", **data: Any) -> Event:
-        check_event(name, data)
+        try:
+            check_event(name, data)
+        except ValueError as exc:
+            undeclared.append(str(exc))
+            raise
         return real(self, name, level, **data)
 
     monkeypatch.setattr(Bus, "emit", emit)
+    yield undeclared
+    assert not undeclared, undeclared
