@@ -21,7 +21,7 @@ from .cli_base import (
     exit_with,
     fail,
 )
-from .config import find_main_repo, repo_dir
+from .config import find_main_repo, repo_dir, require_main_repo
 from .errors import RalphError, UsageError
 from .text import clean
 
@@ -78,9 +78,7 @@ def show_cmd(
         if report:
             from .views.report_md import load_report  # the renderer: only for --report
 
-            main_repo = find_main_repo(root)
-            if main_repo is None:
-                raise UsageError(f"{root} is not inside a git repository; pass --repo DIR")
+            main_repo = require_main_repo(root)
             sys.stdout.write(clean(load_report(main_repo, run)))
             return
         # The agent's words (summaries, reasons) are shown without their escape codes.
@@ -119,9 +117,7 @@ def clean_cmd(
     from .store.schema import db_path
 
     try:
-        main = find_main_repo(repo_dir(repo).resolve())
-        if main is None:
-            raise UsageError(f"{repo_dir(repo)} is not inside a git repository; pass --repo DIR")
+        main = require_main_repo(repo_dir(repo).resolve())
         if not db_path(main).exists():
             typer.echo("no runs recorded here: nothing to clean")
             return

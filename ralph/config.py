@@ -45,6 +45,14 @@ def find_main_repo(start: Path) -> Path | None:
     return None
 
 
+def require_main_repo(start: Path) -> Path:
+    """find_main_repo, or the one-line error every command gives outside a repository."""
+    main = find_main_repo(start)
+    if main is None:
+        raise UsageError(f"{start} is not inside a git repository; pass --repo DIR")
+    return main
+
+
 def file_layer(repo: Path) -> dict[str, Any]:
     """Settings from `ralph.yaml` at the repository root, if it exists."""
     path = repo / CONFIG_FILE

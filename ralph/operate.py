@@ -27,11 +27,9 @@ WATCH_LINGER_S = 5.0  # after run_ended: how long to wait for the pull request a
 
 def open_journal(start: Path) -> tuple[Path, Journal]:
     """The main repository holding `start` and its journal; a UsageError without runs."""
-    from .config import find_main_repo
+    from .config import require_main_repo
 
-    main = find_main_repo(start)
-    if main is None:
-        raise UsageError(f"{start} is not inside a git repository; pass --repo DIR")
+    main = require_main_repo(start)
     if not db_path(main).exists():
         raise UsageError(f"no runs recorded in {main}; start one with ralph-loop PROMPT")
     return main, Journal.open(main, create=False)

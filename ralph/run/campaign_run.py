@@ -363,14 +363,12 @@ def resume_campaign(
 ) -> CampaignResult:
     """Continue a campaign (its id, a unique part of it, or one of its runs' ids) at the phase
     and iteration where it stopped, then the phases after it."""
-    from ..config import find_main_repo
+    from ..config import require_main_repo
     from ..store.journal import Journal
     from ..store.schema import db_path
     from .resume import resume_config
 
-    main = find_main_repo(start)
-    if main is None:
-        raise UsageError(f"{start} is not inside a git repository; pass --repo DIR")
+    main = require_main_repo(start)
     if not db_path(main).exists():
         raise UsageError(f"no runs recorded in {main}; `ralph runs` lists them")
     journal = Journal.open(main, create=False)

@@ -356,15 +356,13 @@ def write_campaign_report(main_repo: Path, campaign_id: str) -> Path:
 def campaign_report(start: Path, ref: str) -> str:
     """`ralph show CAMPAIGN`: the campaign's report.md, made now if it has none yet (it is
     running, or its process died)."""
-    from ..config import find_main_repo
+    from ..config import require_main_repo
     from ..errors import UsageError
     from ..store.journal import Journal
     from ..store.schema import db_path
     from .campaign import report_dir
 
-    main = find_main_repo(start)
-    if main is None:
-        raise UsageError(f"{start} is not inside a git repository; pass --repo DIR")
+    main = require_main_repo(start)
     if not db_path(main).exists():
         raise UsageError(f"no runs recorded in {main}; `ralph runs` lists them")
     journal = Journal.open(main, create=False)

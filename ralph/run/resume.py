@@ -142,14 +142,12 @@ def resume_config(
 ) -> tuple[RunConfig, ResumePoint]:
     """The config and starting point of run `run` (an id or unique prefix) in the repo at
     `start`; `budgets`: --max-cost, --max-tokens, --timeout as given (None: not given)."""
-    from ..config import find_main_repo
+    from ..config import require_main_repo
     from ..layers import COMMAND_LINE, parse_layer
     from ..store.journal import Journal
     from ..store.schema import db_path
 
-    main = find_main_repo(start)
-    if main is None:
-        raise UsageError(f"{start} is not inside a git repository; pass --repo DIR")
+    main = require_main_repo(start)
     if not db_path(main).exists():
         raise UsageError(f"no runs recorded in {main}; `ralph runs` lists them")
     given = {k: v for k, v in (budgets or {}).items() if k in BUDGETS and v is not None}

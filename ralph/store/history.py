@@ -122,11 +122,9 @@ def format_run(run: dict[str, Any], resume: str | None = None) -> str:
 
 
 def _journal(start: Path) -> Journal | None:
-    from ..config import find_main_repo
+    from ..config import require_main_repo
 
-    main = find_main_repo(start)
-    if main is None:
-        raise UsageError(f"{start} is not inside a git repository; pass --repo DIR")
+    main = require_main_repo(start)
     if not db_path(main).exists():
         return None
     return Journal.open(main, create=False)
