@@ -13,8 +13,9 @@ import pytest
 from ralph.errors import Interrupted, UsageError
 from ralph.layers import COMMAND_LINE, parse_layer
 from ralph.models.script import ScriptModel
-from ralph.run.campaign import campaign_config
+from ralph.run.campaign import campaign_config, find_campaign
 from ralph.run.campaign_run import resume_campaign, run_campaign
+from ralph.run.hardening import campaign_report
 from ralph.run.prompt import load_prompt
 from ralph.store.journal import Journal
 from tests.helpers import git, make_repo, write_script
@@ -226,6 +227,27 @@ def test_stop_on_failure_stops_at_the_phase_without_its_promise(harden: Any) -> 
     assert git(repo, "branch", "--show-current") == "main"
     with pytest.raises(UsageError, match="already finished"):
         resume_campaign(repo, result.campaign_id)
+
+
+def test_show_and_resume_find_a_campaign_alike(harden: Any, tmp_path: Path) -> None:
+    """`ralph show CAMPAIGN` and `ralph resume CAMPAIGN` name a campaign one way
+    (`find_campaign`): its id, a unique part of it or `latest`; the same line for a checkout
+    without a journal and for a reference that names no campaign."""
+    fresh = make_repo(tmp_path / "fresh")
+    for call in (campaign_report, resume_campaign):
+        with pytest.raises(UsageError, match=r"^no runs recorded in .*; `ralph runs` lists them$"):
+            call(fresh, "harden-x")
+    result, repo, _spies, _ = harden({}, phases="remediate")
+    for call in (campaign_report, resume_campaign):
+        with pytest.raises(UsageError, match=r"^no campaign 'nope' in .*; `ralph runs` lists its"):
+            call(repo, "nope")
+    suffix = result.campaign_id.rsplit("-", 1)[1]
+    for ref in (result.campaign_id, suffix, "latest"):
+        main, row = find_campaign(repo, ref)
+        assert (main, row["id"], row["status"]) == (repo, result.campaign_id, "completed")
+    assert f"# Hardening campaign `{result.campaign_id}`" in campaign_report(repo, suffix)
+    with pytest.raises(UsageError, match="already finished"):
+        resume_campaign(repo, suffix)
 
 
 def test_budgets_cover_the_whole_campaign(harden: Any) -> None:

@@ -11,10 +11,10 @@ phase creates the branch (or worktree); the next ones are new runs on that branc
 This module is the campaign's plan and its record: the settings (`campaign_config`) and each
 phase's run config (`phase_config`), where the remediation tasks are filed, how a phase and
 the campaign ended (`PhaseOutcome`, `CampaignResult`), where its report goes (`report_dir`)
-and which campaign a reference names (`campaign_of`). Driving the phases, resuming a
-campaign and its pull request are in `campaign_run` (`run_campaign`, `resume_campaign`);
-the CLI (`ralph harden`, `ralph resume`) and other callers (e.g. a fleet worker) only add
-observers.
+and which campaign a reference names (`campaign_of`; `find_campaign`, which refuses none).
+Driving the phases, resuming a campaign and its pull request are in `campaign_run`
+(`run_campaign`, `resume_campaign`); the CLI (`ralph harden`, `ralph resume`) and other
+callers (e.g. a fleet worker) only add observers.
 """
 
 from __future__ import annotations
@@ -24,10 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig, build_config, validate
+from ..config import STATE_DIR, RunConfig, build_config, find_main_repo, require_main_repo, validate
 from ..errors import ExitCode, UsageError
 from ..models.base import Usage
 from ..status import RunStatus
+from ..store.journal import Journal
+from ..store.schema import db_path
+from . import taskfiles
+from .prompt import load_prompt
 
 REMEDIATE = "remediate"
 # Where the audits file their tasks (the prompts say so): Taskmaster's list when the
@@ -111,8 +115,6 @@ def phase_config(cfg: RunConfig, phase: str, tasks_file: str | None = None) -> R
     """The run config of one phase: the campaign's settings with the phase prompt's text,
     promise, gate (artifacts and verify commands, added to the operator's) and iteration
     limit (--phase-max-iterations, else its front matter's)."""
-    from .prompt import load_prompt
-
     spec = load_prompt(phase)
     fm = spec.settings
     phase_cfg = dataclasses.replace(
@@ -148,8 +150,6 @@ def remediation_file(root: Path) -> str | None:
 
 def open_task_count(root: Path, name: str) -> int | None:
     """How many open tasks the file has (None: it lists no task at all)."""
-    from . import taskfiles
-
     try:
         return len(taskfiles.load(root / name).open_tasks())
     except UsageError as exc:
@@ -159,17 +159,11 @@ def open_task_count(root: Path, name: str) -> int | None:
 
 
 def report_dir(main_repo: Path, campaign_id: str) -> Path:
-    from ..config import STATE_DIR
-
     return main_repo / STATE_DIR / CAMPAIGNS_DIR / campaign_id
 
 
 def campaign_of(start: Path, ref: str) -> str | None:
     """The campaign `ref` names (its id or a unique part, or one of its runs' ids), if any."""
-    from ..config import find_main_repo
-    from ..store.journal import Journal
-    from ..store.schema import db_path
-
     main = find_main_repo(start)
     if main is None or not db_path(main).exists():
         return None
@@ -186,3 +180,21 @@ def campaign_of(start: Path, ref: str) -> str | None:
         return str(row[0]) if row is not None and row[0] else None
     finally:
         journal.close()
+
+
+def find_campaign(start: Path, ref: str) -> tuple[Path, dict[str, Any]]:
+    """The checkout whose journal records the campaign `ref` names (its id, a unique part of
+    it, `latest`, or one of its runs' ids) and the campaign's row; a UsageError when there is
+    no journal or no such campaign (`ralph show CAMPAIGN`, `ralph resume CAMPAIGN`)."""
+    main = require_main_repo(start)
+    if not db_path(main).exists():
+        raise UsageError(f"no runs recorded in {main}; `ralph runs` lists them")
+    journal = Journal.open(main, create=False)
+    try:
+        campaign_id = journal.resolve_campaign(ref)
+        row = journal.get_campaign(campaign_id) if campaign_id else None
+    finally:
+        journal.close()
+    if row is None:
+        raise UsageError(f"no campaign {ref!r} in {main}; `ralph runs` lists its runs")
+    return main, row

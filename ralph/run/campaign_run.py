@@ -33,6 +33,7 @@ from .campaign import (
     TASKMASTER_FILE,
     CampaignResult,
     PhaseOutcome,
+    find_campaign,
     open_task_count,
     phase_config,
     remediation_file,
@@ -363,23 +364,16 @@ def resume_campaign(
 ) -> CampaignResult:
     """Continue a campaign (its id, a unique part of it, or one of its runs' ids) at the phase
     and iteration where it stopped, then the phases after it."""
-    from ..config import require_main_repo
     from ..store.journal import Journal
-    from ..store.schema import db_path
     from .resume import resume_config
 
-    main = require_main_repo(start)
-    if not db_path(main).exists():
-        raise UsageError(f"no runs recorded in {main}; `ralph runs` lists them")
+    main, row = find_campaign(start, ref)
+    campaign_id = row["id"]
     journal = Journal.open(main, create=False)
     try:
-        campaign_id = journal.resolve_campaign(ref)
-        row = journal.get_campaign(campaign_id) if campaign_id else None
-        runs = journal.campaign_runs(campaign_id) if campaign_id else []
+        runs = journal.campaign_runs(campaign_id)
     finally:
         journal.close()
-    if row is None or campaign_id is None:
-        raise UsageError(f"no campaign {ref!r} in {main}; `ralph runs` lists its runs")
     lock = _lock(main, campaign_id)
     try:
         if RunStatus(row["status"]).finished:

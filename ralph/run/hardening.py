@@ -17,6 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
+from ..git import gitrun
+from ..store.journal import Journal
+from ..views.markdown import code
+from ..views.report_md import cell
+from . import taskfiles
+from .campaign import CHECKLIST_FILE, TASKMASTER_FILE, find_campaign, report_dir
+from .gate import _NA
+
 # The four checklists of the hardening document ("Hardening Checklist"), each item with the
 # phase whose progress file has its box and a phrase of that box.
 CHECKLIST: dict[str, list[tuple[str, str, str]]] = {
@@ -92,8 +101,6 @@ class Coverage:
 
 
 def _na_reason(label: str) -> str | None:
-    from .gate import _NA
-
     match = _NA.search(label)
     if not match:
         return None
@@ -163,8 +170,6 @@ def _section_coverage(section: str, item: str, phase: str, phrase: str, text: st
 
 def _blob(repo: Path, rev: str, path: str) -> str | None:
     """A file as commit `rev` has it (never through the working tree; no filters run)."""
-    from ..git import gitrun
-
     done = gitrun.run(repo, "cat-file", "blob", f"{rev}:{path}", check=False)
     if done.returncode != 0:
         return None
@@ -173,10 +178,6 @@ def _blob(repo: Path, rev: str, path: str) -> str | None:
 
 def branch_tasks(repo: Path, rev: str) -> tuple[str | None, list[Any]]:
     """The remediation task list at `rev`: its file name and tasks (ralph's Task objects)."""
-    from ..errors import UsageError
-    from . import taskfiles
-    from .campaign import CHECKLIST_FILE, TASKMASTER_FILE
-
     for name in (TASKMASTER_FILE, CHECKLIST_FILE):
         text = _blob(repo, rev, name)
         if text is None:
@@ -208,9 +209,6 @@ class CampaignFacts:
 
 
 def gather(main_repo: Path, campaign_id: str) -> CampaignFacts | None:
-    from ..git import gitrun
-    from ..store.journal import Journal
-
     journal = Journal.open(main_repo, create=False)
     try:
         row = journal.get_campaign(campaign_id)
@@ -265,9 +263,6 @@ def _money(value: Any) -> str:
 def render_campaign_markdown(main_repo: Path, campaign_id: str, for_pr: bool = False) -> str:
     """The campaign's report: per phase the outcome, cost and commits; the 40 items'
     coverage; the remediation tasks."""
-    from ..views.markdown import code
-    from ..views.report_md import cell
-
     facts = gather(main_repo, campaign_id)
     if facts is None:
         return f"No campaign {campaign_id} in the journal.\n"
@@ -345,8 +340,6 @@ def render_campaign_markdown(main_repo: Path, campaign_id: str, for_pr: bool = F
 
 
 def write_campaign_report(main_repo: Path, campaign_id: str) -> Path:
-    from .campaign import report_dir
-
     path = report_dir(main_repo, campaign_id) / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_campaign_markdown(main_repo, campaign_id), encoding="utf-8")
@@ -356,22 +349,8 @@ def write_campaign_report(main_repo: Path, campaign_id: str) -> Path:
 def campaign_report(start: Path, ref: str) -> str:
     """`ralph show CAMPAIGN`: the campaign's report.md, made now if it has none yet (it is
     running, or its process died)."""
-    from ..config import require_main_repo
-    from ..errors import UsageError
-    from ..store.journal import Journal
-    from ..store.schema import db_path
-    from .campaign import report_dir
-
-    main = require_main_repo(start)
-    if not db_path(main).exists():
-        raise UsageError(f"no runs recorded in {main}; `ralph runs` lists them")
-    journal = Journal.open(main, create=False)
-    try:
-        campaign_id = journal.resolve_campaign(ref)
-    finally:
-        journal.close()
-    if campaign_id is None:
-        raise UsageError(f"no campaign {ref!r} in {main}; `ralph runs` lists its runs")
+    main, row = find_campaign(start, ref)
+    campaign_id = row["id"]
     path = report_dir(main, campaign_id) / "report.md"
     if path.is_file() and not path.is_symlink():
         return path.read_text(encoding="utf-8")
