@@ -91,7 +91,7 @@ def run_command(**options: Any) -> None:
     chosen = given(OPTIONS, options)
     if resume:
         from .run.guards import BUDGETS  # guards and resume load the runner's modules: only here
-        from .run.resume import DISPLAY
+        from .run.resume import DISPLAY  # (the same: only when resuming)
 
         display = {k: chosen.pop(k) for k in DISPLAY if k in chosen}  # how it is shown: yours
         budgets = {k: chosen.pop(k) for k in BUDGETS if k in chosen}  # the operator may raise

@@ -84,7 +84,7 @@ def show_cmd(
         # The agent's words (summaries, reasons) are shown without their escape codes.
         shown = io.StringIO()
         if iteration is not None:
-            from .store.history import conversation_command
+            from .store.history import conversation_command  # sqlite3 and the journal
 
             conversation_command(root, run, iteration, as_json, shown)
         else:
@@ -112,9 +112,9 @@ def clean_cmd(
     """Remove the worktrees and branches that finished runs left (never unpushed work
     unless --force); running and resumable runs are left alone."""
     # What this command alone needs: git, sqlite3 and the journal.
-    from .git.cleanup import clean
-    from .store.journal import Journal
-    from .store.schema import db_path
+    from .git.cleanup import clean  # off the start-up path of the other commands
+    from .store.journal import Journal  # (the same)
+    from .store.schema import db_path  # (the same)
 
     try:
         main = require_main_repo(repo_dir(repo).resolve())

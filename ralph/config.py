@@ -122,8 +122,8 @@ def build_config(
     flags, built-in prompts and prompt files outside the repository may do anything.
     `note` receives a one-line note about the prompt (e.g. that a built-in stood in for a
     missing file)."""
-    from .run.prompt import load_prompt
-    from .views.logs import settings_log_format
+    from .run.prompt import load_prompt  # start-up: `ralph --help` and `ralph runs` need neither
+    from .views.logs import settings_log_format  # (the same)
 
     root = repo_dir(repo, environ)
     if not root.is_dir():

@@ -9,10 +9,16 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import RunConfig, build_config
+from .config import STATE_DIR, RunConfig, build_config
 from .errors import UsageError
+from .git import gitrun
+from .git.repo import ensure_excluded
 from .layers import COMMAND_LINE, parse_layer
+from .run.campaign import campaign_config
+from .run.campaign_run import run_campaign
+from .run.runner import execute
 from .settings import DEFAULT_MODEL
+from .views.ui import make_observers
 
 DEMO_DIR = Path(__file__).parent / "demo"
 APP_DIR = DEMO_DIR / "vulnerable-app"
@@ -40,7 +46,6 @@ def ralph_command(argv0: str | None = None) -> str:
 
 
 def _git(repo: Path, *args: str) -> str:
-    from .git import gitrun
 
     return gitrun.out(repo, *args)
 
@@ -70,10 +75,7 @@ PACE_S = 1.2  # seconds each recorded model turn takes when paced: the live view
 def paced_session(repo: Path) -> Path:
     """A copy of the recorded session whose every turn takes PACE_S, as a model's would, in
     the demo repository's `.ralph/` (git ignores it; `ralph resume` of the demo finds it)."""
-    import yaml
-
-    from .config import STATE_DIR
-    from .git.repo import ensure_excluded
+    import yaml  # 19 ms: only for the paced demo
 
     data = yaml.safe_load(SESSION.read_text(encoding="utf-8"))
     for iteration in data["iterations"]:
@@ -106,8 +108,6 @@ def run_demo(
 ) -> int:
     """Prepare the repository, run the loop, say where the result is; returns the exit code.
     `pace`: each model turn takes PACE_S (None: when the live view goes to a terminal)."""
-    from .run.runner import execute
-    from .views.ui import make_observers
 
     echo(BANNER)
     repo = prepare_repo(target)
@@ -154,7 +154,6 @@ HARDEN_BANNER = (
 
 def harden_demo_config(repo: Path, sandbox: str = "auto") -> RunConfig:
     """The demo campaign's settings: only these (not the user's ralph.yaml or RALPH_*)."""
-    from .run.campaign import campaign_config
 
     flags = {
         "model": f"script:{SESSION}",
@@ -175,8 +174,6 @@ def _demo_phase(cfg: RunConfig) -> None:
 
 def run_harden_demo(target: Path | None, sandbox: str, echo: Callable[[str], None]) -> int:
     """`ralph demo --harden`: the whole campaign on the vulnerable app; the exit code."""
-    from .run.campaign_run import run_campaign
-    from .views.ui import make_observers
 
     echo(HARDEN_BANNER)
     repo = prepare_repo(target)

@@ -17,6 +17,7 @@ from .settings import (
     ANY,
     GATE,
     GIT,
+    HARDEN_OPTIONS,
     LOOP,
     LOWER,
     NEVER,
@@ -209,7 +210,6 @@ def options_table() -> str:
 
 def harden_options_table() -> str:
     """The README's table of the options only `ralph harden` takes."""
-    from .settings import HARDEN_OPTIONS
 
     rows = ["| option | default | what it does |", "| --- | --- | --- |"]
     for s in HARDEN_OPTIONS:

@@ -8,6 +8,8 @@ from . import trust
 from .config import CONFIG_FILE
 from .docs import TEMPLATE
 from .errors import UsageError
+from .git.commits import _identity_options
+from .git.repo import _git, _out, _status
 from .run.prompt import builtin_names, builtin_path, split_front_matter
 from .settings import SETTINGS
 
@@ -63,8 +65,6 @@ def init_repo(repo: Path, with_prompts: bool = False, force: bool = False) -> li
 def commit_files(repo: Path, paths: list[Path]) -> str | None:
     """Commit `paths` (and nothing else the index holds) on the current branch, so the next
     `ralph-loop` finds a clean tree; the new commit's sha, or None when nothing changed."""
-    from .git.commits import _identity_options
-    from .git.repo import _git, _out, _status
 
     root = Path(_out(repo, "rev-parse", "--show-toplevel"))
     names = [str(p.resolve().relative_to(root)) for p in paths]

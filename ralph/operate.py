@@ -27,7 +27,7 @@ WATCH_LINGER_S = 5.0  # after run_ended: how long to wait for the pull request a
 
 def open_journal(start: Path) -> tuple[Path, Journal]:
     """The main repository holding `start` and its journal; a UsageError without runs."""
-    from .config import require_main_repo
+    from .config import require_main_repo  # the settings table: not for `ralph stop`
 
     main = require_main_repo(start)
     if not db_path(main).exists():
@@ -149,17 +149,17 @@ class _Follower:
 
 def watch_observer(log_format: str, err: TextIO, config: dict[str, Any]) -> Observer:
     """The view `ralph watch` draws: the live view on a terminal, plain lines otherwise."""
-    from .views.plain import PlainLines
-    from .views.ui import _is_terminal
+    from .views.plain import PlainLines  # the views: only `ralph watch` draws
+    from .views.ui import _is_terminal  # (the same)
 
     if log_format == "json":
-        from .views.logs import JsonLines
+        from .views.logs import JsonLines  # (the same)
 
         return JsonLines(err)
     if log_format == "rich" or (log_format == "auto" and _is_terminal(err)):
-        from rich.console import Console
+        from rich.console import Console  # rich: only for the live view
 
-        from .views.live import LiveView
+        from .views.live import LiveView  # (the same)
 
         return LiveView(
             Console(file=err, force_terminal=True if log_format == "rich" else None),

@@ -4,6 +4,7 @@ string) and returns the typed value, or raises ValueError with what is wrong."""
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def _yaml_list(value: str) -> list[str] | None:
     """A YAML flow list written in one string (`["pytest -q", "ruff check ."]`), else None."""
     if not value.strip().startswith("["):
         return None
-    import yaml
+    import yaml  # 19 ms: only for a value written as YAML
 
     try:
         loaded = yaml.safe_load(value)
@@ -107,8 +108,6 @@ def commands(value: Any) -> list[str]:
 
 def shell_args(value: Any) -> list[str]:
     """Arguments: a list, a YAML list in a string, or a string split like a shell would."""
-    import shlex
-
     return _listed(value, shlex.split, "expected a list of arguments")
 
 
@@ -134,7 +133,7 @@ def _yaml_value(value: Any, expected: str) -> Any:
     """A string from a RALPH_* variable read as YAML; anything else as it is."""
     if not isinstance(value, str):
         return value
-    import yaml
+    import yaml  # (the same)
 
     try:
         return yaml.safe_load(value)
@@ -149,7 +148,7 @@ def artifacts(value: Any) -> list[Any]:
     value = _yaml_value(value, "expected a YAML list of artifacts")
     if not isinstance(value, list):
         raise ValueError("expected a list")
-    from .run.gate import parse_artifacts
+    from .run.gate import parse_artifacts  # start-up: the gate is not needed for --help
 
     try:
         parse_artifacts(value)
@@ -187,7 +186,7 @@ def path(value: Any) -> Path:
 
 def notify_targets(value: Any) -> list[str]:
     """Notification targets: URLs (one per line or a YAML list) or cmd:COMMAND, each checked."""
-    from .views.notify import check_target
+    from .views.notify import check_target  # start-up: notify is not needed for --help
 
     targets = _listed(value, str.splitlines, "a URL or cmd:COMMAND, or a list of them")
     for target in targets:

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from ..models.pricing import lookup
+from ..tools.netns import loopback_ports
+from ..tools.sandbox import Sandbox, choose_sandbox, make_sandbox
+from . import claude_code, codex
 from .base import AGENTS, EXTERNAL, CliModel, IterationAgent, StopCheck, external_model
+from .codex import model_for_prices, read_config
+from .limits import LimitAware
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -42,10 +48,7 @@ def preflight(cfg: RunConfig, environ: Mapping[str, str] | None = None) -> dict[
             )
         binaries[name] = _CHECKED[name] = _module(name).preflight(source)
     if "codex" in names and cfg.max_cost is not None:
-        from .codex import model_for_prices
-
         model = model_for_prices(cfg, source)
-        from ..models.pricing import lookup
 
         if model is None or lookup(model, cfg.pricing) is None:
             raise UsageError(
@@ -62,10 +65,7 @@ _CHECKED: dict[str, str] = {}
 
 def _module(name: str) -> Any:
     if name == "claude-code":
-        from . import claude_code
-
         return claude_code
-    from . import codex
 
     return codex
 
@@ -84,7 +84,6 @@ def assemble(
 
     if cfg.agent == "builtin" and not cfg.fallback_agent:
         return builtin()
-    from .limits import LimitAware
 
     fallback = make(cfg.fallback_agent) if cfg.fallback_agent else None
     return LimitAware(
@@ -106,8 +105,6 @@ def build(
     sandbox: Any = None,
 ) -> IterationAgent:
     """An agent CLI for the run, in the same sandbox as the bash tool (its own private HOME)."""
-    from ..tools.netns import loopback_ports
-    from ..tools.sandbox import choose_sandbox, make_sandbox
 
     if sandbox is None:
         kind, _ = choose_sandbox(cfg.sandbox, cfg.network, root)
@@ -130,7 +127,6 @@ def build(
 
 def first_command(cfg: RunConfig, system: str, user_text: str) -> dict[str, Any]:
     """The command line and standard input of the first iteration's agent CLI (--dry-run)."""
-    from ..tools.sandbox import Sandbox
 
     binary = _CHECKED.get(cfg.agent) or _module(cfg.agent).preflight(os.environ)
     agent = build(cfg.agent, cfg, binary, cfg.repo, _NoBus(), Sandbox("none", cfg.repo))
@@ -148,8 +144,6 @@ def endpoints(name: str, environ: Mapping[str, str]) -> list[str]:
     for Codex, its config.toml's model providers."""
     urls = [environ[v] for v in ("ANTHROPIC_BASE_URL", "OPENAI_BASE_URL") if environ.get(v)]
     if name == "codex":
-        from .codex import read_config
-
         providers = read_config(environ).get("model_providers")
         if isinstance(providers, dict):
             urls += [

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..config import DEFAULT_MODEL
+from ..models import is_script
 from ..models.base import ModelError
 
 if TYPE_CHECKING:
@@ -32,8 +34,6 @@ class IterationAgent(Protocol):
 def external_model(cfg: RunConfig) -> str | None:
     """The model to pass to an agent CLI: --model when given (not the built-in default, an
     Anthropic id the CLI may not serve), else None (the CLI's own configuration decides)."""
-    from ..config import DEFAULT_MODEL
-    from ..models import is_script
 
     # A script: model is the built-in fallback's (a test or a demo), never the CLI's.
     return None if cfg.model == DEFAULT_MODEL or is_script(cfg.model) else cfg.model

@@ -23,6 +23,7 @@ from ..events import Bus
 from ..models.base import Usage
 from ..models.pricing import lookup
 from ..run.agent import IterationOutcome
+from .base import external_model
 from .cli import CliAgent, check_version, copy_config, find_binary
 from .process import text_of
 
@@ -71,7 +72,6 @@ def credential_names(environ: Mapping[str, str]) -> tuple[str, ...]:
 
 def model_for_prices(cfg: RunConfig, environ: Mapping[str, str]) -> str | None:
     """The model Codex will use: --model, else its config.toml's `model`."""
-    from .base import external_model
 
     model = external_model(cfg) or read_config(environ).get("model")
     return str(model) if model else None

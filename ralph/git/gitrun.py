@@ -40,7 +40,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import RalphError
-from ..run.signals import SPARED
+from ..redact import is_secret_name
+from ..run.signals import SPARED, STOP
 
 TIMEOUT_S = 120.0  # the longest one runner-side git command may take
 STOPPING_TIMEOUT_S = 5.0  # ... once a stop (SIGINT/SIGTERM) was requested
@@ -92,7 +93,6 @@ class GitTimeout(RalphError):
 
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a runner-side git command: ralph's, minus secrets and redirections."""
-    from ..redact import is_secret_name
 
     env = {k: v for k, v in os.environ.items() if not is_secret_name(k) and k not in _DROPPED_ENV}
     env.update(GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", GIT_EDITOR=":")
@@ -156,7 +156,6 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _stop_requested() -> bool:
-    from ..run.signals import STOP
 
     return STOP.requested
 

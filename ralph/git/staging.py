@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import CONFIG_FILE, RunConfig
+from ..redact import contains_secret
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 CACHE_DIRS = frozenset(
@@ -63,7 +64,6 @@ class Refusal:
 
 def refusal(root: Path, path: str) -> str | None:
     """Why `path` (relative to `root`) may not be staged as it is now, or None if it may."""
-    from ..redact import contains_secret
 
     if contains_secret(path):  # a pushed branch would carry the secret in its tree
         return SECRET_NAME

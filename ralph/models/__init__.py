@@ -19,7 +19,7 @@ def is_script(model: str) -> bool:
 def make_model(cfg: RunConfig) -> Model:
     """Build the run's model; bad settings and missing credentials are usage errors."""
     if is_script(cfg.model):
-        from .script import ScriptModel
+        from .script import ScriptModel  # `ralph runs` imports models.base, not the backends
 
         raw = cfg.model[len(SCRIPT_PREFIX) :]
         if not raw:
@@ -28,7 +28,7 @@ def make_model(cfg: RunConfig) -> Model:
         if not path.is_absolute():
             path = Path.cwd() / path
         return ScriptModel(path)
-    from .anthropic import AnthropicModel, check_credentials
+    from .anthropic import AnthropicModel, check_credentials  # (the same)
 
     check_credentials(os.environ)
     model = AnthropicModel(model=cfg.model, retry_window=cfg.retry_window)
@@ -39,6 +39,6 @@ def make_model(cfg: RunConfig) -> Model:
 
 def model_pricing(model_name: str, cfg: RunConfig) -> Pricing | None:
     """Price of a model id (built-in table, overridden by `pricing:` in ralph.yaml)."""
-    from .pricing import lookup
+    from .pricing import lookup  # (the same)
 
     return lookup(model_name, cfg.pricing)

@@ -243,7 +243,7 @@ class AnthropicModel:
         return self._client
 
     def _new_client(self) -> Any:
-        import anthropic
+        import anthropic  # the SDK: 1 s; warm() imports it in a thread during set-up
 
         try:
             return anthropic.Anthropic(max_retries=0, timeout=self.timeout)
@@ -259,7 +259,7 @@ class AnthropicModel:
         well get it right); a second such reply is returned with the bad calls listed in
         `invalid_inputs`, for the agent to answer with error results; so is the first one
         when the retry window leaves no time to ask again (it was billed, and it is usable)."""
-        import tenacity
+        import tenacity  # 22 ms: only with a real model
 
         params = request_params(self.name, request)
         client = self.client()
@@ -307,8 +307,8 @@ class AnthropicModel:
 
         The raw events are put together here rather than by the SDK's MessageStream, which
         raises a bare ValueError on tool input that is not valid JSON and loses the reply."""
-        import anthropic
-        import httpx2
+        import anthropic  # the SDK (see _new_client)
+        import httpx2  # the SDK's transport: loaded with it
 
         started = time.monotonic()
         reply = Reply(on_event)

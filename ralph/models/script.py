@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..layers import load_yaml_mapping
 from .base import Block, ModelRequest, ModelResponse, StreamCallback, StreamEvent, Usage
 
 _STOP_REASONS = {
@@ -87,7 +88,6 @@ def _turn(raw: Any, where: str) -> ScriptTurn:
 
 def load_script(path: Path) -> tuple[str, list[list[ScriptTurn]]]:
     """Read and validate a script file: (model name, turns per iteration)."""
-    from ..layers import load_yaml_mapping
 
     try:
         text = path.read_text(encoding="utf-8")

@@ -19,6 +19,7 @@ from ..models.base import (
     StreamEvent,
     Usage,
 )
+from ..redact import redact
 from ..tools.base import ToolResult, ToolSet
 from .signals import STOP
 
@@ -73,7 +74,6 @@ def _add_cost(total: float | None, cost: float | None) -> float | None:
 def _clip(text: str, limit: int) -> str:
     """`text` on one line, redacted, then cut to `limit` characters (redacted first: a secret
     cut in two would no longer be recognised)."""
-    from ..redact import redact
 
     flat = " ".join(redact(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"

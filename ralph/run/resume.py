@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import RunConfig, restore_config, validate
+from ..config import RunConfig, require_main_repo, restore_config, validate
 from ..errors import RalphError, UsageError
+from ..git.commits import commit_files, run_commits
+from ..git.repo import _branch_exists, _git
+from ..layers import COMMAND_LINE, option_name, parse_layer
+from ..settings import SETTINGS
 from ..status import RunStatus
+from ..store.journal import Journal
+from ..store.locks import lock_holder, run_lock_path
+from ..store.schema import db_path
+from ..text import fmt_cost, fmt_duration
+from ..trust import shown
 from .gate import rejection_feedback
 from .guards import BUDGETS
 from .runner import ResumePoint
@@ -28,9 +38,6 @@ def reconcile_with_branch(
     iteration open: that iteration ended, and resume must not run it (and commit it) again.
     Only for a run no live process holds (it would record them itself).
     """
-    from ..git.commits import commit_files, run_commits
-    from ..git.repo import _branch_exists, _git
-    from ..store.locks import lock_holder, run_lock_path
 
     if lock_holder(run_lock_path(main, run_id)) is not None:
         return False
@@ -64,7 +71,6 @@ DISPLAY = ("log_format", "quiet", "verbose", "show_text", "output_format")
 
 def display_settings(flags: dict[str, Any]) -> dict[str, Any]:
     """The display settings of this process: RALPH_LOG_FORMAT etc., then the given flags."""
-    from ..layers import COMMAND_LINE, parse_layer
 
     out: dict[str, Any] = {}
     for name in DISPLAY:
@@ -82,7 +88,6 @@ def display_settings(flags: dict[str, Any]) -> dict[str, Any]:
 
 def _spent(name: str, state: ResumeState) -> tuple[float | None, str]:
     """What the run has used of budget `name`, and that amount as a person reads it."""
-    from ..text import fmt_cost, fmt_duration
 
     if name == "max_cost":
         return state.cost_usd, fmt_cost(state.cost_usd)
@@ -96,9 +101,6 @@ def change_budgets(
 ) -> dict[str, dict[str, Any]]:
     """Apply the operator's new budgets (already parsed) to a resumed run's config; what
     changed, {name: {"was": old, "now": new}}, for the journal. Each must leave room to work."""
-    from ..layers import option_name
-    from ..settings import SETTINGS
-    from ..trust import shown
 
     status = RunStatus(state.status)
     if more is None and status.finished and status is not RunStatus.BUDGET:
@@ -123,7 +125,6 @@ def change_budgets(
 
 def _origin(journal: Journal, run_id: str) -> str | None:
     """Where the checkout was when the run began, as its first run_started event says."""
-    import json
 
     row = journal.conn.execute(
         "SELECT data FROM events WHERE run_id = ? AND name = 'run_started' ORDER BY id LIMIT 1",
@@ -142,10 +143,6 @@ def resume_config(
 ) -> tuple[RunConfig, ResumePoint]:
     """The config and starting point of run `run` (an id or unique prefix) in the repo at
     `start`; `budgets`: --max-cost, --max-tokens, --timeout as given (None: not given)."""
-    from ..config import require_main_repo
-    from ..layers import COMMAND_LINE, parse_layer
-    from ..store.journal import Journal
-    from ..store.schema import db_path
 
     main = require_main_repo(start)
     if not db_path(main).exists():

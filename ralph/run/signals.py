@@ -17,6 +17,7 @@ from contextlib import contextmanager, suppress
 from types import FrameType
 
 from ..errors import Interrupted
+from ..views import logs
 
 # Children an immediate exit leaves alone: git writing the index (gitrun), which would leave
 # index.lock behind if killed halfway; it ends by itself in moments.
@@ -48,7 +49,6 @@ STOPPING_NOW = "second signal, stopping now (resume with `ralph resume`)"
 
 def _say_stopping_now(signum: int) -> None:
     """Tell stderr the run ends at once: a JSON record in JSON log mode, else a plain line."""
-    from ..views import logs
 
     if logs.json_active():
         name = signal.Signals(signum).name

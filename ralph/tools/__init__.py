@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .base import Tool, ToolResult, ToolSet
+from .bash import BashTool
+from .editor import EditorTool
+from .sandbox import choose_sandbox, make_sandbox
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -18,9 +21,6 @@ def make_toolset(cfg: RunConfig, root: Path) -> tuple[ToolSet, list[str]]:
 
     Raises UsageError when the sandbox or network setting cannot be honoured.
     """
-    from .bash import BashTool
-    from .editor import EditorTool
-    from .sandbox import choose_sandbox, make_sandbox
 
     kind, warnings = choose_sandbox(cfg.sandbox, cfg.network, root)
     sandbox = make_sandbox(kind, root, cfg.network, cfg.env)

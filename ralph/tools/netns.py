@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # Addresses the agent must not reach even though the host can: cloud instance metadata
 # (`ip -batch` lines, run in the namespace before any command).
@@ -63,7 +64,6 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 def loopback_ports(urls: Sequence[str]) -> tuple[int, ...]:
     """The ports of the URLs that point at the host's loopback (the operator's endpoints, e.g.
     ANTHROPIC_BASE_URL of a local API server), to forward into the sandbox's network."""
-    from urllib.parse import urlsplit
 
     ports: list[int] = []
     for url in urls:

@@ -17,14 +17,17 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from .. import __version__
 from ..errors import UsageError
 from ..events import Event
+from ..redact import redact_obj
 from ..text import clip, clip_all
 
 TEXT_KEEP = 2000  # characters of an aggregated model_text / final_text kept without --show-text
@@ -69,7 +72,6 @@ def record(
 
 def dumps(rec: dict[str, Any]) -> str:
     """One redacted JSON line (no newline) for a record."""
-    from ..redact import redact_obj
 
     return json.dumps(redact_obj(rec), ensure_ascii=False, default=str)
 
@@ -301,7 +303,6 @@ def install_json_stderr(level: int = logging.WARNING) -> None:
         root.setLevel(level)
     logging.captureWarnings(True)
     # captureWarnings formats the warning into text; ours keeps category and source apart.
-    import warnings
 
     warnings.showwarning = _show_warning
     sys.excepthook = _excepthook
@@ -312,11 +313,9 @@ def run_app(app: Callable[..., Any], prog_name: str) -> None:
     """Run a typer app: `--version`; command-line errors (unknown option, bad value) as the
     same one line as every other error (`PROG: error: ...`), a JSON record in json mode."""
     if sys.argv[1:2] in (["--version"], ["-V"]):
-        from .. import __version__
-
         sys.stdout.write(f"{prog_name} {__version__}\n")
         sys.exit(0)
-    import typer
+    import typer  # 30 ms: not for --version
 
     json_mode = json_mode_requested()
     if json_mode:

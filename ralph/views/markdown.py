@@ -25,6 +25,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from ..redact import redact
+from ..text import clean
+
 ZWSP = "\u200b"
 
 # Bidirectional and invisible format controls: they make a file name read as another.
@@ -46,8 +49,6 @@ def one_line(value: object, environ: Mapping[str, str] | None = None) -> str:
     """`value` redacted, as one line: escape codes, control and bidi characters gone, spaces
     collapsed. Redacted first: a secret with an escape or a zero-width space in it would no
     longer be recognised."""
-    from ..redact import redact
-    from ..text import clean
 
     line = " ".join(_FORMAT.sub("", clean(value if value is not None else "")).split())
     return redact(line, environ)

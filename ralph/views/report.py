@@ -8,16 +8,24 @@ artifacts, the commands to run next). report_md.py renders it as report.md and t
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig
+from ..config import RunConfig, find_main_repo
 from ..events import Event
-from ..git.bulky import BulkyFile
+from ..git.bulky import BulkyFile, bulky_files
+from ..git.commits import run_commits
+from ..run.gate import matching_files, parse_artifacts
+from ..run.guards import BUDGETS
+from ..settings import SETTINGS
 from ..status import RESUMABLE, RunStatus, status_of
+from ..store.journal import Journal
+from ..store.schema import db_path
 from ..text import usage_total
+from ..trust import shown
 
 
 @dataclass
@@ -206,8 +214,6 @@ def _note(s: RunSummary, name: str, iteration: int | None, d: dict[str, Any]) ->
 
 def summary_from_journal(main_repo: Path, run_id: str) -> RunSummary | None:
     """The run's summary as the journal holds it (all sessions of a resumed run), or None."""
-    from ..store.journal import Journal
-    from ..store.schema import db_path
 
     if not run_id or not db_path(main_repo).exists():
         return None
@@ -254,14 +260,12 @@ def add_git_facts(summary: RunSummary, main_repo: Path) -> None:
     what is on the branch, including commits whose journal rows a kill lost."""
     if not (summary.branch and summary.base_commit and summary.run_id):
         return
-    from ..git.commits import run_commits
 
     try:
         found = run_commits(main_repo, summary.base_commit, summary.branch, summary.run_id)
     except Exception:  # a deleted branch, a broken repository: the journal's word stands
         return
     summary.commits = [commit.sha for commit in found]
-    from ..git.bulky import bulky_files
 
     try:
         summary.bulky = bulky_files(main_repo, summary.commits)
@@ -272,9 +276,6 @@ def add_git_facts(summary: RunSummary, main_repo: Path) -> None:
 def here_option(main_repo: Path, flag: str = "--repo") -> str:
     """` --repo DIR` when a command run from the current directory would not find `main_repo`
     (the run was started with --repo), else "": printed commands work where they are shown."""
-    import shlex
-
-    from ..config import find_main_repo
 
     try:
         if find_main_repo(Path.cwd()) == main_repo.resolve():
@@ -296,8 +297,6 @@ def next_steps(summary: RunSummary, main_repo: Path) -> list[str]:
     """The commands a person runs next: review the commits, resume, the pull request."""
     steps = []
     if summary.commits and summary.branch and summary.base_commit:
-        import shlex
-
         git = "git" + here_option(main_repo, "-C")
         span = f"{summary.base_commit[:8]}..{shlex.quote(summary.branch)}"
         steps.append(f"{git} log --stat {span}")
@@ -313,9 +312,6 @@ def next_steps(summary: RunSummary, main_repo: Path) -> list[str]:
 def _going_on(summary: RunSummary) -> str:
     """The options that let a finished run go on: more iterations; after a budget ran out,
     twice that budget (a budget counts the whole run), and iterations if none are left."""
-    from ..run.guards import BUDGETS
-    from ..settings import SETTINGS
-    from ..trust import shown
 
     tripped = [g["guard"] for g in summary.guards if g.get("guard") in BUDGETS]
     limit = summary.limits.get(tripped[-1]) if tripped else None
@@ -358,7 +354,6 @@ def complete(
 
 def existing_artifacts(entries: list[Any], root: Path) -> list[str]:
     """The artifact files (config `artifacts:` paths and globs) that exist under `root`."""
-    from ..run.gate import matching_files, parse_artifacts
 
     found: list[str] = []
     for art in parse_artifacts(entries):

@@ -13,8 +13,12 @@ from typing import Any, TextIO
 
 from ..config import STATE_DIR, RunConfig
 from ..errors import UsageError
-from ..git.bulky import BulkyFile
+from ..git.bulky import LARGE_BYTES, BulkyFile, fmt_size
+from ..redact import redact
+from ..store.journal import Journal
+from ..store.schema import db_path
 from ..text import clean, fmt_cost, fmt_duration
+from . import logs
 from .markdown import code, one_line
 from .markdown import text as md_text
 from .report import (
@@ -58,8 +62,6 @@ def finish(
             print_summary(summary, out or sys.stdout, path)
         return path
     except Exception as exc:
-        from . import logs
-
         message = f"could not write the run report: {exc!r}"
         if logs.json_active():  # in JSON log mode every stderr line is JSON
             logs.write_line(logs.record("error", level="error", message=message), sys.stderr)
@@ -138,7 +140,6 @@ BULKY_SHOWN = 20  # large or binary files the report names; it counts the rest
 
 def _bulky_lines(files: list[BulkyFile]) -> list[str]:
     """The large or binary files the run's commits add: worth a look before they are pushed."""
-    from ..git.bulky import LARGE_BYTES, fmt_size
 
     lines = [
         f"The run's commits add these files (binary, or {fmt_size(LARGE_BYTES)} or more); "
@@ -160,7 +161,6 @@ def render_markdown(summary: RunSummary, for_pr: bool = False) -> str:
     The PR body leaves out what only makes sense on this machine (resume command, local
     paths) and the artifact list (the PR step links the artifacts on the branch itself).
     """
-    from ..redact import redact
 
     s = summary
     lines = [
@@ -286,8 +286,6 @@ def load_report(main_repo: Path, run_id: str) -> str:
 
 def _resolve(main_repo: Path, run: str) -> str:
     """The full id of `run` (a fragment, `latest`) when the journal knows it, else `run`."""
-    from ..store.journal import Journal
-    from ..store.schema import db_path
 
     if not db_path(main_repo).exists():
         return run

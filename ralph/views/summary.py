@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..redact import redact
 from ..text import clean, fmt_cost, fmt_duration
+from .markdown import one_line
 
 if TYPE_CHECKING:
     from .report import RunSummary
@@ -48,8 +49,8 @@ def _commits(shas: list[str]) -> str:
 
 def _table(s: RunSummary, width: int) -> Any:
     """The iterations table, fitted to `width`: optional columns dropped, summary ellipsized."""
-    from rich.table import Table
-    from rich.text import Text
+    from rich.table import Table  # rich: only when a table is drawn
+    from rich.text import Text  # (the same)
 
     columns = _columns(s)
 
@@ -104,8 +105,8 @@ def budget_rows(s: RunSummary) -> list[tuple[str, str, str]]:
 
 def print_summary(summary: RunSummary, out: TextIO, report_path: Path | None = None) -> None:
     """The summary table on a terminal (or plain text when `out` is not one)."""
-    from rich.console import Console
-    from rich.text import Text
+    from rich.console import Console  # rich: only when a summary is printed
+    from rich.text import Text  # (the same)
 
     s = summary
     console = Console(file=out, highlight=False)
@@ -186,8 +187,6 @@ def where_lines(s: RunSummary) -> list[str]:
     if s.worktree:
         lines.append(f"worktree: {s.worktree}")
     if s.bulky:
-        from .markdown import one_line
-
         named = ", ".join(f"{one_line(f.path)} ({f.describe()})" for f in s.bulky[:3])
         more = f" and {len(s.bulky) - 3} more (see the report)" if len(s.bulky) > 3 else ""
         lines.append(f"large or binary files committed: {named}{more}")

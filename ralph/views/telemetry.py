@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
+from .. import __version__
 from ..config import RunConfig
 from ..errors import UsageError
 from ..events import Event, Observer
+from ..redact import redact
 from ..status import RunStatus
 
 ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -61,12 +64,13 @@ def otel_observer(cfg: RunConfig, environ: Mapping[str, str] | None = None) -> O
 
 def otlp_provider(environ: Mapping[str, str] | None = None) -> Any:
     """A TracerProvider batching spans to the OTLP/HTTP endpoint the environment names."""
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    from .. import __version__
+    # OpenTelemetry: the optional `otel` extra, loaded only when an endpoint is set
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # (the extra)
+        OTLPSpanExporter,
+    )
+    from opentelemetry.sdk.resources import Resource  # (the extra)
+    from opentelemetry.sdk.trace import TracerProvider  # (the extra)
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor  # (the extra)
 
     env = os.environ if environ is None else environ
     attributes = {"service.version": __version__}
@@ -88,7 +92,6 @@ def _ns(ts: float) -> int:
 
 
 def _text(value: Any) -> str:
-    from ..redact import redact
 
     text = redact(str(value))
     return text if len(text) <= ATTR_KEEP else text[: ATTR_KEEP - 1] + "…"
@@ -111,7 +114,7 @@ class TraceObserver:
     """Turns run events into spans: run > iteration > model call / tool call."""
 
     def __init__(self, provider: Any, *, owns_provider: bool = True) -> None:
-        from opentelemetry import trace
+        from opentelemetry import trace  # the optional `otel` extra
 
         self._trace = trace
         self.provider = provider
@@ -138,7 +141,7 @@ class TraceObserver:
         )
 
     def _error(self, span: Any, error_type: str, message: str) -> None:
-        from opentelemetry.trace import Status, StatusCode
+        from opentelemetry.trace import Status, StatusCode  # the optional `otel` extra
 
         span.set_attribute("error.type", error_type)
         span.add_event(
@@ -330,7 +333,6 @@ class TraceObserver:
 
     def close(self) -> None:
         """End what is still open (a crash), then export everything before the process ends."""
-        import time
 
         now = time.time()
         self._end_open(now, "the run ended abruptly")

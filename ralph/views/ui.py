@@ -14,7 +14,10 @@ from typing import TextIO
 
 from ..config import RunConfig
 from ..events import Observer
+from .live import LiveView
+from .logs import JsonLines
 from .plain import PlainLines
+from .telemetry import otel_observer
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -33,24 +36,17 @@ def make_observers(cfg: RunConfig, stderr: TextIO | None = None) -> list[Observe
     err = stderr or sys.stderr
     observers: list[Observer] = []
     if cfg.log_format == "json":  # JSON is for machines: --quiet does not silence it
-        from .logs import JsonLines
-
         observers.append(JsonLines(err, verbose=cfg.verbose, show_text=cfg.show_text))
     elif cfg.quiet:
         pass
     elif cfg.log_format == "rich" or (cfg.log_format == "auto" and _is_terminal(err)):
-        from .live import LiveView
-
         observers.append(LiveView.for_config(cfg, err))
     else:
         observers.append(PlainLines(err, verbose=cfg.verbose, show_text=cfg.show_text))
     if cfg.log_file is not None:
-        from .logs import JsonLines
-
         observers.append(
             JsonLines.to_file(cfg.log_file, verbose=cfg.verbose, show_text=cfg.show_text)
         )
-    from .telemetry import otel_observer
 
     tracer = otel_observer(cfg)
     if tracer is not None:
