@@ -24,7 +24,7 @@ from ralph.store import queries, schema
 from ralph.store.history import format_run, runs_command, show_command
 from ralph.store.journal import Journal
 from ralph.store.locks import acquire_run_lock, lock_holder, run_lock_path
-from ralph.store.queries import ResumeState
+from ralph.store.resume_state import ResumeState
 from ralph.store.schema import db_path, migrate
 
 SECRET = "sk-test-not-a-real-key-0123456789"

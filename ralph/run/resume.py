@@ -25,7 +25,7 @@ from .runner import ResumePoint
 
 if TYPE_CHECKING:
     from ..store.journal import Journal
-    from ..store.queries import ResumeState
+    from ..store.resume_state import ResumeState
 
 
 def reconcile_with_branch(

@@ -14,7 +14,6 @@ Secrets are redacted (`ralph.redact`) before anything is written.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -25,19 +24,17 @@ from typing import Any
 from ..config import STATE_DIR
 from ..errors import RalphError, UsageError
 from ..events import Event
-from ..redact import redact, redact_obj
+from ..redact import redact_obj
 from ..text import clip, clip_all
+from .campaigns import CampaignRecords
 from .locks import _unwritable
 from .queries import JournalQueries
-from .schema import DB_NAME, TOKENS, _connect, db_path, migrate
+from .resume_state import ResumeQueries
+from .schema import DB_NAME, TOKENS, _connect, db_path, dumps, migrate
 
 OUTPUT_KEEP = 8000  # characters of a tool's output kept (head and tail)
 STRING_KEEP = 4000  # characters of any one string inside a tool's input
 STARTING = "starting: recorded before its branch was made"  # exit_reason of a planned run
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _tokens(usage: Any) -> list[int]:
@@ -45,8 +42,9 @@ def _tokens(usage: Any) -> list[int]:
     return [int(usage.get(t) or 0) for t in TOKENS]
 
 
-class Journal(JournalQueries):
-    """An event observer that records a run in SQLite; the queries are JournalQueries'."""
+class Journal(JournalQueries, ResumeQueries, CampaignRecords):
+    """An event observer that records a run in SQLite. The queries are JournalQueries' (runs
+    and iterations) and ResumeQueries' (what resume needs); campaigns are CampaignRecords'."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
@@ -119,7 +117,7 @@ class Journal(JournalQueries):
                     event.ts,
                     event.name,
                     event.level,
-                    _dumps(_for_watching(data) if event.name in _STRUCTURED else data),
+                    dumps(_for_watching(data) if event.name in _STRUCTURED else data),
                 ),
             )
             if event.name != "run_ended":
@@ -130,7 +128,7 @@ class Journal(JournalQueries):
     def _on_run_started(self, db: sqlite3.Connection, e: Event, d: dict[str, Any]) -> None:
         worktree = d.get("root") if d.get("worktree") else None
         common = (
-            d.get("model"), _dumps(d.get("config", {})), d.get("branch"), d.get("base_commit"),
+            d.get("model"), dumps(d.get("config", {})), d.get("branch"), d.get("base_commit"),
             worktree, d.get("root"), d.get("repo"), e.ts, e.ts, os.getpid(), os.uname().nodename,
         )  # fmt: skip
         if d.get("campaign_id"):  # a campaign's phase (campaign.py): linked to it
@@ -221,7 +219,7 @@ class Journal(JournalQueries):
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 e.run_id, e.iteration, self._attempt(db, e), e.ts, d.get("tool_use_id"), d.get("tool"),
-                _dumps(clip_all(d.get("input"), STRING_KEEP)), clip(output, OUTPUT_KEEP), len(output),
+                dumps(clip_all(d.get("input"), STRING_KEEP)), clip(output, OUTPUT_KEEP), len(output),
                 bool(d.get("is_error")), d.get("exit_code"), d.get("duration_s"),
             ),
         )  # fmt: skip
@@ -239,7 +237,7 @@ class Journal(JournalQueries):
             "WHERE run_id = ? AND number = ? AND attempt = ?",
             (
                 d.get("sha"),
-                _dumps(d.get("files") or []),
+                dumps(d.get("files") or []),
                 e.run_id,
                 e.iteration,
                 self._attempt(db, e),
@@ -254,7 +252,7 @@ class Journal(JournalQueries):
             "error = ? WHERE run_id = ? AND number = ? AND attempt = ?",
             (
                 e.ts, d.get("outcome"), bool(d.get("promise")), d.get("summary"),
-                d.get("final_text"), d.get("commit"), _dumps(d.get("files_changed") or []),
+                d.get("final_text"), d.get("commit"), dumps(d.get("files_changed") or []),
                 *_tokens(d.get("usage")), d.get("cost_usd"), d.get("turns"), d.get("duration_s"),
                 d.get("error"), e.run_id, e.iteration, self._attempt(db, e),
             ),
@@ -267,8 +265,8 @@ class Journal(JournalQueries):
             (
                 e.run_id, e.iteration, self._attempt(db, e), e.ts,
                 clip(str(d.get("system") or ""), CONVERSATION_KEEP),
-                _dumps(d.get("tools") or []),
-                _dumps(clip_all(d.get("messages") or [], CONVERSATION_KEEP)),
+                dumps(d.get("tools") or []),
+                dumps(clip_all(d.get("messages") or [], CONVERSATION_KEEP)),
             ),
         )  # fmt: skip
 
@@ -299,7 +297,7 @@ class Journal(JournalQueries):
         worktree = str(root) if cfg.worktree else None
         now = time.time()
         row = (
-            run_id, cfg.prompt_name, cfg.prompt_source, model, _dumps(cfg.to_dict()), branch,
+            run_id, cfg.prompt_name, cfg.prompt_source, model, dumps(cfg.to_dict()), branch,
             base, worktree, str(root), str(cfg.repo), now, now, os.getpid(), os.uname().nodename,
         )  # fmt: skip
 
@@ -344,7 +342,7 @@ class Journal(JournalQueries):
             db.execute(
                 "UPDATE iterations SET commit_sha = ?, files_changed = ?, "
                 "summary = COALESCE(summary, ?) WHERE run_id = ? AND number = ? AND attempt = ?",
-                (sha, _dumps(files), subject, run_id, number, attempt),
+                (sha, dumps(files), subject, run_id, number, attempt),
             )
             if ended:
                 db.execute(
@@ -353,37 +351,6 @@ class Journal(JournalQueries):
                     "WHERE run_id = ? AND number = ? AND attempt = ?",
                     (run_id, run_id, number, attempt),
                 )
-
-        self._transaction(write)
-
-    # --- campaigns (`ralph harden`, campaign.py) ---------------------------------------------
-
-    def start_campaign(self, campaign_id: str, phases: list[str], config: dict[str, Any]) -> None:
-
-        def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO campaigns (id, phases, config, started) VALUES (?, ?, ?, ?)",
-                (campaign_id, _dumps(phases), _dumps(redact_obj(config)), time.time()),
-            )
-
-        self._transaction(write)
-
-    def update_campaign(self, campaign_id: str, **values: Any) -> None:
-        """Set columns of a campaign (branch, worktree, base_commit, status, exit_code,
-        exit_reason, ended, pr_url)."""
-        allowed = {"branch", "worktree", "base_commit", "status", "exit_code", "exit_reason",
-                   "ended", "pr_url"}  # fmt: skip
-        assert set(values) <= allowed, values
-        if not values:
-            return
-
-        cleaned = {k: redact(v) if isinstance(v, str) else v for k, v in values.items()}
-
-        def write(db: sqlite3.Connection) -> None:
-            sets = ", ".join(f"{k} = ?" for k in cleaned)
-            db.execute(
-                f"UPDATE campaigns SET {sets} WHERE id = ?", (*cleaned.values(), campaign_id)
-            )
 
         self._transaction(write)
 
@@ -408,4 +375,4 @@ def _for_watching(data: dict[str, Any]) -> dict[str, Any]:
 def _summary(value: Any) -> str | None:
     if value is None:
         return None
-    return value if isinstance(value, str) else _dumps(value)
+    return value if isinstance(value, str) else dumps(value)

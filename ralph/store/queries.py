@@ -1,8 +1,9 @@
-"""Reading the journal: runs and their iterations for `ralph runs` / `ralph show`, the
-conversations, promises, task failures and campaigns, and what `ralph resume` needs.
+"""Reading the journal's runs: which run a name means, every run with its status (a dead
+process's is crashed), one run with its iterations and totals for `ralph show`, and an
+iteration's conversations and a run's promises and commits.
 
-`JournalQueries` is the reading half of `Journal` (journal.py writes); both share one
-connection."""
+`JournalQueries` is mixed into `Journal` (journal.py writes), on the same connection; what
+resume reads is resume_state.py's, the campaigns campaigns.py's."""
 
 from __future__ import annotations
 
@@ -10,37 +11,15 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..models.base import Usage
-from ..status import FINISHED
 from .locks import lock_holder, run_lock_path
 from .schema import TOKENS
 
 LATEST = "latest"  # names the newest run wherever a run id is taken
 CRASHED_REASON = "the process died without ending the run (killed, out of memory or a crash)"
-
-
-@dataclass
-class ResumeState:
-    """What `ralph resume` needs from the journal."""
-
-    run_id: str
-    status: str
-    config: dict[str, Any]
-    branch: str
-    worktree: str | None
-    base_commit: str
-    last_iteration: int  # the last iteration that ended; resume runs the next one
-    usage: Usage
-    cost_usd: float | None
-    elapsed_s: float
-    # The completion gate's reasons for rejecting the last iteration's promise, if it did:
-    # the resumed iteration gets them as feedback, as it would have without the interruption.
-    rejected: list[str] | None = None
 
 
 class JournalQueries:
@@ -192,159 +171,6 @@ class JournalQueries:
                 }
             )
         return found
-
-    def task_statuses(self, run_id: str) -> dict[str, tuple[str, str]]:
-        """The statuses the runner gave tasks in run `run_id` (its task_ended events, the last
-        of each task): what a resume stands by, whatever the task file now says."""
-        rows = self.conn.execute(
-            "SELECT data FROM events WHERE run_id = ? AND name = 'task_ended' ORDER BY id",
-            (run_id,),
-        ).fetchall()
-        found: dict[str, tuple[str, str]] = {}
-        for row in rows:
-            data = json.loads(row["data"] or "{}")
-            found[str(data.get("id"))] = (str(data.get("status")), str(data.get("reason") or ""))
-        return found
-
-    def task_failures(self, run_id: str, last_iteration: int) -> tuple[dict[str, int], str | None]:
-        """A task-list run's failures in a row per open task (its task_retry events since the
-        task last closed), and the feedback of a retry in iteration `last_iteration`, which
-        the iteration a resume starts with is given."""
-        rows = self.conn.execute(
-            "SELECT name, iteration, data FROM events WHERE run_id = ? AND name IN "
-            "('task_retry', 'task_ended') ORDER BY id",
-            (run_id,),
-        ).fetchall()
-        failures: dict[str, int] = {}
-        feedback = None
-        for row in rows:
-            data = json.loads(row["data"] or "{}")
-            task_id = str(data.get("id"))
-            if row["name"] == "task_ended":
-                failures.pop(task_id, None)
-                continue
-            failures[task_id] = int(data.get("failures") or 0)
-            if row["iteration"] == last_iteration:
-                feedback = data.get("feedback")
-        return failures, feedback
-
-    def resolve_campaign(self, ref: str) -> str | None:
-        """A campaign's id from its id, a unique part of it, `latest`, or the id of one of its
-        runs; None when nothing matches."""
-        if ref == LATEST:
-            row = self.conn.execute(
-                "SELECT id FROM campaigns ORDER BY started DESC LIMIT 1"
-            ).fetchone()
-            return str(row[0]) if row else None
-        row = self.conn.execute("SELECT campaign_id FROM runs WHERE id = ?", (ref,)).fetchone()
-        if row is not None and row[0]:
-            return str(row[0])
-        ids = [r[0] for r in self.conn.execute("SELECT id FROM campaigns").fetchall()]
-        if ref in ids:
-            return ref
-        found = [i for i in ids if ref in i]
-        return found[0] if len(found) == 1 else None
-
-    def get_campaign(self, campaign_id: str) -> dict[str, Any] | None:
-        """A campaign's row, with its phases (a list) and config (a dict)."""
-        row = self.conn.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
-        if row is None:
-            return None
-        data = dict(row)
-        data["phases"] = json.loads(row["phases"] or "[]")
-        data["config"] = json.loads(row["config"] or "{}")
-        return data
-
-    def campaign_runs(self, campaign_id: str) -> list[dict[str, Any]]:
-        """The runs of a campaign's phases, in the order they started (`phase` added), with
-        the run's status as `ralph runs` shows it (a dead process's run is crashed)."""
-        rows = self.conn.execute(
-            "SELECT id, phase FROM runs WHERE campaign_id = ? ORDER BY started, rowid",
-            (campaign_id,),
-        ).fetchall()
-        listed = {r["id"]: r for r in self.list_runs()}
-        out = []
-        for row in rows:
-            run = dict(listed.get(row["id"]) or {"id": row["id"]})
-            run["phase"] = row["phase"]
-            out.append(run)
-        return out
-
-    def campaign_totals(self, campaign_id: str) -> tuple[Usage, float | None, float]:
-        """What a campaign's runs used so far: tokens, cost (None: a price was unknown) and
-        elapsed seconds; its budgets count all of it."""
-        row = self.conn.execute(
-            f"SELECT {', '.join(f'COALESCE(SUM({t}), 0)' for t in TOKENS)}, "
-            "COALESCE(SUM(cost_usd), 0), MIN(cost_known), COALESCE(SUM(elapsed_s + "
-            "CASE WHEN session_started IS NOT NULL THEN MAX(0, last_seen - session_started) "
-            "ELSE 0 END), 0) FROM runs WHERE campaign_id = ?",
-            (campaign_id,),
-        ).fetchone()
-        usage = Usage(*(int(v) for v in row[:4]))
-        cost = None if row[5] == 0 else float(row[4])
-        return usage, cost, float(row[6])
-
-    def resume_state(self, run: str, more: bool = False) -> ResumeState:
-        """What resuming `run` needs; a UsageError when it does not exist or has finished
-        (`more`: a finished run that did not complete may go on, with more iterations)."""
-        run_id = self.resolve(run)
-        row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
-            raise UsageError(f"no run {run!r} in {self.path}; `ralph runs` lists them")
-        if row["status"] == "completed":
-            raise UsageError(
-                f"run {run_id} already finished (completed: {row['exit_reason']}); there is "
-                "nothing to continue: start a new run"
-            )
-        if row["status"] in FINISHED and not more:
-            raise UsageError(
-                f"run {run_id} already finished ({row['status']}: {row['exit_reason']}); "
-                f"continue it with `ralph resume {run_id} --more N` (N more iterations), or "
-                "start a new run"
-            )
-        done = self.conn.execute(
-            "SELECT COALESCE(MAX(number), 0) FROM iterations i WHERE run_id = ? AND "
-            "outcome IS NOT NULL AND outcome NOT IN ('interrupted', 'error') AND "
-            "attempt = (SELECT MAX(attempt) "
-            "FROM iterations a WHERE a.run_id = i.run_id AND a.number = i.number)",
-            (run_id,),
-        ).fetchone()[0]
-        if row["status"] == "error" and done:
-            # A fatal model error (authentication) ends the run inside an iteration, recorded
-            # as failed: the model never did its work, so it runs again once that is fixed.
-            last = self.conn.execute(
-                "SELECT outcome FROM iterations WHERE run_id = ? AND number = ? "
-                "ORDER BY attempt DESC LIMIT 1",
-                (run_id, done),
-            ).fetchone()
-            if last is not None and last["outcome"] == "failed":
-                done -= 1
-        rejected = None
-        config = json.loads(row["config"] or "{}")
-        seen = self.conn.execute(
-            "SELECT data FROM events WHERE run_id = ? AND iteration = ? AND name = 'promise_seen' "
-            "ORDER BY id",
-            (run_id, done),
-        ).fetchall()
-        for event in (json.loads(s["data"]) for s in seen):
-            if event.get("token") == config.get("completion_promise") and not event.get("accepted"):
-                rejected = list(event.get("reasons") or [])
-        open_session = (
-            row["last_seen"] - row["session_started"] if row["session_started"] is not None else 0
-        )
-        return ResumeState(
-            run_id=row["id"],
-            status=row["status"],
-            config=config,
-            branch=row["branch"],
-            worktree=row["worktree"],
-            base_commit=row["base_commit"],
-            last_iteration=done,
-            usage=Usage(*(row[t] for t in TOKENS)),
-            cost_usd=row["cost_usd"] if row["cost_known"] else None,
-            elapsed_s=row["elapsed_s"] + max(0.0, open_session),
-            rejected=rejected,
-        )
 
 
 def _iso(ts: float | None) -> str | None:

@@ -6,10 +6,12 @@ A migration is a named function; the journal's version N means the first N have 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..config import STATE_DIR
 from ..errors import UsageError
@@ -20,6 +22,11 @@ TOKENS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache
 _TOKEN_COLS = ", ".join(f"{t} INTEGER NOT NULL DEFAULT 0" for t in TOKENS)
 
 Migration = Callable[[sqlite3.Connection], object]
+
+
+def dumps(value: Any) -> str:
+    """A value as the journal's JSON columns keep it (non-ASCII as is, the unknown as str)."""
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def m1_runs_iterations_calls_events(db: sqlite3.Connection) -> None:
