@@ -294,9 +294,11 @@ def open_run(
     resume: ResumePoint | None = None,
 ) -> Iterator[Run]:
     """Everything a run holds, in one ExitStack: its locks, workspace, journal, observers,
-    tools, agent and gate checkout. However the run ends, they are let go of in reverse order:
-    the tools and agent first, then the observers (the journal among them), then the report,
-    written with the error that ended the run, and the locks last."""
+    tools, agent and gate checkout. Each is let go of as soon as it is taken hold of, so a
+    failure partway through set-up (a task file that cannot be read, a sandbox that cannot
+    be made) lets go of exactly what was opened. However the run ends, they are let go of in
+    reverse order: the agent and tools first, then the observers (the journal among them),
+    then the report, written with the error that ended the run, and the locks last."""
     from ..agents import assemble
     from ..models import model_pricing
     from ..tools import make_toolset
@@ -306,9 +308,22 @@ def open_run(
     from .control import JournalControl
 
     with contextlib.ExitStack() as stack:
-        workspace, journal = _take_workspace(cfg, model, run_id, resume, stack)
+        try:
+            workspace, journal = _take_workspace(cfg, model, run_id, resume, stack)
+        except BaseException:
+            _close_observers(observers)  # the caller's: the run's to close from the start
+            raise
+        stack.callback(STOP.uninstall)  # nothing to undo until STOP.install, below
         report = ReportCollector()  # writes the report at the end, however the run ends
+        set_up = False
+
+        def write_report(_type: object, error: BaseException | None, _tb: object) -> None:
+            if set_up:  # a run whose set-up failed has not started: no report
+                finish(report, cfg, workspace.main_repo, workspace.root, error)
+
+        stack.push(write_report)
         bus = Bus(run_id, [journal, *(observers or []), report])
+        stack.callback(bus.close)
         if cfg.notify:
             from ..views.notify import Notifier
 
@@ -322,6 +337,7 @@ def open_run(
             bus.observers.insert(len(bus.observers) - 1, notifier)
         remove_dead_homes()  # what runs killed hard (SIGKILL, OOM) left in the temp directory
         tools, warnings = make_toolset(cfg, workspace.root)
+        stack.callback(tools.close)
         if not resume:
             note = _unfinished_run_here(journal, workspace.main_repo, run_id, workspace.origin)
             warnings += [note] if note else []
@@ -350,7 +366,10 @@ def open_run(
             )
 
         agent = assemble(cfg, model, builtin, workspace.root, bus)
+        stack.callback(getattr(agent, "close", lambda: None))
         gate, gate_checkout = _make_gate(cfg, workspace, run_id)
+        if gate_checkout is not None:
+            stack.callback(gate_checkout.close)
         loop = Loop(
             cfg, run_id, agent, bus, workspace, gate, guards, JournalControl(journal.conn, run_id)
         )
@@ -376,21 +395,15 @@ def open_run(
             if resume:  # failures in a row go on counting across a resume
                 loop.tasks.restore(*journal.task_failures(run_id, resume.start - 1))
 
-        # Let go of, from here on, in the reverse of this order.
-        stack.callback(STOP.uninstall)
-
-        def write_report(_type: object, error: BaseException | None, _tb: object) -> None:
-            finish(report, cfg, workspace.main_repo, workspace.root, error)
-
-        stack.push(write_report)
-        stack.callback(bus.close)
-        if gate_checkout is not None:
-            stack.callback(gate_checkout.close)
-        stack.callback(getattr(agent, "close", lambda: None))
-        stack.callback(tools.close)
         stack.callback(STOP.settle)  # a late signal must not cost the run its report
         STOP.install()
+        set_up = True
         yield Run(cfg, run_id, model, workspace, bus, loop, tools, warnings)
+
+
+def _close_observers(observers: list[Observer] | None) -> None:
+    """Close the observers of a run that did not start (its bus would have)."""
+    Bus("", observers or []).close()
 
 
 def _take_workspace(
@@ -455,7 +468,11 @@ def execute(
 ) -> RunResult:
     """Run (or resume) the loop; raises UsageError for bad input before creating anything.
     `phase`: the run is a phase of a hardening campaign (campaign.py)."""
-    model = _preflight(cfg, resuming=resume is not None)  # starts the SDK's import
+    try:
+        model = _preflight(cfg, resuming=resume is not None)  # starts the SDK's import
+    except BaseException:
+        _close_observers(observers)
+        raise
     run_id = resume.run_id if resume else new_run_id()
     with open_run(cfg, model, run_id, observers, resume) as run:
         from ..views.report import resume_command  # imported by open_run already
