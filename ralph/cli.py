@@ -101,7 +101,7 @@ def run_command(**options: Any) -> None:
     try:
         cfg = build_config(prompt, layers.parse_layer(chosen, layers.COMMAND_LINE), repo)
         if cfg.dry_run:
-            from .run.runner import dry_run  # the runner and what it runs: only for a dry run
+            from .run.preflight import dry_run  # the run's checks and tools: only for a dry run
 
             dry_run(cfg)
             return

@@ -313,7 +313,7 @@ def test_the_log_shows_task_events_with_the_agents_text_cleaned() -> None:
 def test_dry_run_shows_the_first_task_and_writes_nothing(tmp_path: Path) -> None:
     import io
 
-    from ralph.run.runner import dry_run
+    from ralph.run.preflight import dry_run
 
     repo = make_repo(
         tmp_path / "repo", {"tasks.md": "- [ ] T1: Later\n  depends: T2\n- [ ] T2: First\n"}

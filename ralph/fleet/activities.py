@@ -100,7 +100,7 @@ class Activities:
 
     def _prepare(self, run: RepoRun, workflow_id: str) -> Prepared:
         from ..models import make_model, model_pricing
-        from ..run.runner import _preflight
+        from ..run.preflight import preflight as _preflight
         from .iteration import checkout_dir, resolve_base, run_config, sync_checkout
 
         job = run.job

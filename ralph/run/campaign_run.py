@@ -330,7 +330,8 @@ def run_campaign(
     anything is created."""
     from ..git.repo import check
     from ..store.journal import Journal
-    from .runner import _check_pr, new_run_id
+    from .preflight import check_pr as _check_pr
+    from .runner import new_run_id
 
     say = echo or (lambda line: None)
     for phase in cfg.phases:  # every phase's config is valid before the first one runs

@@ -1,4 +1,4 @@
-"""A run's lifecycle (runner.open_run): a set-up that fails partway lets go of exactly what
+"""A run's lifecycle (lifecycle.open_run): a set-up that fails partway lets go of exactly what
 it had opened (the caller's observers, the agent's private HOME, the run's locks), not only
 what a run that started would."""
 
