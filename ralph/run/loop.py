@@ -6,30 +6,24 @@ import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..agents.base import IterationAgent
 from ..config import RunConfig
 from ..errors import ExitCode, Interrupted
 from ..events import Bus
-from ..git.commits import commit_message
 from ..models.base import ModelError, Usage
 from ..redact import redact
 from ..status import RunStatus, status_of
 from . import promise
 from .agent import IterationCut, IterationOutcome
+from .committing import Commits, Workspace
 from .gate import Gate, rejection_feedback
 from .guards import Guards, IterationRecord, Stop
 from .messages import iteration_message, summary_line, system_prompt
 from .signals import STOP
-
-if TYPE_CHECKING:
-    from .tasklist import TaskQueue
-
-
-def _no_runner(cmd: str) -> tuple[int, str]:
-    raise RuntimeError("verify commands need a command runner")
+from .tasklist import TaskQueue
+from .tasklist import system_prompt as tasks_system_prompt
 
 
 class Control(Protocol):
@@ -38,20 +32,6 @@ class Control(Protocol):
     def guidance(self, iteration: int) -> list[tuple[int, str, bool]]: ...
 
     def stop_requested(self) -> bool: ...
-
-
-class Workspace(Protocol):
-    """What the loop needs from the git workspace."""
-
-    root: Path
-
-    def begin_iteration(self) -> None: ...
-
-    def changed_files(self) -> list[str]: ...
-
-    def commit(self, message: str, amend: bool = False) -> str | None: ...
-
-    def refusals(self) -> list[str]: ...
 
 
 @dataclass
@@ -75,7 +55,7 @@ class RunResult:
 @dataclass
 class Loop:
     """Drives a run: run_started, what a killed iteration left, the iterations until
-    something ends the run, run_ended; runner.open_run builds and tears down the pieces."""
+    something ends the run, run_ended; lifecycle.open_run builds and tears down the pieces."""
 
     cfg: RunConfig
     run_id: str
@@ -89,24 +69,10 @@ class Loop:
     # The last promise the gate refused: (iteration, reasons), for the run's closing reason.
     refused: tuple[int, list[str]] | None = None
     tasks: TaskQueue | None = None  # a task-list run (--tasks): one task per iteration
-    last_commit: str | None = None  # the commit of the iteration that just ended
+    commits: Commits = field(init=False)  # each iteration's commit (committing.py)
 
-    def _commit(
-        self, i: int, summary: str, interrupted: bool = False
-    ) -> tuple[list[str], str | None]:
-        files = self.workspace.changed_files()
-        sha = None
-        if files and not self.cfg.no_commit:
-            message = commit_message(
-                self.cfg.prompt_name, i, self.cfg.max_iterations, summary, self.run_id, interrupted
-            )
-            sha = self.workspace.commit(message)
-            if sha:
-                self.bus.emit("commit", sha=sha, files=files, message=message.splitlines()[0])
-        for line in self.workspace.refusals():  # nested repositories, FIFOs, ralph.yaml, ...
-            self.bus.emit("warning", level="warning", message=line)
-        self.last_commit = sha
-        return files, sha
+    def __post_init__(self) -> None:
+        self.commits = Commits(self.cfg, self.run_id, self.workspace, self.bus, self.gate)
 
     def _result(self, status: str, reason: str, i: int) -> RunResult:
         return RunResult(
@@ -148,7 +114,7 @@ class Loop:
             for warning in warnings:
                 self.bus.emit("warning", level="warning", message=warning)
             if leftover:
-                self._commit_left_over(start)
+                self.commits.left_over(start)
             result = self.run(start, feedback)
             self.bus.iteration = None
             ended = True  # an observer failing on run_ended must not have it emitted twice
@@ -168,22 +134,6 @@ class Loop:
             if not ended:
                 self._end_cut_short(exc, resume_cmd)
             raise
-
-    def _commit_left_over(self, iteration: int) -> None:
-        """Commit what a killed iteration left in the tree, so nothing is lost; it runs again."""
-        cfg = self.cfg
-        files = self.workspace.changed_files()
-        self.bus.iteration = iteration
-        if files and not cfg.no_commit:
-            message = commit_message(
-                cfg.prompt_name, iteration, cfg.max_iterations, "", self.run_id, True
-            )
-            sha = self.workspace.commit(message)
-            if sha:
-                self.bus.emit("commit", sha=sha, files=files, message=message.splitlines()[0])
-        for line in self.workspace.refusals():
-            self.bus.emit("warning", level="warning", message=line)
-        self.bus.iteration = None
 
     def _end_cut_short(self, exc: BaseException, resume_cmd: str | None) -> None:
         """Emit run_ended for a run an exception cut short, so the journal does not keep it
@@ -210,8 +160,6 @@ class Loop:
         cfg = self.cfg
         system = system_prompt(self.workspace.root, cfg.completion_promise)
         if self.tasks is not None:
-            from .tasklist import system_prompt as tasks_system_prompt
-
             system = tasks_system_prompt(self.workspace.root)
         i = start
         while cfg.max_iterations == 0 or i <= cfg.max_iterations:
@@ -266,13 +214,13 @@ class Loop:
             check = promise.check(outcome.final_text, cfg.completion_promise)
             if self.tasks is not None:
                 try:  # the task's verify runs like the gate's: interruptible
-                    files, sha = self._commit_task(i, summary, outcome.final_text)
+                    files, sha = self.commits.task(self.tasks, i, summary, outcome.final_text)
                 except Interrupted:
                     return self._interrupted(i, began, outcome)
             else:
                 # Committed first: the gate judges the commit (a clean checkout of it), never
                 # files the agent left uncommitted or hid with a .gitignore.
-                files, sha = self._commit(i, summary)
+                files, sha = self.commits.iteration(i, summary)
             if self.tasks is None and check.found:
                 try:
                     verdict = self.gate.check()  # verify commands can run long: interruptible
@@ -301,7 +249,7 @@ class Loop:
                 )
             self._ended(i, began, outcome, summary, files, sha, accepted)
             if self.tasks is not None:
-                self.tasks.settle(self.last_commit, outcome.cost_usd)
+                self.tasks.settle(self.commits.last, outcome.cost_usd)
                 if not self.tasks.file.open_tasks():
                     return self._result(RunStatus.COMPLETED, self.tasks.summary(), i)
             if accepted:
@@ -323,53 +271,6 @@ class Loop:
                 return self._stopped(outcome_stop, i)
             i += 1
         return self._result(RunStatus.MAX_ITERATIONS, self._max_iterations_reason(), i - 1)
-
-    def _commit_task(
-        self, i: int, summary: str, final_text: str | None
-    ) -> tuple[list[str], str | None]:
-        """A task-list iteration's commit: the agent's work is committed first, so that the
-        task's verify command judges a clean checkout of that commit (as the gate judges a
-        promise: not files left uncommitted or hidden by a `.gitignore`); the status the
-        runner then writes joins that commit (amended), so each iteration is one commit."""
-        assert self.tasks is not None
-        if self.cfg.no_commit or self.gate.checkout is None:
-            self.tasks.finish(final_text, self._run_in_tree)  # judged in the working tree
-            return self._commit(i, summary)
-        message = commit_message(
-            self.cfg.prompt_name, i, self.cfg.max_iterations, summary, self.run_id, False
-        )
-        self.tasks.check_folder()  # before git stages anything through a swapped folder
-        files = self.workspace.changed_files()
-        first = self.workspace.commit(message) if files else None
-        warnings = self.workspace.refusals()
-        self.tasks.finish(final_text, self._run_in_checkout)
-        more = self.workspace.changed_files()  # the task file's new status
-        sha = first
-        if more:
-            amended = self.workspace.commit(message, amend=first is not None)
-            sha = first if amended is None else (amended or None)
-            files = [] if amended == "" else sorted(set(files) | set(more))
-        warnings += [w for w in self.workspace.refusals() if w not in warnings]
-        if sha:
-            self.bus.emit("commit", sha=sha, files=files, message=message.splitlines()[0])
-        for line in warnings:
-            self.bus.emit("warning", level="warning", message=line)
-        self.last_commit = sha
-        return files, sha
-
-    def _run_in_checkout(self, cmd: str) -> tuple[int, str]:
-        """A task's verify command, in a clean checkout of the branch's tip."""
-        assert self.gate.checkout is not None
-        if self.gate.run_command is None:
-            return _no_runner(cmd)
-        with self.gate.checkout() as (root, _sha):
-            return self.gate.run_command(cmd, root)
-
-    def _run_in_tree(self, cmd: str) -> tuple[int, str]:
-        """A task's verify command, in the working tree (--no-commit: nothing is committed)."""
-        if self.gate.run_command is None:
-            return _no_runner(cmd)
-        return self.gate.run_command(cmd, self.workspace.root)
 
     def _max_iterations_reason(self) -> str:
         """Why the run stopped at --max-iterations: no promise, or a promise the gate refused."""
@@ -410,7 +311,7 @@ class Loop:
         summary = (
             "interrupted" if interrupted else summary_line(outcome, self.cfg.completion_promise)
         )
-        files, sha = self._commit(i, summary, interrupted)
+        files, sha = self.commits.iteration(i, summary, interrupted)
         self._ended(i, began, outcome, summary, files, sha, accepted, interrupted)
 
     def _ended(
