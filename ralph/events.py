@@ -166,6 +166,10 @@ EVENTS: dict[str, EventSpec] = {
         ("message",),
         "message",
     ),
+    "task_list": EventSpec(
+        ("path", "tasks"),
+        "path, tasks (a task-list run's tasks as its task file had them when the run began: {id: {title, verify}}; what the runner judges them by, whatever the agent writes to the file; a resume reads it back)",
+    ),
     "task_started": EventSpec(
         ("id", "title"),
         "id, title (a task-list run's task for this iteration)",

@@ -34,7 +34,7 @@ from .gate import Gate, parse_artifacts
 from .guards import Guards
 from .loop import Loop
 from .signals import STOP
-from .tasklist import TaskQueue, task_path
+from .tasklist import TaskQueue, recorded_task_list, task_path
 
 if TYPE_CHECKING:
     from .runner import ResumePoint
@@ -138,7 +138,7 @@ def open_run(
             # On resume, the task file as the run's branch has it: its statuses carry on.
             relative = task_path(cfg.repo, cfg.tasks)
             path = workspace.root / relative
-            trusted = None
+            trusted, pinned = None, None
             if resume and not resume.new_run:
                 # The file as the run began and the statuses the runner set since: not what
                 # an iteration cut short (or killed) left in the tree.
@@ -150,7 +150,8 @@ def open_run(
                 )
                 text = began.stdout.decode("utf-8", "replace") if began.returncode == 0 else ""
                 trusted = (text, journal.task_statuses(run_id))
-            loop.tasks = TaskQueue(path, cfg.task_failures, bus, trusted)
+                pinned = recorded_task_list(journal.conn, run_id)  # verify lines as it began
+            loop.tasks = TaskQueue(path, cfg.task_failures, bus, trusted, pinned)
             if resume:  # failures in a row go on counting across a resume
                 loop.tasks.restore(*journal.task_failures(run_id, resume.start - 1))
 

@@ -4,12 +4,18 @@ The loop asks `TaskQueue.start()` for the iteration's task and calls `finish()` 
 agent's turn, before the iteration's commit, so the status the runner writes lands in that
 commit; `settle()` then records the commit. The task file is in the repository, where the
 agent can edit it: the runner's statuses win, and a status the agent changed is put back
-with a warning.
+with a warning. What judges a task is pinned too: each task's title and `verify` command are
+taken from the task file as the run began (recorded in the journal as `task_list`, which a
+resume reads back), and an agent's edit to them is ignored with a warning. A task the agent
+adds may be worked, but its `verify` is the agent's own and is not run: it closes on the
+agent's word, marked as added during the run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import sqlite3
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +26,10 @@ from . import taskfiles, tasks
 from .gate import VERIFY_TAIL_LINES
 
 RunCommand = Callable[[str], tuple[int, str]]
+# A task's acceptance as the run began, by id: its title and its verify command.
+Pinned = dict[str, dict[str, str]]
+PINNED_FIELDS = ("title", "verify")
+ADDED = "added during the run, not in the task file it began with: its verify was not run"
 
 SYSTEM_PROMPT = """\
 You are an autonomous engineer working in the git repository at {root}. You run in a loop: \
@@ -30,7 +40,7 @@ read, run and change things; work on the named task only, then end your turn. Yo
 message starts with a one-line summary of what this iteration did (it becomes the commit \
 message) and ends with <task-done>ID</task-done> when the task is finished and verified, or \
 <task-blocked>ID: reason</task-blocked> when it cannot be done. The runner keeps the task \
-list's statuses; do not edit them. The runner commits; do not run git commands that change \
+list's statuses and verify commands; do not edit them. The runner commits; do not run git commands that change \
 history."""
 
 
@@ -78,10 +88,13 @@ class TaskQueue:
         max_failures: int,
         bus: Bus,
         trusted: tuple[str, dict[str, tuple[str, str]]] | None = None,
+        pinned: Pinned | None = None,
     ) -> None:
         """`trusted`, for a resumed run: the task file as the run began (its base commit's
         text) and the statuses the runner set since (the journal's task_ended events). The
-        file in the tree is the agent's: an iteration cut short may have left its edits."""
+        file in the tree is the agent's: an iteration cut short may have left its edits.
+        `pinned`, for a resumed run: the tasks' titles and verify commands as the run began
+        (the journal's `task_list`, see `recorded_task_list`)."""
         self.path = path
         # Where the file's folder really is: the agent could swap a folder on the way for a
         # link (.taskmaster/tasks -> ~/somewhere), and the runner writes outside the sandbox.
@@ -105,6 +118,15 @@ class TaskQueue:
         if trusted is not None:
             self.recorded.update(_statuses(path, trusted[0]))
             self.recorded.update(trusted[1])
+        # What judges each task: the operator's file as the run began, never the agent's edits.
+        # A run from before the journal recorded it: the file at its base commit, else as now.
+        self.announce = pinned is None  # task_list goes into the journal at the first start()
+        if pinned is None and trusted is not None:
+            pinned = _acceptance(path, trusted[0]) or None
+        self.pinned: Pinned = pinned if pinned is not None else _pinned(self.file)
+        self._noted: set[tuple[str, ...]] = set()  # agent edits already warned about
+        for task in self.file.tasks:  # warned about at the first start(), once the run is on
+            self._pin(task, warn=False)
         self.failures: dict[str, int] = {}
         self.cost: dict[str, float] = {}
         self.current: tasks.Task | None = None
@@ -134,7 +156,7 @@ class TaskQueue:
             self._warn(f"the task file was made unreadable ({exc}); the runner's copy restored")
             tasks.write_text(self.path, self.file.text)
             return
-        missing = [i for i in self.recorded if fresh.get(i) is None]
+        missing = [i for i in {**self.recorded, **self.pinned} if fresh.get(i) is None]
         if missing:
             self._warn(
                 f"task {missing[0]} was removed from {self.path.name}; the runner's copy restored"
@@ -142,6 +164,7 @@ class TaskQueue:
             tasks.write_text(self.path, self.file.text)
             return
         for task in fresh.tasks:
+            self._pin(task)
             if task.id not in self.recorded:
                 self.recorded[task.id] = (task.status, task.reason)  # a task the agent added
                 continue
@@ -153,6 +176,35 @@ class TaskQueue:
                 )
                 fresh.set_status(task.id, status, reason)
         self.file = fresh
+
+    def _pin(self, task: tasks.Task, warn: bool = True) -> None:
+        """The task's title and verify as the run began, whatever the file now says; a task
+        the agent added gets no verify (the agent's own would judge its own work)."""
+        pinned = self.pinned.get(task.id)
+        if pinned is None:
+            if task.verify and warn:
+                self._warn_once(
+                    (task.id, "added"),
+                    f"task {task.id} was added to {self.path.name} during the run; its verify "
+                    f"`{task.verify}` is not run (only the task file as the run began defines "
+                    "verify commands)",
+                )
+            task.verify = ""
+            return
+        for name in PINNED_FIELDS:
+            now, was = getattr(task, name), pinned.get(name, "")
+            if now != was and warn:
+                self._warn_once(
+                    (task.id, name, now),
+                    f"task {task.id}'s {name} was changed to `{now}` in {self.path.name}; the "
+                    f"run's original (`{was}`) stands",
+                )
+            setattr(task, name, was)
+
+    def _warn_once(self, key: tuple[str, ...], message: str) -> None:
+        if key not in self._noted:
+            self._noted.add(key)
+            self._warn(message)
 
     def _set(self, task_id: str, status: str, reason: str = "") -> None:
         self.file.set_status(task_id, status, reason)
@@ -188,6 +240,9 @@ class TaskQueue:
     def start(self) -> tasks.Task | None:
         """The task for the next iteration (None: none is open), the file brought back to the
         runner's statuses first."""
+        if self.announce:  # the acceptance a resume stands by, before the agent runs
+            self.bus.emit("task_list", path=self.path.name, tasks=self.pinned)
+            self.announce = False
         for note in self._notes:
             self._warn(note)
         self._notes = []
@@ -221,7 +276,7 @@ class TaskQueue:
                 tail = "\n".join(output.rstrip().splitlines()[-VERIFY_TAIL_LINES:])
                 problem = f"its verify command `{task.verify}` exited {code}:\n{tail}"
         else:
-            self._close(task.id, "done")
+            self._close(task.id, "done", "" if task.id in self.pinned else ADDED)
         self.feedback = None
         if problem:
             count = self.failures.get(task.id, 0) + 1
@@ -274,19 +329,56 @@ class TaskQueue:
         """The closing reason of a run with no open task left."""
         count = {s: sum(t.status == s for t in self.file.tasks) for s in tasks.CLOSED}
         other = len(self.file.tasks) - count.get("done", 0) - count.get("blocked", 0)
+        added = sum(t.id not in self.pinned for t in self.file.tasks)
+        more = f"; {added} added during the run, not verified" if added else ""
         return (
             f"all {len(self.file.tasks)} tasks closed ({count.get('done', 0)} done, "
-            f"{count.get('blocked', 0)} blocked, {other} deferred)"
+            f"{count.get('blocked', 0)} blocked, {other} deferred{more})"
         )
+
+
+def recorded_task_list(conn: sqlite3.Connection, run_id: str) -> Pinned | None:
+    """The tasks' titles and verify commands as run `run_id` began (its first `task_list`
+    event); None for a run that recorded none."""
+    row = conn.execute(
+        "SELECT data FROM events WHERE run_id = ? AND name = 'task_list' ORDER BY id LIMIT 1",
+        (run_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    found = json.loads(row[0] or "{}").get("tasks")
+    if not isinstance(found, dict):
+        return None
+    return {
+        str(task_id): {name: str(fields.get(name) or "") for name in PINNED_FIELDS}
+        for task_id, fields in found.items()
+        if isinstance(fields, dict)
+    }
+
+
+def _pinned(task_file: tasks.TaskFile) -> Pinned:
+    return {t.id: {name: str(getattr(t, name)) for name in PINNED_FIELDS} for t in task_file.tasks}
 
 
 def _statuses(path: Path, text: str) -> dict[str, tuple[str, str]]:
     """The statuses of a task file's `text` (read as if it were at `path`); none when it is
     not a task file."""
+    loaded = _load_text(path, text)
+    return {t.id: (t.status, t.reason) for t in loaded.tasks} if loaded else {}
+
+
+def _acceptance(path: Path, text: str) -> Pinned:
+    """The titles and verify commands of a task file's `text`; none when it is not one."""
+    loaded = _load_text(path, text)
+    return _pinned(loaded) if loaded else {}
+
+
+def _load_text(path: Path, text: str) -> tasks.TaskFile | None:
+    """A task file's `text`, read as if it were at `path`; None when it is not a task file."""
     with tempfile.TemporaryDirectory(prefix="ralph-tasks-") as tmp:
         copy = Path(tmp) / path.name
         copy.write_text(text, encoding="utf-8")
         try:
-            return {t.id: (t.status, t.reason) for t in taskfiles.load(copy).tasks}
+            return taskfiles.load(copy)
         except UsageError:
-            return {}
+            return None

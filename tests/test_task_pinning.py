@@ -1,0 +1,139 @@
+"""What judges a task is the operator's, not the agent's: a task-list run takes each task's
+title and `verify` command from the task file as the run began (the journal's `task_list`
+on resume), so an agent that rewrites `verify: pytest ...` into `verify: true` does not pass
+its task; a task the agent adds is worked but never counts as verified."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ralph.config import RunConfig
+from ralph.events import Recorder
+from ralph.models.script import ScriptModel
+from ralph.run.resume import resume_config
+from ralph.run.runner import execute
+from ralph.run.tasklist import recorded_task_list
+from tests.helpers import make_repo, write_script
+from tests.test_loop_runs import USAGE, Spy, create
+from tests.test_tasklist import PROMPT
+
+TASKS = (
+    "- [ ] SEC-003: Check the session token\n  verify: `test -f tests/test_auth.py`\n"
+    "- [ ] SEC-004: Log failed logins\n"
+)
+CHEAT = TASKS.replace("verify: `test -f tests/test_auth.py`", "verify: true")
+CLAIM = "Fixed it. <task-done>SEC-003</task-done>"
+
+
+def cheat(final: str = CLAIM, text: str = CHEAT) -> list[Any]:
+    """An iteration that rewrites the task file (`text`), then ends with `final`."""
+    return [{"text": "Editing the task list.", "tools": [create("tasks.md", text)],
+             "usage": USAGE}, final]  # fmt: skip
+
+
+def config(repo: Path, script: Path, **settings: Any) -> RunConfig:
+    return RunConfig(prompt=PROMPT, prompt_name="remediate", repo=repo, tasks="tasks.md",
+                     model=f"script:{script}", sandbox="none", quiet=True,
+                     **settings)  # fmt: skip
+
+
+def events(recorder: Recorder, name: str) -> list[dict[str, Any]]:
+    return [e.data for e in recorder.events if e.name == name]
+
+
+def warnings(recorder: Recorder) -> list[str]:
+    return [str(d["message"]) for d in events(recorder, "warning")]
+
+
+def test_an_agent_rewriting_its_tasks_verify_to_true_still_fails_the_original_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"tasks.md": TASKS})
+    script = write_script(tmp_path / "session.yaml", [cheat(), cheat()])
+    monkeypatch.setattr("ralph.models.make_model", lambda cfg: Spy(ScriptModel(script)))
+    recorder = Recorder()
+    result = execute(config(repo, script, task_failures=2, max_iterations=2), [recorder])
+    assert not [e for e in events(recorder, "task_ended") if e["status"] == "done"]
+    (ended,) = events(recorder, "task_ended")
+    assert (ended["id"], ended["status"]) == ("SEC-003", "blocked")
+    assert "test -f tests/test_auth.py` exited 1" in ended["reason"]
+    (retry,) = events(recorder, "task_retry")
+    assert "test -f tests/test_auth.py` exited 1" in retry["reason"]
+    said = [w for w in warnings(recorder) if "SEC-003's verify was changed to `true`" in w]
+    assert len(said) == 1 and "original (`test -f tests/test_auth.py`) stands" in said[0]
+    # What the run began with is in the journal, for a resume to stand by.
+    (listed,) = events(recorder, "task_list")
+    assert listed["tasks"]["SEC-003"]["verify"] == "test -f tests/test_auth.py"
+    assert result.iterations == 2
+
+
+def test_across_resume_the_verify_the_run_began_with_stands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's `verify: true` is committed in iteration 1 and a killed iteration leaves it
+    in the tree too; the resumed run judges the task by the journal's verify, not the file's."""
+    repo = make_repo(tmp_path / "repo", {"tasks.md": TASKS})
+    script = write_script(tmp_path / "session.yaml", [cheat(), cheat()])
+    spies: list[Spy] = []
+
+    def model(cfg: Any) -> Spy:
+        spies.append(Spy(ScriptModel(script)))
+        return spies[-1]
+
+    monkeypatch.setattr("ralph.models.make_model", model)
+    first = execute(config(repo, script, task_failures=2, max_iterations=1), [Recorder()])
+    assert first.status == "max_iterations"  # SEC-003 still open: its verify failed once
+    with sqlite3.connect(repo / ".ralph" / "ralph.db") as db:
+        recorded = recorded_task_list(db, first.run_id)
+        # As a SIGKILL in iteration 2 leaves it: the cheat in the tree, the run running.
+        db.execute("UPDATE runs SET status = 'running' WHERE id = ?", (first.run_id,))
+    assert recorded is not None and recorded["SEC-003"]["verify"] == "test -f tests/test_auth.py"
+    (repo / "tasks.md").write_text(CHEAT)
+    resumed_cfg, point = resume_config(repo, first.run_id, more=1)
+    recorder = Recorder()
+    result = execute(resumed_cfg, [recorder], resume=point)
+    (ended,) = events(recorder, "task_ended")
+    assert (ended["id"], ended["status"]) == ("SEC-003", "blocked")
+    assert "test -f tests/test_auth.py` exited 1" in ended["reason"]
+    assert any("SEC-003's verify was changed to `true`" in w for w in warnings(recorder))
+    assert events(recorder, "task_list") == []  # the journal's record, not the file's
+    assert result.iterations == 2
+    # The resumed iteration is told the run's verify, not the agent's.
+    (start,) = [r for r in spies[-1].requests if r.iteration == 2 and r.turn == 1]
+    told = str(start.messages[0]["content"][0]["text"])
+    assert "The runner will check it with:\n`test -f tests/test_auth.py`" in told
+
+
+def test_a_task_the_agent_adds_is_worked_but_its_verify_is_not_run_and_it_is_marked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    added = TASKS + "- [ ] SEC-900: Anything\n  verify: `exit 3`\n"
+    script = write_script(
+        tmp_path / "session.yaml",
+        [
+            cheat("Fixed. <task-done>SEC-003</task-done>", added),
+            cheat("Logged. <task-done>SEC-004</task-done>", added),
+            cheat("Did it. <task-done>SEC-900</task-done>", added),
+        ],
+    )
+    repo = make_repo(tmp_path / "repo", {"tasks.md": TASKS, "tests/test_auth.py": "ok\n"})
+    monkeypatch.setattr("ralph.models.make_model", lambda cfg: Spy(ScriptModel(script)))
+    recorder = Recorder()
+    result = execute(config(repo, script), [recorder])
+    ended = {e["id"]: e for e in events(recorder, "task_ended")}
+    assert {i: e["status"] for i, e in ended.items()} == {
+        "SEC-003": "done",
+        "SEC-004": "done",
+        "SEC-900": "done",
+    }
+    assert ended["SEC-003"]["reason"] == ""
+    assert "added during the run" in ended["SEC-900"]["reason"]
+    assert "not run" in ended["SEC-900"]["reason"]
+    assert any("SEC-900 was added" in w and "`exit 3` is not run" in w for w in warnings(recorder))
+    assert result.reason == (
+        "all 3 tasks closed (3 done, 0 blocked, 0 deferred; 1 added during the run, not verified)"
+    )
