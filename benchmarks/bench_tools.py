@@ -60,7 +60,7 @@ def _per_call(clock: Clock, tool: str) -> tuple[list[float], list[float]]:
 def tool_calls(s: Settings) -> list[Row]:
     """Figure 2: `bash true` and an editor `view`, without and with bubblewrap."""
     from ralph.run.runner import execute
-    from ralph.tools.sandbox import bwrap_problem
+    from ralph.tools.probe import bwrap_problem
 
     repo = make_repo(s.work / "repo-tools", 200)
     script = _calls_script(s.work / "calls.yaml", s.tool_calls + 1)

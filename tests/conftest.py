@@ -22,7 +22,7 @@ def git_repo(tmp_path: Path) -> Path:
 def requires_bwrap() -> None:
     """Skip when bubblewrap is missing or broken on this machine; fail instead when CI is set,
     so CI never silently skips the sandbox tests."""
-    from ralph.tools.sandbox import bwrap_problem
+    from ralph.tools.probe import bwrap_problem
 
     problem = bwrap_problem()
     if problem is None:

@@ -95,7 +95,7 @@ class Demo:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    from ralph.tools.sandbox import bwrap_problem
+    from ralph.tools.probe import bwrap_problem
 
     problem = bwrap_problem()
     if problem is not None:  # as conftest's requires_bwrap, which a module fixture cannot use

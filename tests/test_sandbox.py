@@ -21,16 +21,9 @@ from ralph.errors import UsageError
 from ralph.tools import make_toolset
 from ralph.tools import sandbox as sandbox_module
 from ralph.tools.bash import BashTool
-from ralph.tools.sandbox import (
-    bwrap_problem,
-    choose_sandbox,
-    git_paths,
-    hidden_dirs,
-    make_sandbox,
-    rustup_home,
-    secret_files,
-    tool_dirs,
-)
+from ralph.tools.hostview import rustup_home, tool_dirs
+from ralph.tools.probe import bwrap_problem, choose_sandbox
+from ralph.tools.sandbox import git_paths, hidden_dirs, make_sandbox, secret_files
 from tests.helpers import closed_after_test, git, make_repo, run_cli, write_script
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from ralph.tools import netns
-from ralph.tools import sandbox as sandbox_module
+from ralph.tools import probe as probe_module
 from ralph.tools.bash import BashTool
-from ralph.tools.sandbox import choose_sandbox, make_sandbox
+from ralph.tools.probe import choose_sandbox
+from ralph.tools.sandbox import make_sandbox
 from tests.helpers import HANG, closed_after_test
 from tests.test_sandbox import loopback_server  # noqa: F401  (a fixture)
 
@@ -182,7 +183,7 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def no_pasta(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(sandbox_module, "network_problem", lambda: "pasta not found on PATH")
+    monkeypatch.setattr(probe_module, "network_problem", lambda: "pasta not found on PATH")
     yield
 
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UsageError
 from ..models.pricing import lookup
 from ..tools.netns import loopback_ports
-from ..tools.sandbox import Sandbox, choose_sandbox, make_sandbox
+from ..tools.probe import choose_sandbox
+from ..tools.sandbox import Sandbox, make_sandbox
 from . import claude_code, codex
 from .base import AGENTS, EXTERNAL, CliModel, IterationAgent, StopCheck, external_model
 from .codex import model_for_prices, read_config

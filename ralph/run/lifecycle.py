@@ -24,7 +24,8 @@ from ..store.journal import Journal
 from ..store.locks import acquire_run_lock, lock_holder, run_lock_path
 from ..tools import make_toolset
 from ..tools.bash import BashTool
-from ..tools.sandbox import choose_sandbox, make_sandbox, remove_dead_homes
+from ..tools.probe import choose_sandbox
+from ..tools.sandbox import make_sandbox, remove_dead_homes
 from ..views.notify import Notifier
 from ..views.report import ReportCollector, resume_command
 from ..views.report_md import finish, report_path

@@ -20,7 +20,7 @@ from ..git.pr import preflight as pr_preflight
 from ..models import model_pricing
 from ..models.base import Model
 from ..tools import make_toolset
-from ..tools.sandbox import choose_sandbox
+from ..tools.probe import choose_sandbox
 from . import tasklist
 from .messages import iteration_message, system_prompt
 

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from .base import Tool, ToolResult, ToolSet
 from .bash import BashTool
 from .editor import EditorTool
-from .sandbox import choose_sandbox, make_sandbox
+from .probe import choose_sandbox
+from .sandbox import make_sandbox
 
 if TYPE_CHECKING:
     from ..config import RunConfig

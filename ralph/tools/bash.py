@@ -155,7 +155,7 @@ class ReportPipe:
                 os.close(fd)
 
 
-def run_command(
+def run_capped(
     launch: Launch, timeout: float, cap: int, report: ReportPipe | None = None
 ) -> CommandOutcome:
     """Run `launch` with stdout+stderr merged and capped, killing its group after `timeout`.
@@ -289,9 +289,7 @@ class BashTool:
                 f"cd -- {shlex.quote(str(self.cwd))} 2>/dev/null || "
                 f"cd -- {shlex.quote(str(self.sandbox.root))}\n{command}"
             )
-            outcome = run_command(
-                self.sandbox.launch(script), self.timeout, self.output_cap, report
-            )
+            outcome = run_capped(self.sandbox.launch(script), self.timeout, self.output_cap, report)
             lines = report.lines()
         finally:
             report.close()

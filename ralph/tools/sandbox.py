@@ -21,20 +21,19 @@ network, loopback included; `off` leaves only the sandbox's own loopback.
 
 from __future__ import annotations
 
-import itertools
 import os
-import pwd
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 
 from ..config import CONFIG_FILE
 from ..errors import UsageError
-from .netns import NetworkError, UserNet, loopback_nameserver, network_problem, sandbox_resolv_conf
+from .hostview import rustup_home, tool_dirs, under
+from .netns import NetworkError, UserNet, loopback_nameserver, sandbox_resolv_conf
+from .probe import effective_network
 
 # What the agent inherits from the runner's environment; nothing else reaches it.
 ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "TERM", "TZ")
@@ -159,248 +158,6 @@ def secret_files() -> list[Path]:
     for pattern in SECRET_GLOBS:
         found += sorted(Path("/").glob(pattern.lstrip("/")))
     return [path for path in found if path.is_file() and not path.is_symlink()]
-
-
-def _under(path: Path, dirs: Sequence[Path]) -> bool:
-    return any(path.is_relative_to(d) for d in dirs)
-
-
-def _python_prefix(venv: Path) -> Path | None:
-    """The base Python installation of the virtual environment `venv`, if it has one.
-
-    pyvenv.cfg is repository content, so its `home` is trusted only when it names a real
-    Python installation (bin/python3 and lib/python3.*), never an arbitrary host directory.
-    The path is the one written there (Python follows it as written, symlinks included).
-    """
-    try:
-        text = (venv / "pyvenv.cfg").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == "home" and os.path.isabs(value.strip()):
-            prefix = Path(os.path.normpath(value.strip())).parent
-            if (prefix / "bin" / "python3").is_file() and any(prefix.glob("lib/python3.*/")):
-                return prefix
-    return None
-
-
-def rustup_home(path_var: str, environ: Mapping[str, str]) -> Path | None:
-    """Where the rustup on PATH keeps its toolchains, when PATH has one.
-
-    Its proxies (cargo, rustc, ...) find them through RUSTUP_HOME, by default ~/.rustup of a
-    HOME the agent does not share: the agent is given this path, or every cargo fails with
-    "rustup could not choose a version".
-    """
-    entries = [e for e in path_var.split(os.pathsep) if os.path.isabs(e)]
-    if not any(os.path.isfile(os.path.join(entry, "rustup")) for entry in entries):
-        return None
-    home = environ.get("RUSTUP_HOME") or os.path.join(environ.get("HOME", ""), ".rustup")
-    if not os.path.isabs(home):
-        return None
-    real = Path(os.path.realpath(home))
-    return real if (real / "toolchains").is_dir() else None
-
-
-# Entries of a PATH directory looked at for symlinks into hidden directories.
-LINKS_SCANNED = 500
-# Files that mark a `bin`'s parent as one installation the tools need whole: a Homebrew prefix
-# (kegs link each other's libraries through it), a Go root (src, pkg/tool), a JDK (conf).
-# Never a shared prefix like ~/.local or ~/.cargo, which hold keyrings and credentials.
-INSTALL_MARKERS = (("Cellar",), ("VERSION", "src", "pkg/tool"), ("release", "conf", "lib"))
-
-
-def _installation(path: Path) -> bool:
-    """Whether the `bin` directory `path` belongs to one such installation."""
-    return path.name == "bin" and any(
-        all((path.parent / name).exists() for name in names) for names in INSTALL_MARKERS
-    )
-
-
-def _with_lib(path: Path) -> list[Path]:
-    """A `bin` directory and the `lib` beside it, where its programs keep their code (npm in
-    ~/.nvm/versions/node/vX/lib, `pip install --user` in ~/.local/lib)."""
-    lib = path.parent / "lib"
-    return [path, lib] if path.name == "bin" and lib.is_dir() else [path]
-
-
-def sandbox_path(path: str | Path, hidden: Sequence[Path]) -> Path:
-    """Where the absolute `path` leads in the sandbox: its symlinks are followed until it
-    enters a hidden directory, where none is left (its tmpfs is empty).
-
-    A mount point must be made there: bwrap cannot make one through a symlink into a hidden
-    directory (a symlinked $HOME, /home -> /var/home), and the real path alone would miss a
-    link that is itself hidden (~/bin -> ~/dotfiles/bin, NixOS's /run/current-system).
-    """
-    parts = Path(os.path.normpath(path)).parts[1:]
-    current = Path("/")
-    for index, part in enumerate(parts):
-        current = current / part
-        if _under(current, hidden):
-            return current.joinpath(*parts[index + 1 :])
-        if current.is_symlink():
-            current = Path(os.path.realpath(current))
-    return current
-
-
-def tool_dirs(root: Path, hidden: Sequence[Path], path_var: str) -> list[Path]:
-    """What of the hidden directories the agent's tools need, to re-bind read-only.
-
-    From the runner's PATH: each directory in a hidden one (a version manager's whole root for
-    its `shims`, e.g. ~/.pyenv; a `bin` with its `lib`) and the directories its symlinks
-    point to (pipx and uv install links). From the repository's `.venv` or `venv`: the Python
-    installation it was made from. Each where the agent reaches it (`sandbox_path`) and at its
-    real path; never a whole hidden directory, nor the repository's own (`hidden` and `root`
-    are real paths).
-    """
-
-    def reached(path: str | Path) -> set[Path]:
-        return {Path(os.path.realpath(path)), sandbox_path(path, hidden)}
-
-    wanted: list[Path] = []
-    for entry in path_var.split(os.pathsep):
-        if not os.path.isabs(entry) or not os.path.isdir(entry):
-            continue
-        path = Path(os.path.normpath(entry))
-        real = Path(os.path.realpath(path))
-        if not any(_under(p, hidden) for p in reached(path)):
-            continue
-        if real.name == "shims":
-            # The whole root (its versions, its libexec), or just the shims when the root
-            # is a hidden directory itself.
-            wanted += [path.parent, path]
-            continue
-        if _installation(path):
-            wanted.append(path.parent)
-        wanted += _with_lib(path)
-        try:
-            with os.scandir(real) as entries:
-                first = itertools.islice(entries, LINKS_SCANNED)
-                links = [item.path for item in first if item.is_symlink()]
-        except OSError:
-            links = []
-        for link in links:
-            target = Path(os.path.realpath(link))
-            if target.is_file() and _under(target, hidden) and not target.is_relative_to(real):
-                wanted += _with_lib(target.parent)
-    for venv in (root / ".venv", root / "venv"):
-        prefix = _python_prefix(venv)
-        if prefix is not None:
-            wanted.append(prefix)
-    places = set().union(*map(reached, wanted)) if wanted else set()
-    chosen: list[Path] = []
-    for path in sorted(places, key=lambda p: (len(p.parts), p)):
-        # Paths in the repository are bound with it; a whole hidden directory is never re-bound.
-        if not _under(path, hidden) or path in hidden:
-            continue
-        if Path(os.path.realpath(path)).is_relative_to(root) or _under(path, chosen):
-            continue
-        chosen.append(path)
-    return chosen
-
-
-def ownership_problem(root: Path) -> str | None:
-    """Why the sandbox could not write `root`, with the fix; None when it can.
-
-    Run by root, bwrap maps only uid 0 into its user namespace and drops every capability, so
-    files of another user (a repository mounted into a container, `sudo ralph` in someone's
-    checkout) are read-only to the agent: nothing it does could be saved.
-    """
-    if os.geteuid() != 0:
-        return None
-    try:
-        uid = root.stat().st_uid
-    except OSError:
-        return None
-    if uid == 0:
-        return None
-    try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        name = str(uid)
-    return (
-        f"{root} belongs to {name} (uid {uid}) but ralph runs as root, and root cannot write "
-        f"another user's files in the sandbox; run ralph as {name} (sudo -u {name} ...), or "
-        "with --worktree (root owns the worktree ralph makes), or with --sandbox none"
-    )
-
-
-@lru_cache(maxsize=8)
-def bwrap_problem(bwrap: str | None = None) -> str | None:
-    """None when bubblewrap is installed and a trial sandbox runs, else what is wrong."""
-    path = bwrap or shutil.which("bwrap")
-    if path is None:
-        return "bwrap not found on PATH"
-    true = shutil.which("true") or "/bin/true"
-    argv = [path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    argv += ["--remount-ro", "/proc", "--tmpfs", "/tmp"]
-    argv += ["--unshare-all", "--cap-drop", "ALL", "--die-with-parent", "--new-session"]
-    try:
-        proc = subprocess.run(
-            [*argv, "--", true],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=20,
-            env={"PATH": os.environ.get("PATH", os.defpath)},
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"bwrap does not start: {exc}"
-    if proc.returncode != 0:
-        lines = proc.stderr.decode(errors="replace").strip().splitlines()
-        detail = lines[-1] if lines else f"exit code {proc.returncode}"
-        return f"bwrap does not work here: {detail}"
-    return None
-
-
-NETWORKS = ("on", "off", "host")
-
-
-def effective_network(kind: str, network: str) -> str:
-    """The network the sandbox will really have: `on` becomes `host` where the sandbox's own
-    network cannot be set up (choose_sandbox warns about it)."""
-    if kind == "bwrap" and network == "on" and network_problem() is not None:
-        return "host"
-    return network
-
-
-def choose_sandbox(mode: str, network: str, root: Path | None = None) -> tuple[str, list[str]]:
-    """The sandbox kind to use ("bwrap" or "none") and warnings to show; UsageError if the
-    requested setting cannot be honoured (for the agent's checkout `root`, when given)."""
-    if mode not in ("auto", "bwrap", "none"):
-        raise UsageError(f"--sandbox {mode}: use auto, bwrap or none")
-    if network not in NETWORKS:
-        raise UsageError(f"--network {network}: use on, off or host")
-    problem = None if mode == "none" else bwrap_problem()
-    owner = ownership_problem(root) if root is not None and mode != "none" and not problem else None
-    if owner:
-        # Not a fallback to no sandbox even with auto: the user chooses how to run as root.
-        raise UsageError(f"--sandbox {mode}: {owner}")
-    if mode == "bwrap" and problem:
-        raise UsageError(
-            f"--sandbox bwrap: {problem}; install bubblewrap (Debian/Ubuntu: apt-get install "
-            "bubblewrap) or run with --sandbox none"
-        )
-    kind = "bwrap" if mode != "none" and problem is None else "none"
-    if kind == "none" and network == "off":
-        why = problem if problem else "--sandbox none"
-        raise UsageError(
-            f"--network off needs the bubblewrap sandbox, which is not in use ({why}); install "
-            "bubblewrap and use --sandbox auto|bwrap, or use --network on"
-        )
-    warnings = []
-    if mode == "auto" and problem:
-        warnings.append(
-            f"sandbox off: {problem}; the agent's commands run unsandboxed with only a "
-            "filtered environment (install bubblewrap, or pass --sandbox none to accept this)"
-        )
-    net_problem = network_problem() if kind == "bwrap" and network == "on" else None
-    if net_problem:
-        warnings.append(
-            f"network isolation off: {net_problem}; the agent's commands share the host's "
-            "network, its loopback services included (install passt for pasta, and "
-            "iproute2; or pass --network host to accept this, or --network off)"
-        )
-    return kind, warnings
 
 
 HOME_PREFIX = "ralph-home-"  # + pid + "-": the agent's private HOME in the temp directory
@@ -587,12 +344,12 @@ class Sandbox:
             tools += [
                 path
                 for path in [self.rustup_home]
-                if path and path not in hidden and _under(path, hidden) and not _under(path, tools)
+                if path and path not in hidden and under(path, hidden) and not under(path, tools)
             ]
             needed = []
             for name in NEEDED_FILES:
                 real = Path(os.path.realpath(name))
-                if real.is_file() and _under(real, hidden):
+                if real.is_file() and under(real, hidden):
                     needed.append(real)
             self._view = HostView(hidden, secret_files(), tools, needed)
         return self._view
