@@ -22,6 +22,7 @@ from ..errors import RalphError, UsageError
 from ..store.locks import RunLock, lock_holder, take_lock
 from . import gitrun
 from .staging import CacheFilter
+from .stale_locks import clear_stale_locks
 
 # --- running git ---------------------------------------------------------------------------
 
@@ -249,47 +250,6 @@ def ensure_excluded(common_git_dir: Path) -> None:
         ) from None
 
 
-def _git_locks(root: Path, branch: str) -> list[Path]:
-    """The lock files git takes to commit on `branch` in `root`: index.lock, HEAD.lock (HEAD
-    names the branch) and the branch's own."""
-    names = ("index.lock", "HEAD.lock", f"refs/heads/{branch}.lock")
-    asked = [arg for name in names for arg in ("--git-path", name)]
-    return [Path(p) for p in _out(root, "rev-parse", "--path-format=absolute", *asked).split("\n")]
-
-
-def _held_open(path: Path) -> bool | None:
-    """Whether a live process has `path` open (git keeps its lock file open until it commits
-    or rolls back); None when this system cannot tell (no /proc)."""
-    proc = Path("/proc")
-    if not (proc / "self" / "fd").is_dir():
-        return None
-    target = str(path)
-    for fd_dir in proc.glob("[0-9]*/fd"):
-        try:
-            fds = list(fd_dir.iterdir())
-        except OSError:  # gone, or not ours to look at
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(fd) == target:
-                    return True
-            except OSError:  # closed meanwhile (the listing's own descriptor, say)
-                continue
-    return False
-
-
-def _refuse_stale(lock: Path) -> None:
-    """A lock a killed git left would fail the first commit, after an iteration's work: one no
-    live process holds is removed (we hold the run and the checkout), any other refused."""
-    if lock.exists() and _held_open(lock) is False:
-        lock.unlink(missing_ok=True)
-    if lock.exists():
-        raise UsageError(
-            f"{lock} exists (a git command was killed?); if no git command is running in this "
-            "repository, delete it and resume"
-        )
-
-
 def _new_branch(
     main: Path,
     chosen: str | None,
@@ -368,8 +328,8 @@ def start_branch(
 
 def reattach(cfg: RunConfig, branch: str, worktree_path: str | Path | None) -> tuple[Path, Path]:
     """A resumed run's branch checked out again, its worktree back (re-added if it was removed
-    by hand); a lock file a killed git left is removed or refused. Returns (checkout root,
-    work root)."""
+    by hand); a lock file a killed git left is removed or refused (`stale_locks`). Returns
+    (checkout root, work root)."""
     main = _open_repo(cfg.repo).root
     if not _branch_exists(main, branch):
         raise UsageError(
@@ -388,15 +348,9 @@ def reattach(cfg: RunConfig, branch: str, worktree_path: str | Path | None) -> t
                 f"the run's worktree {root} is not on its branch {branch}; "
                 f"`git -C {root} switch {branch}`, then resume"
             )
-        index_lock, head_lock, branch_lock = _git_locks(root, branch)
-        # The worktree's index and HEAD are ralph's alone and we hold the run lock: a lock
-        # left there is from a git process killed with the run.
-        index_lock.unlink(missing_ok=True)
-        head_lock.unlink(missing_ok=True)
-        _refuse_stale(branch_lock)
+        clear_stale_locks(root, branch, own_worktree=True)
     else:
-        for lock in _git_locks(main, branch):  # the checkout is the user's too
-            _refuse_stale(lock)
+        clear_stale_locks(main, branch, own_worktree=False)
         if _current_branch(main) != branch:
             dirty = sorted(_status(main))
             if dirty:
