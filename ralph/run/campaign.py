@@ -12,9 +12,9 @@ This module is the campaign's plan and its record: the settings (`campaign_confi
 phase's run config (`phase_config`), where the remediation tasks are filed, how a phase and
 the campaign ended (`PhaseOutcome`, `CampaignResult`), where its report goes (`report_dir`)
 and which campaign a reference names (`campaign_of`; `find_campaign`, which refuses none).
-Driving the phases, resuming a campaign and its pull request are in `campaign_run`
-(`run_campaign`, `resume_campaign`); the CLI (`ralph harden`, `ralph resume`) and other
-callers (e.g. a fleet worker) only add observers.
+Driving the phases and resuming a campaign are in `campaign_run` (`run_campaign`,
+`resume_campaign`), its pull request in `campaign_pr`; the CLI (`ralph harden`, `ralph
+resume`) and other callers (e.g. a fleet worker) only add observers.
 """
 
 from __future__ import annotations

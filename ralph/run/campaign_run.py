@@ -1,7 +1,7 @@
 """Driving a hardening campaign (`ralph harden`, see `campaign`): its phases one after
 another on one branch, stopping or going on as each ends, resuming the phase that was cut
 short (at its iteration) and the rest (`resume_campaign`), and at the end the campaign's
-result, report and one pull request for the whole campaign.
+result, report and one pull request for the whole campaign (`campaign_pr`).
 
 The entry points for other code (e.g. a fleet worker) are `campaign.campaign_config`, then
 `run_campaign` and `resume_campaign` here; the CLI (`ralph harden`, `ralph resume`) only adds
@@ -15,16 +15,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..config import RunConfig, restore_config
+from ..config import STATE_DIR, RunConfig, restore_config
 from ..errors import UsageError
 from ..events import Observer
 from ..git import gitrun
-from ..git.api import GitHubError
-from ..git.pr import draft_for, publish
+from ..git.cleanup import discard_if_empty
+from ..git.repo import _current_branch, _head_commit, check, default_branch_name
 from ..models.base import Usage
-from ..status import RunStatus
+from ..status import RunStatus, status_of
+from ..store.journal import Journal
+from ..store.locks import take_lock
 from .campaign import (
     CAMPAIGN_PREFIX,
     CHECKLIST_FILE,
@@ -38,13 +40,15 @@ from .campaign import (
     phase_config,
     remediation_file,
 )
+from .campaign_pr import publish_campaign
+from .hardening import write_campaign_report
+from .preflight import check_pr
+from .resume import resume_config
+from .runner import PhaseLink, ResumePoint, execute, new_run_id
 
 # A phase that ends so goes on to the next phase (it ended without its promise: reported;
 # --stop-on-failure stops there instead); any other status stops the campaign.
 _GOES_ON = (RunStatus.MAX_ITERATIONS, RunStatus.STALLED)
-
-if TYPE_CHECKING:
-    from ..store.journal import Journal
 
 ObserversFor = Callable[[RunConfig], list[Observer]]
 Echo = Callable[[str], None]
@@ -67,8 +71,6 @@ class _Campaign:
     configure: Configure | None = None
 
     def journal(self) -> Journal:
-        from ..store.journal import Journal
-
         return Journal.open(self.main)
 
     def row(self) -> dict[str, Any]:
@@ -106,8 +108,6 @@ class _Campaign:
 
     def run_phase(self, phase: str, resume: Any = None) -> PhaseOutcome:
         """Run (or, with `resume`, resume) one phase; how it ended."""
-        from .runner import PhaseLink, ResumePoint, execute, new_run_id
-
         row = self.row()
         tasks_file = None
         if phase == REMEDIATE and resume is None:
@@ -132,8 +132,6 @@ class _Campaign:
             point = None
             if row.get("branch"):  # a later phase: a new run on the campaign's branch
                 usage, cost, elapsed = self.totals()
-                from ..git import gitrun
-
                 tip = gitrun.out(self.main, "rev-parse", f"refs/heads/{row['branch']}")
                 point = ResumePoint(
                     run_id=new_run_id(),
@@ -147,8 +145,6 @@ class _Campaign:
                     new_run=True,
                 )
             elif cfg.branch is None and not cfg.in_place:
-                from ..git.repo import default_branch_name
-
                 cfg.branch = default_branch_name("harden")
         self.echo(f"ralph harden: phase {phase} ({self._position(phase)})")
         result = execute(cfg, self.observers(cfg), point, link)
@@ -198,8 +194,6 @@ class _Campaign:
                 stopped = outcome
                 break
         except BaseException as exc:  # a signal or an error between or inside phases
-            from ..status import status_of
-
             cut, code, reason = status_of(exc)
             with contextlib.suppress(Exception):
                 self.update(status=cut.value, exit_code=int(code), exit_reason=reason,
@@ -238,9 +232,7 @@ class _Campaign:
             ended=time.time(),
         )  # fmt: skip
         if self.cfg.pr and status not in (RunStatus.INTERRUPTED, RunStatus.STOPPED):
-            self._publish(result)
-        from .hardening import write_campaign_report
-
+            publish_campaign(self.cfg, self.main, self.root(), self.row(), result, self.echo)
         with contextlib.suppress(Exception):  # a report must not fail a finished campaign
             result.report = write_campaign_report(self.main, self.campaign_id)
         if result.pr_url is not None or result.pr_failed:
@@ -255,45 +247,8 @@ class _Campaign:
         seen.update({o.phase: o for o in self.outcomes})
         return [seen[p] for p in self.cfg.phases if p in seen]
 
-    def _publish(self, result: CampaignResult) -> None:
-        from .hardening import render_campaign_markdown
-
-        row = self.row()
-        branch, base = row.get("branch"), row.get("base_commit")
-        if not branch or not base:
-            return
-        root = self.root()
-        count = gitrun.run(root, "rev-list", "--count", f"{base}..{branch}", check=False)
-        if count.stdout.strip() in (b"", b"0"):
-            self.echo("ralph harden: --pr: the campaign made no commit; no pull request")
-            return
-        done = sum(o.status == RunStatus.COMPLETED for o in result.phases)
-        title = f"ralph harden: {done} of {len(self.cfg.phases)} phases complete"
-        try:
-            pr = publish(
-                root,
-                branch,
-                title=title,
-                body=render_campaign_markdown(self.main, self.campaign_id, for_pr=True),
-                remote=self.cfg.remote,
-                base=self.cfg.pr_base,
-                labels=self.cfg.pr_labels,
-                draft=draft_for(result.status, self.cfg.pr_draft),
-            )
-        except GitHubError as exc:
-            self.echo(f"ralph harden: --pr failed: {exc.message}")
-            result.pr_failed = True
-            return
-        result.pr_url = pr.url
-        result.pr_failed = bool(pr.problems)
-        for line in [*pr.notes, *pr.problems]:
-            self.echo(f"ralph harden: --pr: {line}")
-        self.echo(f"ralph harden: pull request {pr.url}")
-
     def _drop_if_empty(self, row: dict[str, Any]) -> None:
         """A campaign that committed nothing leaves no empty branch behind."""
-        from ..git.cleanup import discard_if_empty
-
         branch, base = row.get("branch"), row.get("base_commit")
         if not branch or not base or self.cfg.in_place:
             return
@@ -303,9 +258,6 @@ class _Campaign:
 
 
 def _lock(main: Path, campaign_id: str) -> Any:
-    from ..config import STATE_DIR
-    from ..store.locks import take_lock
-
     path = main / STATE_DIR / "locks" / f"campaign-{campaign_id}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = take_lock(path, label=f"campaign {campaign_id}, ")
@@ -328,15 +280,10 @@ def run_campaign(
     phase start and end; `configure` may adjust each phase's config before it starts (a
     resumed phase keeps the config it started with). Bad input is a UsageError before
     anything is created."""
-    from ..git.repo import check
-    from ..store.journal import Journal
-    from .preflight import check_pr as _check_pr
-    from .runner import new_run_id
-
     say = echo or (lambda line: None)
     for phase in cfg.phases:  # every phase's config is valid before the first one runs
         phase_config(cfg, phase, CHECKLIST_FILE if phase == REMEDIATE else None)
-    _check_pr(cfg)
+    check_pr(cfg)
     main = check(cfg)
     campaign_id = CAMPAIGN_PREFIX + new_run_id()
     journal = Journal.open(main)
@@ -348,8 +295,6 @@ def run_campaign(
     try:
         say(f"ralph harden: campaign {campaign_id}: {', '.join(cfg.phases)}")
         campaign = _Campaign(campaign_id, cfg, main, observers_for, say, configure=configure)
-        from ..git.repo import _current_branch, _head_commit
-
         campaign.origin = _current_branch(main) or _head_commit(main)
         return campaign.drive(0)
     finally:
@@ -365,9 +310,6 @@ def resume_campaign(
 ) -> CampaignResult:
     """Continue a campaign (its id, a unique part of it, or one of its runs' ids) at the phase
     and iteration where it stopped, then the phases after it."""
-    from ..store.journal import Journal
-    from .resume import resume_config
-
     main, row = find_campaign(start, ref)
     campaign_id = row["id"]
     journal = Journal.open(main, create=False)
