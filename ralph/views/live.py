@@ -5,6 +5,10 @@ now (with its elapsed time or a rate-limit countdown) and the last few tool call
 row is one line, ellipsized to the terminal width, so long output or a narrow terminal never
 garbles it; history (iterations, tool calls, promises, guards; tool outputs with -v and the
 agent's text with --show-text) is printed above the panel and scrolls normally.
+
+This module keeps the panel's state, applies the events to it and runs rich's Live;
+live_draw.py draws. rich is imported only once a live view starts (it is slow to import, and
+views/ui.py imports this module for every run).
 """
 
 from __future__ import annotations
@@ -19,18 +23,8 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from ..config import RunConfig
 from ..events import Event
-from ..text import (
-    clean,
-    fmt_cost,
-    fmt_duration,
-    fmt_tokens,
-    last_line,
-    short,
-    tool_failed,
-    tool_label,
-    tool_outcome,
-    usage_total,
-)
+from ..redact import redact
+from ..text import fmt_duration, short, tool_failed, tool_label, tool_outcome
 from .plain import PlainLines
 
 if TYPE_CHECKING:
@@ -38,7 +32,6 @@ if TYPE_CHECKING:
     from rich.live import Live
 
 RECENT_TOOLS = 5
-SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 STREAM_TAIL = 400  # characters of streamed text kept for the compact "last line"
 
 
@@ -104,7 +97,7 @@ class LiveView:
     @classmethod
     def for_config(cls, cfg: RunConfig, stream: TextIO | None = None) -> LiveView:
         """A view on `stream` (default stderr) with the run's budgets and verbosity."""
-        from rich.console import Console
+        from rich.console import Console  # rich: only once a live view is made
 
         out = stream or sys.stderr
         console = Console(file=out, force_terminal=True if cfg.log_format == "rich" else None)
@@ -140,7 +133,7 @@ class LiveView:
 
     def _update(self, event: Event) -> list[RenderableType]:
         """Apply an event to the state; return what to print above the panel."""
-        from ..redact import redact
+        from .live_draw import iteration_line, line, rule, text_block  # rich: once it draws
 
         s, d, now = self.state, event.data, event.ts
         out: list[RenderableType] = []
@@ -164,7 +157,7 @@ class LiveView:
                 s.iteration = event.iteration
                 s.recent.clear()
                 limit = s.max_iterations or "∞"
-                out.append(self._rule(f"iteration {event.iteration}/{limit}"))
+                out.append(rule(f"iteration {event.iteration}/{limit}"))
             case "model_started":
                 self._text, s.stream = [], ""
                 self._activity(f"waiting for the model (turn {d.get('turn')})", now)
@@ -180,7 +173,7 @@ class LiveView:
                 self._activity(f"model unavailable ({short(d.get('reason'), 40)})", now)
                 s.retry_until = now + wait
                 out.append(
-                    self._line(
+                    line(
                         "⏳",
                         f"model unavailable ({d.get('reason')}); retrying in {wait:.0f}s",
                         "yellow",
@@ -189,11 +182,11 @@ class LiveView:
             case "model_call":
                 self._add_usage(d.get("usage"), d.get("cost_usd"))
                 if self.show_text and "".join(self._text).strip():
-                    out.append(self._text_block(redact("".join(self._text))))
+                    out.append(text_block(redact("".join(self._text))))
                 self._text, s.stream = [], ""
                 self._activity("thinking", now)
             case "model_error":
-                out.append(self._line("✗", f"model error: {d.get('message')}", "red"))
+                out.append(line("✗", f"model error: {d.get('message')}", "red"))
             case "tool_started":
                 label = redact(tool_label(str(d.get("tool")), d.get("input"), 200))
                 s.recent.append(ToolRow(label, None, d.get("tool_use_id"), started=now))
@@ -205,31 +198,29 @@ class LiveView:
                 reasons = "; ".join(d.get("reasons") or [])
                 verdict = "accepted" if ok else "rejected"
                 text = f"promise {d.get('token')} {verdict}" + (f": {reasons}" if reasons else "")
-                out.append(self._line("✓" if ok else "✗", text, "green" if ok else "yellow"))
+                out.append(line("✓" if ok else "✗", text, "green" if ok else "yellow"))
             case "task_started" | "task_ended":  # a task-list run (tasklist.py)
                 done = d.get("status") == "done"
                 text = f"task {d.get('id')} {d.get('status', 'started')}: " + str(
                     d.get("reason") or d.get("title") or ""
                 )
-                out.append(self._line("✓" if done else "•", text, "green" if done else ""))
+                out.append(line("✓" if done else "•", text, "green" if done else ""))
             case "guard_tripped":
-                out.append(self._line("■", f"guard {d.get('guard')}: {d.get('message')}", "red"))
+                out.append(line("■", f"guard {d.get('guard')}: {d.get('message')}", "red"))
             case "guidance":
-                out.append(self._line("»", f"operator guidance: {d.get('text')}", "cyan"))
+                out.append(line("»", f"operator guidance: {d.get('text')}", "cyan"))
             case "warning" | "pull_request_failed" | "stop_requested" | "notification_failed":
-                out.append(self._line("!", f"{event.level}: {d.get('message')}", "yellow"))
+                out.append(line("!", f"{event.level}: {d.get('message')}", "yellow"))
             case "pull_request":
                 verb = ("opened" if d.get("created") else "updated") + (
                     " (draft)" if d.get("draft") else ""
                 )
                 out.append(
-                    self._line(
-                        "↑", f"pull request #{d.get('number')} {verb}: {d.get('url')}", "green"
-                    )
+                    line("↑", f"pull request #{d.get('number')} {verb}: {d.get('url')}", "green")
                 )
             case "iteration_ended":
                 self._settle_tools(str(d.get("outcome") or "stopped"), now)
-                out.append(self._iteration_line(event))
+                out.append(iteration_line(event))
                 self._activity("between iterations", now)
             case "run_ended":
                 self._settle_tools(str(d.get("status") or "stopped"), now)
@@ -255,7 +246,7 @@ class LiveView:
         s.cost_usd = None if s.cost_usd is None or cost is None else s.cost_usd + float(cost)
 
     def _tool_finished(self, d: dict[str, Any], now: float) -> list[RenderableType]:
-        from ..redact import redact
+        from .live_draw import line, text_block  # (the same)
 
         s = self.state
         label = redact(tool_label(str(d.get("tool")), d.get("input"), 200))
@@ -271,143 +262,32 @@ class LiveView:
         )
         self._activity("thinking", now)
         out: list[RenderableType] = [
-            self._line(
+            line(
                 "✓" if row.ok else "✗",
                 f"{label} · {row.outcome} · {fmt_duration(row.duration_s)}",
                 "dim" if row.ok else "red",
             )
         ]
         if self.verbose and d.get("output"):
-            out.append(self._text_block(redact(str(d["output"])), style="dim"))
+            out.append(text_block(redact(str(d["output"])), style="dim"))
         return out
-
-    # --- printing above the panel -----------------------------------------------------------
-
-    def _line(self, mark: str, text: str, style: str = "") -> RenderableType:
-        from rich.text import Text
-
-        from ..redact import redact
-
-        line = Text(f"{mark} ", style=style)
-        line.append(" ".join(redact(clean(text)).split()), style=style)
-        return line
-
-    def _text_block(self, text: str, style: str = "") -> RenderableType:
-        from rich.text import Text
-
-        return Text(clean(text).rstrip(), style=style)
-
-    def _rule(self, title: str) -> RenderableType:
-        from rich.rule import Rule
-
-        return Rule(title, style="blue")
-
-    def _iteration_line(self, event: Event) -> RenderableType:
-        d = event.data
-        ok = d.get("outcome") == "ended"
-        commit = f" · {str(d['commit'])[:8]}" if d.get("commit") else ""
-        text = (
-            f"iteration {event.iteration} {d.get('outcome')}: {d.get('summary')} · "
-            f"{len(d.get('files_changed') or [])} file(s){commit} · "
-            f"{fmt_tokens(usage_total(d.get('usage')))} tokens · {fmt_cost(d.get('cost_usd'))} · "
-            f"{fmt_duration(d.get('duration_s'))}"
-        )
-        return self._line("●", text, "bold" if ok else "yellow")
 
     # --- the panel ------------------------------------------------------------------------
 
     def render(self) -> RenderableType:
         """The panel for the current state (called by rich on every refresh)."""
-        from rich.panel import Panel
-        from rich.table import Table
-        from rich.text import Text
+        from .live_draw import panel, panel_rows  # (the same)
 
         with self._lock:
-            rows = self._rows(self.clock())
-        grid = Table.grid(padding=(0, 1), expand=True)
-        grid.add_column(style="dim", no_wrap=True)
-        grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-        for label, value in rows:
-            grid.add_row(label, value)
-        title = Text("ralph", style="bold", no_wrap=True, overflow="ellipsis")
-        return Panel(grid, title=title, title_align="left", border_style="blue", expand=True)
-
-    def _rows(self, now: float) -> list[tuple[str, Any]]:
-        from rich.text import Text
-
-        s = self.state
-        elapsed = now - s.started if s.started else 0.0
-        usage = s.usage
-        limit = s.max_iterations or "∞"
-        rows: list[tuple[str, Any]] = [
-            ("run", Text(s.run_id, no_wrap=True, overflow="ellipsis")),
-            (
-                "prompt",
-                Text(short(f"{s.prompt} · {s.model}", 300), no_wrap=True, overflow="ellipsis"),
-            ),
-            ("iteration", Text(f"{s.iteration or '-'}/{limit} · elapsed {fmt_duration(elapsed)}")),
-            (
-                "tokens",
-                Text(
-                    f"in {fmt_tokens(usage.get('input_tokens', 0))} · "
-                    f"out {fmt_tokens(usage.get('output_tokens', 0))} · "
-                    f"cached {fmt_tokens(usage.get('cache_read_input_tokens', 0))}"
-                ),
-            ),
-            ("budget", Text(self._budget(elapsed), no_wrap=True, overflow="ellipsis")),
-            ("now", self._now_text(now)),
-        ]
-        for i, row in enumerate(s.recent):
-            if row.ok is None:
-                mark, style, tail = (
-                    "…",
-                    "cyan",
-                    f"running {fmt_duration(now - (row.started or s.activity_since or now))}",
-                )
-            else:
-                mark, style = ("✓", "green") if row.ok else ("✗", "red")
-                tail = f"{row.outcome} · {fmt_duration(row.duration_s)}"
-            line = Text(f"{mark} ", style=style, no_wrap=True, overflow="ellipsis")
-            line.append(f"{row.label} · {tail}")
-            rows.append(("tools" if i == 0 else "", line))
-        return rows
-
-    def _budget(self, elapsed: float) -> str:
-        s = self.state
-        tokens = sum(s.usage.values())
-        parts = [
-            f"cost {fmt_cost(s.cost_usd)}"
-            + (f"/{fmt_cost(self.max_cost)}" if self.max_cost is not None else "")
-        ]
-        if self.max_tokens is not None:
-            parts.append(f"tokens {fmt_tokens(tokens)}/{fmt_tokens(self.max_tokens)}")
-        if self.timeout is not None:
-            parts.append(f"time {fmt_duration(elapsed)}/{fmt_duration(self.timeout)}")
-        return " · ".join(parts)
-
-    def _now_text(self, now: float) -> Any:
-        from rich.text import Text
-
-        from ..redact import redact
-
-        s = self.state
-        if s.ended:
-            return Text(short(s.ended, 300), style="bold", no_wrap=True, overflow="ellipsis")
-        spin = SPINNER[int(now * 10) % len(SPINNER)]
-        since = fmt_duration(max(0.0, now - s.activity_since)) if s.activity_since else ""
-        if s.retry_until is not None:
-            detail = f"{s.activity}: retrying in {max(0.0, s.retry_until - now):.0f}s"
-        elif s.activity == "streaming":
-            tail = last_line(s.stream)
-            detail = f"streaming ({since})" + (f": {short(redact(tail), 300)}" if tail else "")
-        else:
-            detail = f"{s.activity} ({since})" if since else s.activity
-        return Text(f"{spin} {detail}", style="cyan", no_wrap=True, overflow="ellipsis")
+            rows = panel_rows(
+                self.state, self.clock(), self.max_cost, self.max_tokens, self.timeout
+            )
+        return panel(rows)
 
     # --- lifecycle ------------------------------------------------------------------------
 
     def _start(self) -> None:
-        from rich.live import Live
+        from rich.live import Live  # rich: only once a live view starts
 
         if self._live is not None:
             return
