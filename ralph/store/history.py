@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..config import find_main_repo, require_main_repo
 from ..errors import UsageError
 from ..status import FINISHED
 from .journal import Journal
@@ -122,8 +123,6 @@ def format_run(run: dict[str, Any], resume: str | None = None) -> str:
 
 
 def _journal(start: Path) -> Journal | None:
-    from ..config import require_main_repo
-
     main = require_main_repo(start)
     if not db_path(main).exists():
         return None
@@ -155,8 +154,7 @@ def show_command(start: Path, run: str, as_json: bool, out: TextIO) -> None:
     if as_json:
         out.write(json.dumps(found, indent=2) + "\n")
         return
-    from ..config import find_main_repo
-    from ..views.report import resume_command
+    from ..views.report import resume_command  # start-up: git and the report for `show` only
 
     main = find_main_repo(start)
     resume = resume_command(found["id"], main) if main is not None else None
