@@ -1,7 +1,9 @@
 """Files the agent could have written (ralph.yaml, the front matter of a prompt file inside the
 repository) may only tighten what the operator set: defaults, flags, RALPH_* variables, the
 built-in prompts and prompt files outside the repository. Each setting's rule (`repo=`) is
-declared in settings.py; this module applies it."""
+declared in settings.py; this module applies it. A fleet workflow's input (its settings and
+its prompt's front matter) is held to the same rule, measured from the worker's own
+configuration instead of the defaults (`check_override_layer`)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,18 @@ from typing import Any
 
 from . import parse
 from .errors import UsageError
-from .settings import ADDS, ANY, LOWER, NEVER, ON, OPERATOR, SETTINGS, STRICTER, Setting
+from .settings import (
+    ADDS,
+    ANY,
+    LOWER,
+    NEVER,
+    ON,
+    OPERATOR,
+    SETTINGS,
+    STRICTER,
+    RepoRule,
+    Setting,
+)
 
 
 def shown(s: Setting, value: Any) -> str:
@@ -29,30 +42,33 @@ def shown(s: Setting, value: Any) -> str:
     return str(value)
 
 
-def loosens(s: Setting, value: Any) -> str | None:
-    """Why `value` from a repository file would loosen the setting's default, or None."""
+def loosens(s: Setting, value: Any, of: str = "", who: str = "a repository file") -> str | None:
+    """Why `value` from a repository file (`who`) would loosen the setting's default (or the
+    value `s.default` stands for, `of` saying whose), or None."""
     default = s.default
     if value == default or s.repo is ANY:
         return None
     if s.repo is OPERATOR:
         return "can be set only by the operator"
     if s.repo is LOWER:
+        if default is None or (s.off is not None and default == s.off):
+            return None  # no limit to loosen: any value is one
         if value is None or (s.off is not None and value == s.off):
-            return "turns the limit off, and a repository file may only lower it"
-        if default is not None and value > default:
+            return f"turns the limit off, and {who} may only lower it"
+        if value > default:
             return (
-                f"is above the default {shown(s, default)}, and a repository file may only lower it"
+                f"is above {of or 'the default '}{shown(s, default)}, and {who} may only lower it"
             )
         return None
     if s.repo is ON:
-        return None if value else "turns it off, and a repository file may only turn it on"
+        return None if value else f"turns it off, and {who} may only turn it on"
     if s.repo is STRICTER:
         if s.order.index(value) < s.order.index(default):
-            return f"is looser than {default}, and a repository file may only make it stricter"
+            return f"is looser than {of}{default}, and {who} may only make it stricter"
         return None
     if s.repo is ADDS:
         if any(entry not in value for entry in default):
-            return "removes entries, and a repository file may only add them"
+            return f"removes {of or ''}entries, and {who} may only add them"
         return None
     return "is not a file setting"  # NEVER: refused before
 
@@ -101,6 +117,36 @@ def check_repo_layer(
         why = loosens(SETTINGS[key], value)
         if why is not None:
             raise _refusal(SETTINGS[key], value, where, why)
+
+
+def check_override_layer(
+    layer: Mapping[str, Any],
+    where: str,
+    baseline: Mapping[str, Any],
+    rules: Mapping[str, RepoRule],
+) -> None:
+    """Refuse a setting of a fleet workflow's input, a layer above the worker's own that
+    whoever can start workflows writes, that would loosen what the worker's operator set
+    (`baseline`: each setting as the worker's configuration alone gives it). The repository
+    file's rule, measured from that value: a lower limit, a stricter sandbox, more verify
+    commands pass; anything else must equal the worker's. `rules`: the caller's own rule for
+    a setting, in place of its repository-file rule (a campaign's phases)."""
+    for key, value in layer.items():
+        s = SETTINGS[key]
+        base = baseline[key]
+        if value == base:
+            continue
+        rule = rules.get(key) or (OPERATOR if s.repo is NEVER else s.repo)
+        why = loosens(s._replace(default=base, repo=rule), value, "the workers' ", "a workflow")
+        if why is not None:
+            scalar = not isinstance(value, list | dict)
+            value_text = f": {shown(s, value)}" if scalar else ""
+            allow = f"{s.env}={shown(s, value)}" if scalar else s.env
+            raise UsageError(
+                f"{where}: {key}{value_text} is refused from a workflow's input (whoever can "
+                f"start workflows on the namespace can write it): it {why}; to allow it, set "
+                f"{allow} in the workers' environment"
+            )
 
 
 def _stricter(s: Setting, low: Any, high: Any) -> Any:

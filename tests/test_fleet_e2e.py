@@ -124,7 +124,7 @@ class Env:
         data: dict[str, Any] = {
             "fleet": name,
             "prompt": "Harden this repository. <promise>DONE</promise>",
-            "settings": {"max_iterations": 3, "sandbox": "none", "pricing": PRICING},
+            "settings": {"max_iterations": 3, "sandbox": "none"},
             "temporal": {"heartbeat": 4, "retry": 0.2, "attempts": 3},
             "repositories": [
                 {
@@ -190,7 +190,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     gh = FakeGitHub("octo", "unused", token=TOKEN, repos_root=tmp / "remotes").start()
     env = clean_env(
         ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY=API_KEY, GITHUB_API_URL=gh.url,
-        GITHUB_TOKEN=TOKEN, RALPH_SANDBOX="none",
+        GITHUB_TOKEN=TOKEN, RALPH_SANDBOX="none", RALPH_PRICING=json.dumps(PRICING),
     )  # fmt: skip
     for name in ("GITHUB_SERVER_URL", "GH_TOKEN", "TEMPORAL_ADDRESS"):
         env.pop(name, None)

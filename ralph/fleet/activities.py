@@ -101,7 +101,8 @@ class Activities:
     def _prepare(self, run: RepoRun, workflow_id: str) -> Prepared:
         from ..models import make_model, model_pricing
         from ..run.preflight import preflight as _preflight
-        from .iteration import checkout_dir, resolve_base, run_config, sync_checkout
+        from .iteration import checkout_dir, resolve_base, sync_checkout
+        from .jobconfig import run_config
 
         job = run.job
         root = checkout_dir(self.workdir, workflow_id)
@@ -114,7 +115,7 @@ class Activities:
             if model_pricing(model.name, cfg) is None:
                 raise UsageError(
                     f"the fleet's max_cost needs a price for model {model.name!r}: set "
-                    "`pricing:` in the fleet's settings (or RALPH_PRICING on the workers)"
+                    "RALPH_PRICING in the workers' environment (a workflow cannot set prices)"
                 )
         branch = job.branch or f"ralph/{cfg.prompt_name}-{run.started}"
         # A campaign is one activity: its phases have limits of their own.
@@ -188,7 +189,8 @@ class Activities:
     def _publish(self, inp: PublishInput) -> Published:
         from ..git import gitrun
         from ..git.pr import draft_for, pr_title, publish
-        from .iteration import checkout_dir, push_remote, run_config, sync_checkout
+        from .iteration import checkout_dir, push_remote, sync_checkout
+        from .jobconfig import run_config
 
         job = inp.job
         root = checkout_dir(self.workdir, inp.workflow_id)

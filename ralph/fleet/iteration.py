@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import ExitCode, RalphError, UsageError
 from ..events import Event
 from ..git import gitrun
+from .jobconfig import run_config
 from .model import Guide, IterationInput, IterationResult, RepoJob
 
 PUSH_REMOTE = "ralph-work"  # the remote run branches go to, when it is not origin
@@ -99,23 +100,6 @@ def resolve_base(root: Path, base: str | None) -> tuple[str, str]:
     if found.returncode != 0:
         raise UsageError(f"the repository has no branch {base!r}; fix `base:` in the fleet file")
     return base, found.stdout.decode().strip()
-
-
-def run_config(job: RepoJob, root: Path, **fleet: Any) -> Any:
-    """The run's RunConfig as this worker resolves it: defaults < the repository's ralph.yaml
-    (which may only tighten) < front matter < this worker's RALPH_* < the fleet's settings
-    (a campaign's: `campaign_config`). `fleet`: settings the fleet itself decides."""
-    from ..config import build_config
-    from ..layers import parse_layer
-
-    flags = parse_layer(job.settings, f"fleet settings of {job.name}")
-    flags["pr"] = False  # the fleet opens the pull request once the run has ended
-    flags.update(fleet)
-    if job.campaign:
-        from ..run.campaign import campaign_config
-
-        return campaign_config(flags, root)
-    return build_config(job.prompt, flags, root)
 
 
 class _OneIteration:

@@ -20,7 +20,9 @@
 
 Checked here, before anything is started: a bad file is a usage error (exit 2) naming it.
 Nothing secret belongs in it (it goes into workflow histories): URLs with credentials and
-notification targets are refused; workers read credentials from their environment.
+notification targets are refused; workers read credentials from their environment. A
+worker holds `settings` (and a prompt's front matter) to the rule of a repository's
+ralph.yaml, measured from its own configuration: they may only tighten it (`jobconfig`).
 """
 
 from __future__ import annotations
