@@ -16,6 +16,7 @@ from ..events import Bus, Observer
 from ..git import gitrun
 from ..git import repo as git_repo
 from ..git.checkout import GateCheckout
+from ..git.cleanup import discard_if_empty
 from ..git.workspace import Workspace
 from ..models import model_pricing
 from ..models.base import Model, ModelResponse
@@ -70,16 +71,23 @@ def open_run(
     gate checkout that cannot be made) lets go of exactly what was opened. However the run
     ends, they are let go of in reverse order: the agent and tools first, then the observers
     (the journal among them), then the report, written with the error that ended the run,
-    and the locks last."""
+    and the locks last. A new run whose set-up fails undoes what it made (see `_undo_set_up`)
+    before its locks are let go of."""
     with contextlib.ExitStack() as stack:
         try:
             workspace, journal = _take_workspace(cfg, model, run_id, resume, stack)
         except BaseException:
             _close_observers(observers)  # the caller's: the run's to close from the start
             raise
+        set_up = False
+
+        def undo(_type: object, error: BaseException | None, _tb: object) -> None:
+            if error is not None and not set_up and not resume:
+                _undo_set_up(cfg, workspace, run_id)
+
+        stack.push(undo)  # after all that is opened below is closed; before the locks
         stack.callback(STOP.uninstall)  # nothing to undo until STOP.install, below
         report = ReportCollector()  # writes the report at the end, however the run ends
-        set_up = False
 
         def write_report(_type: object, error: BaseException | None, _tb: object) -> None:
             if set_up:  # a run whose set-up failed has not started: no report
@@ -215,6 +223,30 @@ def _take_workspace(
                 journal.forget_planned(run_id)  # nothing was made: nothing to resume
         raise
     return workspace, journal
+
+
+def _undo_set_up(cfg: RunConfig, workspace: Any, run_id: str) -> None:
+    """A new run whose set-up failed did not start: the checkout goes back where it was (the
+    user's uncommitted work comes along: the branch is at the same commit), its branch and
+    worktree are removed (only while they have no commit of their own, see
+    `discard_if_empty`), and the journal forgets it, as it forgets a run whose branch could
+    not be made: the error was the user's to read at once, and a record would be a run that
+    never began, with nothing to show, resume or clean. Whatever cannot be undone is left as
+    the journal knows it (a run `ralph resume` continues); the set-up's own error is the one
+    the user sees."""
+    with contextlib.suppress(Exception):
+        made = not cfg.in_place  # --in-place works on the checkout's branch: nothing made
+        if made and not discard_if_empty(
+            workspace.main_repo,
+            workspace.root,
+            workspace.branch,
+            workspace.base_commit,
+            workspace.origin,
+        ):
+            return
+        journal = Journal.open(workspace.main_repo)  # the bus has closed the run's own
+        with contextlib.closing(journal):
+            journal.forget_planned(run_id)
 
 
 def _make_gate(cfg: RunConfig, workspace: Any, run_id: str) -> tuple[Gate, Any]:
