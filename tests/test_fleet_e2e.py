@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import yaml
 from tests.fakeapi import FakeAPI, Message, Recorded, Reply, text, tool_use
 from tests.fakegithub import FakeGitHub, Repo
 from tests.helpers import BIN, HANG, clean_env, git, make_repo, run_cli, wait_for
+from tests.temporal import dev_server
 
 if importlib.util.find_spec("temporalio") is None or not (BIN / "temporal").exists():
     if os.environ.get("CI"):
@@ -39,12 +39,6 @@ MODEL = "claude-sonnet-5-5"
 PRICING = {MODEL: {"input": 10.0, "output": 10.0}}  # USD per million tokens
 CALL_TOKENS = 10_000  # each reply: $0.10, so an iteration (two calls) costs $0.20
 ITERATION_RE = re.compile(r"\[ralph\] Iteration (\d+) of")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -178,48 +172,32 @@ class Env:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("fleet")
-    port = free_port()
-    server = subprocess.Popen(
-        [str(BIN / "temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-         "--port", str(port), "--http-port", str(free_port()), "--metrics-port",
-         str(free_port()), "--db-filename", str(tmp / "temporal.db"), "--log-level", "error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    model = Model()
-    api = FakeAPI(responder=model, api_key=API_KEY).start()
-    gh = FakeGitHub("octo", "unused", token=TOKEN, repos_root=tmp / "remotes").start()
-    env = clean_env(
-        ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY=API_KEY, GITHUB_API_URL=gh.url,
-        GITHUB_TOKEN=TOKEN, RALPH_SANDBOX="none", RALPH_PRICING=json.dumps(PRICING),
-    )  # fmt: skip
-    for name in ("GITHUB_SERVER_URL", "GH_TOKEN", "TEMPORAL_ADDRESS"):
-        env.pop(name, None)
-    address = f"127.0.0.1:{port}"
-    wait_for(lambda: _listening(port) or server.poll() is not None, "the Temporal dev server")
-    assert server.poll() is None
-    state = Env(address, api, model, gh, tmp, env)
-    try:
-        yield state
-    finally:
-        for proc in state.workers:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in state.workers:
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        server.terminate()
-        server.wait(60)
-        model.release_all()
-        api.stop()
-        gh.stop()
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+    with dev_server(tmp) as address:
+        model = Model()
+        api = FakeAPI(responder=model, api_key=API_KEY).start()
+        gh = FakeGitHub("octo", "unused", token=TOKEN, repos_root=tmp / "remotes").start()
+        env = clean_env(
+            ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY=API_KEY, GITHUB_API_URL=gh.url,
+            GITHUB_TOKEN=TOKEN, RALPH_SANDBOX="none", RALPH_PRICING=json.dumps(PRICING),
+        )  # fmt: skip
+        for name in ("GITHUB_SERVER_URL", "GH_TOKEN", "TEMPORAL_ADDRESS"):
+            env.pop(name, None)
+        state = Env(address, api, model, gh, tmp, env)
+        try:
+            yield state
+        finally:
+            for proc in state.workers:
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in state.workers:
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            model.release_all()
+            api.stop()
+            gh.stop()
 
 
 def _branch_iterations(bare: Path, branch: str) -> list[str]:
@@ -351,7 +329,9 @@ def test_schedule_triggers_a_fleet_and_no_secret_reaches_temporal(fleet: Env) ->
 
 
 def test_steer_reaches_the_next_iteration_and_cancel_interrupts_the_run(fleet: Env) -> None:
-    path = fleet.fleet_file("steered", ["golf"])
+    # A long heartbeat timeout: a loaded machine's late heartbeat must not start iteration 2
+    # again elsewhere (unheld, it would end before the cancel reaches it).
+    path = fleet.fleet_file("steered", ["golf"], temporal={"heartbeat": 60, "retry": 0.2})
     first, second = fleet.model.hold("golf", 1), fleet.model.hold("golf", 2)
     if not any(w.poll() is None for w in fleet.workers):
         fleet.start_worker("five")

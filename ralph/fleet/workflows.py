@@ -148,6 +148,11 @@ class RepoWorkflow:
                         result.worker,
                     ),
                 )
+                if workflow.cancellation_reason() is not None:
+                    # The iteration ended as the cancellation came: Temporal then hands over
+                    # its result, not the cancellation (temporalio/sdk-python#620). Recorded
+                    # above, it ends the run all the same, before any next iteration.
+                    raise asyncio.CancelledError()
                 if run.fleet_id:
                     await self._report(run.fleet_id)
                 self._publish_attributes()
