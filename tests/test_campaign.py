@@ -510,3 +510,49 @@ def test_a_campaign_in_a_worktree_leaves_the_checkout_alone(harden: Any) -> None
     assert len({r["worktree"] for r in runs}) == 1 and runs[0]["worktree"]
     assert (Path(runs[0]["worktree"]) / "limit.py").is_file()
     assert "- [x] SEC-001" in git(repo, "show", f"{result.branch}:sdlc/remediation-tasks.md")
+
+
+def test_ralph_runs_names_each_phases_campaign_and_leaves_other_runs_as_they_were(
+    harden: Any,
+) -> None:
+    """The morning after: `ralph runs` (table and --json) says which runs are phases of which
+    campaign and where each stands in it; a run outside a campaign is listed as before."""
+    import json
+
+    from ralph.store.history import format_runs
+    from tests.helpers import clean_env, run_here
+
+    repo = harden.repo
+    harden.scripts["security"] = write_script(repo.parent / "plain.yaml", [["Not done."]])
+    plain = run_here(
+        ["run", "security", "--model", "claude-sonnet-5-5", "--sandbox", "none", "--quiet",
+         "--max-iterations", "1"],
+        cwd=repo, command="ralph", env=clean_env(),
+    )  # fmt: skip
+    assert plain.returncode == 3, plain.stderr
+    before = json.loads(run_here(["runs", "--json"], cwd=repo, command="ralph").stdout)
+    header = format_runs(before).splitlines()[0]
+    assert header.split()[-2:] == ["ITERATIONS", "COST"]  # no campaign yet: no CAMPAIGN column
+    result, _, _, _ = harden(
+        {"reliability": [["Not done."]], "observability": [["Not done either."]]},
+        phases="reliability,observability",
+        phase_max_iterations=1,
+    )
+    shown = json.loads(run_here(["runs", "--json"], cwd=repo, command="ralph").stdout)
+    observability, reliability, outside = shown
+    cid = result.campaign_id
+    for run, phase, number in ((reliability, "reliability", 1), (observability, "observability", 2)):  # fmt: skip
+        assert (run["prompt"], run["campaign_id"], run["phase"]) == (phase, cid, phase)
+        assert (run["phase_number"], run["phase_count"]) == (number, 2)
+    assert outside == before[0]  # the same keys and values: no campaign_id, no phase
+    assert not {"campaign_id", "phase"} & set(outside)
+    table = run_here(["runs"], cwd=repo, command="ralph").stdout.splitlines()
+    assert table[0].split()[-2:] == ["COST", "CAMPAIGN"]
+    assert table[1].startswith(observability["id"]) and table[1].endswith(f"  {cid} 2/2")
+    assert table[2].startswith(reliability["id"]) and table[2].endswith(f"  {cid} 1/2")
+    assert table[3].startswith(outside["id"]) and table[3].split()[-1] == "?"  # COST: last
+    starts = {line.index("CAMPAIGN") if "CAMPAIGN" in line else line.index(cid) for line in table[:3]}  # fmt: skip
+    assert len(starts) == 1  # one column, aligned
+    # `ralph show RUN` of a phase names its campaign.
+    show = run_here(["show", reliability["id"]], cwd=repo, command="ralph").stdout
+    assert f"campaign  {cid}, phase reliability (1 of 2)" in show

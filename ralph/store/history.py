@@ -45,10 +45,23 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[s
     return [line(headers), *(line(r) for r in rows)]
 
 
+def _campaign_cell(run: dict[str, Any]) -> str:
+    """A campaign phase's CAMPAIGN cell: the campaign's id and the phase's place in it."""
+    if not run.get("campaign_id"):
+        return ""
+    number, count = run.get("phase_number"), run.get("phase_count")
+    return str(run["campaign_id"]) + (f" {number}/{count}" if number and count else "")
+
+
 def format_runs(runs: list[dict[str, Any]]) -> str:
-    """The `ralph runs` table: id, prompt, started, status, iterations, cost."""
+    """The `ralph runs` table: id, prompt, started, status, iterations, cost, and when a run
+    is a phase of a campaign (`ralph harden`), the campaign's id and the phase's place in it
+    (the PROMPT column names the phase). The CAMPAIGN column is last and only there when a
+    run is in a campaign: a run outside one keeps its line as it was."""
     if not runs:
         return "no runs yet"
+    headers = ["ID", "PROMPT", "STARTED (UTC)", "STATUS", "ITERATIONS", "COST"]
+    in_campaigns = any(r.get("campaign_id") for r in runs)
     rows = [
         [
             r["id"],
@@ -60,12 +73,13 @@ def format_runs(runs: list[dict[str, Any]]) -> str:
             else r["status"],
             str(r["iterations"]),
             _money(r["cost_usd"]),
+            *([_campaign_cell(r)] if in_campaigns else []),
         ]
         for r in runs
     ]
-    return "\n".join(
-        _table(["ID", "PROMPT", "STARTED (UTC)", "STATUS", "ITERATIONS", "COST"], rows, {4, 5})
-    )
+    if in_campaigns:
+        headers.append("CAMPAIGN")
+    return "\n".join(_table(headers, rows, {4, 5}))
 
 
 def format_run(run: dict[str, Any], resume: str | None = None) -> str:
@@ -89,6 +103,13 @@ def format_run(run: dict[str, Any], resume: str | None = None) -> str:
         f"cache read {usage['cache_read_input_tokens']:,}), cost {_money(run['cost_usd'])}",
         f"calls     {run['model_calls']} model, {run['tool_calls']} tool",
     ]
+    if run.get("campaign_id"):
+        place = _campaign_cell(run).removeprefix(run["campaign_id"]).strip().replace("/", " of ")
+        lines.insert(
+            1,
+            f"campaign  {run['campaign_id']}, phase {run['phase']}"
+            + (f" ({place})" if place else ""),
+        )
     for p in run.get("promises") or []:
         verdict = "accepted" if p["accepted"] else "refused"
         why = f": {'; '.join(p['reasons'])}" if p["reasons"] and not p["accepted"] else ""

@@ -74,7 +74,9 @@ class JournalQueries:
     def _runs_rows(self, where: str, *params: Any) -> list[sqlite3.Row]:
         return self.conn.execute(
             "SELECT r.*, (SELECT COUNT(DISTINCT number) FROM iterations i WHERE i.run_id = r.id) "
-            f"AS iterations FROM runs r {where} ORDER BY r.started DESC, r.id DESC",
+            "AS iterations, c.phases AS campaign_phases FROM runs r "
+            f"LEFT JOIN campaigns c ON c.id = r.campaign_id {where} "
+            "ORDER BY r.started DESC, r.id DESC",
             params,
         ).fetchall()
 
@@ -181,7 +183,7 @@ def _run_summary(row: sqlite3.Row) -> dict[str, Any]:
     elapsed = row["elapsed_s"]
     if row["session_started"] is not None and row["last_seen"] is not None:
         elapsed += max(0.0, row["last_seen"] - row["session_started"])
-    return {
+    summary: dict[str, Any] = {
         "id": row["id"],
         "prompt": row["prompt_name"],
         "prompt_source": row["prompt_source"],
@@ -202,6 +204,22 @@ def _run_summary(row: sqlite3.Row) -> dict[str, Any]:
         "sessions": row["sessions"],
         "pid": row["pid"],
         "host": row["host"],
+    }
+    if row["campaign_id"]:  # a phase of a `ralph harden` campaign; other runs have no such keys
+        summary.update(_phase_of(row))
+    return summary
+
+
+def _phase_of(row: sqlite3.Row) -> dict[str, Any]:
+    """A campaign phase's link: the campaign, the phase and where it stands among the
+    campaign's phases (number, 1-based, of count)."""
+    phases = json.loads(row["campaign_phases"] or "[]")
+    phase = row["phase"]
+    return {
+        "campaign_id": row["campaign_id"],
+        "phase": phase,
+        "phase_number": phases.index(phase) + 1 if phase in phases else None,
+        "phase_count": len(phases) or None,
     }
 
 
