@@ -24,6 +24,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ..errors import RalphError, UsageError
+from ..git import gitrun
+from ..git.api import GitHubError
+from ..git.pr import draft_for, pr_title, publish
+from ..models import make_model, model_pricing
+from ..redact import redact
+from ..run.preflight import preflight as _preflight
+from ..status import RunStatus
+from ..views.markdown import code, text
+from .iteration import checkout_dir, push_remote, resolve_base, sync_checkout
+from .jobconfig import run_config
 from .model import (
     IterationInput,
     IterationResult,
@@ -62,7 +72,6 @@ async def _heartbeating(work: Callable[..., T], *args: Any) -> T:
 
 def _job_error(exc: RalphError) -> ApplicationError:
     """A RalphError as Temporal sees it: a usage error is not worth another attempt."""
-    from ..redact import redact
 
     return ApplicationError(
         redact(exc.message), type=type(exc).__name__, non_retryable=isinstance(exc, UsageError)
@@ -99,10 +108,6 @@ class Activities:
             raise _job_error(exc) from None
 
     def _prepare(self, run: RepoRun, workflow_id: str) -> Prepared:
-        from ..models import make_model, model_pricing
-        from ..run.preflight import preflight as _preflight
-        from .iteration import checkout_dir, resolve_base, sync_checkout
-        from .jobconfig import run_config
 
         job = run.job
         root = checkout_dir(self.workdir, workflow_id)
@@ -165,7 +170,6 @@ class Activities:
             if proc.returncode != 0 or not dst.exists():
                 lines = [ln for ln in stderr.splitlines() if ln.strip()]
                 why = lines[-1] if lines else f"exit code {proc.returncode}"
-                from ..redact import redact
 
                 raise ApplicationError(
                     redact(why), type="IterationFailed", non_retryable=proc.returncode == 2
@@ -180,17 +184,11 @@ class Activities:
         try:
             return await _heartbeating(self._publish, inp)
         except RalphError as exc:
-            from ..git.api import GitHubError
-
             if isinstance(exc, GitHubError):
                 return Published(None, None, exc.message)
             raise _job_error(exc) from None
 
     def _publish(self, inp: PublishInput) -> Published:
-        from ..git import gitrun
-        from ..git.pr import draft_for, pr_title, publish
-        from .iteration import checkout_dir, push_remote, sync_checkout
-        from .jobconfig import run_config
 
         job = inp.job
         root = checkout_dir(self.workdir, inp.workflow_id)
@@ -216,8 +214,6 @@ class Activities:
 
 def pr_body(inp: PublishInput) -> str:
     """The pull request's description: how the run ended and what each iteration did."""
-    from ..status import RunStatus
-    from ..views.markdown import code, text
 
     try:
         label = RunStatus(inp.status).label

@@ -10,6 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
+from ..cli_base import fail
+from ..errors import RalphError
+from . import require_extra
+
 fleet_app = typer.Typer(
     name="fleet",
     help="Many repositories on Temporal: workers, fleets, schedules (needs the `fleet` extra).",
@@ -38,13 +42,9 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 def _call(work: Callable[[Any, Any], Any], address: str | None, namespace: str | None) -> Any:
     """Check the extra, run `work(service, (address, namespace))`; errors as one line."""
-    from ..cli_base import fail
-    from ..errors import RalphError
-    from . import require_extra
-
     try:
         require_extra()
-        from . import service
+        from . import service  # temporalio: 0.3 s, only for a fleet command
 
         where = (address or service.default_address(), namespace or service.default_namespace())
         return service.run(work(service, where))

@@ -24,6 +24,15 @@ from typing import Any
 from ..errors import ExitCode, RalphError, UsageError
 from ..events import Event
 from ..git import gitrun
+from ..git.push import auth_env, push_branch, remote_url
+from ..models.base import Usage
+from ..redact import redact
+from ..run.campaign_run import run_campaign
+from ..run.control import add_guidance, request_stop
+from ..run.gate import rejection_feedback
+from ..run.runner import ResumePoint, execute
+from ..store.journal import Journal
+from ..store.schema import db_path
 from .jobconfig import run_config
 from .model import Guide, IterationInput, IterationResult, RepoJob
 
@@ -43,7 +52,6 @@ def _git(root: Path, *args: str, check: bool = True) -> Any:
 
 def _auth(root: Path, args: tuple[str, ...]) -> dict[str, str]:
     """The GitHub token for fetches from the API's own host (never stored in .git/config)."""
-    from ..git.push import auth_env, remote_url
 
     if not args or args[0] != "fetch" or len(args) < 3:
         return {}
@@ -120,7 +128,6 @@ class _OneIteration:
             self.rejected = None
         if event.name == "iteration_ended":
             self.ended = dict(event.data)
-            from ..run.control import request_stop
 
             conn = sqlite3.connect(self.db, timeout=10.0, isolation_level=None)
             try:
@@ -137,8 +144,6 @@ def _give_guidance(root: Path, run_id: str, guidance: list[Guide]) -> None:
     gives them to the iteration (the workflow resends what is to be kept)."""
     if not guidance:
         return
-    from ..run.control import add_guidance
-    from ..store.journal import Journal
 
     journal = Journal.open(root)
     try:
@@ -150,11 +155,6 @@ def _give_guidance(root: Path, run_id: str, guidance: list[Guide]) -> None:
 
 def run_iteration(inp: IterationInput, workdir: Path) -> IterationResult:
     """Run iteration `inp.iteration` of the run in this worker's checkout; push it."""
-    from ..git.push import push_branch
-    from ..models.base import Usage
-    from ..run.gate import rejection_feedback
-    from ..run.runner import ResumePoint, execute
-    from ..store.schema import db_path
 
     job = inp.job
     root = checkout_dir(workdir, inp.workflow_id)
@@ -211,8 +211,6 @@ def run_iteration(inp: IterationInput, workdir: Path) -> IterationResult:
 def run_campaign_job(inp: IterationInput, workdir: Path) -> IterationResult:
     """A `ralph harden` campaign, whole (its phases are runs of their own, in this process),
     on the run branch; the campaign opens its pull request itself."""
-    from ..git.push import push_branch
-    from ..run.campaign_run import run_campaign
 
     job = inp.job
     root = checkout_dir(workdir, inp.workflow_id)
@@ -268,8 +266,6 @@ def main(argv: list[str] | None = None) -> int:
         run = run_campaign_job if inp.job.campaign else run_iteration
         result = run(inp, workdir)
     except RalphError as exc:
-        from ..redact import redact
-
         sys.stderr.write(f"ralph fleet: error: {redact(exc.message)}\n")
         return int(ExitCode.USAGE if isinstance(exc, UsageError) else ExitCode.ERROR)
     out = Path(args[1])

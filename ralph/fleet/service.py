@@ -14,6 +14,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import (
     Client,
     Schedule,
@@ -26,6 +31,10 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from ..errors import RalphError, UsageError
+from ..run.control import GUIDANCE_LIMIT
+from ..status import RunStatus
+from ..text import clean
+from .activities import Activities
 from .model import NAMESPACE, SEARCH_ATTRIBUTES, FleetJob, RepoState
 from .spec import load_fleet
 from .workflows import FleetWorkflow, RepoWorkflow
@@ -55,11 +64,6 @@ async def connect(address: str, namespace: str, identity: str | None = None) -> 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> None:
     """Register the fleet's search attributes on the server (once; later calls find them)."""
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import (
-        AddSearchAttributesRequest,
-        ListSearchAttributesRequest,
-    )
 
     kinds = {
         "keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -96,9 +100,7 @@ async def run_worker(
     address: str, namespace: str, task_queue: str, slots: int, workdir: Path, out: TextIO
 ) -> None:
     """Poll `task_queue` until SIGINT or SIGTERM; run up to `slots` iterations at a time."""
-    from temporalio.worker import Worker
-
-    from .activities import Activities
+    from temporalio.worker import Worker  # the worker machinery: only `ralph fleet worker`
 
     identity = f"{socket.gethostname()}:{os.getpid()}"
     client = await connect(address, namespace, identity)
@@ -162,7 +164,6 @@ def _budget(job: FleetJob) -> str:
 
 
 def _print_fleet_result(result: dict[str, Any], out: TextIO) -> int:
-    from ..status import RunStatus
 
     worst = 0
     for run, status in sorted(result.get("runs", {}).items()):
@@ -241,7 +242,6 @@ async def list_runs(client: Client, fleet: str | None) -> list[dict[str, Any]]:
 
 
 def print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
-    from ..text import clean
 
     if not rows:
         out.write("no fleet runs\n")
@@ -300,7 +300,6 @@ async def show(address: str, namespace: str, workflow_id: str, as_json: bool, ou
 
 
 def _print_show(workflow_id: str, data: dict[str, Any], out: TextIO) -> None:
-    from ..text import clean
 
     if "runs" in data:
         out.write(f"fleet {workflow_id}: cost ${data['cost_usd']:.4f}")
@@ -341,7 +340,6 @@ async def cancel(address: str, namespace: str, workflow_id: str, out: TextIO) ->
 async def steer(
     address: str, namespace: str, workflow_id: str, text: str, keep: bool, out: TextIO
 ) -> None:
-    from ..run.control import GUIDANCE_LIMIT
 
     text = text.strip()
     if not text:

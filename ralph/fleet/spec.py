@@ -33,6 +33,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import UsageError
+from ..layers import load_yaml_mapping, parse_layer
+from ..run.prompt import builtin_path, load_prompt
 from .model import TASK_QUEUE, FleetJob, RepoJob, Timing
 
 # Settings the fleet decides (or that only make sense for one process at a terminal), and
@@ -65,7 +67,6 @@ _TEMPORAL = {"heartbeat", "iteration_timeout", "attempts", "retry", "task_queue"
 
 def load_fleet(path: Path) -> FleetJob:
     """Read and check FLEET.yaml; a UsageError names the file and the problem."""
-    from ..layers import load_yaml_mapping
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -115,7 +116,6 @@ def _cost(value: Any, where: str) -> float | None:
 
 def _settings(raw: Any, where: str) -> dict[str, Any]:
     """ralph settings, checked as a ralph.yaml's are, minus those the fleet decides."""
-    from ..layers import parse_layer
 
     if raw is None:
         return {}
@@ -236,7 +236,6 @@ def _name_of(url: str) -> str:
 def _prompt(arg: str, here: Path, where: str) -> tuple[str, str]:
     """(what the worker passes as PROMPT, the prompt's name): a built-in by name, a file's
     text (read here: workers do not have the submitter's files), or the text itself."""
-    from ..run.prompt import builtin_path, load_prompt
 
     if builtin_path(arg) is not None:
         return arg, arg
