@@ -46,7 +46,6 @@ def ralph_command(argv0: str | None = None) -> str:
 
 
 def _git(repo: Path, *args: str) -> str:
-
     return gitrun.out(repo, *args)
 
 

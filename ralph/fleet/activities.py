@@ -108,7 +108,6 @@ class Activities:
             raise _job_error(exc) from None
 
     def _prepare(self, run: RepoRun, workflow_id: str) -> Prepared:
-
         job = run.job
         root = checkout_dir(self.workdir, workflow_id)
         sync_checkout(root, job)
@@ -189,7 +188,6 @@ class Activities:
             raise _job_error(exc) from None
 
     def _publish(self, inp: PublishInput) -> Published:
-
         job = inp.job
         root = checkout_dir(self.workdir, inp.workflow_id)
         tip = sync_checkout(root, job, inp.branch)

@@ -164,7 +164,6 @@ def _budget(job: FleetJob) -> str:
 
 
 def _print_fleet_result(result: dict[str, Any], out: TextIO) -> int:
-
     worst = 0
     for run, status in sorted(result.get("runs", {}).items()):
         out.write(f"  {run}: {status}\n")
@@ -242,7 +241,6 @@ async def list_runs(client: Client, fleet: str | None) -> list[dict[str, Any]]:
 
 
 def print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
-
     if not rows:
         out.write("no fleet runs\n")
         return
@@ -300,7 +298,6 @@ async def show(address: str, namespace: str, workflow_id: str, as_json: bool, ou
 
 
 def _print_show(workflow_id: str, data: dict[str, Any], out: TextIO) -> None:
-
     if "runs" in data:
         out.write(f"fleet {workflow_id}: cost ${data['cost_usd']:.4f}")
         out.write(f" of ${data['max_cost']:g}\n" if data.get("max_cost") else "\n")

@@ -156,7 +156,6 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _stop_requested() -> bool:
-
     return STOP.requested
 
 

@@ -159,7 +159,6 @@ class PlainLines:
             self._start_heartbeat(event)
 
     def _write(self, text: str, ts: float) -> None:
-
         stamp = time.strftime("%H:%M:%S", time.localtime(ts))
         with self._write_lock:
             self.out.write(f"{stamp} {redact(text)}\n")

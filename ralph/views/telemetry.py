@@ -92,7 +92,6 @@ def _ns(ts: float) -> int:
 
 
 def _text(value: Any) -> str:
-
     text = redact(str(value))
     return text if len(text) <= ATTR_KEEP else text[: ATTR_KEEP - 1] + "…"
 

@@ -1,9 +1,10 @@
 """Showing a run: the observers a run's settings ask for.
 
-Plain lines (ralph/views/plain.py), the live view (ralph/views/live.py, rich), JSON logs (ralph/views/logs.py)
-and traces (ralph/views/telemetry.py) are separate modules, imported only when chosen, so a plain
-run never loads rich or OpenTelemetry. Their shared formatting is ralph/text.py; the
-end-of-run summary is ralph/views/summary.py.
+Plain lines (ralph/views/plain.py), the live view (ralph/views/live.py), JSON logs
+(ralph/views/logs.py) and traces (ralph/views/telemetry.py) are separate modules; rich and
+OpenTelemetry are imported only once a live view or an exporter is made, so a plain run never
+loads them. Their shared formatting is ralph/text.py; the end-of-run summary is
+ralph/views/summary.py.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from .telemetry import otel_observer
 
 
 def _is_terminal(stream: TextIO) -> bool:
-
     try:
         return stream.isatty() and os.environ.get("TERM") != "dumb"
     except (AttributeError, ValueError):
