@@ -29,7 +29,7 @@ from .cli_base import (
     with_parameters,
 )
 from .config import repo_dir
-from .errors import RalphError, UsageError
+from .errors import RalphError
 from .run.signals import STOP
 from .settings import HARDEN_OPTIONS, OPTIONS
 from .status import RunStatus
@@ -68,13 +68,8 @@ def resume_run(
         from .run.campaign import campaign_of  # the campaign's machinery (git, models)
 
         if campaign_of(root, run) is not None:  # a campaign, or one of its phases' runs
-            if more is not None or any(v is not None for v in (budgets or {}).values()):
-                raise UsageError(
-                    "--more and new budgets do not apply to a campaign: `ralph resume "
-                    "CAMPAIGN` continues the phase where it stopped with the campaign's "
-                    "budgets (start a new campaign for more)"
-                )
-            exit_with(_run_campaign(None, (root, run, shown)))
+            resume = {"start": root, "ref": run, "display": shown, "more": more, "budgets": budgets}
+            exit_with(_run_campaign(None, resume))
         cfg, point = resume_config(root, run, more, shown, budgets)
         exit_with(execute_run(cfg, point))
     except RalphError as exc:
@@ -128,23 +123,22 @@ def _campaign_echo(line: str) -> None:
     sys.stderr.flush()
 
 
-def _run_campaign(cfg: Any, resume: tuple[Path, str, dict[str, Any]] | None = None) -> int:
+def _run_campaign(cfg: Any, resume: dict[str, Any] | None = None) -> int:
+    """Run campaign `cfg`, or resume one (`resume`: resume_campaign's arguments); the exit
+    code, after its closing lines on stderr (and with --output-format json its result)."""
     from .run.campaign_run import resume_campaign, run_campaign  # heavy: only when a campaign runs
     from .views.ui import make_observers  # the live view (rich): only for a run
 
     if cfg is not None and cfg.log_format == "json":
         install_json_stderr()
     STOP.settle_until_exit = True
-    shown = (
-        cfg.output_format if cfg is not None else (resume or (None, "", {}))[2].get("output_format")
-    )
+    shown = cfg.output_format if cfg is not None else (resume or {})["display"].get("output_format")
     # --output-format json: stdout holds the campaign's result alone; the phases' own
     # summaries go to stderr with the rest of what is shown.
     quiet_stdout = redirect_stdout(sys.stderr) if shown == "json" else nullcontext()
     with quiet_stdout:
         if resume is not None:
-            start, ref, display = resume
-            result = resume_campaign(start, ref, make_observers, _campaign_echo, display)
+            result = resume_campaign(observers_for=make_observers, echo=_campaign_echo, **resume)
         else:
             result = run_campaign(cfg, make_observers, _campaign_echo)
     lines = [f"ralph harden: campaign {result.campaign_id} {result.status}: {result.reason}"]
@@ -158,6 +152,8 @@ def _run_campaign(cfg: Any, resume: tuple[Path, str, dict[str, Any]] | None = No
         lines.append(f"  pull request: {result.pr_url}")
     if _resumable(result.status):
         lines.append(f"  resume: ralph resume {result.campaign_id}")
+    elif result.going_on():
+        lines.append(f"  go on: {result.going_on()}")
     for line in lines:
         _campaign_echo(line)
     if shown == "json":
@@ -170,7 +166,7 @@ def _resumable(status: str) -> bool:
 
 
 _BUDGET_HELP = {
-    name: f"A new budget for the whole run (it counts what was spent): {what}"
+    name: f"A new budget for the whole run, or campaign (it counts what was spent): {what}"
     for name, what in (
         ("max_cost", "stop when it has cost this many USD."),
         ("max_tokens", "stop after this many billed tokens."),
@@ -191,7 +187,8 @@ def resume_cmd(
             "--more",
             metavar="N",
             help="Go on for N more iterations; also continues a run that stopped at "
-            "--max-iterations, a budget or the stall guard (one that completed is done).",
+            "--max-iterations, a budget or the stall guard (one that completed is done). "
+            "A campaign: N more for the phase it goes on with.",
             show_default=False,
         ),
     ] = None,
@@ -231,7 +228,8 @@ def resume_cmd(
         typer.Option(metavar="DURATION", help=_BUDGET_HELP["timeout"], show_default=False),
     ] = None,
 ) -> None:
-    """Resume an interrupted, crashed or killed run where it stopped, or continue one."""
+    """Resume an interrupted, crashed or killed run or campaign where it stopped, or continue
+    one."""
     display = {
         "log_format": log_format, "quiet": quiet, "verbose": verbose,
         "output_format": output_format,

@@ -29,6 +29,7 @@ from ..errors import ExitCode, UsageError
 from ..models.base import Usage
 from ..status import RunStatus
 from ..store.journal import Journal
+from ..store.queries import LATEST
 from ..store.schema import db_path
 from . import taskfiles
 from .prompt import load_prompt
@@ -73,6 +74,18 @@ class CampaignResult:
         if self.pr_failed and self.status == RunStatus.COMPLETED:
             return ExitCode.ERROR
         return RunStatus(self.status).exit_code
+
+    def going_on(self) -> str | None:
+        """How a finished campaign that stopped at a phase without its promise (a budget,
+        --stop-on-failure, or its last phase) goes on (`plan_resume`); None for one that
+        completed, or whose last phase did (nothing is left to go on with)."""
+        status = RunStatus(self.status)
+        ran = [o for o in self.phases if o.run_id]
+        if status.resumable or not ran or ran[-1].status == RunStatus.COMPLETED:
+            return None
+        larger = " (or a larger --max-cost, --max-tokens, --timeout)"
+        budget = larger if ran[-1].status == RunStatus.BUDGET else ""
+        return f"ralph resume {self.campaign_id} --more N{budget}"
 
     def as_dict(self) -> dict[str, Any]:
         """The result as `--output-format json` prints it."""
@@ -163,7 +176,8 @@ def report_dir(main_repo: Path, campaign_id: str) -> Path:
 
 
 def campaign_of(start: Path, ref: str) -> str | None:
-    """The campaign `ref` names (its id or a unique part, or one of its runs' ids), if any."""
+    """The campaign `ref` names (its id or a unique part, or one of its runs' ids or a unique
+    part of one), if any."""
     main = find_main_repo(start)
     if main is None or not db_path(main).exists():
         return None
@@ -172,14 +186,100 @@ def campaign_of(start: Path, ref: str) -> str | None:
         if ref.startswith(CAMPAIGN_PREFIX):
             return journal.resolve_campaign(ref)
         run_id = journal.resolve(ref)  # `latest` too: its campaign, when it is a phase
-        if run_id is None:
-            return None
-        row = journal.conn.execute(
-            "SELECT campaign_id FROM runs WHERE id = ?", (run_id,)
-        ).fetchone()
-        return str(row[0]) if row is not None and row[0] else None
+        if run_id is None:  # no run: perhaps a unique part of a campaign's id
+            return None if ref == LATEST else journal.resolve_campaign(ref)
+        return _campaign_of_run(journal, run_id)
     finally:
         journal.close()
+
+
+def _campaign_of_run(journal: Journal, run_id: str) -> str | None:
+    row = journal.conn.execute("SELECT campaign_id FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return str(row[0]) if row is not None and row[0] else None
+
+
+def _campaign_ref(journal: Journal, ref: str) -> str:
+    """`ref` as a campaign reference: a unique part of a phase's run id (which `ralph resume`
+    takes as it takes any run's) becomes its campaign's id; anything else stays as it is."""
+    if ref.startswith(CAMPAIGN_PREFIX) or ref == LATEST:
+        return ref
+    try:
+        run_id = journal.resolve(ref)
+    except UsageError:  # ambiguous as a run: perhaps a part of a campaign's id
+        return ref
+    return (_campaign_of_run(journal, run_id) if run_id else None) or ref
+
+
+def named_run(journal: Journal, ref: str) -> str | None:
+    """The run `ref` names when it names a run (its id or a unique part), not a campaign."""
+    if ref.startswith(CAMPAIGN_PREFIX) or ref == LATEST:
+        return None
+    try:
+        return journal.resolve(ref)
+    except UsageError:
+        return None
+
+
+@dataclass
+class ResumePlan:
+    """Where `ralph resume CAMPAIGN` goes on: the phase at `index`, in its run `run_id` (cut
+    short, or given more iterations or a larger budget), else in a new run."""
+
+    index: int
+    run_id: str | None
+
+
+def plan_resume(
+    row: dict[str, Any],
+    phases: list[str],
+    runs: list[dict[str, Any]],
+    more: int | None,
+    budgets: dict[str, Any],
+) -> ResumePlan:
+    """Where campaign `row` (its phases' `runs` oldest first) goes on, with `more` iterations
+    and new `budgets` given or not; a UsageError when it cannot.
+
+    A campaign cut short (a signal, an error, a kill) goes on with the phase it was in, at
+    its iteration, or the next phase; one that stopped at a phase (a budget, or
+    --stop-on-failure) goes on with that phase's run with `--more N` (N more iterations) or,
+    when a budget stopped it, with a larger budget alone; `--more N` is always for the phase
+    it goes on with (a new phase: N iterations), the phases after it keep their limits."""
+    cid = row["id"]
+    status = RunStatus(row["status"])
+    last = runs[-1] if runs else None
+    last_status = RunStatus(last.get("status") or RunStatus.ERROR) if last else None
+    if status is RunStatus.COMPLETED:
+        raise UsageError(
+            f"campaign {cid} already finished (completed: {row['exit_reason']}); start a new "
+            "one with `ralph harden`"
+        )
+    if not status.finished:
+        if last is not None and last_status is not None and last_status.resumable:
+            return ResumePlan(phases.index(last["phase"]), last["id"])
+        done = {r["phase"] for r in runs}
+        index = next((i for i, p in enumerate(phases) if p not in done), len(phases))
+        if more is not None and index == len(phases):
+            raise UsageError(
+                f"every phase of campaign {cid} has run: --more has no phase to add "
+                f"iterations to; `ralph resume {cid}` alone finishes it"
+            )
+        return ResumePlan(index, None)
+    if last is None or last_status is RunStatus.COMPLETED:
+        raise UsageError(
+            f"campaign {cid} already finished ({status}: {row['exit_reason']}); every phase "
+            "has run, so none goes on: start a new one with `ralph harden` (--phases names "
+            "those to run again)"
+        )
+    phase, at_budget = last["phase"], last_status is RunStatus.BUDGET
+    if more is None and not (at_budget and budgets):
+        larger = " or a larger budget (--max-cost, --max-tokens, --timeout)" if at_budget else ""
+        why = "a larger budget alone does not continue it" if budgets else "already finished"
+        raise UsageError(
+            f"campaign {cid} {why} ({status}: {row['exit_reason']}); continue its phase "
+            f"{phase} with `ralph resume {cid} --more N` (N more iterations){larger}, or start "
+            "a new one with `ralph harden`"
+        )
+    return ResumePlan(phases.index(phase), last["id"])
 
 
 def find_campaign(start: Path, ref: str) -> tuple[Path, dict[str, Any]]:
@@ -191,7 +291,7 @@ def find_campaign(start: Path, ref: str) -> tuple[Path, dict[str, Any]]:
         raise UsageError(f"no runs recorded in {main}; `ralph runs` lists them")
     journal = Journal.open(main, create=False)
     try:
-        campaign_id = journal.resolve_campaign(ref)
+        campaign_id = journal.resolve_campaign(_campaign_ref(journal, ref))
         row = journal.get_campaign(campaign_id) if campaign_id else None
     finally:
         journal.close()

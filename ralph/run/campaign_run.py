@@ -36,14 +36,17 @@ from .campaign import (
     CampaignResult,
     PhaseOutcome,
     find_campaign,
+    named_run,
     open_task_count,
     phase_config,
+    plan_resume,
     remediation_file,
 )
 from .campaign_pr import publish_campaign
+from .guards import BUDGETS
 from .hardening import write_campaign_report
 from .preflight import check_pr
-from .resume import resume_config
+from .resume import new_budgets, raise_budgets, resume_config
 from .runner import PhaseLink, ResumePoint, execute, new_run_id
 
 # A phase that ends so goes on to the next phase (it ended without its promise: reported;
@@ -69,6 +72,10 @@ class _Campaign:
     earlier: list[PhaseOutcome] = field(default_factory=list)  # of earlier sessions (resume)
     origin: str | None = None  # where the checkout was before the campaign (this session)
     configure: Configure | None = None
+    # For the first phase this session starts as a new run (resume): `--more N`, its
+    # iteration limit, and the budgets the operator changed, for its run_started event.
+    first_limit: int | None = None
+    budgets_changed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def journal(self) -> Journal:
         return Journal.open(self.main)
@@ -123,10 +130,14 @@ class _Campaign:
                 )
                 return self._skipped(phase, why)
         link = PhaseLink(self.campaign_id, phase)
+        limit, changed = self.first_limit, self.budgets_changed
+        self.first_limit, self.budgets_changed = None, {}
         if resume is not None:
             cfg, point = resume
         else:
             cfg = phase_config(self.cfg, phase, tasks_file)
+            if limit is not None:
+                cfg.max_iterations = limit
             if self.configure is not None:
                 self.configure(cfg)
             point = None
@@ -142,6 +153,7 @@ class _Campaign:
                     branch=row["branch"],
                     worktree=row.get("worktree"),
                     base_commit=tip,
+                    budgets_changed=changed,
                     new_run=True,
                 )
             elif cfg.branch is None and not cfg.in_place:
@@ -307,24 +319,37 @@ def resume_campaign(
     observers_for: ObserversFor | None = None,
     echo: Echo | None = None,
     display: dict[str, Any] | None = None,
+    more: int | None = None,
+    budgets: dict[str, Any] | None = None,
 ) -> CampaignResult:
     """Continue a campaign (its id, a unique part of it, or one of its runs' ids) at the phase
-    and iteration where it stopped, then the phases after it."""
+    and iteration where it stopped, then the phases after it (`campaign.plan_resume` says
+    where). `more`: N more iterations for the phase it goes on with; `budgets`: --max-cost,
+    --max-tokens, --timeout as given (None: not given), new budgets for the whole campaign,
+    recorded in its config; the operator's alone (a repository file never raises them)."""
+    raised = new_budgets(budgets)
+    if more is not None and more < 1:
+        raise UsageError(f"--more {more}: give the number of iterations to add (1 or more)")
     main, row = find_campaign(start, ref)
     campaign_id = row["id"]
     journal = Journal.open(main, create=False)
     try:
         runs = journal.campaign_runs(campaign_id)
+        spent = journal.campaign_totals(campaign_id)
+        named = named_run(journal, ref)
     finally:
         journal.close()
     lock = _lock(main, campaign_id)
     try:
-        if RunStatus(row["status"]).finished:
-            raise UsageError(
-                f"campaign {campaign_id} already finished ({row['status']}: "
-                f"{row['exit_reason']}); start a new one with `ralph harden`"
-            )
         cfg = restore_config(row["config"], main)
+        plan = plan_resume(row, cfg.phases, runs, more, raised)
+        if more is not None and named is not None and named != plan.run_id:
+            raise UsageError(
+                f"run {named} is a phase of campaign {campaign_id}, which goes on with phase "
+                f"{cfg.phases[plan.index]}: --more is for that phase; `ralph resume "
+                f"{campaign_id} --more N` gives it N more iterations"
+            )
+        changed = raise_budgets(cfg, raised, spent, "campaign")
         for name, value in (display or {}).items():
             setattr(cfg, name, value)
         say = echo or (lambda line: None)
@@ -334,19 +359,24 @@ def resume_campaign(
                          r.get("iterations") or 0, r.get("cost_usd"))
             for r in runs
         ]  # fmt: skip
+        if changed:
+            journal = campaign.journal()
+            try:
+                journal.set_campaign_budgets(campaign_id, {k: v["now"] for k, v in changed.items()})
+            finally:
+                journal.close()
         campaign.update(status=RunStatus.RUNNING.value, ended=None, exit_reason=None)
-        last = runs[-1] if runs else None
-        if last is not None and RunStatus(last.get("status") or "error").resumable:
-            index = cfg.phases.index(last["phase"])
-            phase_cfg, point = resume_config(main, last["id"], None, display)
-            phase_cfg.output_format = "text"  # the campaign's result is the one on stdout
-            usage, cost, elapsed = campaign.totals()  # the budgets count the whole campaign
-            point.usage, point.cost_usd, point.elapsed_s = usage, cost, elapsed
-            say(f"ralph harden: resuming campaign {campaign_id} at phase {last['phase']}")
-            return campaign.drive(index, (phase_cfg, point))
-        done = {r["phase"] for r in runs}
-        index = next((i for i, p in enumerate(cfg.phases) if p not in done), len(cfg.phases))
-        say(f"ralph harden: resuming campaign {campaign_id}")
-        return campaign.drive(index)
+        if plan.run_id is None:  # a new run for the phase: --more N is its limit
+            campaign.first_limit, campaign.budgets_changed = more, changed
+            say(f"ralph harden: resuming campaign {campaign_id}")
+            return campaign.drive(plan.index)
+        phase_cfg, point = resume_config(main, plan.run_id, more, display, budgets)
+        phase_cfg.output_format = "text"  # the campaign's result is the one on stdout
+        for name in BUDGETS:  # the campaign's budgets, whatever the phase's run recorded
+            setattr(phase_cfg, name, getattr(cfg, name))
+        point.usage, point.cost_usd, point.elapsed_s = spent  # the budgets count the campaign
+        point.budgets_changed = changed
+        say(f"ralph harden: resuming campaign {campaign_id} at phase {cfg.phases[plan.index]}")
+        return campaign.drive(plan.index, (phase_cfg, point))
     finally:
         lock.release()

@@ -12,6 +12,7 @@ from ..errors import RalphError, UsageError
 from ..git.commits import commit_files, run_commits
 from ..git.repo import _branch_exists, _git
 from ..layers import COMMAND_LINE, option_name, parse_layer
+from ..models.base import Usage
 from ..settings import SETTINGS
 from ..status import RunStatus
 from ..store.journal import Journal
@@ -82,18 +83,50 @@ def display_settings(flags: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# The budgets an operator may change when a run goes on (guards.BUDGETS) come from flags
-# only: neither a repository file nor the environment of a later shell changes them.
+Spent = tuple[Usage, float | None, float]  # tokens, cost (None: a price unknown), seconds
 
 
-def _spent(name: str, state: ResumeState) -> tuple[float | None, str]:
-    """What the run has used of budget `name`, and that amount as a person reads it."""
+def _spent(name: str, spent: Spent) -> tuple[float | None, str]:
+    """What has been used of budget `name`, and that amount as a person reads it."""
 
+    usage, cost, elapsed = spent
     if name == "max_cost":
-        return state.cost_usd, fmt_cost(state.cost_usd)
+        return cost, fmt_cost(cost)
     if name == "max_tokens":
-        return state.usage.total, f"{state.usage.total:,} tokens"
-    return state.elapsed_s, fmt_duration(state.elapsed_s)
+        return usage.total, f"{usage.total:,} tokens"
+    return elapsed, fmt_duration(elapsed)
+
+
+def raise_budgets(
+    cfg: RunConfig, budgets: dict[str, Any], spent: Spent, whole: str = "run"
+) -> dict[str, dict[str, Any]]:
+    """Set the operator's new budgets (already parsed) on `cfg`, each checked against what
+    the whole run (or campaign: `whole`) has `spent`; what changed, {name: {"was": old,
+    "now": new}}, for the journal. Each must leave room to work."""
+
+    changed: dict[str, dict[str, Any]] = {}
+    for name, value in budgets.items():
+        used, shown_used = _spent(name, spent)
+        if used is not None and value <= used:
+            raise UsageError(
+                f"{option_name(name)} {shown(SETTINGS[name], value)} leaves nothing to spend: "
+                f"the {whole} has used {shown_used} already; give a larger value (a budget "
+                f"counts the whole {whole})"
+            )
+        old = getattr(cfg, name)
+        if value != old:
+            changed[name] = {"was": old, "now": value}
+        setattr(cfg, name, value)
+    return changed
+
+
+def new_budgets(budgets: dict[str, Any] | None) -> dict[str, Any]:
+    """--max-cost, --max-tokens, --timeout as given (None: not given), parsed and checked as a
+    new run's flags are. The operator's alone: neither a repository file nor the environment
+    of a later shell changes them."""
+
+    given = {k: v for k, v in (budgets or {}).items() if k in BUDGETS and v is not None}
+    return parse_layer(given, COMMAND_LINE)
 
 
 def change_budgets(
@@ -108,19 +141,7 @@ def change_budgets(
             f"run {state.run_id} {status.label}; a larger budget alone does not continue it: "
             f"add iterations with `--more N`"
         )
-    changed: dict[str, dict[str, Any]] = {}
-    for name, value in budgets.items():
-        used, spent = _spent(name, state)
-        if used is not None and value <= used:
-            raise UsageError(
-                f"{option_name(name)} {shown(SETTINGS[name], value)} leaves nothing to spend: "
-                f"the run has used {spent} already; give a larger value (a budget counts the whole run)"
-            )
-        old = getattr(cfg, name)
-        if value != old:
-            changed[name] = {"was": old, "now": value}
-        setattr(cfg, name, value)
-    return changed
+    return raise_budgets(cfg, budgets, (state.usage, state.cost_usd, state.elapsed_s))
 
 
 def _origin(journal: Journal, run_id: str) -> str | None:
@@ -147,9 +168,8 @@ def resume_config(
     main = require_main_repo(start)
     if not db_path(main).exists():
         raise UsageError(f"no runs recorded in {main}; `ralph runs` lists them")
-    given = {k: v for k, v in (budgets or {}).items() if k in BUDGETS and v is not None}
-    new_budgets = parse_layer(given, COMMAND_LINE)  # checked as a new run's flags are
-    going_on = more is not None or bool(new_budgets)  # a finished run may go on
+    raised = new_budgets(budgets)
+    going_on = more is not None or bool(raised)  # a finished run may go on
     journal = Journal.open(main, create=False)
     try:
         state = journal.resume_state(run, more=going_on)
@@ -166,7 +186,7 @@ def resume_config(
             raise UsageError(f"--more {more}: give the number of iterations to add (1 or more)")
         # N more than the iterations that ended; the run's record says how many that is.
         cfg.max_iterations = state.last_iteration + more
-    changed = change_budgets(cfg, state, new_budgets, more) if new_budgets else {}
+    changed = change_budgets(cfg, state, raised, more) if raised else {}
     validate(cfg)
     point = ResumePoint(
         run_id=state.run_id,

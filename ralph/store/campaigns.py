@@ -54,6 +54,18 @@ class CampaignRecords:
 
         self._transaction(write)
 
+    def set_campaign_budgets(self, campaign_id: str, budgets: dict[str, Any]) -> None:
+        """Record new budgets in a campaign's config (`ralph resume CAMPAIGN --max-cost …`):
+        the phases after this session and a later resume read them from there."""
+
+        def write(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT config FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+            config = json.loads(row[0] or "{}") if row is not None else {}
+            config.update(budgets)
+            db.execute("UPDATE campaigns SET config = ? WHERE id = ?", (dumps(config), campaign_id))
+
+        self._transaction(write)
+
     def resolve_campaign(self, ref: str) -> str | None:
         """A campaign's id from its id, a unique part of it, `latest`, or the id of one of its
         runs; None when nothing matches."""
