@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -14,7 +14,6 @@ class ToolResult:
     content: str
     is_error: bool = False
     exit_code: int | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Tool(Protocol):

@@ -300,17 +300,16 @@ class BashTool:
     def _result(self, outcome: CommandOutcome) -> ToolResult:
         # The agent's environment holds no secret, but files it reads might hold the runner's.
         text = redact(outcome.output.rstrip("\n"), shapes=False)
-        meta = {"bytes": outcome.bytes_total, "cwd": str(self.cwd)}
         if outcome.timed_out:
             note = (
                 f"[timed out after {self.timeout:g} s: the command and its process group were "
                 "killed; make it faster, split it, or give it a `timeout` of its own]"
             )
-            return ToolResult(_join(text, note), True, 124, meta)
+            return ToolResult(_join(text, note), True, 124)
         code = outcome.exit_code if outcome.exit_code is not None else 1
         if code != 0:
-            return ToolResult(_join(text, f"[exit code {code}]"), False, code, meta)
-        return ToolResult(text or "(no output)", False, 0, meta)
+            return ToolResult(_join(text, f"[exit code {code}]"), False, code)
+        return ToolResult(text or "(no output)", False, 0)
 
     def close(self) -> None:
         """Reset: the next command starts in the repository root with a fresh private HOME."""
