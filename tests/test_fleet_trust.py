@@ -6,7 +6,9 @@ activities call it (`run_config`), without a Temporal server."""
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,17 @@ def test_a_workflows_prompt_naming_a_file_on_the_worker_is_refused(
     with pytest.raises(UsageError, match="names a file on the worker"):
         run_config(job({}, prompt=str(elsewhere)), checkout)
     assert run_config(job({}, prompt="security"), checkout).prompt_name == "security"
+
+
+def test_a_workflows_prompt_of_a_dash_is_refused_not_read_from_the_workers_stdin(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "sys.stdin", io.StringIO("---\nsandbox: none\n---\nAnything. <promise>X</promise>\n")
+    )
+    with pytest.raises(UsageError, match=r"the prompt of app is `-` \(standard input\)"):
+        run_config(job({}, prompt="-"), checkout)
+    assert sys.stdin.read().startswith("---")  # nothing was read from it
 
 
 def test_a_campaigns_phases_are_the_workflows_to_choose_within_the_workers_limit(

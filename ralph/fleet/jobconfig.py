@@ -60,6 +60,11 @@ def _baseline(job: RepoJob, root: Path, decided: dict[str, Any]) -> dict[str, An
         cfg = campaign_config(dict(decided), root)
     else:
         trusted_prompt = builtin_path(job.prompt) is not None
+        if job.prompt.strip() == "-":  # load_prompt would read the worker's stdin
+            raise UsageError(
+                f"the prompt of {job.name} is `-` (standard input), which a worker does not "
+                "have; a workflow gives a built-in prompt's name or the prompt's text"
+            )
         if not trusted_prompt:
             spec = load_prompt(job.prompt)
             if spec.path is not None and not spec.is_builtin:
