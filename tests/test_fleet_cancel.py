@@ -50,20 +50,24 @@ class Script:
     """The activities: iteration 1 waits (without heartbeating, so the cancellation never
     reaches it) until the test lets it end normally; later iterations end at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold_prepare: bool = False) -> None:
         self.started = asyncio.Event()
         self.release = asyncio.Event()
         self.iterations: list[int] = []
         self.published = 0
+        self.hold_prepare = hold_prepare  # prepare, not iteration 1, waits for the test
 
     @activity.defn(name="ralph.prepare")
     async def prepare(self, run: RepoRun) -> Prepared:
+        if self.hold_prepare:
+            self.started.set()
+            await self.release.wait()
         return Prepared("main", "0" * 40, "ralph/cancel-test", 3, "security")
 
     @activity.defn(name="ralph.iterate")
     async def iterate(self, inp: IterationInput) -> IterationResult:
         self.iterations.append(inp.iteration)
-        if inp.iteration == 1:
+        if inp.iteration == 1 and not self.hold_prepare:
             self.started.set()
             await self.release.wait()
         return IterationResult(
@@ -84,14 +88,18 @@ class Script:
         return Published("https://example.invalid/pull/1", 1, None)
 
 
-async def _cancel_requested(handle: WorkflowHandle[RepoWorkflow, RepoState]) -> bool:
+async def _in_history(handle: WorkflowHandle[RepoWorkflow, RepoState], kind: EventType) -> bool:
     async for event in handle.fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED:
+        if event.event_type == kind:
             return True
     return False
 
 
-async def _scenario(address: str) -> tuple[BaseException | None, RepoState, Script]:
+async def _cancel_requested(handle: WorkflowHandle[RepoWorkflow, RepoState]) -> bool:
+    return await _in_history(handle, EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED)
+
+
+async def _connect(address: str) -> Client:
     async with asyncio.timeout(HANG):
         while True:  # the port opens before the server answers ("not healthy yet")
             try:
@@ -100,9 +108,16 @@ async def _scenario(address: str) -> tuple[BaseException | None, RepoState, Scri
             except RuntimeError:
                 await asyncio.sleep(0.1)
     await ensure_search_attributes(client, NAMESPACE)
+    return client
+
+
+JOB = RepoJob(name="golf", url="file:///nowhere/golf.git", prompt="security", prompt_name="x")
+RUN = RepoRun(job=JOB, timing=Timing(heartbeat_s=HANG, retry_s=0.2), started="20261206")
+
+
+async def _scenario(address: str) -> tuple[BaseException | None, RepoState, Script]:
+    client = await _connect(address)
     script = Script()
-    job = RepoJob(name="golf", url="file:///nowhere/golf.git", prompt="security", prompt_name="x")
-    run = RepoRun(job=job, timing=Timing(heartbeat_s=HANG, retry_s=0.2), started="20261206")
     async with Worker(
         client,
         task_queue=QUEUE,
@@ -110,7 +125,7 @@ async def _scenario(address: str) -> tuple[BaseException | None, RepoState, Scri
         activities=[script.prepare, script.iterate, script.publish],
     ):
         handle = await client.start_workflow(
-            RepoWorkflow.run, run, id="cancel-test.golf", task_queue=QUEUE
+            RepoWorkflow.run, RUN, id="cancel-test.golf", task_queue=QUEUE
         )
         await asyncio.wait_for(script.started.wait(), HANG)
         await handle.cancel()
@@ -139,3 +154,43 @@ def test_a_cancel_that_meets_an_ending_iteration_still_ends_the_run(tmp_path: Pa
     assert [r.number for r in state.iterations] == [1]  # the iteration that ran is recorded
     assert state.cost_usd == pytest.approx(0.1)
     assert script.published == 0  # an interrupted run opens no pull request
+
+
+async def _prepare_scenario(address: str) -> tuple[BaseException | None, RepoState, Script]:
+    """Prepare ends normally while the workflow's worker is away and the cancellation
+    arrives: the workflow's next task gets both at once, as when prepare ends just as the
+    cancel comes. The run must end interrupted (it was left `running`, the fleet not told)
+    and start no iteration."""
+    client = await _connect(address)
+    script = Script(hold_prepare=True)
+    activities = Worker(client, task_queue=QUEUE, activities=[script.prepare, script.iterate,
+                        script.publish])  # fmt: skip
+    async with activities:
+        async with Worker(client, task_queue=QUEUE, workflows=[RepoWorkflow]):
+            handle = await client.start_workflow(
+                RepoWorkflow.run, RUN, id="cancel-test.prepare", task_queue=QUEUE
+            )
+            await asyncio.wait_for(script.started.wait(), HANG)
+        await handle.cancel()
+        script.release.set()
+        async with asyncio.timeout(HANG):
+            while not await _in_history(handle, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED):
+                await asyncio.sleep(0.05)
+        error: BaseException | None = None
+        async with Worker(client, task_queue=QUEUE, workflows=[RepoWorkflow]):
+            try:
+                await handle.result()
+            except WorkflowFailureError as exc:
+                error = exc.cause
+            state = await handle.query(RepoWorkflow.status)
+    return error, state, script
+
+
+def test_a_cancel_that_meets_an_ending_prepare_runs_no_iteration(tmp_path: Path) -> None:
+    with dev_server(tmp_path) as address:
+        error, state, script = asyncio.run(_prepare_scenario(address))
+    assert isinstance(error, CancelledError)  # the workflow ends as cancelled
+    assert script.iterations == []  # iteration 1 never starts
+    assert state.status == "interrupted"
+    assert state.reason == "cancelled through Temporal (ralph fleet cancel)"
+    assert state.iterations == [] and script.published == 0

@@ -90,28 +90,29 @@ class RepoWorkflow:
             maximum_interval=timedelta(seconds=timing.retry_s * 10),
             maximum_attempts=timing.attempts,
         )
+        usage: dict[str, int] = {}
+        elapsed, feedback, head = 0.0, None, None
+        prepared: Prepared | None = None
+        st, i = self.state, 1
         try:
-            prepared: Prepared = await workflow.execute_activity(
+            prepared = await workflow.execute_activity(
                 "ralph.prepare", run, result_type=Prepared, start_to_close_timeout=SHORT,
                 heartbeat_timeout=timedelta(seconds=timing.heartbeat_s), retry_policy=retry,
             )  # fmt: skip
-        except ActivityError as exc:
-            self._end(RunStatus.ERROR, _why(exc))
-            return self.state
-        st = self.state
-        st.base, st.branch, st.max_iterations = (
-            prepared.base,
-            prepared.branch,
-            prepared.max_iterations,
-        )
-        st.prompt_name = prepared.prompt_name
-        st.run_id = f"{run.started}-{workflow.uuid4().hex[:4]}"
-        self._publish_attributes()
-        usage: dict[str, int] = {}
-        elapsed, feedback, head = 0.0, None, None
-        i = 1
-        try:
+            st.base, st.branch, st.max_iterations = (
+                prepared.base,
+                prepared.branch,
+                prepared.max_iterations,
+            )
+            st.prompt_name = prepared.prompt_name
+            st.run_id = f"{run.started}-{workflow.uuid4().hex[:4]}"
+            self._publish_attributes()
             while True:
+                # An operation that ends as the cancellation comes may hand the workflow its
+                # result instead of the cancellation (temporalio/sdk-python#620): an
+                # iteration's (it waits for its cancellation to complete; checked after it,
+                # below) or a signal's (the report to the fleet). No iteration starts then.
+                _raise_if_cancelled()
                 if st.max_iterations and i > st.max_iterations:  # the loop says so first
                     self._end(RunStatus.MAX_ITERATIONS, f"reached max_iterations {i - 1}")
                     break
@@ -148,11 +149,9 @@ class RepoWorkflow:
                         result.worker,
                     ),
                 )
-                if workflow.cancellation_reason() is not None:
-                    # The iteration ended as the cancellation came: Temporal then hands over
-                    # its result, not the cancellation (temporalio/sdk-python#620). Recorded
-                    # above, it ends the run all the same, before any next iteration.
-                    raise asyncio.CancelledError()
+                # The iteration ended as the cancellation came: recorded above, it ends
+                # the run all the same, before any report or next iteration.
+                _raise_if_cancelled()
                 if run.fleet_id:
                     await self._report(run.fleet_id)
                 self._publish_attributes()
@@ -174,7 +173,12 @@ class RepoWorkflow:
             await self._report(run.fleet_id)
         if job.campaign:
             pass  # a campaign opens its own pull request (its report is the body)
-        elif job.pr and head and st.status not in (RunStatus.INTERRUPTED, RunStatus.STOPPED):
+        elif (
+            job.pr
+            and head
+            and prepared
+            and st.status not in (RunStatus.INTERRUPTED, RunStatus.STOPPED)
+        ):
             await self._open_pr(run, prepared)
         return self.state
 
@@ -233,6 +237,12 @@ class RepoWorkflow:
             {"status": st.status, "cost_usd": st.cost_usd, "branch": st.branch,
              "iterations": len(st.iterations), "reason": st.reason, "pr": st.pr_url}
         )  # fmt: skip
+
+
+def _raise_if_cancelled() -> None:
+    """The workflow's cancellation, when it was asked for but not raised (see #620 above)."""
+    if workflow.cancellation_reason() is not None:
+        raise asyncio.CancelledError()
 
 
 def _why(exc: ActivityError) -> str:
