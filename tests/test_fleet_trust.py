@@ -1,7 +1,8 @@
 """A fleet workflow's input is not the operator's: whoever can start workflows on the
 namespace writes its settings and prompt, so they may only tighten what the worker's own
-configuration (its RALPH_* environment, the defaults, the repository's checked ralph.yaml)
-gives — as a repository's ralph.yaml may only tighten the defaults. Called as the worker's
+configuration (its RALPH_* environment and the defaults) gives — as a repository's ralph.yaml
+may only tighten the defaults. The repository's ralph.yaml is below the workflow's settings,
+held to its own rule. Called as the worker's
 activities call it (`run_config`), without a Temporal server."""
 
 from __future__ import annotations
@@ -107,6 +108,24 @@ def test_a_workflows_prompt_naming_a_file_on_the_worker_is_refused(
     with pytest.raises(UsageError, match="names a file on the worker"):
         run_config(job({}, prompt=str(elsewhere)), checkout)
     assert run_config(job({}, prompt="security"), checkout).prompt_name == "security"
+
+
+def test_a_ralph_yaml_the_agent_tightened_does_not_make_the_workflows_settings_refused(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each iteration resolves the settings at the run branch's tip, where the agent may have
+    edited ralph.yaml: its lower max_iterations must not turn the workflow's into a refusal."""
+    (checkout / "ralph.yaml").write_text("max_iterations: 3\nmax_turns: 20\n")
+    cfg = run_config(job({"max_iterations": 5}), checkout)
+    assert (cfg.max_iterations, cfg.max_turns) == (5, 20)  # ralph.yaml applies below it
+    # The workers' own configuration still bounds the workflow's settings...
+    monkeypatch.setenv("RALPH_MAX_ITERATIONS", "8")
+    with pytest.raises(UsageError, match="max_iterations: 9 is refused"):
+        run_config(job({"max_iterations": 9}), checkout)
+    # ...and ralph.yaml is still a repository file: it may only tighten.
+    (checkout / "ralph.yaml").write_text("sandbox: none\n")
+    with pytest.raises(UsageError, match=r"ralph.yaml: sandbox: none is refused"):
+        run_config(job({"max_iterations": 5}), checkout)
 
 
 def test_a_workflows_prompt_of_a_dash_is_refused_not_read_from_the_workers_stdin(

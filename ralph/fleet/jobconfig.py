@@ -3,16 +3,20 @@ rule of a repository file.
 
 Whoever can start workflows on the workers' Temporal namespace writes a workflow's input: its
 `settings` and its prompt (text, front matter and all). The worker's own configuration (its
-environment's RALPH_* variables, the defaults, the repository's checked ralph.yaml) is the
-operator's; the workflow's settings and the front matter of a prompt it gives as text may
-only tighten it (trust.check_override_layer): a lower limit, a stricter sandbox or network,
-more verify commands. A prompt that names a file on the worker is refused: a fleet sends a
+environment's RALPH_* variables and the defaults) is the operator's; the workflow's settings
+and the front matter of a prompt it gives as text may only tighten it
+(trust.check_override_layer): a lower limit, a stricter sandbox or network, more verify
+commands. The repository's ralph.yaml is not part of that measure: it is a repository file,
+below the workflow's settings and held to the repository-file rule as in any run; the agent
+edits it on the run branch, where each iteration reads it again, so a ralph.yaml it tightened
+must not make the workflow's settings look loose. A prompt that names a file on the worker is refused: a fleet sends a
 prompt file's text, never its path, and a file outside the repository would be the
 operator's, its front matter trusted.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +47,11 @@ def run_config(job: RepoJob, root: Path, **fleet: Any) -> RunConfig:
     (which may only tighten) < front matter < this worker's RALPH_* < the fleet's settings
     (a campaign's: `campaign_config`). `fleet`: settings the fleet itself decides. The
     workflow's settings and its prompt's front matter may only tighten what the worker's own
-    configuration gives (a UsageError says which and how to allow it)."""
+    configuration gives, the repository's ralph.yaml left out (a UsageError says which and
+    how to allow it)."""
     flags = parse_layer(job.settings, f"fleet settings of {job.name}")
     decided: dict[str, Any] = {"pr": False, **fleet}  # the fleet opens the PR when it ends
-    baseline = _baseline(job, root, decided)
+    baseline = _baseline(job, decided)
     trust.check_override_layer(flags, f"fleet settings of {job.name}", baseline, WORKFLOW_RULES)
     flags.update(decided)
     if job.campaign:
@@ -54,8 +59,15 @@ def run_config(job: RepoJob, root: Path, **fleet: Any) -> RunConfig:
     return build_config(job.prompt, flags, root)
 
 
-def _baseline(job: RepoJob, root: Path, decided: dict[str, Any]) -> dict[str, Any]:
-    """Each setting as the worker's own configuration gives it, without the workflow's."""
+def _baseline(job: RepoJob, decided: dict[str, Any]) -> dict[str, Any]:
+    """Each setting as the worker's own configuration gives it (the defaults, its RALPH_*
+    variables, a built-in prompt's front matter), without the workflow's."""
+    # An empty directory for the repository: none of the repository's files (ralph.yaml) count.
+    with tempfile.TemporaryDirectory(prefix="ralph-fleet-baseline-") as empty:
+        return _measure(job, Path(empty), decided)
+
+
+def _measure(job: RepoJob, root: Path, decided: dict[str, Any]) -> dict[str, Any]:
     if job.campaign:
         cfg = campaign_config(dict(decided), root)
     else:
