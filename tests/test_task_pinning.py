@@ -17,7 +17,7 @@ from ralph.models.script import ScriptModel
 from ralph.run.resume import resume_config
 from ralph.run.runner import execute
 from ralph.run.tasklist import recorded_task_list
-from tests.helpers import make_repo, write_script
+from tests.helpers import git, make_repo, write_script
 from tests.test_loop_runs import USAGE, Spy, create
 from tests.test_tasklist import PROMPT
 
@@ -30,15 +30,21 @@ CLAIM = "Fixed it. <task-done>SEC-003</task-done>"
 
 
 def cheat(final: str = CLAIM, text: str = CHEAT) -> list[Any]:
-    """An iteration that rewrites the task file (`text`), then ends with `final`."""
-    return [{"text": "Editing the task list.", "tools": [create("tasks.md", text)],
-             "usage": USAGE}, final]  # fmt: skip
+    """An iteration that rewrites the task file (`text`) and writes a fix, then ends with
+    `final`."""
+    return [{"text": "Editing the task list.", "tools": [create("tasks.md", text),
+             create("auth.py")], "usage": USAGE}, final]  # fmt: skip
 
 
 def config(repo: Path, script: Path, **settings: Any) -> RunConfig:
     return RunConfig(prompt=PROMPT, prompt_name="remediate", repo=repo, tasks="tasks.md",
                      model=f"script:{script}", sandbox="none", quiet=True,
                      **settings)  # fmt: skip
+
+
+def branch_of(repo: Path, run_id: str) -> str:
+    with sqlite3.connect(repo / ".ralph" / "ralph.db") as db:
+        return str(db.execute("SELECT branch FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
 
 
 def events(recorder: Recorder, name: str) -> list[dict[str, Any]]:
@@ -74,8 +80,8 @@ def test_an_agent_rewriting_its_tasks_verify_to_true_still_fails_the_original_ve
 def test_across_resume_the_verify_the_run_began_with_stands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The agent's `verify: true` is committed in iteration 1 and a killed iteration leaves it
-    in the tree too; the resumed run judges the task by the journal's verify, not the file's."""
+    """A killed iteration leaves the agent's `verify: true` in the tree; the resumed run
+    judges the task by the journal's verify, not the file's."""
     repo = make_repo(tmp_path / "repo", {"tasks.md": TASKS})
     script = write_script(tmp_path / "session.yaml", [cheat(), cheat()])
     spies: list[Spy] = []
@@ -137,3 +143,23 @@ def test_a_task_the_agent_adds_is_worked_but_its_verify_is_not_run_and_it_is_mar
     assert result.reason == (
         "all 3 tasks closed (3 done, 0 blocked, 0 deferred; 1 added during the run, not verified)"
     )
+
+
+def test_the_agents_verify_edit_is_not_committed_so_a_later_run_pins_the_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner writes the pinned verify back into the file it commits: the run's branch
+    (and a second run started from it, a campaign's next phase, the merged pull request)
+    has the operator's verify, never the agent's `verify: true`."""
+    repo = make_repo(tmp_path / "repo", {"tasks.md": TASKS})
+    script = write_script(tmp_path / "session.yaml", [cheat()])
+    monkeypatch.setattr("ralph.models.make_model", lambda cfg: Spy(ScriptModel(script)))
+    first = execute(config(repo, script, max_iterations=1), [Recorder()])
+    branch = branch_of(repo, first.run_id)
+    assert git(repo, "show", f"{branch}:auth.py") == "x"  # the iteration's work is committed
+    assert git(repo, "show", f"{branch}:tasks.md") + "\n" == TASKS
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == branch
+    recorder = Recorder()
+    execute(config(repo, script, max_iterations=1), [recorder])  # from the run's branch
+    (listed,) = events(recorder, "task_list")
+    assert listed["tasks"]["SEC-003"]["verify"] == "test -f tests/test_auth.py"

@@ -1,4 +1,5 @@
-"""Task-list file formats: reading each into `Task`s and writing status changes back.
+"""Task-list file formats: reading each into `Task`s and writing back statuses and, where an
+agent edited them, the runner's titles and verify commands.
 
 Three formats, told apart by the file's content, each written back in its own layout (only
 the fields ralph changes move; key order, indentation and every other line stay as they were):
@@ -48,6 +49,22 @@ class _JSONTaskFile(TaskFile):
         text = json.dumps(self.data, indent=indent, ensure_ascii=False)
         return text + ("\n" if newline else "")
 
+    def _default_title(self, task_id: str) -> str:
+        raise NotImplementedError
+
+    def _write_acceptance(self, task: Task) -> None:
+        raw = self.raw[task.id]
+        for key, value, default in (
+            ("title", task.title, self._default_title(task.id)),
+            ("verify", task.verify, ""),
+        ):
+            if str(raw.get(key) or default) == value:
+                continue
+            if value == default:
+                raw.pop(key, None)  # as the file had it: no such key
+            else:
+                raw[key] = value
+
 
 class TaskmasterFile(_JSONTaskFile):
     kind = "taskmaster"
@@ -85,10 +102,13 @@ class TaskmasterFile(_JSONTaskFile):
         task.dependencies = deps
         self.raw[task_id] = raw
 
+    def _default_title(self, task_id: str) -> str:
+        return f"task {task_id}"
+
     def _task(self, raw: dict[str, Any], task_id: str, order: int) -> Task:
         task = Task(
             id=task_id,
-            title=str(raw.get("title") or f"task {task_id}"),
+            title=str(raw.get("title") or self._default_title(task_id)),
             description=str(raw.get("description") or ""),
             details=str(raw.get("details") or ""),
             test_strategy=str(raw.get("testStrategy") or ""),
@@ -185,7 +205,7 @@ class PrdFile(_JSONTaskFile):
             self.tasks.append(
                 Task(
                     id=task_id,
-                    title=str(raw.get("title") or f"story {task_id}"),
+                    title=str(raw.get("title") or self._default_title(task_id)),
                     description=str(raw.get("description") or ""),
                     details="\n".join(f"- {c}" for c in criteria)
                     if isinstance(criteria, list)
@@ -201,6 +221,9 @@ class PrdFile(_JSONTaskFile):
                 )
             )
             self.raw[task_id] = raw
+
+    def _default_title(self, task_id: str) -> str:
+        return f"story {task_id}"
 
     def _write_status(self, task: Task) -> None:
         raw = self.raw[task.id]
@@ -232,7 +255,8 @@ class ChecklistFile(TaskFile):
     def __init__(self, path: Path, text: str) -> None:
         super().__init__(path, text)
         self.lines = text.splitlines(keepends=True)
-        self.line_of: dict[str, int] = {}
+        self.line_of: dict[str, int] = {}  # a task's item line
+        self.body_of: dict[str, list[int]] = {}  # the lines indented under it
         for order, (number, m, body) in enumerate(self._items()):
             title = m.group("text")
             suffix = _SUFFIX.search(title)
@@ -247,7 +271,7 @@ class ChecklistFile(TaskFile):
                 title = title[explicit.end() :].lstrip(" :-—") or title
             task = Task(id=task_id, title=title.strip(), status=status, order=order, reason=reason)
             details = []
-            for line in body:
+            for _, line in body:
                 field_match = _FIELD.match(line)
                 if not field_match:
                     details.append(line.strip())
@@ -262,11 +286,13 @@ class ChecklistFile(TaskFile):
             task.details = "\n".join(d for d in details if d)
             self.tasks.append(task)
             self.line_of[task_id] = number
+            self.body_of[task_id] = [n for n, _ in body]
 
-    def _items(self) -> Iterator[tuple[int, re.Match[str], list[str]]]:
-        """Each checklist item: its line number, match and the lines indented under it."""
+    def _items(self) -> Iterator[tuple[int, re.Match[str], list[tuple[int, str]]]]:
+        """Each checklist item: its line number, match and the lines indented under it (with
+        their numbers)."""
         fence = ""
-        items: list[tuple[int, re.Match[str], list[str]]] = []
+        items: list[tuple[int, re.Match[str], list[tuple[int, str]]]] = []
         for number, line in enumerate(self.lines):
             stripped = line.strip()
             if stripped.startswith(("```", "~~~")):
@@ -280,7 +306,7 @@ class ChecklistFile(TaskFile):
             elif items and stripped and line[:1] in " \t":
                 indent = len(items[-1][1].group("indent"))
                 if len(line) - len(line.lstrip(" \t")) > indent:
-                    items[-1][2].append(line.rstrip("\r\n"))
+                    items[-1][2].append((number, line.rstrip("\r\n")))
         return iter(items)
 
     def _write_status(self, task: Task) -> None:
@@ -299,8 +325,54 @@ class ChecklistFile(TaskFile):
         start = m.start("mark")
         self.lines[number] = line[:start] + mark + line[start + 1 : m.start("text")] + text + ending
 
+    def _write_acceptance(self, task: Task) -> None:
+        """The item's title in its line, and one `verify:` line under it (none when the task
+        has no verify): the item's other lines stay as they are."""
+        number = self.line_of[task.id]
+        line = self.lines[number]
+        m = _ITEM.match(line.rstrip("\r\n"))
+        assert m is not None
+        text = m.group("text")
+        suffix = _SUFFIX.search(text)
+        end = suffix.start() if suffix else len(text)
+        explicit = _EXPLICIT_ID.match(text[:end])
+        start = 0
+        if explicit and text[explicit.end() : end].lstrip(" :-—"):
+            rest = text[explicit.end() : end]
+            start = explicit.end() + len(rest) - len(rest.lstrip(" :-—"))
+        text = text[:start] + task.title + text[end:]
+        self.lines[number] = line[: m.start("text")] + text + line[m.end("text") :]
+        fields = [n for n in self.body_of[task.id] if _is_verify(self.lines[n])]
+        keep = fields.pop(0) if fields and task.verify else None  # the others are removed
+        if keep is not None:
+            old = self.lines[keep]
+            value = _FIELD.match(old.rstrip("\r\n"))
+            assert value is not None
+            ending = old[len(old.rstrip("\r\n")) :]
+            self.lines[keep] = old[: value.start("value")] + f"`{task.verify}`" + ending
+        elif task.verify:
+            after = max([number, *self.body_of[task.id]])
+            if not self.lines[after].endswith(("\n", "\r")):
+                self.lines[after] += "\n"
+            pad = m.group("indent") + "  "
+            self.lines.insert(after + 1, f"{pad}verify: `{task.verify}`\n")
+        for n in sorted(fields, reverse=True):  # a later verify line would judge it instead
+            del self.lines[n]
+        self._index()
+
+    def _index(self) -> None:
+        """Where each task's lines are, after lines were added or removed under an item."""
+        for task, (number, _, body) in zip(self.tasks, self._items(), strict=True):
+            self.line_of[task.id] = number
+            self.body_of[task.id] = [n for n, _ in body]
+
     def render(self) -> str:
         return "".join(self.lines)
+
+
+def _is_verify(line: str) -> bool:
+    found = _FIELD.match(line.rstrip("\r\n"))
+    return found is not None and found.group("key").lower() == "verify"
 
 
 def load(path: Path) -> TaskFile:

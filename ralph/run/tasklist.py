@@ -6,9 +6,10 @@ commit; `settle()` then records the commit. The task file is in the repository, 
 agent can edit it: the runner's statuses win, and a status the agent changed is put back
 with a warning. What judges a task is pinned too: each task's title and `verify` command are
 taken from the task file as the run began (recorded in the journal as `task_list`, which a
-resume reads back), and an agent's edit to them is ignored with a warning. A task the agent
-adds may be worked, but its `verify` is the agent's own and is not run: it closes on the
-agent's word, marked as added during the run.
+resume reads back); an agent's edit to them is undone with a warning, in the file the runner
+commits too, so no later run from the branch pins the agent's. A task the agent adds may be
+worked, but its `verify` is the agent's own and is not run: it closes on the agent's word,
+marked as added during the run.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class TaskQueue:
         self.pinned: Pinned = pinned if pinned is not None else _pinned(self.file)
         self._noted: set[tuple[str, ...]] = set()  # agent edits already warned about
         for task in self.file.tasks:  # warned about at the first start(), once the run is on
-            self._pin(task, warn=False)
+            self._pin(self.file, task, warn=False)
         self.failures: dict[str, int] = {}
         self.cost: dict[str, float] = {}
         self.current: tasks.Task | None = None
@@ -164,7 +165,7 @@ class TaskQueue:
             tasks.write_text(self.path, self.file.text)
             return
         for task in fresh.tasks:
-            self._pin(task)
+            self._pin(fresh, task)
             if task.id not in self.recorded:
                 self.recorded[task.id] = (task.status, task.reason)  # a task the agent added
                 continue
@@ -177,9 +178,11 @@ class TaskQueue:
                 fresh.set_status(task.id, status, reason)
         self.file = fresh
 
-    def _pin(self, task: tasks.Task, warn: bool = True) -> None:
-        """The task's title and verify as the run began, whatever the file now says; a task
-        the agent added gets no verify (the agent's own would judge its own work)."""
+    def _pin(self, file: tasks.TaskFile, task: tasks.Task, warn: bool = True) -> None:
+        """The task's title and verify as the run began, whatever the file now says, written
+        back into `file` (the runner's commit carries them, so a later run from the branch
+        pins the operator's, not the agent's); a task the agent added gets no verify (the
+        agent's own would judge its own work)."""
         pinned = self.pinned.get(task.id)
         if pinned is None:
             if task.verify and warn:
@@ -197,9 +200,9 @@ class TaskQueue:
                 self._warn_once(
                     (task.id, name, now),
                     f"task {task.id}'s {name} was changed to `{now}` in {self.path.name}; the "
-                    f"run's original (`{was}`) stands",
+                    f"run's original (`{was}`) stands and is written back",
                 )
-            setattr(task, name, was)
+        file.set_acceptance(task.id, pinned.get("title", ""), pinned.get("verify", ""))
 
     def _warn_once(self, key: tuple[str, ...], message: str) -> None:
         if key not in self._noted:

@@ -124,6 +124,16 @@ class TaskFile:
         task.status, task.reason = status, reason
         self._write_status(task)
 
+    def set_acceptance(self, task_id: str, title: str, verify: str) -> None:
+        """Write a task's title and verify command back into the file (the runner's copy of
+        what judges it), in the file's own layout; nothing moves when they are unchanged."""
+        task = self.get(task_id)
+        if task is None:
+            raise KeyError(task_id)
+        if (task.title, task.verify) != (title, verify):
+            task.title, task.verify = title, verify
+            self._write_acceptance(task)
+
     def save(self) -> None:
         """Write the file back, only if something changed."""
         text = self.render()
@@ -137,6 +147,9 @@ class TaskFile:
         raise NotImplementedError
 
     def _write_status(self, task: Task) -> None:
+        raise NotImplementedError
+
+    def _write_acceptance(self, task: Task) -> None:
         raise NotImplementedError
 
     def _done(self, task_id: str) -> bool:
