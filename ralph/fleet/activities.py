@@ -41,6 +41,7 @@ from .model import (
     Published,
     PublishInput,
     RepoRun,
+    TaskState,
 )
 
 T = TypeVar("T")
@@ -175,7 +176,8 @@ class Activities:
                 )
             data = json.loads(dst.read_text(encoding="utf-8"))
             data["worker"] = self.identity
-            return IterationResult(**data)
+            tasks = data.pop("tasks", None)
+            return IterationResult(**data, tasks=TaskState(**tasks) if tasks else None)
 
     @activity.defn(name="ralph.publish")
     async def publish(self, inp: PublishInput) -> Published:

@@ -30,11 +30,11 @@ from ..redact import redact
 from ..run.campaign_run import run_campaign
 from ..run.control import add_guidance, request_stop
 from ..run.gate import rejection_feedback
-from ..run.runner import ResumePoint, execute
+from ..run.runner import KeptTasks, ResumePoint, execute
 from ..store.journal import Journal
 from ..store.schema import db_path
 from .jobconfig import run_config
-from .model import Guide, IterationInput, IterationResult, RepoJob
+from .model import Guide, IterationInput, IterationResult, RepoJob, TaskState
 
 PUSH_REMOTE = "ralph-work"  # the remote run branches go to, when it is not origin
 
@@ -111,15 +111,20 @@ def resolve_base(root: Path, base: str | None) -> tuple[str, str]:
 
 
 class _OneIteration:
-    """Collects the iteration's end, and asks the loop (as `ralph stop` would) to end after
-    it: the next iteration is the workflow's to start, wherever it runs."""
+    """Collects the iteration's end and a task-list run's task events, and asks the loop (as
+    `ralph stop` would) to end after it: the next iteration is the workflow's to start,
+    wherever it runs."""
 
-    def __init__(self, db: Path, run_id: str, iteration: int) -> None:
+    def __init__(self, db: Path, run_id: str, iteration: int, tasks: TaskState) -> None:
         self.db, self.run_id, self.iteration = db, run_id, iteration
         self.ended: dict[str, Any] | None = None
         self.rejected: list[str] | None = None
+        # The run's task state, brought up to date by this iteration's events, as the journal's
+        # readers (task_statuses, recorded_task_list, task_failures) would find it.
+        self.tasks = TaskState(dict(tasks.statuses), tasks.pinned, dict(tasks.failures))
 
     def handle(self, event: Event) -> None:
+        self._task_event(event)
         if event.iteration != self.iteration:
             return
         if event.name == "promise_seen" and not event.data.get("accepted"):
@@ -135,8 +140,30 @@ class _OneIteration:
             finally:
                 conn.close()
 
+    def _task_event(self, event: Event) -> None:
+        data, tasks = event.data, self.tasks
+        if event.name == "task_list" and tasks.pinned is None:
+            tasks.pinned = {str(k): dict(v) for k, v in dict(data.get("tasks") or {}).items()}
+        elif event.name == "task_ended":
+            task_id = str(data.get("id"))
+            tasks.statuses[task_id] = [
+                str(data.get("status")),
+                redact(str(data.get("reason") or "")),
+            ]
+            tasks.failures.pop(task_id, None)
+        elif event.name == "task_retry":
+            tasks.failures[str(data.get("id"))] = int(data.get("failures") or 0)
+            tasks.feedback = redact(str(data.get("feedback") or "")) or None
+
     def close(self) -> None:
         pass
+
+
+def _kept_tasks(tasks: TaskState) -> KeptTasks:
+    """The workflow's task state as a resume takes it (instead of this checkout's journal,
+    which has none of the iterations other workers ran)."""
+    statuses = {k: (v[0], v[1] if len(v) > 1 else "") for k, v in tasks.statuses.items()}
+    return KeptTasks(statuses, tasks.pinned, dict(tasks.failures), tasks.feedback)
 
 
 def _give_guidance(root: Path, run_id: str, guidance: list[Guide]) -> None:
@@ -169,7 +196,7 @@ def run_iteration(inp: IterationInput, workdir: Path) -> IterationResult:
     _git(root, "clean", "-q", "-ffdx", "-e", "/.ralph/")
     cfg = run_config(job, root)
     _give_guidance(root, inp.run_id, inp.guidance)
-    watch = _OneIteration(db_path(root), inp.run_id, inp.iteration)
+    watch = _OneIteration(db_path(root), inp.run_id, inp.iteration, inp.tasks)
     point = ResumePoint(
         run_id=inp.run_id,
         start=inp.iteration,
@@ -180,6 +207,7 @@ def run_iteration(inp: IterationInput, workdir: Path) -> IterationResult:
         worktree=None,
         base_commit=inp.base_commit,
         feedback=inp.feedback,
+        tasks=_kept_tasks(inp.tasks),
     )
     db_path(root).parent.mkdir(parents=True, exist_ok=True)
     result = execute(cfg, [watch], point)
@@ -205,6 +233,7 @@ def run_iteration(inp: IterationInput, workdir: Path) -> IterationResult:
         elapsed_s=inp.elapsed_s + result.duration_s,
         feedback=rejection_feedback(watch.rejected) if watch.rejected else None,
         worker=socket.gethostname(),
+        tasks=watch.tasks,
     )
 
 
@@ -253,7 +282,8 @@ def load_input(path: Path) -> IterationInput:
     data = json.loads(path.read_text(encoding="utf-8"))
     job = RepoJob(**data.pop("job"))
     guidance = [Guide(**g) for g in data.pop("guidance", [])]
-    return IterationInput(job=job, guidance=guidance, **data)
+    tasks = TaskState(**data.pop("tasks", None) or {})
+    return IterationInput(job=job, guidance=guidance, tasks=tasks, **data)
 
 
 def main(argv: list[str] | None = None) -> int:

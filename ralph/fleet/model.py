@@ -103,6 +103,19 @@ class Guide:
 
 
 @dataclass
+class TaskState:
+    """A task-list run's state, which a resume in the run's own checkout reads from its
+    journal: kept by the workflow, as any worker may run the next iteration. The task file's
+    titles and verify commands, the runner's statuses and a failed verify's output tail
+    (redacted), all from the repository's task file and the iterations' commits."""
+
+    statuses: dict[str, list[str]] = field(default_factory=dict)  # id: [status, reason]
+    pinned: dict[str, dict[str, str]] | None = None  # id: {title, verify}, as the run began
+    failures: dict[str, int] = field(default_factory=dict)  # failed verifies in a row, by id
+    feedback: str | None = None  # why the task is not done yet, for the next iteration
+
+
+@dataclass
 class IterationInput:
     """One iteration of a run: everything a worker with an empty directory needs."""
 
@@ -119,6 +132,7 @@ class IterationInput:
     guidance: list[Guide] = field(default_factory=list)
     expected_head: str | None = None  # the branch tip the last iteration pushed
     base: str = ""  # the base branch (a campaign's pull request goes into it)
+    tasks: TaskState = field(default_factory=TaskState)  # a task-list run's, so far
 
 
 @dataclass
@@ -139,6 +153,7 @@ class IterationResult:
     feedback: str | None = None
     worker: str = ""
     pr_url: str | None = None  # a campaign opens its own pull request
+    tasks: TaskState | None = None  # a task-list run's, after the iteration
 
 
 @dataclass

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         PublishInput,
         RepoRun,
         RepoState,
+        TaskState,
     )
 
 K_STATUS = SearchAttributeKey.for_keyword(SA_STATUS)
@@ -92,6 +93,7 @@ class RepoWorkflow:
         )
         usage: dict[str, int] = {}
         elapsed, feedback, head = 0.0, None, None
+        tasks = TaskState()  # a task-list run's: statuses, the list as it began, retries
         prepared: Prepared | None = None
         st, i = self.state, 1
         try:
@@ -126,6 +128,7 @@ class RepoWorkflow:
                     branch=st.branch, base_commit=prepared.base_commit, iteration=i, usage=usage,
                     cost_usd=st.cost_usd, elapsed_s=elapsed, feedback=feedback,
                     guidance=list(st.guidance), expected_head=head, base=prepared.base,
+                    tasks=tasks,
                 )  # fmt: skip
                 result: IterationResult = await workflow.execute_activity(
                     "ralph.iterate", inp, result_type=IterationResult,
@@ -137,6 +140,7 @@ class RepoWorkflow:
                 st.guidance = [g for g in st.guidance if g.id not in given]
                 usage, elapsed, feedback = result.usage, result.elapsed_s, result.feedback
                 head = result.head or head
+                tasks = result.tasks or tasks
                 st.cost_usd = result.cost_usd
                 st.pr_url = result.pr_url or st.pr_url
                 st.iterations.append(

@@ -160,8 +160,12 @@ def open_run(
                 text = began.stdout.decode("utf-8", "replace") if began.returncode == 0 else ""
                 trusted = (text, journal.task_statuses(run_id))
                 pinned = recorded_task_list(journal.conn, run_id)  # verify lines as it began
+                if resume.tasks is not None:  # kept outside this journal (a fleet's workflow)
+                    trusted, pinned = (text, resume.tasks.statuses), resume.tasks.pinned or pinned
             loop.tasks = TaskQueue(path, cfg.task_failures, bus, trusted, pinned)
-            if resume:  # failures in a row go on counting across a resume
+            if resume and resume.tasks is not None:
+                loop.tasks.restore(resume.tasks.failures, resume.tasks.feedback)
+            elif resume:  # failures in a row go on counting across a resume
                 loop.tasks.restore(*journal.task_failures(run_id, resume.start - 1))
 
         resume_cmd = resume_command(run_id, workspace.main_repo)

@@ -21,6 +21,18 @@ def new_run_id() -> str:
 
 
 @dataclass
+class KeptTasks:
+    """A task-list run's state kept outside the journal of the checkout it resumes in (a
+    fleet run's workflow: its next iteration may run on a worker that never saw the run):
+    what a resume otherwise reads from the journal."""
+
+    statuses: dict[str, tuple[str, str]]  # the runner's, by task id: (status, reason)
+    pinned: dict[str, dict[str, str]] | None  # each task's title and verify as the run began
+    failures: dict[str, int] = field(default_factory=dict)  # failures in a row, open tasks
+    feedback: str | None = None  # a task retry's, for the iteration the resume starts with
+
+
+@dataclass
 class ResumePoint:
     """Where a resumed run picks up, from the journal."""
 
@@ -39,6 +51,7 @@ class ResumePoint:
     # A new run that goes on on an existing branch (a campaign's next phase, campaign.py):
     # nothing of its own to resume; the usage above is what the campaign spent before it.
     new_run: bool = False
+    tasks: KeptTasks | None = None  # None: the journal's (task_ended, task_list, task_retry)
 
 
 @dataclass(frozen=True)
