@@ -5,6 +5,7 @@ its task; a task the agent adds is worked but never counts as verified."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,12 @@ from typing import Any
 import pytest
 
 from ralph.config import RunConfig
+from ralph.errors import UsageError
 from ralph.events import Recorder
 from ralph.models.script import ScriptModel
 from ralph.run.resume import resume_config
 from ralph.run.runner import execute
-from ralph.run.tasklist import recorded_task_list
+from ralph.run.taskpins import recorded_task_list
 from tests.helpers import git, make_repo, write_script
 from tests.test_loop_runs import USAGE, Spy, create
 from tests.test_tasklist import PROMPT
@@ -29,10 +31,10 @@ CHEAT = TASKS.replace("verify: `test -f tests/test_auth.py`", "verify: true")
 CLAIM = "Fixed it. <task-done>SEC-003</task-done>"
 
 
-def cheat(final: str = CLAIM, text: str = CHEAT) -> list[Any]:
+def cheat(final: str = CLAIM, text: str = CHEAT, path: str = "tasks.md") -> list[Any]:
     """An iteration that rewrites the task file (`text`) and writes a fix, then ends with
     `final`."""
-    return [{"text": "Editing the task list.", "tools": [create("tasks.md", text),
+    return [{"text": "Editing the task list.", "tools": [create(path, text),
              create("auth.py")], "usage": USAGE}, final]  # fmt: skip
 
 
@@ -163,3 +165,74 @@ def test_the_agents_verify_edit_is_not_committed_so_a_later_run_pins_the_origina
     execute(config(repo, script, max_iterations=1), [recorder])  # from the run's branch
     (listed,) = events(recorder, "task_list")
     assert listed["tasks"]["SEC-003"]["verify"] == "test -f tests/test_auth.py"
+
+
+TAGGED = {
+    "master": {"tasks": [{"id": 1, "title": "Old work", "status": "done"}]},
+    "feature": {"tasks": [{"id": 7, "title": "Check the session token", "status": "pending",
+                           "verify": "test -f tests/test_auth.py"}]},
+}  # fmt: skip
+TASKMASTER = ".taskmaster/tasks/tasks.json"
+
+
+def forget_task_list(repo: Path, run_id: str, **columns: str) -> None:
+    """The run as one recorded before pinning existed (no task_list), cut short."""
+    with sqlite3.connect(repo / ".ralph" / "ralph.db") as db:
+        db.execute("DELETE FROM events WHERE run_id = ? AND name = 'task_list'", (run_id,))
+        db.execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))
+        for name, value in columns.items():
+            db.execute(f"UPDATE runs SET {name} = ? WHERE id = ?", (value, run_id))
+
+
+def test_without_a_task_list_a_resume_pins_the_base_commits_tagged_file_by_its_state_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tag comes from the base commit's .taskmaster/state.json, not a state.json beside a
+    temporary copy (in the shared temporary directory, or none there): else the base file
+    read as the wrong tag pins nothing of the feature tag, and the agent's task 7 closes on
+    its word."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    files = {TASKMASTER: json.dumps(TAGGED, indent=2),
+             ".taskmaster/state.json": '{"currentTag": "feature"}'}  # fmt: skip
+    repo = make_repo(tmp_path / "repo", files)
+    loose = json.loads(json.dumps(TAGGED))
+    loose["feature"]["tasks"][0]["verify"] = "true"
+    edit = json.dumps(loose, indent=2)
+    script = write_script(tmp_path / "session.yaml",
+                          [cheat("<task-done>7</task-done>", edit, TASKMASTER)] * 2)  # fmt: skip
+    monkeypatch.setattr("ralph.models.make_model", lambda cfg: Spy(ScriptModel(script)))
+    cfg = config(repo, script, max_iterations=1)
+    cfg.tasks = TASKMASTER
+    first = execute(cfg, [Recorder()])
+    forget_task_list(repo, first.run_id)
+    (repo / TASKMASTER).write_text(edit)  # as a killed iteration leaves it
+    resumed_cfg, point = resume_config(repo, first.run_id, more=1)
+    recorder = Recorder()
+    execute(resumed_cfg, [recorder], resume=point)
+    assert events(recorder, "task_ended") == []
+    (retry,) = events(recorder, "task_retry")
+    assert "`test -f tests/test_auth.py` exited 1" in retry["reason"]
+
+
+def test_without_a_task_list_a_base_commit_file_that_cannot_be_read_refuses_the_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"README.md": "# app\n"})
+    bare = git(repo, "rev-parse", "HEAD")  # no task file in it
+    (repo / "tasks.md").write_text(TASKS)
+    git(repo, "add", "tasks.md")
+    git(repo, "commit", "-qm", "tasks")
+    script = write_script(tmp_path / "session.yaml", [cheat(), cheat()])
+    monkeypatch.setattr("ralph.models.make_model", lambda cfg: Spy(ScriptModel(script)))
+    first = execute(config(repo, script, max_iterations=1), [Recorder()])
+    forget_task_list(repo, first.run_id, base_commit=bare)
+    (repo / "tasks.md").write_text(CHEAT)
+    resumed_cfg, point = resume_config(repo, first.run_id, more=1)
+    recorder = Recorder()
+    with pytest.raises(UsageError) as refused:
+        execute(resumed_cfg, [recorder], resume=point)
+    assert refused.value.exit_code == 2
+    assert "cannot resume: the journal has no record of the tasks' verify" in str(refused.value)
+    assert f"tasks.md is not in commit {bare[:12]}" in str(refused.value)
+    assert events(recorder, "task_ended") == [] and events(recorder, "iteration_started") == []

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
 from ..git import gitrun
 from ..store.journal import Journal
 from ..views.markdown import code
 from ..views.report_md import cell
-from . import taskfiles
 from .campaign import CHECKLIST_FILE, TASKMASTER_FILE, find_campaign, report_dir
 from .gate import _NA
+from .taskpins import blob, committed_file
 
 # The four checklists of the hardening document ("Hardening Checklist"), each item with the
 # phase whose progress file has its box and a phrase of that box.
@@ -168,31 +166,12 @@ def _section_coverage(section: str, item: str, phase: str, phrase: str, text: st
 # --- reading the campaign's branch ---------------------------------------------------------
 
 
-def _blob(repo: Path, rev: str, path: str) -> str | None:
-    """A file as commit `rev` has it (never through the working tree; no filters run)."""
-    done = gitrun.run(repo, "cat-file", "blob", f"{rev}:{path}", check=False)
-    if done.returncode != 0:
-        return None
-    return bytes(done.stdout).decode("utf-8", "replace")
-
-
 def branch_tasks(repo: Path, rev: str) -> tuple[str | None, list[Any]]:
     """The remediation task list at `rev`: its file name and tasks (ralph's Task objects)."""
     for name in (TASKMASTER_FILE, CHECKLIST_FILE):
-        text = _blob(repo, rev, name)
-        if text is None:
-            continue
-        with tempfile.TemporaryDirectory(prefix="ralph-tasks-") as tmp:
-            path = Path(tmp) / name
-            path.parent.mkdir(parents=True)
-            path.write_text(text, encoding="utf-8")
-            state = _blob(repo, rev, ".taskmaster/state.json")
-            if state is not None and name == TASKMASTER_FILE:
-                (Path(tmp) / ".taskmaster" / "state.json").write_text(state, encoding="utf-8")
-            try:
-                return name, taskfiles.load(path).tasks
-            except UsageError:
-                return name, []
+        found = committed_file(repo, rev, name)
+        if found.text is not None:
+            return name, found.file.tasks if found.file is not None else []
     return None, []
 
 
@@ -230,7 +209,7 @@ def gather(main_repo: Path, campaign_id: str) -> CampaignFacts | None:
         journal.close()
     branch, base = row.get("branch"), row.get("base_commit")
     rev = f"refs/heads/{branch}" if branch else "HEAD"
-    files = {path: _blob(main_repo, rev, path) for path in PROGRESS_FILES.values()}
+    files = {path: blob(main_repo, rev, path) for path in PROGRESS_FILES.values()}
     task_file, task_list = branch_tasks(main_repo, rev)
     tasks = []
     for task in task_list:

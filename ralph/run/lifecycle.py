@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from ..agents import assemble
 from ..config import RunConfig
 from ..events import Bus, Observer
-from ..git import gitrun
 from ..git import repo as git_repo
 from ..git.checkout import GateCheckout
 from ..git.cleanup import discard_if_empty
@@ -36,7 +35,8 @@ from .gate import Gate, parse_artifacts
 from .guards import Guards
 from .loop import Loop
 from .signals import STOP
-from .tasklist import TaskQueue, recorded_task_list, task_path
+from .tasklist import TaskQueue, task_path
+from .taskpins import committed_file, recorded_task_list
 
 if TYPE_CHECKING:
     from .runner import ResumePoint
@@ -151,17 +151,11 @@ def open_run(
             if resume and not resume.new_run:
                 # The file as the run began and the statuses the runner set since: not what
                 # an iteration cut short (or killed) left in the tree.
-                began = gitrun.run(
-                    workspace.root,
-                    "show",
-                    f"{workspace.base_commit}:{relative.as_posix()}",
-                    check=False,
-                )
-                text = began.stdout.decode("utf-8", "replace") if began.returncode == 0 else ""
-                trusted = (text, journal.task_statuses(run_id))
+                began = committed_file(workspace.root, workspace.base_commit, relative)
+                trusted = (began, journal.task_statuses(run_id))
                 pinned = recorded_task_list(journal.conn, run_id)  # verify lines as it began
                 if resume.tasks is not None:  # kept outside this journal (a fleet's workflow)
-                    trusted, pinned = (text, resume.tasks.statuses), resume.tasks.pinned or pinned
+                    trusted, pinned = (began, resume.tasks.statuses), resume.tasks.pinned or pinned
             loop.tasks = TaskQueue(path, cfg.task_failures, bus, trusted, pinned)
             if resume and resume.tasks is not None:
                 loop.tasks.restore(resume.tasks.failures, resume.tasks.feedback)

@@ -9,7 +9,8 @@ the fields ralph changes move; key order, indentation and every other line stay 
   `PARENT.SUB`); the parent's status follows theirs.
 - snarktank-style `prd.json`: `{"userStories": [...]}`, `passes` true when done.
 - a Markdown checklist: `- [ ]` items; indented lines under an item are its details, and
-  `verify: CMD`, `depends: ID, ID`, `priority: high|medium|low` lines there are read.
+  `verify: CMD`, `depends: ID, ID`, `priority: high|medium|low` lines there are read
+  (`taskchecklist`).
 
 The model they fill in (tasks, next-task selection, validation) is in `tasks`.
 """
@@ -17,12 +18,11 @@ The model they fill in (tasks, next-task selection, validation) is in `tasks`.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from .taskchecklist import ChecklistFile
 from .tasks import CLOSED, Task, TaskFile, parse_priority, parse_status, read_text
 
 # --- JSON formats ----------------------------------------------------------------------------
@@ -69,12 +69,12 @@ class _JSONTaskFile(TaskFile):
 class TaskmasterFile(_JSONTaskFile):
     kind = "taskmaster"
 
-    def __init__(self, path: Path, text: str, data: Any) -> None:
+    def __init__(self, path: Path, text: str, data: Any, tag: str | None = None) -> None:
         super().__init__(path, text, data)
         self.tag = ""
         container = data
         if not isinstance(data.get("tasks"), list):
-            self.tag = _choose_tag(path, data)
+            self.tag = _choose_tag(path, data, tag)
             container = data[self.tag]
         self.parents: dict[str, list[str]] = {}  # a parent task's id -> its subtasks' ids
         for order, raw in enumerate(container["tasks"]):
@@ -167,16 +167,25 @@ def _subtask_dep(parent: str, dep: Any) -> str:
     return f"{parent}.{text}" if "." not in text else text
 
 
-def _choose_tag(path: Path, data: dict[str, Any]) -> str:
+def current_tag(state_text: str | None) -> str:
+    """The tag a `.taskmaster/state.json`'s text names as current ('' for none)."""
+    try:
+        return str(json.loads(state_text or "{}").get("currentTag") or "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _choose_tag(path: Path, data: dict[str, Any], current: str | None) -> str:
+    """The tag to work: `current` (None: the one .taskmaster/state.json beside the file
+    names), else master, else the only one."""
     tags = [k for k, v in data.items() if isinstance(v, dict) and isinstance(v.get("tasks"), list)]
     if not tags:
         raise UsageError(f'{path.name}: no "tasks" list found; is this a Taskmaster tasks.json?')
-    state = path.parent.parent / "state.json"  # .taskmaster/state.json names the current tag
-    current = ""
-    if state.is_file():
+    if current is None:
+        state = path.parent.parent / "state.json"  # .taskmaster/state.json
         try:
-            current = str(json.loads(read_text(state)).get("currentTag") or "")
-        except (ValueError, OSError, AttributeError):
+            current = current_tag(read_text(state)) if state.is_file() else ""
+        except (OSError, UnicodeDecodeError):
             current = ""
     for choice in (current, "master"):
         if choice in tags:
@@ -236,153 +245,20 @@ class PrdFile(_JSONTaskFile):
             raw.pop("blockedReason", None)
 
 
-# --- Markdown checklist ----------------------------------------------------------------------
-
-_ITEM = re.compile(r"^(?P<indent>[ \t]*)[-*+][ \t]+\[(?P<mark>[ xX])\][ \t]+(?P<text>.*?)[ \t]*$")
-_EXPLICIT_ID = re.compile(
-    r"^(?:\*\*)?(?P<id>[A-Za-z][A-Za-z0-9_]*-\d+(?:\.\d+)*|T?\d+(?:\.\d+)*)(?:\*\*)?[:.)][ \t]+"
-)
-_SUFFIX = re.compile(r"[ \t]*\((?P<status>blocked|deferred)(?::[ \t]*(?P<reason>[^()]*))?\)$")
-_FIELD = re.compile(
-    r"^[ \t]*(?:[-*+][ \t]+)?(?P<key>verify|depends|after|priority):[ \t]*(?P<value>.+?)[ \t]*$",
-    re.I,
-)
-
-
-class ChecklistFile(TaskFile):
-    kind = "markdown"
-
-    def __init__(self, path: Path, text: str) -> None:
-        super().__init__(path, text)
-        self.lines = text.splitlines(keepends=True)
-        self.line_of: dict[str, int] = {}  # a task's item line
-        self.body_of: dict[str, list[int]] = {}  # the lines indented under it
-        for order, (number, m, body) in enumerate(self._items()):
-            title = m.group("text")
-            suffix = _SUFFIX.search(title)
-            status = "done" if m.group("mark") in "xX" else "pending"
-            reason = ""
-            if suffix and status != "done":
-                status, reason = suffix.group("status"), (suffix.group("reason") or "").strip()
-                title = title[: suffix.start()]
-            explicit = _EXPLICIT_ID.match(title)
-            task_id = explicit.group("id") if explicit else str(order + 1)
-            if explicit:  # "SEC-1: Fix it": the title is what follows the id
-                title = title[explicit.end() :].lstrip(" :-—") or title
-            task = Task(id=task_id, title=title.strip(), status=status, order=order, reason=reason)
-            details = []
-            for _, line in body:
-                field_match = _FIELD.match(line)
-                if not field_match:
-                    details.append(line.strip())
-                    continue
-                key, value = field_match.group("key").lower(), field_match.group("value")
-                if key == "verify":
-                    task.verify = value.strip("`").strip()
-                elif key == "priority":
-                    task.priority = parse_priority(value)
-                else:
-                    task.dependencies = tuple(d.strip() for d in value.split(",") if d.strip())
-            task.details = "\n".join(d for d in details if d)
-            self.tasks.append(task)
-            self.line_of[task_id] = number
-            self.body_of[task_id] = [n for n, _ in body]
-
-    def _items(self) -> Iterator[tuple[int, re.Match[str], list[tuple[int, str]]]]:
-        """Each checklist item: its line number, match and the lines indented under it (with
-        their numbers)."""
-        fence = ""
-        items: list[tuple[int, re.Match[str], list[tuple[int, str]]]] = []
-        for number, line in enumerate(self.lines):
-            stripped = line.strip()
-            if stripped.startswith(("```", "~~~")):
-                fence = "" if fence and stripped.startswith(fence) else (fence or stripped[:3])
-                continue
-            if fence:
-                continue
-            m = _ITEM.match(line.rstrip("\r\n"))
-            if m:
-                items.append((number, m, []))
-            elif items and stripped and line[:1] in " \t":
-                indent = len(items[-1][1].group("indent"))
-                if len(line) - len(line.lstrip(" \t")) > indent:
-                    items[-1][2].append((number, line.rstrip("\r\n")))
-        return iter(items)
-
-    def _write_status(self, task: Task) -> None:
-        number = self.line_of[task.id]
-        line = self.lines[number]
-        ending = line[len(line.rstrip("\r\n")) :]
-        m = _ITEM.match(line.rstrip("\r\n"))
-        assert m is not None
-        text = m.group("text")
-        suffix = _SUFFIX.search(text)
-        if suffix:
-            text = text[: suffix.start()]
-        mark = "x" if task.status == "done" else " "
-        if task.status in ("blocked", "deferred"):
-            text += f" ({task.status}: {task.reason})" if task.reason else f" ({task.status})"
-        start = m.start("mark")
-        self.lines[number] = line[:start] + mark + line[start + 1 : m.start("text")] + text + ending
-
-    def _write_acceptance(self, task: Task) -> None:
-        """The item's title in its line, and one `verify:` line under it (none when the task
-        has no verify): the item's other lines stay as they are."""
-        number = self.line_of[task.id]
-        line = self.lines[number]
-        m = _ITEM.match(line.rstrip("\r\n"))
-        assert m is not None
-        text = m.group("text")
-        suffix = _SUFFIX.search(text)
-        end = suffix.start() if suffix else len(text)
-        explicit = _EXPLICIT_ID.match(text[:end])
-        start = 0
-        if explicit and text[explicit.end() : end].lstrip(" :-—"):
-            rest = text[explicit.end() : end]
-            start = explicit.end() + len(rest) - len(rest.lstrip(" :-—"))
-        text = text[:start] + task.title + text[end:]
-        self.lines[number] = line[: m.start("text")] + text + line[m.end("text") :]
-        fields = [n for n in self.body_of[task.id] if _is_verify(self.lines[n])]
-        keep = fields.pop(0) if fields and task.verify else None  # the others are removed
-        if keep is not None:
-            old = self.lines[keep]
-            value = _FIELD.match(old.rstrip("\r\n"))
-            assert value is not None
-            ending = old[len(old.rstrip("\r\n")) :]
-            self.lines[keep] = old[: value.start("value")] + f"`{task.verify}`" + ending
-        elif task.verify:
-            after = max([number, *self.body_of[task.id]])
-            if not self.lines[after].endswith(("\n", "\r")):
-                self.lines[after] += "\n"
-            pad = m.group("indent") + "  "
-            self.lines.insert(after + 1, f"{pad}verify: `{task.verify}`\n")
-        for n in sorted(fields, reverse=True):  # a later verify line would judge it instead
-            del self.lines[n]
-        self._index()
-
-    def _index(self) -> None:
-        """Where each task's lines are, after lines were added or removed under an item."""
-        for task, (number, _, body) in zip(self.tasks, self._items(), strict=True):
-            self.line_of[task.id] = number
-            self.body_of[task.id] = [n for n, _ in body]
-
-    def render(self) -> str:
-        return "".join(self.lines)
-
-
-def _is_verify(line: str) -> bool:
-    found = _FIELD.match(line.rstrip("\r\n"))
-    return found is not None and found.group("key").lower() == "verify"
-
-
-def load(path: Path) -> TaskFile:
-    """Read and check a task file; a malformed one is a one-line UsageError (exit 2)."""
+def load(path: Path, tag: str | None = None) -> TaskFile:
+    """Read and check a task file; a malformed one is a one-line UsageError (exit 2). `tag`:
+    a tagged Taskmaster file's current tag (None: as its .taskmaster/state.json says)."""
     try:
         text = read_text(path)
     except FileNotFoundError:
         raise UsageError(f"--tasks {path}: no such file; create it or pass another path") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--tasks {path}: cannot read it ({exc})") from None
+    return parse(path, text, tag)
+
+
+def parse(path: Path, text: str, tag: str | None = None) -> TaskFile:
+    """`text` read as the task file at `path` (`load`), e.g. as a commit has it."""
     task_file: TaskFile
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         try:
@@ -394,7 +270,7 @@ def load(path: Path) -> TaskFile:
         if isinstance(data.get("userStories"), list):
             task_file = PrdFile(path, text, data)
         else:
-            task_file = TaskmasterFile(path, text, data)
+            task_file = TaskmasterFile(path, text, data, tag)
     else:
         task_file = ChecklistFile(path, text)
     task_file.validate()

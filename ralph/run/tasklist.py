@@ -15,9 +15,6 @@ marked as added during the run.
 from __future__ import annotations
 
 import contextlib
-import json
-import sqlite3
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,11 +22,9 @@ from ..errors import RalphError, UsageError
 from ..events import Bus
 from . import taskfiles, tasks
 from .gate import VERIFY_TAIL_LINES
+from .taskpins import PINNED_FIELDS, Committed, Pinned, base_pins, pins_of
 
 RunCommand = Callable[[str], tuple[int, str]]
-# A task's acceptance as the run began, by id: its title and its verify command.
-Pinned = dict[str, dict[str, str]]
-PINNED_FIELDS = ("title", "verify")
 ADDED = "added during the run, not in the task file it began with: its verify was not run"
 
 SYSTEM_PROMPT = """\
@@ -88,14 +83,15 @@ class TaskQueue:
         path: Path,
         max_failures: int,
         bus: Bus,
-        trusted: tuple[str, dict[str, tuple[str, str]]] | None = None,
+        trusted: tuple[Committed, dict[str, tuple[str, str]]] | None = None,
         pinned: Pinned | None = None,
     ) -> None:
-        """`trusted`, for a resumed run: the task file as the run began (its base commit's
-        text) and the statuses the runner set since (the journal's task_ended events). The
-        file in the tree is the agent's: an iteration cut short may have left its edits.
-        `pinned`, for a resumed run: the tasks' titles and verify commands as the run began
-        (the journal's `task_list`, see `recorded_task_list`)."""
+        """`trusted`, for a resumed run: the task file as the run began (at its base commit,
+        `taskpins.committed_file`) and the statuses the runner set since (the journal's
+        task_ended events). The file in the tree is the agent's: an iteration cut short may
+        have left its edits. `pinned`, for a resumed run: the tasks' titles and verify
+        commands as the run began (the journal's `task_list`, `taskpins.recorded_task_list`);
+        without it, the base commit's, and a UsageError when that cannot be read."""
         self.path = path
         # Where the file's folder really is: the agent could swap a folder on the way for a
         # link (.taskmaster/tasks -> ~/somewhere), and the runner writes outside the sandbox.
@@ -103,28 +99,32 @@ class TaskQueue:
         self.max_failures = max_failures
         self.bus = bus
         self._notes: list[str] = []  # warnings to give once the run has started
+        # A tagged Taskmaster file: the tag as the run began (the base commit's state.json on
+        # resume), not one the agent names in the tree's .taskmaster/state.json.
+        self.tag: str | None = trusted[0].tag if trusted is not None else None
+        self.announce = pinned is None  # task_list goes into the journal at the first start()
+        # What judges each task: the operator's file as the run began, never the agent's edits.
+        # A run from before the journal recorded it: the file at its base commit, or refused.
+        if pinned is None and trusted is not None:
+            pinned = base_pins(trusted[0])
         try:
-            self.file = taskfiles.load(path)
+            self.file = taskfiles.load(path, self.tag)
         except UsageError as exc:
-            if trusted is None:
+            if trusted is None or not trusted[0].text:
                 raise
             self.check_folder()
-            tasks.write_text(path, trusted[0])
-            self.file = taskfiles.load(path)
+            tasks.write_text(path, trusted[0].text)
+            self.file = taskfiles.load(path, self.tag)
             self._notes.append(
                 f"the task file was made unreadable ({exc}); the run's copy restored"
             )
+        self.tag = getattr(self.file, "tag", None)  # every later reading of the file: this one
         # The statuses the runner stands by: as the file had them at the start, then its own.
         self.recorded = {t.id: (t.status, t.reason) for t in self.file.tasks}
         if trusted is not None:
-            self.recorded.update(_statuses(path, trusted[0]))
+            self.recorded.update(trusted[0].statuses())
             self.recorded.update(trusted[1])
-        # What judges each task: the operator's file as the run began, never the agent's edits.
-        # A run from before the journal recorded it: the file at its base commit, else as now.
-        self.announce = pinned is None  # task_list goes into the journal at the first start()
-        if pinned is None and trusted is not None:
-            pinned = _acceptance(path, trusted[0]) or None
-        self.pinned: Pinned = pinned if pinned is not None else _pinned(self.file)
+        self.pinned: Pinned = pinned if pinned is not None else pins_of(self.file)
         self._noted: set[tuple[str, ...]] = set()  # agent edits already warned about
         for task in self.file.tasks:  # warned about at the first start(), once the run is on
             self._pin(self.file, task, warn=False)
@@ -152,7 +152,7 @@ class TaskQueue:
         """Read the file as the agent left it and put the runner's statuses back."""
         self.check_folder()
         try:
-            fresh = taskfiles.load(self.path)
+            fresh = taskfiles.load(self.path, self.tag)
         except UsageError as exc:
             self._warn(f"the task file was made unreadable ({exc}); the runner's copy restored")
             tasks.write_text(self.path, self.file.text)
@@ -338,50 +338,3 @@ class TaskQueue:
             f"all {len(self.file.tasks)} tasks closed ({count.get('done', 0)} done, "
             f"{count.get('blocked', 0)} blocked, {other} deferred{more})"
         )
-
-
-def recorded_task_list(conn: sqlite3.Connection, run_id: str) -> Pinned | None:
-    """The tasks' titles and verify commands as run `run_id` began (its first `task_list`
-    event); None for a run that recorded none."""
-    row = conn.execute(
-        "SELECT data FROM events WHERE run_id = ? AND name = 'task_list' ORDER BY id LIMIT 1",
-        (run_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    found = json.loads(row[0] or "{}").get("tasks")
-    if not isinstance(found, dict):
-        return None
-    return {
-        str(task_id): {name: str(fields.get(name) or "") for name in PINNED_FIELDS}
-        for task_id, fields in found.items()
-        if isinstance(fields, dict)
-    }
-
-
-def _pinned(task_file: tasks.TaskFile) -> Pinned:
-    return {t.id: {name: str(getattr(t, name)) for name in PINNED_FIELDS} for t in task_file.tasks}
-
-
-def _statuses(path: Path, text: str) -> dict[str, tuple[str, str]]:
-    """The statuses of a task file's `text` (read as if it were at `path`); none when it is
-    not a task file."""
-    loaded = _load_text(path, text)
-    return {t.id: (t.status, t.reason) for t in loaded.tasks} if loaded else {}
-
-
-def _acceptance(path: Path, text: str) -> Pinned:
-    """The titles and verify commands of a task file's `text`; none when it is not one."""
-    loaded = _load_text(path, text)
-    return _pinned(loaded) if loaded else {}
-
-
-def _load_text(path: Path, text: str) -> tasks.TaskFile | None:
-    """A task file's `text`, read as if it were at `path`; None when it is not a task file."""
-    with tempfile.TemporaryDirectory(prefix="ralph-tasks-") as tmp:
-        copy = Path(tmp) / path.name
-        copy.write_text(text, encoding="utf-8")
-        try:
-            return taskfiles.load(copy)
-        except UsageError:
-            return None

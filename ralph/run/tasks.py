@@ -4,7 +4,8 @@ This module is the format-free part: `Task`, the tags an agent reports a task wi
 `TaskFile`, which picks the next task (dependencies done, then priority, then order), blocks
 tasks that can never start, and rejects duplicate ids, unknown dependencies and cycles. The
 readers and writers of the three file formats (Taskmaster `tasks.json`, snarktank `prd.json`,
-a Markdown checklist) and `load`, which tells them apart, are in `taskfiles`.
+a Markdown checklist, the last in `taskchecklist`) and `load`, which tells them apart, are in
+`taskfiles`.
 
 Any task may carry `verify`, a command the runner runs before it accepts `<task-done>`. Prose
 such as Taskmaster's `testStrategy` is shown to the agent and never executed.

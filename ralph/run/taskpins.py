@@ -1,0 +1,98 @@
+"""What judges the tasks of a task-list run (`--tasks`), and where the runner takes it from.
+
+A task's title and `verify` command are the operator's: they are pinned as the run begins
+(`Pinned`, from the task file as it stands then) and recorded in the journal as `task_list`,
+which a resume reads back (`recorded_task_list`). Where the journal has none (a run recorded
+before pinning existed), they come from the task file as the run's base commit has it
+(`committed_file`): never from the file in the tree, which the agent may have edited, and
+never through a copy outside the repository (a tagged Taskmaster file takes its current tag
+from that commit's `.taskmaster/state.json`). When that cannot be read the run is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..errors import UsageError
+from ..git import gitrun
+from . import taskfiles, tasks
+
+# A task's acceptance as the run began, by id: its title and its verify command.
+Pinned = dict[str, dict[str, str]]
+PINNED_FIELDS = ("title", "verify")
+
+
+@dataclass
+class Committed:
+    """A task file as a commit has it."""
+
+    text: str | None  # None when the commit has no such file
+    file: tasks.TaskFile | None  # None: none, or not a readable task file (`problem`)
+    problem: str = ""
+    tag: str = ""  # the current tag of the commit's .taskmaster/state.json ('' for none)
+
+    def statuses(self) -> dict[str, tuple[str, str]]:
+        return {t.id: (t.status, t.reason) for t in self.file.tasks} if self.file else {}
+
+
+def blob(repo: Path, rev: str, path: str) -> str | None:
+    """A file as commit `rev` has it (never through the working tree); None when it has none."""
+    done = gitrun.run(repo, "cat-file", "blob", f"{rev}:{path}", check=False)
+    if done.returncode != 0:
+        return None
+    return bytes(done.stdout).decode("utf-8", "replace")
+
+
+def committed_file(repo: Path, rev: str, relative: Path | str) -> Committed:
+    """Task file `relative` (to the repository) as commit `rev` has it, read as the task file
+    at `repo / relative`, with the current tag that commit's .taskmaster/state.json names."""
+    name = PurePosixPath(Path(relative).as_posix())
+    text = blob(repo, rev, str(name))
+    if text is None:
+        return Committed(None, None, f"{name} is not in commit {rev[:12]}")
+    state = (name.parent.parent / "state.json").as_posix()  # .taskmaster/state.json
+    tag = taskfiles.current_tag(blob(repo, rev, state)) if name.suffix == ".json" else ""
+    try:
+        return Committed(text, taskfiles.parse(repo / name, text, tag), tag=tag)
+    except UsageError as exc:
+        return Committed(text, None, f"{name} at commit {rev[:12]}: {exc.message}", tag)
+
+
+def pins_of(task_file: tasks.TaskFile) -> Pinned:
+    """The titles and verify commands of a task file's tasks."""
+    return {t.id: {name: str(getattr(t, name)) for name in PINNED_FIELDS} for t in task_file.tasks}
+
+
+def base_pins(base: Committed) -> Pinned:
+    """What a resumed run that recorded no `task_list` stands by: the task file at its base
+    commit; a UsageError (exit 2) when that cannot be read, rather than pin the file the agent
+    left in the tree."""
+    if base.file is None:
+        raise UsageError(
+            "cannot resume: the journal has no record of the tasks' verify commands as the run "
+            f"began, and the task file at its base commit cannot be read ({base.problem}); "
+            "start a new run"
+        )
+    return pins_of(base.file)
+
+
+def recorded_task_list(conn: sqlite3.Connection, run_id: str) -> Pinned | None:
+    """The tasks' titles and verify commands as run `run_id` began (its first `task_list`
+    event); None for a run that recorded none."""
+    row = conn.execute(
+        "SELECT data FROM events WHERE run_id = ? AND name = 'task_list' ORDER BY id LIMIT 1",
+        (run_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    found = json.loads(row[0] or "{}").get("tasks")
+    if not isinstance(found, dict):
+        return None
+    return {
+        str(task_id): {name: str(fields.get(name) or "") for name in PINNED_FIELDS}
+        for task_id, fields in found.items()
+        if isinstance(fields, dict)
+    }
