@@ -172,8 +172,8 @@ def test_a_campaign_runs_the_loops_on_one_branch_then_fixes_the_tasks_they_filed
     assert "| security | completed: promise SECURITY_AUDIT_COMPLETE accepted | 1 |" in phases
     assert "| reliability | max_iterations: reached --max-iterations 2 without" in phases
     assert (
-        "| remediate | completed: all 2 tasks closed (1 done, 1 blocked, 0 deferred) | 2 |"
-        in phases
+        "| remediate | completed: all 2 tasks closed (1 done, 1 blocked, 0 deferred; 2 filed "
+        "by the campaign's agents, with their own verify) | 2 |" in phases
     )
     assert "The hardening document's 40 items:" in report
     assert "| Secrets rotated and vaulted | security | became task: SEC-002 (blocked) |" in report
@@ -182,7 +182,8 @@ def test_a_campaign_runs_the_loops_on_one_branch_then_fixes_the_tasks_they_filed
     assert "| Penetration test completed | security | done |" in report
     sec1 = next(line for line in report.splitlines() if line.startswith("| SEC-001 |"))
     first_fix = git(repo, "rev-parse", f"{branch}~1")
-    assert f"| done | `{first_fix[:8]}` |" in sec1
+    assert f"| done: filed by the campaign's agents: its verify is the agents', not the " \
+        f"operator's | `{first_fix[:8]}` |" in sec1  # fmt: skip
     assert any("phase reliability stopped at max iterations" in line for line in echoed)
 
 

@@ -33,6 +33,8 @@ from ..store.queries import LATEST
 from ..store.schema import db_path
 from . import taskfiles
 from .prompt import load_prompt
+from .taskpins import operator_file
+from .tasks import OPEN
 
 REMEDIATE = "remediate"
 # Where the audits file their tasks (the prompts say so): Taskmaster's list when the
@@ -161,14 +163,18 @@ def remediation_file(root: Path) -> str | None:
     return None
 
 
-def open_task_count(root: Path, name: str) -> int | None:
-    """How many open tasks the file has (None: it lists no task at all)."""
+def open_task_count(root: Path, name: str, base: str | None = None) -> int | None:
+    """How many open tasks the file has (None: it lists no task at all). `base`, the
+    campaign's base commit: the operator's tasks count with their status there (an audit
+    phase's agent that marks them done does not close them)."""
     try:
-        return len(taskfiles.load(root / name).open_tasks())
+        task_file = taskfiles.load(root / name)
     except UsageError as exc:
         if "no tasks found" in exc.message:
             return None
         raise
+    began = operator_file(root, base, name).statuses() if base else {}
+    return sum(began.get(t.id, (t.status, ""))[0] in OPEN for t in task_file.tasks)
 
 
 def report_dir(main_repo: Path, campaign_id: str) -> Path:

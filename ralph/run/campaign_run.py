@@ -120,7 +120,8 @@ class _Campaign:
         if phase == REMEDIATE and resume is None:
             root = self.root() if row.get("branch") else self.cfg.repo
             tasks_file = remediation_file(root)
-            open_count = open_task_count(root, tasks_file) if tasks_file else None
+            base = row.get("base_commit")
+            open_count = open_task_count(root, tasks_file, base) if tasks_file else None
             if not tasks_file or not open_count:
                 why = (
                     "no open remediation task"

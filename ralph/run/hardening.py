@@ -219,7 +219,7 @@ def gather(main_repo: Path, campaign_id: str) -> CampaignFacts | None:
                 "id": task.id,
                 "title": task.title,
                 "status": task.status,
-                "reason": task.reason,
+                "reason": task.reason or str(seen.get("reason") or ""),  # e.g. whose verify
                 "commit": seen.get("commit"),
                 "cost_usd": seen.get("cost_usd"),
             }

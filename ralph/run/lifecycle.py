@@ -36,10 +36,10 @@ from .guards import Guards
 from .loop import Loop
 from .signals import STOP
 from .tasklist import TaskQueue, task_path
-from .taskpins import committed_file, recorded_task_list
+from .taskpins import committed_file, operator_file, recorded_task_list
 
 if TYPE_CHECKING:
-    from .runner import ResumePoint
+    from .runner import PhaseLink, ResumePoint
 
 
 @dataclass
@@ -64,6 +64,7 @@ def open_run(
     run_id: str,
     observers: list[Observer] | None = None,
     resume: ResumePoint | None = None,
+    phase: PhaseLink | None = None,
 ) -> Iterator[Run]:
     """Everything a run holds, in one ExitStack: its locks, workspace, journal, observers,
     tools, agent and gate checkout. How to let go of each is registered as soon as it is
@@ -156,7 +157,13 @@ def open_run(
                 pinned = recorded_task_list(journal.conn, run_id)  # verify lines as it began
                 if resume.tasks is not None:  # kept outside this journal (a fleet's workflow)
                     trusted, pinned = (began, resume.tasks.statuses), resume.tasks.pinned or pinned
-            loop.tasks = TaskQueue(path, cfg.task_failures, bus, trusted, pinned)
+            # A campaign's later phase: the operator's tasks as the campaign began, not as its
+            # audit phases' agents left them.
+            campaign = journal.get_campaign(phase.campaign_id) if phase else None
+            operator = None
+            if campaign and campaign.get("base_commit"):
+                operator = operator_file(workspace.root, campaign["base_commit"], relative)
+            loop.tasks = TaskQueue(path, cfg.task_failures, bus, trusted, pinned, operator)
             if resume and resume.tasks is not None:
                 loop.tasks.restore(resume.tasks.failures, resume.tasks.feedback)
             elif resume:  # failures in a row go on counting across a resume

@@ -85,7 +85,7 @@ def execute(
         Bus("", observers or []).close()  # the run did not start: its observers end here
         raise
     run_id = resume.run_id if resume else new_run_id()
-    with lifecycle.open_run(cfg, model, run_id, observers, resume) as run:
+    with lifecycle.open_run(cfg, model, run_id, observers, resume, phase) as run:
         workspace = run.workspace
         started = dict(
             prompt=cfg.prompt_source,

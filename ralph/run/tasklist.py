@@ -9,7 +9,9 @@ taken from the task file as the run began (recorded in the journal as `task_list
 resume reads back); an agent's edit to them is undone with a warning, in the file the runner
 commits too, so no later run from the branch pins the agent's. A task the agent adds may be
 worked, but its `verify` is the agent's own and is not run: it closes on the agent's word,
-marked as added during the run.
+marked as added during the run. In a campaign's remediate phase the operator's tasks are
+pinned from the campaign's base commit, and those the audit phases filed are marked as the
+agents' (see `taskpins`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,17 @@ from ..errors import RalphError, UsageError
 from ..events import Bus
 from . import taskfiles, tasks
 from .gate import VERIFY_TAIL_LINES
-from .taskpins import PINNED_FIELDS, Committed, Pinned, base_pins, pins_of
+from .taskpins import (
+    AGENTS,
+    BY,
+    FILED,
+    PINNED_FIELDS,
+    Committed,
+    Pinned,
+    base_pins,
+    campaign_pins,
+    pins_of,
+)
 
 RunCommand = Callable[[str], tuple[int, str]]
 ADDED = "added during the run, not in the task file it began with: its verify was not run"
@@ -85,13 +97,16 @@ class TaskQueue:
         bus: Bus,
         trusted: tuple[Committed, dict[str, tuple[str, str]]] | None = None,
         pinned: Pinned | None = None,
+        operator: Committed | None = None,
     ) -> None:
         """`trusted`, for a resumed run: the task file as the run began (at its base commit,
         `taskpins.committed_file`) and the statuses the runner set since (the journal's
         task_ended events). The file in the tree is the agent's: an iteration cut short may
         have left its edits. `pinned`, for a resumed run: the tasks' titles and verify
         commands as the run began (the journal's `task_list`, `taskpins.recorded_task_list`);
-        without it, the base commit's, and a UsageError when that cannot be read."""
+        without it, the base commit's, and a UsageError when that cannot be read.
+        `operator`, for a campaign's later phase: the task file at the campaign's base commit,
+        whose tasks' title, verify and status stand over what the audit phases left."""
         self.path = path
         # Where the file's folder really is: the agent could swap a folder on the way for a
         # link (.taskmaster/tasks -> ~/somewhere), and the runner writes outside the sandbox.
@@ -105,8 +120,7 @@ class TaskQueue:
         self.announce = pinned is None  # task_list goes into the journal at the first start()
         # What judges each task: the operator's file as the run began, never the agent's edits.
         # A run from before the journal recorded it: the file at its base commit, or refused.
-        if pinned is None and trusted is not None:
-            pinned = base_pins(trusted[0])
+        began = base_pins(trusted[0]) if pinned is None and trusted is not None else None
         try:
             self.file = taskfiles.load(path, self.tag)
         except UsageError as exc:
@@ -123,8 +137,22 @@ class TaskQueue:
         self.recorded = {t.id: (t.status, t.reason) for t in self.file.tasks}
         if trusted is not None:
             self.recorded.update(trusted[0].statuses())
+        if operator is not None:  # not an audit agent's "done" on an operator's task
+            theirs = operator.statuses()
+            self.recorded.update({t.id: theirs[t.id] for t in self.file.tasks if t.id in theirs})
+        if trusted is not None:
             self.recorded.update(trusted[1])
-        self.pinned: Pinned = pinned if pinned is not None else pins_of(self.file)
+        if pinned is None:
+            pinned = began or pins_of(self.file)
+            if operator is not None:
+                pinned = campaign_pins(pinned, operator.file)
+                filed = [i for i, pin in pinned.items() if pin.get(BY) == AGENTS]
+                if filed:
+                    self._notes.append(
+                        f"task(s) {', '.join(filed)} were filed by the campaign's agents: their "
+                        "verify commands are the agents' own, not the operator's"
+                    )
+        self.pinned: Pinned = pinned
         self._noted: set[tuple[str, ...]] = set()  # agent edits already warned about
         for task in self.file.tasks:  # warned about at the first start(), once the run is on
             self._pin(self.file, task, warn=False)
@@ -274,12 +302,12 @@ class TaskQueue:
         elif task.verify:
             code, output = run_command(task.verify)
             if code == 0:
-                self._close(task.id, "done")
+                self._close(task.id, "done", self._mark(task.id))
             else:
                 tail = "\n".join(output.rstrip().splitlines()[-VERIFY_TAIL_LINES:])
                 problem = f"its verify command `{task.verify}` exited {code}:\n{tail}"
         else:
-            self._close(task.id, "done", "" if task.id in self.pinned else ADDED)
+            self._close(task.id, "done", self._mark(task.id))
         self.feedback = None
         if problem:
             count = self.failures.get(task.id, 0) + 1
@@ -303,6 +331,11 @@ class TaskQueue:
                 )
         self._settle_unreachable()
         self._save()
+
+    def _mark(self, task_id: str) -> str:
+        """What a done task's record says of whose verify judged it ('' the operator's)."""
+        pin = self.pinned.get(task_id)
+        return ADDED if pin is None else FILED if pin.get(BY) == AGENTS else ""
 
     def _close(self, task_id: str, status: str, reason: str = "") -> None:
         self._set(task_id, status, reason)
@@ -334,6 +367,8 @@ class TaskQueue:
         other = len(self.file.tasks) - count.get("done", 0) - count.get("blocked", 0)
         added = sum(t.id not in self.pinned for t in self.file.tasks)
         more = f"; {added} added during the run, not verified" if added else ""
+        filed = sum(self._mark(t.id) == FILED for t in self.file.tasks)
+        more += f"; {filed} filed by the campaign's agents, with their own verify" if filed else ""
         return (
             f"all {len(self.file.tasks)} tasks closed ({count.get('done', 0)} done, "
             f"{count.get('blocked', 0)} blocked, {other} deferred{more})"

@@ -7,6 +7,11 @@ before pinning existed), they come from the task file as the run's base commit h
 (`committed_file`): never from the file in the tree, which the agent may have edited, and
 never through a copy outside the repository (a tagged Taskmaster file takes its current tag
 from that commit's `.taskmaster/state.json`). When that cannot be read the run is refused.
+
+A hardening campaign's remediate phase is a new run after the audit phases, whose agents may
+have edited the task file: the tasks the operator's file had at the campaign's base commit
+are pinned from there, title, verify and status (`campaign_pins`, `operator_file`); the tasks
+the audits filed carry the agents' own verify and are marked so (`BY`: `AGENTS`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from . import taskfiles, tasks
 # A task's acceptance as the run began, by id: its title and its verify command.
 Pinned = dict[str, dict[str, str]]
 PINNED_FIELDS = ("title", "verify")
+# In a task's pin: who wrote its verify, when not the operator (a campaign's audit phases).
+BY, AGENTS = "by", "agents"
+FILED = "filed by the campaign's agents: its verify is the agents', not the operator's"
 
 
 @dataclass
@@ -79,6 +87,27 @@ def base_pins(base: Committed) -> Pinned:
     return pins_of(base.file)
 
 
+def operator_file(repo: Path, rev: str, relative: Path | str) -> Committed:
+    """A campaign's task file as the operator had it (at the campaign's base commit `rev`);
+    a UsageError when it is there but cannot be read (rather than pin the agents' edits)."""
+    found = committed_file(repo, rev, relative)
+    if found.text is not None and found.file is None:
+        raise UsageError(
+            f"the task file as the campaign began cannot be read ({found.problem}); the "
+            "operator's verify commands cannot be told from the audit phases' edits: fix it "
+            "on the campaign's base, then start a new campaign"
+        )
+    return found
+
+
+def campaign_pins(now: Pinned, operator: tasks.TaskFile | None) -> Pinned:
+    """The pins of a campaign's remediate phase, from those of the file as it starts (`now`):
+    the operator's tasks (in `operator`, the file at the campaign's base commit) as the
+    operator wrote them; the others, which the audit phases filed, marked as the agents'."""
+    theirs = pins_of(operator) if operator is not None else {}
+    return {task_id: theirs.get(task_id) or {**pin, BY: AGENTS} for task_id, pin in now.items()}
+
+
 def recorded_task_list(conn: sqlite3.Connection, run_id: str) -> Pinned | None:
     """The tasks' titles and verify commands as run `run_id` began (its first `task_list`
     event); None for a run that recorded none."""
@@ -93,6 +122,7 @@ def recorded_task_list(conn: sqlite3.Connection, run_id: str) -> Pinned | None:
         return None
     return {
         str(task_id): {name: str(fields.get(name) or "") for name in PINNED_FIELDS}
+        | ({BY: AGENTS} if fields.get(BY) == AGENTS else {})
         for task_id, fields in found.items()
         if isinstance(fields, dict)
     }
