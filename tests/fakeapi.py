@@ -31,13 +31,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.fakeserver import FakeHandler, FakeServer
 
 Block = dict[str, Any]
 
@@ -172,7 +171,7 @@ class Recorded:
         return bool(isinstance(self.json, dict) and self.json.get("stream"))
 
 
-class FakeAPI:
+class FakeAPI(FakeServer):
     """The fake Messages API; use as a context manager, or call start() and stop()."""
 
     def __init__(
@@ -185,51 +184,13 @@ class FakeAPI:
         api_key: str | None = None,
         ping: bool = True,
     ) -> None:
-        self.default = default
-        self.responder = responder
+        super().__init__(default=default, responder=responder)
         self.auto_cache = auto_cache
         self.min_cache_tokens = min_cache_tokens
         self.api_key = api_key  # if set, other keys get 401
         self.ping = ping
-        self.requests: list[Recorded] = []
-        self.replies: list[Reply] = []
         self.usages: list[dict[str, int]] = []  # the usage each message reply reported
-        self.lock = threading.Lock()
-        self.released = threading.Event()
         self._cache: set[str] = set()
-        self._ids = itertools.count(1)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        self.server.fake = self  # type: ignore[attr-defined]
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> FakeAPI:
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> FakeAPI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def add(self, *replies: Reply) -> FakeAPI:
-        """Queue replies, answered in order to the next requests."""
-        with self.lock:
-            self.replies.extend(replies)
-        return self
-
-    def release(self) -> None:
-        """Let every hanging `Stall(None)` / `stall_after` go on."""
-        self.released.set()
 
     @property
     def bodies(self) -> list[Any]:
@@ -238,20 +199,8 @@ class FakeAPI:
 
     # --- request handling (server threads) -------------------------------------------------
 
-    def next_reply(self, req: Recorded) -> Reply:
-        with self.lock:
-            self.requests.append(req)
-            if self.replies:
-                return self.replies.pop(0)
-        if self.responder is not None:
-            return self.responder(req)
-        if self.default is not None:
-            return self.default
-        n = len(self.requests)
+    def unscripted(self, n: int) -> Reply:
         return HTTPError(400, message=f"fakeapi: no reply scripted for request #{n}")
-
-    def new_id(self, prefix: str) -> str:
-        return f"{prefix}_fake{next(self._ids):06d}"
 
     def usage_for(
         self, body: dict[str, Any], reply: Message, content: list[Block]
@@ -407,16 +356,13 @@ def _block_events(index: int, block: Block) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 60  # an idle keep-alive connection ends after this
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-        pass
-
+class _Handler(FakeHandler):
     @property
     def api(self) -> FakeAPI:
         return self.server.fake  # type: ignore[attr-defined,no-any-return]
+
+    def extra_headers(self) -> dict[str, str]:
+        return {"request-id": self.api.new_id("req")}
 
     def do_GET(self) -> None:
         self._json(404, _error_body("not_found_error", f"fakeapi: no route {self.path}"))
@@ -486,35 +432,11 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # the client went away (e.g. it timed out during a stall)
             self.close_connection = True
 
-    def _chunk(self, payload: str) -> None:
-        data = payload.encode()
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
-
-    def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
-        raw = json.dumps(data).encode()
-        try:
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(raw)))
-            self.send_header("request-id", self.api.new_id("req"))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(raw)
-        except OSError:
-            self.close_connection = True
-
     def _wait(self, seconds: float | None) -> None:
         self.api.released.wait(seconds)
 
-    def _drop(self) -> None:
-        self.close_connection = True
-        try:
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+
+FakeAPI.handler = _Handler
 
 
 def _bearer(headers: dict[str, str]) -> str | None:

@@ -19,17 +19,13 @@ Failures: `HTTPError` (status, JSON body, headers), `Stall` (hang until `release
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
-import socket
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.fakeserver import FakeHandler, FakeServer
 
 Item = dict[str, Any]
 
@@ -96,45 +92,10 @@ class Recorded:
     at: float
 
 
-class FakeResponses:
+class FakeResponses(FakeServer):
     """The fake Responses API; a context manager, or start() and stop()."""
 
-    def __init__(
-        self, *, default: Reply | None = None, responder: Callable[[Recorded], Reply] | None = None
-    ) -> None:
-        self.default = default
-        self.responder = responder
-        self.requests: list[Recorded] = []
-        self.replies: list[Reply] = []
-        self.lock = threading.Lock()
-        self.released = threading.Event()
-        self._ids = itertools.count(1)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        self.server.fake = self  # type: ignore[attr-defined]
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def start(self) -> FakeResponses:
-        thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> FakeResponses:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def add(self, *replies: Reply) -> FakeResponses:
-        with self.lock:
-            self.replies.extend(replies)
-        return self
+    url_path = "/v1"
 
     def codex_config(self, model: str = "gpt-fake") -> str:
         """A Codex config.toml whose model provider is this server (no retries: a test's
@@ -146,19 +107,8 @@ class FakeResponses:
             "check_for_update_on_startup = false\n\n[analytics]\nenabled = false\n"
         )
 
-    def next_reply(self, req: Recorded) -> Reply:
-        with self.lock:
-            self.requests.append(req)
-            if self.replies:
-                return self.replies.pop(0)
-        if self.responder is not None:
-            return self.responder(req)
-        if self.default is not None:
-            return self.default
-        return HTTPError(400, {"error": {"message": f"no reply for request #{len(self.requests)}"}})
-
-    def new_id(self, prefix: str) -> str:
-        return f"{prefix}_fake{next(self._ids):06d}"
+    def unscripted(self, n: int) -> Reply:
+        return HTTPError(400, {"error": {"message": f"no reply for request #{n}"}})
 
 
 def _events(api: FakeResponses, body: dict[str, Any], reply: Response) -> list[dict[str, Any]]:
@@ -258,13 +208,7 @@ def _item(api: FakeResponses, spec: Item, index: int) -> tuple[Item, list[dict[s
     return item, deltas
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 60
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class _Handler(FakeHandler):
     @property
     def api(self) -> FakeResponses:
         return self.server.fake  # type: ignore[attr-defined,no-any-return]
@@ -307,28 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
-    def _chunk(self, payload: str) -> None:
-        data = payload.encode()
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
 
-    def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
-        raw = json.dumps(data).encode()
-        try:
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(raw)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(raw)
-        except OSError:
-            self.close_connection = True
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
+FakeResponses.handler = _Handler
 
 
 def write_codex_home(path: Path, api: FakeResponses, model: str = "gpt-fake") -> Path:
