@@ -217,12 +217,7 @@ class _Handler(FakeHandler):
         self._json(404, {"error": {"message": f"no route {self.path}"}})
 
     def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-        try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            data = None
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        raw, data, headers = self._read()
         req = Recorded(self.path, headers, raw, data, time.monotonic())
         if self.path.split("?")[0] != "/v1/responses":
             self.api.requests.append(req)

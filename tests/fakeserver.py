@@ -93,6 +93,15 @@ class FakeHandler(BaseHTTPRequestHandler):
         """Headers every JSON answer carries (the Messages API's request-id)."""
         return {}
 
+    def _read(self) -> tuple[bytes, Any, dict[str, str]]:
+        """The request's body, its JSON (None when it is none) and its lower-case headers."""
+        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            data = None
+        return raw, data, {k.lower(): v for k, v in self.headers.items()}
+
     def _chunk(self, payload: str) -> None:
         data = payload.encode()
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
