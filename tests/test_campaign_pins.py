@@ -11,7 +11,7 @@ from typing import Any
 
 from ralph.store.journal import Journal
 from tests.helpers import git
-from tests.test_campaign import audit_file, campaign_runs, step
+from tests.test_campaign import REMEDIATION, audit_file, campaign_runs, step
 from tests.test_campaign import harden as harden  # the fixture: a campaign on a fresh repository
 from tests.test_loop_runs import create
 
@@ -96,6 +96,8 @@ def test_remediate_judges_the_operators_tasks_by_the_campaigns_base_not_the_audi
     warned = [w["message"] for w in events(repo, run_id, "warning")]
     assert any("task(s) 3 were filed by the campaign's agents" in w for w in warned)
     assert any("task 1's verify was changed to `true`" in w for w in warned)
+    # The checklist the audit wrote (the gate's artifact) is a note, not tasks left unworked.
+    assert not any("created by the campaign's audit phases" in w for w in warned)
     # The branch has the operator's verify back; the report marks the agents' task.
     branch_tasks = json.loads(git(repo, "show", f"{result.branch}:{TASKS}"))["tasks"]
     assert branch_tasks[0]["verify"] == AUTH
@@ -120,3 +122,45 @@ def test_remediate_is_not_skipped_when_an_audit_marked_the_operators_tasks_done(
     run_id = campaign_runs(repo, result.campaign_id)[-1]["id"]
     ended = {e["id"]: e["status"] for e in events(repo, run_id, "task_ended")}
     assert ended == {"1": "blocked", "2": "done"}
+
+
+CHECKLIST = "sdlc/remediation-tasks.md"
+
+
+def checklist_repo(harden: Any) -> Path:
+    """The operator's tasks in the Markdown checklist, committed before the campaign."""
+    repo: Path = harden.repo
+    (repo / CHECKLIST).parent.mkdir(parents=True)
+    (repo / CHECKLIST).write_text(REMEDIATION)
+    git(repo, "add", CHECKLIST)
+    git(repo, "commit", "-qm", "the operator's tasks")
+    return repo
+
+
+def test_an_audit_that_creates_a_taskmaster_file_does_not_steer_remediate_off_the_operators(
+    harden: Any,
+) -> None:
+    """The operator's tasks are in the checklist at the campaign's base; the security phase's
+    agent creates .taskmaster/tasks/tasks.json (which remediate would take first): remediate
+    still works the operator's checklist, and says the other file's tasks are not worked."""
+    checklist_repo(harden)
+    path, text = audit_file("security")
+    decoy = {"tasks": [{"id": 1, "title": "Nothing to see", "status": "pending"}]}
+    security = [step([create(path, text), create(TASKS, json.dumps(decoy))],
+                     "Audited. <promise>SECURITY_AUDIT_COMPLETE</promise>")]  # fmt: skip
+    remediate = [
+        step([create("limit.py")], "Limited. <task-done>SEC-001</task-done>"),
+        ["Rotated. <task-done>SEC-002</task-done>"],
+    ]
+    result, repo, _, _ = harden({"security": security, "remediate": remediate},
+                                phases="security,remediate", phase_max_iterations=2)  # fmt: skip
+    run_id = campaign_runs(repo, result.campaign_id)[-1]["id"]
+    ended = {e["id"]: e["status"] for e in events(repo, run_id, "task_ended")}
+    assert ended == {"SEC-001": "done", "SEC-002": "done"}
+    assert result.phases[-1].status == "completed"
+    warned = [w["message"] for w in events(repo, run_id, "warning")]
+    assert any(f"{TASKS} was created by the campaign's audit phases" in w for w in warned)
+    assert f"{TASKS}, created by the audit phases, not worked" in result.phases[-1].reason
+    report = result.report.read_text()
+    assert f"From `{CHECKLIST}` on the branch." in report
+    assert "Nothing to see" not in report

@@ -33,14 +33,10 @@ from ..store.queries import LATEST
 from ..store.schema import db_path
 from . import taskfiles
 from .prompt import load_prompt
-from .taskpins import operator_file
+from .taskpins import CHECKLIST_FILE, TASKMASTER_FILE, operator_file, operators_choice
 from .tasks import OPEN
 
 REMEDIATE = "remediate"
-# Where the audits file their tasks (the prompts say so): Taskmaster's list when the
-# repository uses Taskmaster, else the Markdown checklist.
-TASKMASTER_FILE = ".taskmaster/tasks/tasks.json"
-CHECKLIST_FILE = "sdlc/remediation-tasks.md"
 CAMPAIGNS_DIR = "campaigns"
 CAMPAIGN_PREFIX = "harden-"  # campaign ids: harden-<time>-<random>, apart from run ids  # .ralph/campaigns/<id>/report.md
 SKIPPED = "skipped"  # a phase's outcome, not a run's status: remediate with no task filed
@@ -154,9 +150,14 @@ def phase_config(cfg: RunConfig, phase: str, tasks_file: str | None = None) -> R
     return phase_cfg
 
 
-def remediation_file(root: Path) -> str | None:
-    """The task list the audits filed, as the branch has it in `root`: Taskmaster's when the
-    repository uses Taskmaster, else the Markdown checklist; None when there is none."""
+def remediation_file(root: Path, base: str | None = None) -> str | None:
+    """The task list remediate works: the one of the two the operator had at the campaign's
+    base commit `base` (an audit phase's agent that creates the other does not steer it
+    away); else the one the audits filed, as the branch has it in `root`: Taskmaster's when
+    the repository uses Taskmaster, else the Markdown checklist; None when there is none."""
+    chosen = operators_choice(root, base) if base else None
+    if chosen:
+        return chosen
     for name in (TASKMASTER_FILE, CHECKLIST_FILE):
         if (root / name).is_file() and not (root / name).is_symlink():
             return name

@@ -29,10 +29,8 @@ from ..store.journal import Journal
 from ..store.locks import take_lock
 from .campaign import (
     CAMPAIGN_PREFIX,
-    CHECKLIST_FILE,
     REMEDIATE,
     SKIPPED,
-    TASKMASTER_FILE,
     CampaignResult,
     PhaseOutcome,
     find_campaign,
@@ -48,6 +46,7 @@ from .hardening import write_campaign_report
 from .preflight import check_pr
 from .resume import new_budgets, raise_budgets, resume_config
 from .runner import PhaseLink, ResumePoint, execute, new_run_id
+from .taskpins import CHECKLIST_FILE, TASKMASTER_FILE, operator_file
 
 # A phase that ends so goes on to the next phase (it ended without its promise: reported;
 # --stop-on-failure stops there instead); any other status stops the campaign.
@@ -119,8 +118,8 @@ class _Campaign:
         tasks_file = None
         if phase == REMEDIATE and resume is None:
             root = self.root() if row.get("branch") else self.cfg.repo
-            tasks_file = remediation_file(root)
             base = row.get("base_commit")
+            tasks_file = remediation_file(root, base)
             open_count = open_task_count(root, tasks_file, base) if tasks_file else None
             if not tasks_file or not open_count:
                 why = (
@@ -129,6 +128,13 @@ class _Campaign:
                     else f"no remediation task filed (neither {TASKMASTER_FILE} nor "
                     f"{CHECKLIST_FILE} lists one)"
                 )
+                ignored = (
+                    operator_file(root, base, tasks_file).ignored if base and tasks_file else ""
+                )
+                if ignored:  # the other file, which the audit phases created
+                    why += (
+                        f" in {tasks_file}; {ignored}, created by the audit phases, is not worked"
+                    )
                 return self._skipped(phase, why)
         link = PhaseLink(self.campaign_id, phase)
         limit, changed = self.first_limit, self.budgets_changed

@@ -20,9 +20,9 @@ from ..git import gitrun
 from ..store.journal import Journal
 from ..views.markdown import code
 from ..views.report_md import cell
-from .campaign import CHECKLIST_FILE, TASKMASTER_FILE, find_campaign, report_dir
+from .campaign import find_campaign, report_dir
 from .gate import _NA
-from .taskpins import blob, committed_file
+from .taskpins import CAMPAIGN_FILES, blob, committed_file, operators_choice
 
 # The four checklists of the hardening document ("Hardening Checklist"), each item with the
 # phase whose progress file has its box and a phrase of that box.
@@ -166,9 +166,11 @@ def _section_coverage(section: str, item: str, phase: str, phrase: str, text: st
 # --- reading the campaign's branch ---------------------------------------------------------
 
 
-def branch_tasks(repo: Path, rev: str) -> tuple[str | None, list[Any]]:
-    """The remediation task list at `rev`: its file name and tasks (ralph's Task objects)."""
-    for name in (TASKMASTER_FILE, CHECKLIST_FILE):
+def branch_tasks(repo: Path, rev: str, base: str | None = None) -> tuple[str | None, list[Any]]:
+    """The remediation task list at `rev`: its file name and tasks (ralph's Task objects); the
+    one the operator had at the campaign's base commit `base`, as remediate works it."""
+    chosen = operators_choice(repo, base) if base else None
+    for name in [chosen] if chosen else CAMPAIGN_FILES:
         found = committed_file(repo, rev, name)
         if found.text is not None:
             return name, found.file.tasks if found.file is not None else []
@@ -210,7 +212,7 @@ def gather(main_repo: Path, campaign_id: str) -> CampaignFacts | None:
     branch, base = row.get("branch"), row.get("base_commit")
     rev = f"refs/heads/{branch}" if branch else "HEAD"
     files = {path: blob(main_repo, rev, path) for path in PROGRESS_FILES.values()}
-    task_file, task_list = branch_tasks(main_repo, rev)
+    task_file, task_list = branch_tasks(main_repo, rev, base)
     tasks = []
     for task in task_list:
         seen = ended.get(task.id, {})

@@ -146,6 +146,12 @@ class TaskQueue:
             pinned = began or pins_of(self.file)
             if operator is not None:
                 pinned = campaign_pins(pinned, operator.file)
+                if operator.ignored:
+                    self._notes.append(
+                        f"{operator.ignored} was created by the campaign's audit phases; "
+                        f"remediate works {path.name}, the operator's task file as the campaign "
+                        f"began: the tasks in {operator.ignored} are not worked"
+                    )
                 filed = [i for i, pin in pinned.items() if pin.get(BY) == AGENTS]
                 if filed:
                     self._notes.append(
@@ -153,6 +159,7 @@ class TaskQueue:
                         "verify commands are the agents' own, not the operator's"
                     )
         self.pinned: Pinned = pinned
+        self.ignored = operator.ignored if operator is not None else ""
         self._noted: set[tuple[str, ...]] = set()  # agent edits already warned about
         for task in self.file.tasks:  # warned about at the first start(), once the run is on
             self._pin(self.file, task, warn=False)
@@ -369,6 +376,7 @@ class TaskQueue:
         more = f"; {added} added during the run, not verified" if added else ""
         filed = sum(self._mark(t.id) == FILED for t in self.file.tasks)
         more += f"; {filed} filed by the campaign's agents, with their own verify" if filed else ""
+        more += f"; {self.ignored}, created by the audit phases, not worked" if self.ignored else ""
         return (
             f"all {len(self.file.tasks)} tasks closed ({count.get('done', 0)} done, "
             f"{count.get('blocked', 0)} blocked, {other} deferred{more})"

@@ -11,7 +11,9 @@ from that commit's `.taskmaster/state.json`). When that cannot be read the run i
 A hardening campaign's remediate phase is a new run after the audit phases, whose agents may
 have edited the task file: the tasks the operator's file had at the campaign's base commit
 are pinned from there, title, verify and status (`campaign_pins`, `operator_file`); the tasks
-the audits filed carry the agents' own verify and are marked so (`BY`: `AGENTS`).
+the audits filed carry the agents' own verify and are marked so (`BY`: `AGENTS`). When the
+operator's file at that commit is one of the two a campaign files into (`CAMPAIGN_FILES`),
+remediate works that one, whatever other the audits created (`Committed.ignored` names it).
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ PINNED_FIELDS = ("title", "verify")
 # In a task's pin: who wrote its verify, when not the operator (a campaign's audit phases).
 BY, AGENTS = "by", "agents"
 FILED = "filed by the campaign's agents: its verify is the agents', not the operator's"
+# Where a campaign's audits file their tasks (the prompts say so): Taskmaster's list when the
+# repository uses Taskmaster, else the Markdown checklist.
+TASKMASTER_FILE = ".taskmaster/tasks/tasks.json"
+CHECKLIST_FILE = "sdlc/remediation-tasks.md"
+CAMPAIGN_FILES = (TASKMASTER_FILE, CHECKLIST_FILE)
 
 
 @dataclass
@@ -41,6 +48,9 @@ class Committed:
     file: tasks.TaskFile | None  # None: none, or not a readable task file (`problem`)
     problem: str = ""
     tag: str = ""  # the current tag of the commit's .taskmaster/state.json ('' for none)
+    # A campaign's other task file, which its audit phases created in the tree beside this
+    # one (the operator's): its tasks are not worked ('' for none).
+    ignored: str = ""
 
     def statuses(self) -> dict[str, tuple[str, str]]:
         return {t.id: (t.status, t.reason) for t in self.file.tasks} if self.file else {}
@@ -97,7 +107,27 @@ def operator_file(repo: Path, rev: str, relative: Path | str) -> Committed:
             "operator's verify commands cannot be told from the audit phases' edits: fix it "
             "on the campaign's base, then start a new campaign"
         )
+    name = PurePosixPath(Path(relative).as_posix()).as_posix()
+    if found.file is not None and name in CAMPAIGN_FILES:
+        other = next(n for n in CAMPAIGN_FILES if n != name)
+        if blob(repo, rev, other) is None and _lists_tasks(repo / other):
+            found.ignored = other
     return found
+
+
+def _lists_tasks(path: Path) -> bool:
+    """Whether `path` is a task file with tasks (the gate's checklist may be a note alone)."""
+    try:
+        return bool(taskfiles.load(path).tasks)
+    except UsageError:
+        return False
+
+
+def operators_choice(repo: Path, rev: str) -> str | None:
+    """Which of a campaign's two task files (`CAMPAIGN_FILES`) the operator had, as a readable
+    task file, at the campaign's base commit `rev` (None: neither): remediate works that one,
+    whatever the audit phases' agents created since."""
+    return next((n for n in CAMPAIGN_FILES if committed_file(repo, rev, n).file), None)
 
 
 def campaign_pins(now: Pinned, operator: tasks.TaskFile | None) -> Pinned:
