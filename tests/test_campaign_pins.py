@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ralph.run import taskfiles
+from ralph.run.taskpins import operators_back
 from ralph.store.journal import Journal
 from tests.helpers import git
 from tests.test_campaign import REMEDIATION, audit_file, campaign_runs, step
@@ -164,3 +166,85 @@ def test_an_audit_that_creates_a_taskmaster_file_does_not_steer_remediate_off_th
     report = result.report.read_text()
     assert f"From `{CHECKLIST}` on the branch." in report
     assert "Nothing to see" not in report
+
+
+def test_an_operators_task_an_audit_removed_is_put_back_and_worked(harden: Any) -> None:
+    """The security phase's agent rewrites the operator's checklist without SEC-002 (and with a
+    finding of its own): remediate puts SEC-002 back, as the operator wrote it, and works it."""
+    checklist_repo(harden)
+    path, text = audit_file("security")
+    edited = REMEDIATION.split("- [ ] SEC-002")[0] + "- [ ] SEC-010: Pin the base image\n"
+    security = [step([create(path, text), create(CHECKLIST, edited)],
+                     "Audited. <promise>SECURITY_AUDIT_COMPLETE</promise>")]  # fmt: skip
+    remediate = [
+        step([create("limit.py")], "Limited. <task-done>SEC-001</task-done>"),
+        ["Pinned. <task-done>SEC-010</task-done>"],
+        ["Rotated. <task-done>SEC-002</task-done>"],
+    ]
+    result, repo, _, _ = harden({"security": security, "remediate": remediate},
+                                phases="security,remediate", phase_max_iterations=3)  # fmt: skip
+    run_id = campaign_runs(repo, result.campaign_id)[-1]["id"]
+    ended = {e["id"]: e["status"] for e in events(repo, run_id, "task_ended")}
+    assert ended == {"SEC-001": "done", "SEC-010": "done", "SEC-002": "done"}
+    warned = [w["message"] for w in events(repo, run_id, "warning")]
+    assert any("task(s) SEC-002 of the operator's task file were removed" in w for w in warned)
+    on_branch = git(repo, "show", f"{result.branch}:{CHECKLIST}")
+    assert "- [x] SEC-002: Rotate the leaked key" in on_branch
+    assert "- [x] SEC-010: Pin the base image" in on_branch
+
+
+def test_an_operators_task_file_an_audit_deleted_is_restored_and_worked(harden: Any) -> None:
+    """The security phase's agent deletes the operator's .taskmaster/tasks/tasks.json:
+    remediate is not skipped; it restores the file from the campaign's base and works it."""
+    operator_repo(harden)
+    path, text = audit_file("security")
+    note = create(CHECKLIST, f"# Remediation tasks\n\nIn {TASKS}.\n")  # the gate's artifact
+    security = [step([create(path, text), note, {"bash": {"command": f"rm {TASKS}"}}],
+                     "Audited. <promise>SECURITY_AUDIT_COMPLETE</promise>")]  # fmt: skip
+    remediate = [
+        step([create("tests/test_auth.py")], "Checked. <task-done>1</task-done>"),
+        ["Logged. <task-done>2</task-done>"],
+    ]
+    result, repo, _, _ = harden({"security": security, "remediate": remediate},
+                                phases="security,remediate", phase_max_iterations=2)  # fmt: skip
+    assert [(o.phase, o.status) for o in result.phases] == [
+        ("security", "completed"), ("remediate", "completed"),
+    ]  # fmt: skip
+    run_id = campaign_runs(repo, result.campaign_id)[-1]["id"]
+    ended = {e["id"]: e["status"] for e in events(repo, run_id, "task_ended")}
+    assert ended == {"1": "done", "2": "done"}
+    warned = [w["message"] for w in events(repo, run_id, "warning")]
+    assert any("the operator's, as the campaign began, restored" in w for w in warned)
+    assert not any("created by the campaign's audit phases" in w for w in warned)  # a note alone
+    branch_tasks = json.loads(git(repo, "show", f"{result.branch}:{TASKS}"))["tasks"]
+    assert [(t["id"], t["status"], t.get("verify")) for t in branch_tasks] == [
+        (1, "done", AUTH), (2, "done", None),
+    ]  # fmt: skip
+
+
+def test_operators_back_puts_subtasks_and_parents_back_or_names_those_it_cannot(
+    tmp_path: Path,
+) -> None:
+    """Taskmaster: a removed subtask goes back under its parent, a removed parent with its
+    subtasks; a file an audit turned into another format cannot take them: named, not worked."""
+    path = tmp_path / "tasks.json"
+    began = {"tasks": [
+        {"id": 1, "title": "Auth", "subtasks": [{"id": 1, "title": "Token"},
+                                                {"id": 2, "title": "Expiry", "verify": AUTH}]},
+        {"id": 2, "title": "Logging", "subtasks": [{"id": 1, "title": "Failed logins"}]},
+        {"id": 3, "title": "Limits"},
+    ]}  # fmt: skip
+    now = {"tasks": [{"id": 1, "title": "Auth", "subtasks": [{"id": 1, "title": "Token"}]},
+                     {"id": 9, "title": "Filed by the audit"}]}  # fmt: skip
+    operator = taskfiles.parse(path, json.dumps(began))
+    back = operators_back(taskfiles.parse(path, json.dumps(now)), operator, None)
+    assert back.gone == ["1.2", "2.1", "3"] and back.lost == []
+    assert back.text is not None
+    fixed = taskfiles.parse(path, back.text)
+    assert [t.id for t in fixed.tasks] == ["1.1", "1.2", "9", "2.1", "3"]
+    assert fixed.get("1.2").verify == AUTH  # type: ignore[union-attr]
+    assert "put back into tasks.json" in back.note
+    prd = {"userStories": [{"id": "1.1", "title": "Token"}]}
+    other = operators_back(taskfiles.parse(path, json.dumps(prd)), operator, None)
+    assert other.text is None and other.lost == ["1.2", "2.1", "3"]
+    assert other.note.endswith("cannot be put back into tasks.json: not worked")

@@ -167,15 +167,20 @@ def remediation_file(root: Path, base: str | None = None) -> str | None:
 def open_task_count(root: Path, name: str, base: str | None = None) -> int | None:
     """How many open tasks the file has (None: it lists no task at all). `base`, the
     campaign's base commit: the operator's tasks count with their status there (an audit
-    phase's agent that marks them done does not close them)."""
-    try:
-        task_file = taskfiles.load(root / name)
-    except UsageError as exc:
-        if "no tasks found" in exc.message:
-            return None
-        raise
+    phase's agent that marks them done does not close them), those an audit removed from the
+    file (or the file itself) too: remediate puts them back (`TaskQueue`)."""
     began = operator_file(root, base, name).statuses() if base else {}
-    return sum(began.get(t.id, (t.status, ""))[0] in OPEN for t in task_file.tasks)
+    try:
+        listed = {t.id: t.status for t in taskfiles.load(root / name).tasks}
+    except UsageError as exc:
+        if began:  # removed or made unreadable: remediate restores the operator's file
+            listed = {}
+        elif "no tasks found" in exc.message:
+            return None
+        else:
+            raise
+    listed.update({task_id: status for task_id, (status, _) in began.items()})
+    return sum(status in OPEN for status in listed.values())
 
 
 def report_dir(main_repo: Path, campaign_id: str) -> Path:

@@ -143,6 +143,17 @@ class ChecklistFile(TaskFile):
     def render(self) -> str:
         return "".join(self.lines)
 
+    def with_items(self, source: ChecklistFile, ids: list[str]) -> str:
+        """This file's text with the items `ids` of `source` (another version of it), each
+        with the lines under it, added at the end."""
+        lines = list(self.lines)
+        for task_id in ids:
+            for number in [source.line_of[task_id], *source.body_of[task_id]]:
+                if lines and not lines[-1].endswith(("\n", "\r")):
+                    lines[-1] += "\n"
+                lines.append(source.lines[number])
+        return "".join(lines)
+
 
 def _is_verify(line: str) -> bool:
     found = _FIELD.match(line.rstrip("\r\n"))

@@ -17,6 +17,7 @@ The model they fill in (tasks, next-task selection, validation) is in `tasks`.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,36 @@ class PrdFile(_JSONTaskFile):
             raw["blockedReason"] = task.reason
         else:
             raw.pop("blockedReason", None)
+
+
+def put_back(file: TaskFile, source: TaskFile, ids: list[str]) -> str | None:
+    """`file`'s text with its tasks `ids` that `source` (another version of it, e.g. as an
+    earlier commit has it) has and `file` lost put back at the end, as `source` has them (a
+    subtask into its parent, or with its parent when that went too); None when the two are
+    not of one format."""
+    if isinstance(file, ChecklistFile) and isinstance(source, ChecklistFile):
+        return file.with_items(source, ids)
+    if isinstance(file, PrdFile) and isinstance(source, PrdFile):
+        file.data["userStories"] += [copy.deepcopy(source.raw[i]) for i in ids]
+        return file.render()
+    if not (isinstance(file, TaskmasterFile) and isinstance(source, TaskmasterFile)):
+        return None
+    listed = (file.data[file.tag] if file.tag else file.data)["tasks"]
+    parent_of = {sub: parent for parent, subs in source.parents.items() for sub in subs}
+    whole: set[str] = set()  # parents put back with their subtasks
+    for task_id in ids:
+        parent = parent_of.get(task_id)
+        if parent is None:
+            listed.append(copy.deepcopy(source.raw[task_id]))
+        elif parent in file.raw:  # the parent is there: the subtask goes back under it
+            subs = file.raw[parent].get("subtasks")
+            if not isinstance(subs, list):
+                subs = file.raw[parent]["subtasks"] = []
+            subs.append(copy.deepcopy(source.raw[task_id]))
+        elif parent not in whole:
+            whole.add(parent)
+            listed.append(copy.deepcopy(source.raw[parent]))
+    return file.render()
 
 
 def load(path: Path, tag: str | None = None) -> TaskFile:

@@ -33,6 +33,7 @@ from .taskpins import (
     Pinned,
     base_pins,
     campaign_pins,
+    operators_back,
     pins_of,
 )
 
@@ -108,6 +109,7 @@ class TaskQueue:
         `operator`, for a campaign's later phase: the task file at the campaign's base commit,
         whose tasks' title, verify and status stand over what the audit phases left."""
         self.path = path
+        self.rewrite: str | None = None  # the file's text, to write at the first start()
         # Where the file's folder really is: the agent could swap a folder on the way for a
         # link (.taskmaster/tasks -> ~/somewhere), and the runner writes outside the sandbox.
         self.folder = path.parent.resolve()
@@ -124,15 +126,24 @@ class TaskQueue:
         try:
             self.file = taskfiles.load(path, self.tag)
         except UsageError as exc:
-            if trusted is None or not trusted[0].text:
+            if trusted is not None and trusted[0].text:
+                self.check_folder()
+                tasks.write_text(path, trusted[0].text)
+                self.file = taskfiles.load(path, self.tag)
+                whose = "the run's copy"
+            elif operator is not None and operator.text:  # a campaign's: the operator's file
+                self.file = self._rewrite(operator.text)
+                whose = "the operator's, as the campaign began,"
+            else:
                 raise
-            self.check_folder()
-            tasks.write_text(path, trusted[0].text)
-            self.file = taskfiles.load(path, self.tag)
-            self._notes.append(
-                f"the task file was made unreadable ({exc}); the run's copy restored"
-            )
+            self._notes.append(f"the task file was made unreadable ({exc}); {whose} restored")
         self.tag = getattr(self.file, "tag", None)  # every later reading of the file: this one
+        self.lost: list[str] = []  # the operator's tasks an audit removed, not put back
+        if operator is not None and operator.file is not None:
+            back = operators_back(self.file, operator.file, self.tag)
+            self.file = self._rewrite(back.text) if back.text is not None else self.file
+            self.lost = back.lost
+            self._notes += [back.note] if back.note else []
         # The statuses the runner stands by: as the file had them at the start, then its own.
         self.recorded = {t.id: (t.status, t.reason) for t in self.file.tasks}
         if trusted is not None:
@@ -178,6 +189,12 @@ class TaskQueue:
                 f"the task file's folder {self.path.parent} was replaced by a link to {now}; "
                 "the runner writes only inside the repository: put the folder back, then resume"
             )
+
+    def _rewrite(self, text: str) -> tasks.TaskFile:
+        """The file as `text`, written at the first start(): the iteration that begins then
+        commits it (a path dirty as an iteration begins is never committed)."""
+        self.rewrite = text
+        return taskfiles.parse(self.path, text, self.tag)
 
     def _save(self) -> None:
         self.check_folder()
@@ -284,6 +301,11 @@ class TaskQueue:
         for note in self._notes:
             self._warn(note)
         self._notes = []
+        if self.rewrite is not None:
+            self.check_folder()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tasks.write_text(self.path, self.rewrite)
+            self.rewrite = None
         self._reload()
         self._settle_unreachable()
         self._save()
@@ -377,6 +399,10 @@ class TaskQueue:
         filed = sum(self._mark(t.id) == FILED for t in self.file.tasks)
         more += f"; {filed} filed by the campaign's agents, with their own verify" if filed else ""
         more += f"; {self.ignored}, created by the audit phases, not worked" if self.ignored else ""
+        if self.lost:
+            more += (
+                f"; the operator's task(s) {', '.join(self.lost)}, removed by an audit, not worked"
+            )
         return (
             f"all {len(self.file.tasks)} tasks closed ({count.get('done', 0)} done, "
             f"{count.get('blocked', 0)} blocked, {other} deferred{more})"

@@ -13,7 +13,8 @@ have edited the task file: the tasks the operator's file had at the campaign's b
 are pinned from there, title, verify and status (`campaign_pins`, `operator_file`); the tasks
 the audits filed carry the agents' own verify and are marked so (`BY`: `AGENTS`). When the
 operator's file at that commit is one of the two a campaign files into (`CAMPAIGN_FILES`),
-remediate works that one, whatever other the audits created (`Committed.ignored` names it).
+remediate works that one, whatever other the audits created (`Committed.ignored` names it),
+and the operator's tasks an audit removed from it are put back (`operators_back`).
 """
 
 from __future__ import annotations
@@ -136,6 +137,48 @@ def campaign_pins(now: Pinned, operator: tasks.TaskFile | None) -> Pinned:
     operator wrote them; the others, which the audit phases filed, marked as the agents'."""
     theirs = pins_of(operator) if operator is not None else {}
     return {task_id: theirs.get(task_id) or {**pin, BY: AGENTS} for task_id, pin in now.items()}
+
+
+def operators_back(now: tasks.TaskFile, operator: tasks.TaskFile, tag: str | None) -> Restored:
+    """The operator's tasks (those of `operator`, the task file at the campaign's base commit)
+    that `now` lost (an audit phase's agent removed them), and `now`'s text with them put back
+    as the operator wrote them (`taskfiles.put_back`); no text when none was lost, or when they
+    cannot be put back (the file is now of another format)."""
+    gone = [t.id for t in operator.tasks if now.get(t.id) is None]
+    if not gone:
+        return Restored(None, [], "")
+    text = taskfiles.put_back(taskfiles.parse(now.path, now.text, tag), operator, gone)
+    try:
+        fresh = taskfiles.parse(now.path, text, tag) if text is not None else None
+    except UsageError:
+        fresh = None
+    ids, name = ", ".join(gone), now.path.name
+    if fresh is None or any(fresh.get(i) is None for i in gone):
+        note = (
+            f"task(s) {ids} of the operator's task file were removed by an audit phase and "
+            f"cannot be put back into {name}: not worked"
+        )
+        return Restored(None, gone, note)
+    note = (
+        f"task(s) {ids} of the operator's task file were removed by an audit phase; put back "
+        f"into {name} as the campaign began"
+    )
+    return Restored(text, gone, note)
+
+
+@dataclass
+class Restored:
+    """What `operators_back` found: the file's text with the operator's tasks put back (None:
+    nothing to write), the ids of those it had lost, and the warning that says so."""
+
+    text: str | None
+    gone: list[str]
+    note: str
+
+    @property
+    def lost(self) -> list[str]:
+        """The operator's tasks that are not worked (they could not be put back)."""
+        return self.gone if self.text is None else []
 
 
 def recorded_task_list(conn: sqlite3.Connection, run_id: str) -> Pinned | None:
