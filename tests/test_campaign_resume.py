@@ -224,3 +224,31 @@ def test_resume_campaign_on_the_command_line_takes_more_and_budgets_or_says_why_
     assert iterations_asked(spies, "reliability") == [2] and "observability" not in spies
     assert campaign_row(repo, cid)["config"]["max_tokens"] == 90000
     assert f"  go on: ralph resume {cid} --more N\n" in went_on.stderr
+
+
+def test_more_for_a_phase_that_is_skipped_is_not_used_and_a_line_says_so(
+    harden: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The campaign goes on with remediate, which is skipped (no task filed): `--more 1` was
+    for it, so the phase after it keeps its own limit, and a line says --more was not used."""
+    from ralph.run import campaign_run
+
+    real = campaign_run._Campaign.run_phase
+
+    def killed_before_remediate(self: Any, phase: str, resume: Any = None) -> Any:
+        if phase == "remediate":
+            raise KeyboardInterrupt
+        return real(self, phase, resume)
+
+    monkeypatch.setattr(campaign_run._Campaign, "run_phase", killed_before_remediate)
+    with pytest.raises(KeyboardInterrupt):
+        harden({"reliability": [turn("Not done.")], "observability": [turn("Not done either.")]},
+               phases="reliability,remediate,observability", phase_max_iterations=2)  # fmt: skip
+    monkeypatch.setattr(campaign_run._Campaign, "run_phase", real)
+    echoed: list[str] = []
+    resumed = resume_campaign(harden.repo, _only_campaign(harden.repo), echo=echoed.append, more=1)
+    assert [(o.phase, o.status) for o in resumed.phases][1:] == [
+        ("remediate", "skipped"), ("observability", "max_iterations"),
+    ]  # fmt: skip
+    assert "ralph harden: --more 1 not used: phase remediate skipped" in echoed
+    assert iterations_asked(harden.spies, "observability") == [1, 2]  # its own limit

@@ -177,6 +177,9 @@ class _Campaign:
 
     def _skipped(self, phase: str, why: str) -> PhaseOutcome:
         self.echo(f"ralph harden: phase {phase} skipped: {why}")
+        if self.first_limit is not None:  # --more was for this phase: the next keep theirs
+            self.echo(f"ralph harden: --more {self.first_limit} not used: phase {phase} skipped")
+            self.first_limit = None
         return PhaseOutcome(phase, SKIPPED, why)
 
     def _position(self, phase: str) -> str:
