@@ -248,3 +248,31 @@ def test_operators_back_puts_subtasks_and_parents_back_or_names_those_it_cannot(
     other = operators_back(taskfiles.parse(path, json.dumps(prd)), operator, None)
     assert other.text is None and other.lost == ["1.2", "2.1", "3"]
     assert other.note.endswith("cannot be put back into tasks.json: not worked")
+
+
+def test_a_checklist_with_no_tasks_at_the_base_is_no_operator_task_not_an_unreadable_file(
+    harden: Any,
+) -> None:
+    """A repository whose earlier campaign left the checklist as a note (the security gate
+    wants the file; no task was open): the next campaign's audit files a task there, and
+    remediate works it as the agents' own, rather than refuse the file as unreadable."""
+    repo: Path = harden.repo
+    (repo / CHECKLIST).parent.mkdir(parents=True)
+    (repo / CHECKLIST).write_text("# Remediation tasks\n\nNothing open: all fixed.\n")
+    git(repo, "add", CHECKLIST)
+    git(repo, "commit", "-qm", "the last campaign's note")
+    path, text = audit_file("security")
+    filed = "# Remediation tasks\n\n- [ ] SEC-009: Rate limiting\n  verify: test -f limit.py\n"
+    security = [step([create(path, text), create(CHECKLIST, filed)],
+                     "Audited. <promise>SECURITY_AUDIT_COMPLETE</promise>")]  # fmt: skip
+    remediate = [step([create("limit.py")], "Limited. <task-done>SEC-009</task-done>")]
+    result, repo, _, _ = harden({"security": security, "remediate": remediate},
+                                phases="security,remediate", task_failures=1,
+                                phase_max_iterations=1)  # fmt: skip
+    assert [(o.phase, o.status) for o in result.phases] == [
+        ("security", "completed"), ("remediate", "completed"),
+    ]  # fmt: skip
+    run_id = campaign_runs(repo, result.campaign_id)[-1]["id"]
+    (ended,) = events(repo, run_id, "task_ended")
+    assert (ended["id"], ended["status"]) == ("SEC-009", "done")
+    assert "filed by the campaign's agents" in ended["reason"]

@@ -34,7 +34,7 @@ from ..store.schema import db_path
 from . import taskfiles
 from .prompt import load_prompt
 from .taskpins import CHECKLIST_FILE, TASKMASTER_FILE, operator_file, operators_choice
-from .tasks import OPEN
+from .tasks import OPEN, NoTasks
 
 REMEDIATE = "remediate"
 CAMPAIGNS_DIR = "campaigns"
@@ -175,7 +175,7 @@ def open_task_count(root: Path, name: str, base: str | None = None) -> int | Non
     except UsageError as exc:
         if began:  # removed or made unreadable: remediate restores the operator's file
             listed = {}
-        elif "no tasks found" in exc.message:
+        elif isinstance(exc, NoTasks):
             return None
         else:
             raise

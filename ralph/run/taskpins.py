@@ -52,6 +52,7 @@ class Committed:
     # A campaign's other task file, which its audit phases created in the tree beside this
     # one (the operator's): its tasks are not worked ('' for none).
     ignored: str = ""
+    empty: bool = False  # a file that lists no task (a note): readable, with nothing to pin
 
     def statuses(self) -> dict[str, tuple[str, str]]:
         return {t.id: (t.status, t.reason) for t in self.file.tasks} if self.file else {}
@@ -77,7 +78,9 @@ def committed_file(repo: Path, rev: str, relative: Path | str) -> Committed:
     try:
         return Committed(text, taskfiles.parse(repo / name, text, tag), tag=tag)
     except UsageError as exc:
-        return Committed(text, None, f"{name} at commit {rev[:12]}: {exc.message}", tag)
+        found = Committed(text, None, f"{name} at commit {rev[:12]}: {exc.message}", tag)
+        found.empty = isinstance(exc, tasks.NoTasks)
+        return found
 
 
 def pins_of(task_file: tasks.TaskFile) -> Pinned:
@@ -102,7 +105,7 @@ def operator_file(repo: Path, rev: str, relative: Path | str) -> Committed:
     """A campaign's task file as the operator had it (at the campaign's base commit `rev`);
     a UsageError when it is there but cannot be read (rather than pin the agents' edits)."""
     found = committed_file(repo, rev, relative)
-    if found.text is not None and found.file is None:
+    if found.text is not None and found.file is None and not found.empty:
         raise UsageError(
             f"the task file as the campaign began cannot be read ({found.problem}); the "
             "operator's verify commands cannot be told from the audit phases' edits: fix it "

@@ -33,6 +33,10 @@ _DONE_TAG = re.compile(r"<task-done>\s*(.*?)\s*</task-done>", re.DOTALL)
 _BLOCKED_TAG = re.compile(r"<task-blocked>\s*(.*?)\s*</task-blocked>", re.DOTALL)
 
 
+class NoTasks(UsageError):
+    """A task file that lists no task (a note, an empty template)."""
+
+
 @dataclass
 class Task:
     """One unit of work, in ralph's terms whatever the file's format."""
@@ -176,7 +180,7 @@ class TaskFile:
         """Duplicate ids, unknown dependencies and cycles: one line each, exit 2."""
         where = self.path.name
         if not self.tasks:
-            raise UsageError(f"{where}: no tasks found; add tasks to it or pass another --tasks")
+            raise NoTasks(f"{where}: no tasks found; add tasks to it or pass another --tasks")
         seen: set[str] = set()
         for task in self.tasks:
             if task.id in seen:
