@@ -5,6 +5,8 @@ resume mid-phase and between phases, the report's coverage of the 40 items."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from ralph.errors import Interrupted, UsageError
 from ralph.layers import COMMAND_LINE, parse_layer
 from ralph.models.script import ScriptModel
+from ralph.run import campaign_run
 from ralph.run.campaign import campaign_config, find_campaign
 from ralph.run.campaign_run import resume_campaign, run_campaign
 from ralph.run.hardening import campaign_report
@@ -337,20 +340,29 @@ def test_resume_continues_mid_phase_at_its_iteration_then_the_next_phases(
     assert "- [x] SEC-001" in git(repo, "show", f"{resumed.branch}:sdlc/remediation-tasks.md")
 
 
+@contextmanager
+def killed_before(monkeypatch: pytest.MonkeyPatch, phase: str) -> Iterator[None]:
+    """The campaign in the block is killed (KeyboardInterrupt) as `phase` would begin; after
+    the block, phases run as they do."""
+    real = campaign_run._Campaign.run_phase
+
+    def killed(self: Any, name: str, resume: Any = None) -> Any:
+        if name == phase:
+            raise KeyboardInterrupt
+        return real(self, name, resume)
+
+    monkeypatch.setattr(campaign_run._Campaign, "run_phase", killed)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(campaign_run._Campaign, "run_phase", real)
+
+
 def test_resume_between_phases_starts_the_next_phase(
     harden: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ralph.run import campaign_run
-
-    real = campaign_run._Campaign.run_phase
-
-    def killed_before_observability(self: Any, phase: str, resume: Any = None) -> Any:
-        if phase == "observability":
-            raise KeyboardInterrupt
-        return real(self, phase, resume)
-
-    monkeypatch.setattr(campaign_run._Campaign, "run_phase", killed_before_observability)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_before(monkeypatch, "observability"):
         harden(
             {"reliability": [["Not done."]], "observability": [["Not done either."]]},
             phases="reliability,observability",
@@ -363,7 +375,6 @@ def test_resume_between_phases_starts_the_next_phase(
     finally:
         journal.close()
     assert row["status"] == "interrupted"
-    monkeypatch.setattr(campaign_run._Campaign, "run_phase", real)
     resumed = resume_campaign(repo, row["id"])
     assert [(o.phase, o.status) for o in resumed.phases] == [
         ("reliability", "max_iterations"),

@@ -18,7 +18,7 @@ from ralph.run.campaign import campaign_config
 from ralph.run.campaign_run import resume_campaign, run_campaign
 from ralph.store.journal import Journal
 from tests.helpers import clean_env, git, run_here, write_script
-from tests.test_campaign import ONE_TURN, Interrupting, campaign_runs
+from tests.test_campaign import ONE_TURN, Interrupting, campaign_runs, killed_before
 from tests.test_campaign import harden as harden  # the fixture: a campaign on a fresh repository
 from tests.test_loop_runs import Spy
 
@@ -136,23 +136,12 @@ def test_more_is_for_the_phase_the_campaign_goes_on_with_and_the_next_keep_their
 def test_more_after_a_kill_between_phases_is_the_next_phases_limit(
     harden: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ralph.run import campaign_run
-
-    real = campaign_run._Campaign.run_phase
-
-    def killed_before_observability(self: Any, phase: str, resume: Any = None) -> Any:
-        if phase == "observability":
-            raise KeyboardInterrupt
-        return real(self, phase, resume)
-
-    monkeypatch.setattr(campaign_run._Campaign, "run_phase", killed_before_observability)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_before(monkeypatch, "observability"):
         harden(
             {"reliability": [turn("Not done.")], "observability": [turn("Not done either.")]},
             phases="reliability,observability,incident-response",
             phase_max_iterations=2,
         )
-    monkeypatch.setattr(campaign_run._Campaign, "run_phase", real)
     repo, spies = harden.repo, harden.spies
     harden.scripts["incident-response"] = harden.scripts["observability"]
     (reliability,) = campaign_runs(repo, reliability_cid := _only_campaign(repo))
@@ -231,20 +220,9 @@ def test_more_for_a_phase_that_is_skipped_is_not_used_and_a_line_says_so(
 ) -> None:
     """The campaign goes on with remediate, which is skipped (no task filed): `--more 1` was
     for it, so the phase after it keeps its own limit, and a line says --more was not used."""
-    from ralph.run import campaign_run
-
-    real = campaign_run._Campaign.run_phase
-
-    def killed_before_remediate(self: Any, phase: str, resume: Any = None) -> Any:
-        if phase == "remediate":
-            raise KeyboardInterrupt
-        return real(self, phase, resume)
-
-    monkeypatch.setattr(campaign_run._Campaign, "run_phase", killed_before_remediate)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_before(monkeypatch, "remediate"):
         harden({"reliability": [turn("Not done.")], "observability": [turn("Not done either.")]},
                phases="reliability,remediate,observability", phase_max_iterations=2)  # fmt: skip
-    monkeypatch.setattr(campaign_run._Campaign, "run_phase", real)
     echoed: list[str] = []
     resumed = resume_campaign(harden.repo, _only_campaign(harden.repo), echo=echoed.append, more=1)
     assert [(o.phase, o.status) for o in resumed.phases][1:] == [
