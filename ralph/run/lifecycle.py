@@ -163,7 +163,9 @@ def open_run(
             operator = None
             if campaign and campaign.get("base_commit"):
                 operator = operator_file(workspace.root, campaign["base_commit"], relative)
-            loop.tasks = TaskQueue(path, cfg.task_failures, bus, trusted, pinned, operator)
+            loop.tasks = TaskQueue(
+                path, cfg.task_failures, bus, trusted, pinned, operator, root=workspace.root
+            )
             if resume and resume.tasks is not None:
                 loop.tasks.restore(resume.tasks.failures, resume.tasks.feedback)
             elif resume:  # failures in a row go on counting across a resume

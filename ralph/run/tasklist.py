@@ -99,6 +99,7 @@ class TaskQueue:
         trusted: tuple[Committed, dict[str, tuple[str, str]]] | None = None,
         pinned: Pinned | None = None,
         operator: Committed | None = None,
+        root: Path | None = None,
     ) -> None:
         """`trusted`, for a resumed run: the task file as the run began (at its base commit,
         `taskpins.committed_file`) and the statuses the runner set since (the journal's
@@ -107,12 +108,21 @@ class TaskQueue:
         commands as the run began (the journal's `task_list`, `taskpins.recorded_task_list`);
         without it, the base commit's, and a UsageError when that cannot be read.
         `operator`, for a campaign's later phase: the task file at the campaign's base commit,
-        whose tasks' title, verify and status stand over what the audit phases left."""
+        whose tasks' title, verify and status stand over what the audit phases left.
+        `root`, the repository (or worktree) the file is in: its folder must lead nowhere
+        else, however the tree the run starts from has it (an agent's commit may have made
+        the folder a link out of the repository)."""
         self.path = path
         self.rewrite: str | None = None  # the file's text, to write at the first start()
         # Where the file's folder really is: the agent could swap a folder on the way for a
         # link (.taskmaster/tasks -> ~/somewhere), and the runner writes outside the sandbox.
         self.folder = path.parent.resolve()
+        if root is not None and not self.folder.is_relative_to(root.resolve()):
+            raise RalphError(
+                f"the task file's folder {path.parent} leads out of the repository (to "
+                f"{self.folder}): the runner reads and writes task files only inside it; "
+                "replace the link with the folder in a commit of the run's branch, then resume"
+            )
         self.max_failures = max_failures
         self.bus = bus
         self._notes: list[str] = []  # warnings to give once the run has started
