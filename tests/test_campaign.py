@@ -286,20 +286,27 @@ class Interrupting(Spy):
         return super().complete(request, on_event)
 
 
-def test_resume_continues_mid_phase_at_its_iteration_then_the_next_phases(
-    harden: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo, spies = harden.repo, harden.spies
-    interrupt = [True]  # the first session is interrupted in reliability's second iteration
+def interrupting_reliability(harden: Any, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Each phase's model is its script, spied on (in `harden.spies`); while the flag returned
+    is set, reliability's session is interrupted in its second iteration."""
+    interrupt = [True]
 
     def model(cfg: Any) -> Spy:
         script = ScriptModel(harden.scripts[cfg.prompt_name])
         cut = cfg.prompt_name == "reliability" and interrupt[0]
         spy = Interrupting(script, 2) if cut else Spy(script)
-        spies.setdefault(cfg.prompt_name, []).append(spy)
+        harden.spies.setdefault(cfg.prompt_name, []).append(spy)
         return spy
 
     monkeypatch.setattr("ralph.models.make_model", model)
+    return interrupt
+
+
+def test_resume_continues_mid_phase_at_its_iteration_then_the_next_phases(
+    harden: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, spies = harden.repo, harden.spies
+    interrupt = interrupting_reliability(harden, monkeypatch)
     sessions = {
         "security": security_completes(),
         "reliability": [

@@ -13,12 +13,16 @@ import pytest
 
 from ralph.errors import UsageError
 from ralph.layers import COMMAND_LINE, parse_layer
-from ralph.models.script import ScriptModel
 from ralph.run.campaign import campaign_config
 from ralph.run.campaign_run import resume_campaign, run_campaign
 from ralph.store.journal import Journal
 from tests.helpers import clean_env, git, run_here, write_script
-from tests.test_campaign import ONE_TURN, Interrupting, campaign_runs, killed_before
+from tests.test_campaign import (
+    ONE_TURN,
+    campaign_runs,
+    interrupting_reliability,
+    killed_before,
+)
 from tests.test_campaign import harden as harden  # the fixture: a campaign on a fresh repository
 from tests.test_loop_runs import Spy
 
@@ -107,16 +111,7 @@ def test_more_is_for_the_phase_the_campaign_goes_on_with_and_the_next_keep_their
     harden: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo, spies = harden.repo, harden.spies
-    interrupt = [True]  # the first session is interrupted in reliability's second iteration
-
-    def model(cfg: Any) -> Spy:
-        script = ScriptModel(harden.scripts[cfg.prompt_name])
-        cut = cfg.prompt_name == "reliability" and interrupt[0]
-        spy = Interrupting(script, 2) if cut else Spy(script)
-        spies.setdefault(cfg.prompt_name, []).append(spy)
-        return spy
-
-    monkeypatch.setattr("ralph.models.make_model", model)
+    interrupt = interrupting_reliability(harden, monkeypatch)
     for phase in ("reliability", "observability"):
         harden.scripts[phase] = write_script(repo.parent / f"{phase}.yaml", [turn("Not done.")])
     flags = {"model": "claude-sonnet-5-5", "sandbox": "none", "quiet": True,
